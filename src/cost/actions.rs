@@ -1,0 +1,125 @@
+//! Action counts: what secure inference of each layer has to do, independent of
+//! what any protocol charges for it. One image per inference.
+
+use crate::cost::protocol::ConvMasking;
+use crate::graph::Network;
+use crate::sharing::{decisions, Planned};
+use crate::spec::plan::{Decision, NoiseMask};
+use crate::spec::Op;
+use petgraph::graph::NodeIndex;
+use serde::Serialize;
+
+/// What a product computes, for reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProductKind {
+    Linear,
+    Conv,
+    /// The group scores v^T s of a shared ReLU with secret learned weights.
+    Score,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MulPurpose {
+    /// Multiply each activation by its group's decision.
+    Gate,
+    /// Flip decisions with a secret noise mask.
+    Noise,
+}
+
+/// One step of a layer's secure evaluation. Steps of a layer run one after another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "action", rename_all = "lowercase")]
+pub enum Action {
+    /// A Beaver product of X (`x` elements) and Y (`y`) into Z (`z`). For a matrix
+    /// product m x n times n x v: x = mn, y = nv, z = mv.
+    Product { kind: ProductKind, x: u64, y: u64, z: u64 },
+    /// Secure comparison with zero, one per ReLU decision.
+    Drelu { count: u64 },
+    /// Elementwise products of secret values.
+    Mul { purpose: MulPurpose, count: u64 },
+    /// Local fixed-point truncations (after products, pooling, public scalings).
+    Truncate { count: u64 },
+}
+
+/// The actions of one layer, in order. `relus` is the number of ReLU decisions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerActions {
+    pub node: NodeIndex,
+    pub relus: u64,
+    pub actions: Vec<Action>,
+}
+
+/// Counts the actions of every layer of a planned network.
+pub fn count(planned: &Planned, masking: ConvMasking) -> Vec<LayerActions> {
+    let net: &Network = planned.network;
+    net.layers()
+        .map(|(node, layer)| {
+            let out = &layer.output;
+            let op = layer.op.as_ref().expect("layers() yields layers, not the input");
+            let input = net.input_shape(node);
+            let (relus, actions) = match op {
+                Op::Conv { out_channels, kernel, .. } => {
+                    let (cin, _, _) = input.chw().expect("graph checked: conv input is a map");
+                    let positions = (out.numel() / out_channels) as u64;
+                    let patch = (kernel.0 * kernel.1 * cin) as u64;
+                    let (o, z) = (*out_channels as u64, out.numel() as u64);
+                    let x = match masking {
+                        ConvMasking::Im2col => positions * patch,
+                        ConvMasking::Tensor => input.numel() as u64,
+                    };
+                    (0, vec![Action::Product { kind: ProductKind::Conv, x, y: patch * o, z }, Action::Truncate { count: z }])
+                }
+                Op::Linear { out_features } => {
+                    let (n, v) = (input.numel() as u64, *out_features as u64);
+                    (0, vec![Action::Product { kind: ProductKind::Linear, x: n, y: n * v, z: v }, Action::Truncate { count: v }])
+                }
+                Op::AvgPool { .. } => (0, vec![Action::Truncate { count: out.numel() as u64 }]),
+                Op::Relu => relu_actions(planned, node),
+                Op::Flatten | Op::Dropout { .. } | Op::Add | Op::BatchNorm => (0, vec![]),
+            };
+            LayerActions { node, relus, actions }
+        })
+        .collect()
+}
+
+/// A (shared) ReLU layer: score, decisions, optional secret noise, gating.
+fn relu_actions(planned: &Planned, node: NodeIndex) -> (u64, Vec<Action>) {
+    let input = planned.network.input_shape(node);
+    let n = input.numel() as u64;
+    let Some(plan) = planned.relu_plan(node) else {
+        return (n, vec![Action::Drelu { count: n }, Action::Mul { purpose: MulPurpose::Gate, count: n }]);
+    };
+    // `Planned::new` already checked the plan against this shape.
+    let d = decisions(plan, input).expect("plan checked against the layer's shape");
+    let (groups, gated) = (d.groups as u64, d.gated as u64);
+    if groups == 0 {
+        return (0, vec![]);
+    }
+    let mut actions = Vec::new();
+    let shared = groups < gated;
+    if shared {
+        match plan.decision {
+            // One activation per group decides: its share is selected locally.
+            Decision::Center => {}
+            // Public weights: each party scales and sums its own shares, then truncates.
+            Decision::Mean | Decision::Learned { weights: crate::spec::WeightVisibility::Public, .. } => {
+                actions.push(Action::Truncate { count: groups })
+            }
+            // Secret weights: one dot product per group, X the activations, Y the weights.
+            Decision::Learned { weights: crate::spec::WeightVisibility::Secret, shared_across_channels } => {
+                let channels = input.chw().map_or(1, |(c, _, _)| c as u64);
+                let y = if shared_across_channels { gated / channels } else { gated };
+                actions.push(Action::Product { kind: ProductKind::Score, x: gated, y, z: groups });
+                actions.push(Action::Truncate { count: groups });
+            }
+        }
+    }
+    actions.push(Action::Drelu { count: groups });
+    if plan.noise.at_inference() && plan.noise.mask == NoiseMask::Secret {
+        actions.push(Action::Mul { purpose: MulPurpose::Noise, count: gated });
+    }
+    actions.push(Action::Mul { purpose: MulPurpose::Gate, count: gated });
+    (groups, actions)
+}

@@ -1,0 +1,147 @@
+//! Protocol tables: what each action costs in rounds and bits per party. Counts of
+//! actions come from `actions`; this module only prices them.
+
+use crate::error::{Error, Result};
+use crate::spec::{parse_toml, read_text};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+/// The built-in table (SecureNN as the paper's Table 1 prices it).
+pub const SECURENN_TOML: &str = include_str!("../../protocols/securenn.toml");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConvMasking {
+    /// Open the im2col matrix: x = output positions * f^2 * in channels.
+    Im2col,
+    /// Open the input tensor: x = input elements.
+    Tensor,
+}
+
+impl std::fmt::Display for ConvMasking {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ConvMasking::Im2col => "im2col",
+            ConvMasking::Tensor => "tensor",
+        })
+    }
+}
+
+/// Ring elements a party sends for a product, per element of X, Y and Z.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProductTerms {
+    #[serde(default)]
+    pub x: u64,
+    #[serde(default)]
+    pub y: u64,
+    #[serde(default)]
+    pub z: u64,
+}
+
+/// Bits a party sends per value, as multiples of l and of l log p.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UnitTerms {
+    #[serde(default)]
+    pub l: u64,
+    #[serde(default)]
+    pub l_logp: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Priced<T> {
+    pub rounds: u64,
+    pub depth: u64,
+    #[serde(default)]
+    pub p0: T,
+    #[serde(default)]
+    pub p1: T,
+    #[serde(default)]
+    pub p2: T,
+}
+
+impl<T: Copy> Priced<T> {
+    pub fn parties(&self) -> [T; 3] {
+        [self.p0, self.p1, self.p2]
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProtocolTable {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    pub ring_bits: u64,
+    pub field_bits: u64,
+    pub conv_masking: ConvMasking,
+    pub product: Priced<ProductTerms>,
+    pub drelu: Priced<UnitTerms>,
+    pub mul: Priced<UnitTerms>,
+    pub truncate: Priced<UnitTerms>,
+    /// Where the table came from ("built-in" or a path); not part of the file.
+    #[serde(skip)]
+    pub source: String,
+}
+
+impl ProtocolTable {
+    pub fn securenn() -> ProtocolTable {
+        // The built-in table is checked by a unit test; it cannot fail to parse.
+        let mut t = Self::parse(Path::new("protocols/securenn.toml"), SECURENN_TOML).expect("built-in table parses");
+        t.source = "built-in".into();
+        t
+    }
+
+    pub fn load(path: &Path) -> Result<ProtocolTable> {
+        let mut t = Self::parse(path, &read_text(path)?)?;
+        t.source = path.display().to_string();
+        Ok(t)
+    }
+
+    pub fn parse(path: &Path, text: &str) -> Result<ProtocolTable> {
+        let t: ProtocolTable = parse_toml(path, text)?;
+        if t.ring_bits == 0 || t.field_bits == 0 {
+            return Err(Error::invalid(path, None, "ring_bits and field_bits must be at least 1"));
+        }
+        Ok(ProtocolTable { source: PathBuf::from(path).display().to_string(), ..t })
+    }
+
+    /// Bits each party sends for one product with operand sizes x, y, z.
+    pub fn product_bits(&self, x: u64, y: u64, z: u64) -> [u64; 3] {
+        self.product.parties().map(|t| (t.x * x + t.y * y + t.z * z) * self.ring_bits)
+    }
+
+    /// Bits each party sends for `count` values of a per-value action.
+    pub fn unit_bits(&self, price: &Priced<UnitTerms>, count: u64) -> [u64; 3] {
+        price.parties().map(|t| (t.l * self.ring_bits + t.l_logp * self.ring_bits * self.field_bits) * count)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn securenn_table_gives_table1_prices() {
+        let t = ProtocolTable::securenn();
+        let drelu: u64 = t.unit_bits(&t.drelu, 1).iter().sum();
+        assert_eq!(drelu, 83 * 64, "DReLU = (8 log p + 19) l");
+        assert_eq!(t.unit_bits(&t.drelu, 1), [1280, 1280, 2752]);
+        let mul: u64 = t.unit_bits(&t.mul, 1).iter().sum();
+        assert_eq!(mul, 5 * 64);
+        // Linear_{m,n,v} = (2mn + 2nv + mv) l, here m = 2, n = 3, v = 4.
+        let lin: u64 = t.product_bits(6, 12, 8).iter().sum();
+        assert_eq!(lin, (12 + 24 + 8) * 64);
+        assert_eq!((t.drelu.rounds + t.mul.rounds, t.product.rounds), (10, 2));
+        assert_eq!(t.source, "built-in");
+    }
+
+    #[test]
+    fn unknown_keys_in_a_table_are_errors() {
+        let bad = SECURENN_TOML.replace("[mul]\nrounds = 2", "[mul]\nround = 2");
+        let e = ProtocolTable::parse(Path::new("t.toml"), &bad).unwrap_err().to_string();
+        assert!(e.starts_with("t.toml: line"), "{e}");
+    }
+}

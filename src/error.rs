@@ -1,0 +1,60 @@
+//! Error types. Every failure a user can cause (a bad file, a bad key, a shape that
+//! does not fit) is an `Error` whose `Display` is one line naming the file and the
+//! layer or key, so the CLI can print it and exit with code 2.
+
+use std::path::{Path, PathBuf};
+
+/// Where in an input file a problem sits: the file and, when known, a layer or key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    pub file: PathBuf,
+    /// `layer "conv1"`, `[relu.relu1]`, `line 4, column 1`, ...
+    pub within: Option<String>,
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(w) = &self.within {
+            write!(f, ": {w}")?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file could not be read.
+    #[error("{path}: cannot read: {source}", path = .path.display())]
+    Read { path: PathBuf, source: std::io::Error },
+
+    /// A file could not be written.
+    #[error("{path}: cannot write: {source}", path = .path.display())]
+    Write { path: PathBuf, source: std::io::Error },
+
+    /// The file is not valid TOML, or a value has the wrong type or an unknown key.
+    #[error("{at}: {message}")]
+    Syntax { at: Location, message: String },
+
+    /// The file parses but says something impossible (a shape that does not fit, a
+    /// dangling input, a patch larger than its map, ...).
+    #[error("{at}: {message}")]
+    Invalid { at: Location, message: String },
+}
+
+impl Error {
+    pub fn invalid(file: &Path, within: Option<String>, message: impl Into<String>) -> Self {
+        Error::Invalid { at: Location { file: file.to_path_buf(), within }, message: message.into() }
+    }
+
+    pub fn syntax(file: &Path, within: Option<String>, message: impl Into<String>) -> Self {
+        Error::Syntax { at: Location { file: file.to_path_buf(), within }, message: message.into() }
+    }
+
+    /// Exit code for the CLI: 2 for anything wrong with the user's input files.
+    pub fn exit_code(&self) -> i32 {
+        2
+    }
+}
+
+pub type Result<T> = std::result::Result<T, Error>;

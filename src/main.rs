@@ -1,0 +1,112 @@
+//! The `explore` command line.
+
+use clap::{Parser, Subcommand, ValueEnum};
+use explore::cost::profile;
+use explore::cost::protocol::{ConvMasking, ProtocolTable, SECURENN_TOML};
+use explore::error::{Error, Result};
+use explore::report;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "explore", version, about = "What ReLU sharing saves in secure inference (rounds, bandwidth, time), and what it costs")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Price a network, optionally under a ReLU-sharing plan, with the analytic
+    /// SecureNN cost model: ReLUs, rounds and bits per layer and party.
+    Cost {
+        /// Architecture TOML (e.g. architectures/cifar10.toml).
+        arch: PathBuf,
+        /// ReLU-sharing plan TOML (e.g. architectures/plans/cifar10/uniform-32x32.toml);
+        /// without one, every ReLU layer keeps regular ReLU. With one, the saving
+        /// against the original network is reported too.
+        #[arg(long)]
+        plan: Option<PathBuf>,
+        /// Output format: an aligned table for people, CSV or JSON for scripts.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+        /// Protocol table TOML pricing each action (default: the built-in SecureNN
+        /// table; print it with `explore protocol`).
+        #[arg(long)]
+        protocol: Option<PathBuf>,
+        /// Override the table's convolution masking: im2col opens the im2col matrix
+        /// (SecureNN, the paper), tensor opens the input tensor.
+        #[arg(long, value_enum)]
+        conv_masking: Option<Masking>,
+        /// TOML with [profile.NAME] tables (bandwidth_mbps, rtt_ms) that override or
+        /// add to the built-in lan (10 Gbit/s, 0.2 ms) and wan (100 Mbit/s, 40 ms).
+        #[arg(long)]
+        profiles: Option<PathBuf>,
+        /// Write the output to this file instead of standard output.
+        #[arg(long, short)]
+        out: Option<PathBuf>,
+    },
+    /// Print the built-in SecureNN protocol table, to copy and edit for --protocol.
+    Protocol,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Table,
+    Csv,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Masking {
+    Im2col,
+    Tensor,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(e.exit_code() as u8)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Cost { arch, plan, format, protocol, conv_masking, profiles, out } => {
+            let table = match &protocol {
+                Some(p) => ProtocolTable::load(p)?,
+                None => ProtocolTable::securenn(),
+            };
+            let profiles = match &profiles {
+                Some(p) => profile::load(p)?,
+                None => profile::builtin(),
+            };
+            let masking = conv_masking.map(|m| match m {
+                Masking::Im2col => ConvMasking::Im2col,
+                Masking::Tensor => ConvMasking::Tensor,
+            });
+            let (priced, saving) = explore::cost_files(&arch, plan.as_deref(), &table, masking, &profiles)?;
+            let text = match format {
+                Format::Table => report::table(&priced, saving.as_ref()),
+                Format::Csv => report::csv(&priced),
+                Format::Json => report::json(&priced, saving.as_ref()) + "\n",
+            };
+            emit(out, &text)
+        }
+        Command::Protocol => emit(None, SECURENN_TOML),
+    }
+}
+
+fn emit(out: Option<PathBuf>, text: &str) -> Result<()> {
+    match out {
+        Some(path) => std::fs::write(&path, text).map_err(|source| Error::Write { path, source }),
+        None => {
+            print!("{text}");
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,90 @@
+//! Input formats: architecture files and ReLU-sharing plans, read from TOML into
+//! checked Rust values. Shape inference and graph checks live in `graph`.
+
+pub mod arch;
+pub mod plan;
+
+use crate::error::{Error, Result};
+use serde::Deserialize;
+use std::path::Path;
+
+pub use arch::{ArchSpec, LayerSpec, Op};
+pub use plan::{Decision, Edge, Grouping, NoiseMask, PlanSpec, ReluPlan, WeightVisibility};
+
+/// Reads a file, naming it in the error.
+pub fn read_text(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).map_err(|source| Error::Read { path: path.to_path_buf(), source })
+}
+
+/// Parses TOML text into `T`, turning toml's multi-line report into one line with the
+/// file, line and column.
+pub fn parse_toml<T: for<'de> Deserialize<'de>>(path: &Path, text: &str) -> Result<T> {
+    toml::from_str(text).map_err(|e| {
+        let within = e.span().map(|span| {
+            let (line, col) = line_col(text, span.start);
+            format!("line {line}, column {col}")
+        });
+        Error::syntax(path, within, one_line(e.message()))
+    })
+}
+
+/// Deserializes one sub-table (a layer, a plan entry), so that an error names it.
+pub fn from_table<T: for<'de> Deserialize<'de>>(
+    path: &Path,
+    within: &str,
+    table: toml::Table,
+) -> Result<T> {
+    table.try_into().map_err(|e: toml::de::Error| Error::syntax(path, Some(within.to_string()), one_line(e.message())))
+}
+
+fn one_line(message: &str) -> String {
+    message.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    (line, col)
+}
+
+/// A size given as one number (square) or as `[height, width]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum Pair {
+    Square(usize),
+    Rect([usize; 2]),
+}
+
+impl Pair {
+    pub fn hw(self) -> (usize, usize) {
+        match self {
+            Pair::Square(k) => (k, k),
+            Pair::Rect([h, w]) => (h, w),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_and_column_count_from_one() {
+        assert_eq!(line_col("ab\ncd", 0), (1, 1));
+        assert_eq!(line_col("ab\ncd", 4), (2, 2));
+    }
+
+    #[test]
+    fn toml_errors_are_one_line_with_position() {
+        #[derive(Debug, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct T {
+            a: u32,
+        }
+        let e = parse_toml::<T>(Path::new("x.toml"), "a = 1\nb = 2\n").unwrap_err().to_string();
+        assert!(e.starts_with("x.toml: line 2, column 1: unknown field `b`"), "{e}");
+        assert!(!e.contains('\n'));
+    }
+}

@@ -1,0 +1,377 @@
+//! ReLU-sharing plans: per ReLU layer (by name), how its activations share decisions.
+//! Layers a plan does not name keep regular ReLU.
+//!
+//! ```toml
+//! name = "uniform-3x3"
+//! [relu.relu1]
+//! group = "patch"
+//! patch = 3
+//! edge = "partial"
+//! decision = "learned"
+//! weights = "public"
+//! ```
+//! Whether a plan fits a network (layer names, patch sizes against map sizes) is
+//! checked by `sharing`, which sees both.
+
+use super::{from_table, parse_toml, read_text, Pair};
+use crate::error::{Error, Result};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone)]
+pub struct PlanSpec {
+    /// The file the plan came from; `None` for the built-in original (no sharing).
+    pub path: Option<PathBuf>,
+    pub name: String,
+    pub description: Option<String>,
+    /// When set, the plan refuses any architecture with another name.
+    pub architecture: Option<String>,
+    /// ReLU layer name -> its sharing, sorted by name.
+    pub relu: BTreeMap<String, ReluPlan>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReluPlan {
+    pub grouping: Grouping,
+    pub decision: Decision,
+    pub noise: Noise,
+}
+
+/// How the activations of one ReLU layer are split into groups sharing a decision.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Grouping {
+    /// Regular ReLU: every activation decides for itself.
+    None,
+    /// Non-overlapping `h x w` tiles in each channel.
+    Patch { size: (usize, usize), edge: Edge },
+    /// One decision per channel (the paper's "32 x 32").
+    Channel,
+    /// `clusters` groups in each window of each channel, found from training data.
+    Clusters { window: Window, clusters: usize, edge: Edge },
+    /// No ReLU at all.
+    Identity,
+    /// Regular ReLU on this fraction of the channels, identity on the rest
+    /// (Shafran et al.'s partial activation layers).
+    Partial { fraction: f64 },
+}
+
+/// What to do where a map's side is not a multiple of the tile side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Edge {
+    /// Smaller tiles at the border: ceil(side / tile) tiles (the paper's 121 for 3x3 on 32x32).
+    Partial,
+    /// The remainder joins the last tile: floor(side / tile) tiles (the paper's 81 for 3x3 on 29x29).
+    Merge,
+}
+
+impl Edge {
+    /// Number of tiles of side `tile` along a side of `side` (tile <= side).
+    pub fn tiles(self, side: usize, tile: usize) -> usize {
+        match self {
+            Edge::Partial => side.div_ceil(tile),
+            Edge::Merge => (side / tile).max(1),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Window {
+    /// The whole map of a channel.
+    Full,
+    Size(usize, usize),
+}
+
+/// How a group's one decision is computed from its activations.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Decision {
+    /// The activation at the group's centre decides (a one-hot v).
+    Center,
+    /// The mean of the group decides (v = 1/|g|, public).
+    Mean,
+    /// A trained weight vector v per group decides (v^T s >= 0).
+    Learned { weights: WeightVisibility, shared_across_channels: bool },
+}
+
+/// Whether learned decision weights are known to the computing parties (then the score
+/// is local) or secret-shared like the rest of the model (then it costs a product).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WeightVisibility {
+    Public,
+    Secret,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Noise {
+    /// Probability that an activation's decision is flipped.
+    pub p: f64,
+    /// Whether flips also happen at inference (not only in training).
+    pub at_inference: bool,
+    pub mask: NoiseMask,
+}
+
+impl Noise {
+    pub const NONE: Noise = Noise { p: 0.0, at_inference: false, mask: NoiseMask::Secret };
+
+    /// True when secure inference must apply flips.
+    pub fn at_inference(&self) -> bool {
+        self.p > 0.0 && self.at_inference
+    }
+}
+
+/// Whether the flip bits at inference are public (local to apply) or secret-shared
+/// (one multiplication per activation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NoiseMask {
+    Public,
+    Secret,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPlan {
+    name: String,
+    description: Option<String>,
+    architecture: Option<String>,
+    #[serde(default)]
+    relu: toml::Table,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum GroupKind {
+    None,
+    Patch,
+    Channel,
+    Clusters,
+    Identity,
+    Partial,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum DecisionKind {
+    Center,
+    Mean,
+    Learned,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+enum RawWindow {
+    Size(Pair),
+    Word(WindowWord),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum WindowWord {
+    Full,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRelu {
+    group: GroupKind,
+    patch: Option<Pair>,
+    edge: Option<Edge>,
+    window: Option<RawWindow>,
+    clusters: Option<usize>,
+    partial: Option<f64>,
+    decision: Option<DecisionKind>,
+    weights: Option<WeightVisibility>,
+    shared_across_channels: Option<bool>,
+    noise: Option<f64>,
+    noise_at_inference: Option<bool>,
+    noise_mask: Option<NoiseMask>,
+}
+
+impl PlanSpec {
+    pub fn load(path: &Path) -> Result<PlanSpec> {
+        let text = read_text(path)?;
+        Self::parse(path, &text)
+    }
+
+    /// The plan that shares nothing: every ReLU layer keeps regular ReLU.
+    pub fn original() -> PlanSpec {
+        PlanSpec {
+            path: None,
+            name: "original".into(),
+            description: Some("regular ReLU everywhere".into()),
+            architecture: None,
+            relu: BTreeMap::new(),
+        }
+    }
+
+    /// The file to name in errors.
+    pub fn file(&self) -> &Path {
+        self.path.as_deref().unwrap_or(Path::new("(no plan)"))
+    }
+
+    pub fn parse(path: &Path, text: &str) -> Result<PlanSpec> {
+        let raw: RawPlan = parse_toml(path, text)?;
+        if raw.name.trim().is_empty() {
+            return Err(Error::invalid(path, Some("key \"name\"".into()), "must not be empty"));
+        }
+        let mut relu = BTreeMap::new();
+        for (layer, value) in raw.relu {
+            let label = format!("[relu.{layer}]");
+            let toml::Value::Table(table) = value else {
+                return Err(Error::syntax(path, Some(label), "must be a table, e.g. [relu.relu1] with group = \"patch\""));
+            };
+            let raw_relu: RawRelu = from_table(path, &label, table)?;
+            let plan = build_relu(&raw_relu).map_err(|m| Error::invalid(path, Some(label), m))?;
+            relu.insert(layer, plan);
+        }
+        Ok(PlanSpec { path: Some(path.to_path_buf()), name: raw.name, description: raw.description, architecture: raw.architecture, relu })
+    }
+}
+
+fn build_relu(raw: &RawRelu) -> std::result::Result<ReluPlan, String> {
+    use GroupKind as G;
+    let group_name = match raw.group {
+        G::None => "none",
+        G::Patch => "patch",
+        G::Channel => "channel",
+        G::Clusters => "clusters",
+        G::Identity => "identity",
+        G::Partial => "partial",
+    };
+    const DECIDE: [&str; 6] = ["decision", "weights", "shared_across_channels", "noise", "noise_at_inference", "noise_mask"];
+    let mut allowed: Vec<&str> = match raw.group {
+        G::None | G::Identity => vec![],
+        G::Partial => vec!["partial"],
+        G::Patch => vec!["patch", "edge"],
+        G::Channel => vec![],
+        G::Clusters => vec!["window", "clusters", "edge"],
+    };
+    if matches!(raw.group, G::Patch | G::Channel | G::Clusters) {
+        allowed.extend(DECIDE);
+    }
+    let present = [
+        ("patch", raw.patch.is_some()),
+        ("edge", raw.edge.is_some()),
+        ("window", raw.window.is_some()),
+        ("clusters", raw.clusters.is_some()),
+        ("partial", raw.partial.is_some()),
+        ("decision", raw.decision.is_some()),
+        ("weights", raw.weights.is_some()),
+        ("shared_across_channels", raw.shared_across_channels.is_some()),
+        ("noise", raw.noise.is_some()),
+        ("noise_at_inference", raw.noise_at_inference.is_some()),
+        ("noise_mask", raw.noise_mask.is_some()),
+    ];
+    for (key, set) in present {
+        if set && !allowed.contains(&key) {
+            return Err(format!("key \"{key}\" does not apply to group \"{group_name}\""));
+        }
+    }
+    let edge = raw.edge.unwrap_or(Edge::Partial);
+    let grouping = match raw.group {
+        G::None => Grouping::None,
+        G::Identity => Grouping::Identity,
+        G::Channel => Grouping::Channel,
+        G::Patch => {
+            let size = raw.patch.ok_or("group \"patch\" needs key \"patch\" (e.g. patch = 3 or [3, 3])")?.hw();
+            if size.0 == 0 || size.1 == 0 {
+                return Err(format!("key \"patch\" must be at least 1, got {size:?}"));
+            }
+            Grouping::Patch { size, edge }
+        }
+        G::Clusters => {
+            let window = match raw.window.ok_or("group \"clusters\" needs key \"window\" (e.g. window = 8 or \"full\")")? {
+                RawWindow::Word(WindowWord::Full) => Window::Full,
+                RawWindow::Size(p) => {
+                    let (h, w) = p.hw();
+                    if h == 0 || w == 0 {
+                        return Err(format!("key \"window\" must be at least 1, got {:?}", (h, w)));
+                    }
+                    Window::Size(h, w)
+                }
+            };
+            let clusters = raw.clusters.ok_or("group \"clusters\" needs key \"clusters\" (clusters per window)")?;
+            if clusters == 0 {
+                return Err("key \"clusters\" must be at least 1".into());
+            }
+            Grouping::Clusters { window, clusters, edge }
+        }
+        G::Partial => {
+            let fraction = raw.partial.ok_or("group \"partial\" needs key \"partial\" (fraction of channels that keep ReLU)")?;
+            if !(0.0..=1.0).contains(&fraction) {
+                return Err(format!("key \"partial\" must be in [0, 1], got {fraction}"));
+            }
+            Grouping::Partial { fraction }
+        }
+    };
+    let learned_only = [("weights", raw.weights.is_some()), ("shared_across_channels", raw.shared_across_channels.is_some())];
+    let decision = match raw.decision.unwrap_or(DecisionKind::Center) {
+        DecisionKind::Center => Decision::Center,
+        DecisionKind::Mean => Decision::Mean,
+        DecisionKind::Learned => Decision::Learned {
+            weights: raw.weights.unwrap_or(WeightVisibility::Secret),
+            shared_across_channels: raw.shared_across_channels.unwrap_or(false),
+        },
+    };
+    if !matches!(decision, Decision::Learned { .. }) {
+        if let Some((key, _)) = learned_only.iter().find(|(_, set)| *set) {
+            return Err(format!("key \"{key}\" applies only to decision = \"learned\""));
+        }
+    }
+    let p = raw.noise.unwrap_or(0.0);
+    if !(0.0..1.0).contains(&p) {
+        return Err(format!("key \"noise\" must be in [0, 1), got {p}"));
+    }
+    let noise = Noise { p, at_inference: raw.noise_at_inference.unwrap_or(false), mask: raw.noise_mask.unwrap_or(NoiseMask::Secret) };
+    Ok(ReluPlan { grouping, decision, noise })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<PlanSpec> {
+        PlanSpec::parse(Path::new("p.toml"), text)
+    }
+
+    #[test]
+    fn reads_patch_and_channel_entries() {
+        let p = parse("name = \"x\"\n[relu.relu1]\ngroup = \"patch\"\npatch = [3, 2]\nedge = \"merge\"\ndecision = \"learned\"\nweights = \"public\"\n[relu.relu2]\ngroup = \"channel\"\nnoise = 0.2\nnoise_at_inference = true\n").unwrap();
+        assert_eq!(p.relu["relu1"].grouping, Grouping::Patch { size: (3, 2), edge: Edge::Merge });
+        assert_eq!(p.relu["relu1"].decision, Decision::Learned { weights: WeightVisibility::Public, shared_across_channels: false });
+        assert_eq!(p.relu["relu2"].grouping, Grouping::Channel);
+        assert_eq!(p.relu["relu2"].decision, Decision::Center);
+        assert!(p.relu["relu2"].noise.at_inference());
+    }
+
+    #[test]
+    fn clusters_window_is_a_size_or_full() {
+        let p = parse("name = \"x\"\n[relu.a]\ngroup = \"clusters\"\nwindow = \"full\"\nclusters = 256\n[relu.b]\ngroup = \"clusters\"\nwindow = 8\nclusters = 8\n").unwrap();
+        assert_eq!(p.relu["a"].grouping, Grouping::Clusters { window: Window::Full, clusters: 256, edge: Edge::Partial });
+        assert_eq!(p.relu["b"].grouping, Grouping::Clusters { window: Window::Size(8, 8), clusters: 8, edge: Edge::Partial });
+    }
+
+    #[test]
+    fn edge_rules_match_the_papers_counts() {
+        assert_eq!(Edge::Partial.tiles(32, 3), 11); // 121 per channel
+        assert_eq!(Edge::Merge.tiles(29, 3), 9); // 81 per channel
+        assert_eq!(Edge::Merge.tiles(28, 3), 9);
+        assert_eq!(Edge::Partial.tiles(32, 4), 8); // 64 per channel
+    }
+
+    #[test]
+    fn errors_name_the_entry_and_key() {
+        let e = parse("name = \"x\"\n[relu.relu1]\ngroup = \"patch\"\n").unwrap_err().to_string();
+        assert!(e.starts_with("p.toml: [relu.relu1]: group \"patch\" needs key \"patch\""), "{e}");
+        let e = parse("name = \"x\"\n[relu.relu1]\ngroup = \"channel\"\npatch = 3\n").unwrap_err().to_string();
+        assert_eq!(e, "p.toml: [relu.relu1]: key \"patch\" does not apply to group \"channel\"");
+        let e = parse("name = \"x\"\n[relu.relu1]\ngroup = \"tiles\"\n").unwrap_err().to_string();
+        assert!(e.starts_with("p.toml: [relu.relu1]: unknown variant `tiles`"), "{e}");
+        let e = parse("name = \"x\"\n[relu.relu1]\ngroup = \"channel\"\nnoise = 1.0\n").unwrap_err().to_string();
+        assert!(e.contains("key \"noise\" must be in [0, 1)"), "{e}");
+        let e = parse("name = \"x\"\n[relu.relu1]\ngroup = \"channel\"\nweights = \"public\"\n").unwrap_err().to_string();
+        assert!(e.contains("applies only to decision = \"learned\""), "{e}");
+    }
+}
