@@ -154,3 +154,134 @@ fn price_layer(planned: &Planned, table: &ProtocolTable, la: LayerActions) -> La
         actions: la.actions,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The paper's figures (Tables 1, 5, 6, 8 and 9), from the shipped files.
+    use super::*;
+    use crate::cost::protocol::ConvMasking;
+    use std::path::{Path, PathBuf};
+
+    fn repo(p: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(p)
+    }
+
+    fn priced(arch: &str, plan: Option<&str>, masking: Option<ConvMasking>) -> CostReport {
+        let plan = plan.map(|p| repo(&format!("architectures/plans/{p}.toml")));
+        let (r, _) = crate::cost_files(&repo(&format!("architectures/{arch}.toml")), plan.as_deref(), &ProtocolTable::securenn(), masking, &profile::builtin())
+            .unwrap();
+        r
+    }
+
+    fn layer<'a>(r: &'a CostReport, name: &str) -> &'a LayerCost {
+        r.layers.iter().find(|l| l.name == name).unwrap()
+    }
+
+    fn within(value: u64, paper_mb: f64, tolerance: f64) -> bool {
+        (value as f64 / 1e6 - paper_mb).abs() <= tolerance * paper_mb
+    }
+
+    #[test]
+    fn cifar10_original_matches_table8() {
+        let r = priced("cifar10", None, None);
+        assert_eq!(r.total.rounds, 86);
+        assert_eq!(r.total.rounds_depth, 71);
+        assert_eq!(r.total.relus, 173_056);
+        // Table 1 arithmetic: 17,648,010 ring elements.
+        assert_eq!(r.total.bytes, 17_648_010 * 8);
+        assert!(within(r.total.bytes, 141.02, 0.005), "{}", r.total.bytes);
+        for name in ["relu1", "relu2"] {
+            let l = layer(&r, name);
+            assert_eq!(l.relus, 65_536);
+            assert_eq!(l.bytes, 65_536 * 88 * 8); // 46.14 MB
+        }
+        // Per party (spec: 39.44, 39.44, 62.30 MB).
+        let mb = |b: u64| (b as f64 / 8e6 * 100.0).round() / 100.0;
+        assert_eq!(r.total.bits_by_party.map(mb), [39.44, 39.44, 62.30]);
+    }
+
+    #[test]
+    fn cifar10_plans_match_tables_5_8_9() {
+        let per_channel = |plan: &str| {
+            let r = priced("cifar10", Some(plan), None);
+            (layer(&r, "relu1").relus / 64, layer(&r, "relu2").relus / 64)
+        };
+        assert_eq!(per_channel("cifar10/original"), (1024, 1024));
+        assert_eq!(per_channel("cifar10/uniform-3x3"), (121, 121));
+        assert_eq!(per_channel("cifar10/uniform-4x4"), (64, 64));
+        assert_eq!(per_channel("cifar10/uniform-32x32"), (1, 1));
+        assert_eq!(per_channel("cifar10/layer1-only"), (1, 1024));
+        assert_eq!(per_channel("cifar10/layer2-only"), (1024, 1));
+        assert_eq!(per_channel("cifar10/clusters-8x8-8"), (128, 128));
+        assert_eq!(per_channel("cifar10/clusters-center-256"), (1, 256));
+
+        let uniform = priced("cifar10", Some("cifar10/uniform-32x32"), None);
+        assert_eq!(uniform.total.rounds, 86);
+        assert!(within(uniform.total.bytes, 54.18, 0.01), "{}", uniform.total.bytes);
+        for name in ["relu1", "relu2"] {
+            assert_eq!(layer(&uniform, name).bytes, (64 * 83 + 65_536 * 5) * 8); // 2.66 MB
+        }
+        let fc_noise = priced("cifar10", Some("cifar10/fc-noise"), None);
+        assert_eq!(fc_noise.total.rounds, 90);
+        assert!(within(fc_noise.total.bytes, 57.865, 0.002), "{}", fc_noise.total.bytes);
+        let shafran = priced("cifar10", Some("cifar10/shafran-partial"), None);
+        assert_eq!(shafran.total.rounds, 76);
+        assert!(within(shafran.total.bytes, 71.9, 0.002), "{}", shafran.total.bytes);
+    }
+
+    #[test]
+    fn svhn_and_fashion_mnist_match_table8_within_the_papers_own_slack() {
+        let svhn = priced("svhn", None, None);
+        assert!(within(svhn.total.bytes, 22.1, 0.03), "{}", svhn.total.bytes);
+        assert_eq!(svhn.total.rounds, 26);
+        assert_eq!(layer(&svhn, "relu1").bits_by_protocol.drelu / 8, 26_912 * 664); // 17.87 MB
+        let fashion = priced("fashion_mnist", None, None);
+        assert!(within(fashion.total.bytes, 35.04, 0.03), "{}", fashion.total.bytes);
+        assert_eq!(fashion.total.rounds, 38); // Table 1 arithmetic; the paper prints 40
+        assert_eq!(layer(&fashion, "relu1").bits_by_protocol.drelu / 8, 25_088 * 664); // 16.66 MB
+        // Table 6: 81 decisions per channel for 3x3 tiles, 1 per channel for "32x32".
+        let r = priced("svhn", Some("svhn/uniform-3x3"), None);
+        assert_eq!(layer(&r, "relu1").relus, 32 * 81);
+        let r = priced("fashion_mnist", Some("fashion_mnist/uniform-3x3"), None);
+        assert_eq!(layer(&r, "relu1").relus, 32 * 81);
+        let r = priced("svhn", Some("svhn/uniform-32x32"), None);
+        assert_eq!(layer(&r, "relu1").bytes, (32 * 83 + 26_912 * 5) * 8); // paper: 1.09 MB
+    }
+
+    #[test]
+    fn tensor_masking_opens_inputs_instead_of_im2col() {
+        let im2col = priced("cifar10", None, None);
+        let tensor = priced("cifar10", None, Some(ConvMasking::Tensor));
+        assert_eq!(tensor.conv_masking, ConvMasking::Tensor);
+        // conv1: 2 * 3,072 input + 2 * 1,728 kernel + 65,536 output elements.
+        assert_eq!(layer(&tensor, "conv1").bits, (2 * 3072 + 2 * 1728 + 65_536) * 64);
+        let linear = |r: &CostReport| r.total.bits_by_protocol.linear as f64 / 8e6;
+        assert!((linear(&im2col) - 19.4).abs() < 0.05, "{}", linear(&im2col));
+        assert!((linear(&tensor) - 5.9).abs() < 0.05, "{}", linear(&tensor));
+        assert_eq!(tensor.total.rounds, im2col.total.rounds);
+    }
+
+    #[test]
+    fn shared_relu_prices_decision_options() {
+        use crate::spec::PlanSpec;
+        let net = crate::graph::Network::build(&crate::spec::ArchSpec::load(&repo("architectures/cifar10.toml")).unwrap()).unwrap();
+        let relu1 = |body: &str| {
+            let plan = PlanSpec::parse(Path::new("p.toml"), &format!("name = \"p\"\n[relu.relu1]\ngroup = \"patch\"\npatch = 4\n{body}")).unwrap();
+            let r = price(&crate::sharing::Planned::new(&net, &plan).unwrap(), &ProtocolTable::securenn(), None, &[]);
+            let l = layer(&r, "relu1");
+            (l.rounds, l.bits / 64)
+        };
+        let (g, n) = (4096, 65_536);
+        assert_eq!(relu1("decision = \"center\""), (10, 83 * g + 5 * n));
+        assert_eq!(relu1("decision = \"mean\""), (10, 83 * g + 5 * n));
+        assert_eq!(relu1("decision = \"learned\"\nweights = \"public\""), (10, 83 * g + 5 * n));
+        // Secret weights, one v per group: X = activations, Y = weights, Z = scores.
+        assert_eq!(relu1("decision = \"learned\""), (12, 2 * n + 2 * n + g + 83 * g + 5 * n));
+        // One v shared by all 64 channels: Y has 1,024 weights.
+        assert_eq!(relu1("decision = \"learned\"\nshared_across_channels = true"), (12, 2 * n + 2 * 1024 + g + 83 * g + 5 * n));
+        // Noise at inference: free with a public mask, a Mul per activation with a secret one.
+        assert_eq!(relu1("noise = 0.2\nnoise_at_inference = true\nnoise_mask = \"public\""), (10, 83 * g + 5 * n));
+        assert_eq!(relu1("noise = 0.2\nnoise_at_inference = true"), (12, 83 * g + 10 * n));
+        assert_eq!(relu1("noise = 0.2"), (10, 83 * g + 5 * n));
+    }
+}

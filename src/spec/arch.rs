@@ -310,7 +310,7 @@ mod tests {
         let e = parse(&format!("{HEAD}[[layers]]\nop = \"conv\"\nkernel = 3\n")).unwrap_err().to_string();
         assert_eq!(e, "a.toml: layer \"conv1\": conv needs key \"out_channels\"");
         let e = parse(&format!("{HEAD}[[layers]]\nop = \"maxpool\"\n")).unwrap_err().to_string();
-        assert!(e.starts_with("a.toml: layer \"maxpool1\": unknown variant `maxpool`"), "{e}");
+        assert!(e.starts_with("a.toml: layer \"maxpool1\": key \"op\": unknown variant `maxpool`"), "{e}");
         let e = parse(&format!("{HEAD}[[layers]]\nop = \"dropout\"\np = 1.5\n")).unwrap_err().to_string();
         assert!(e.contains("key \"p\" must be in [0, 1)"), "{e}");
     }

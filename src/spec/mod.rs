@@ -34,7 +34,13 @@ pub fn from_table<T: for<'de> Deserialize<'de>>(
     within: &str,
     table: toml::Table,
 ) -> Result<T> {
-    table.try_into().map_err(|e: toml::de::Error| Error::syntax(path, Some(within.to_string()), one_line(e.message())))
+    // serde_path_to_error names the key whose value is wrong; toml alone would not.
+    serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+        let key = e.path().to_string();
+        let message = one_line(e.inner().message());
+        let message = if key == "." || message.starts_with("unknown field") { message } else { format!("key \"{key}\": {message}") };
+        Error::syntax(path, Some(within.to_string()), message)
+    })
 }
 
 fn one_line(message: &str) -> String {

@@ -368,7 +368,7 @@ mod tests {
         let e = parse("name = \"x\"\n[relu.relu1]\ngroup = \"channel\"\npatch = 3\n").unwrap_err().to_string();
         assert_eq!(e, "p.toml: [relu.relu1]: key \"patch\" does not apply to group \"channel\"");
         let e = parse("name = \"x\"\n[relu.relu1]\ngroup = \"tiles\"\n").unwrap_err().to_string();
-        assert!(e.starts_with("p.toml: [relu.relu1]: unknown variant `tiles`"), "{e}");
+        assert!(e.starts_with("p.toml: [relu.relu1]: key \"group\": unknown variant `tiles`"), "{e}");
         let e = parse("name = \"x\"\n[relu.relu1]\ngroup = \"channel\"\nnoise = 1.0\n").unwrap_err().to_string();
         assert!(e.contains("key \"noise\" must be in [0, 1)"), "{e}");
         let e = parse("name = \"x\"\n[relu.relu1]\ngroup = \"channel\"\nweights = \"public\"\n").unwrap_err().to_string();

@@ -1,0 +1,183 @@
+//! End-to-end tests of the `explore` binary: outputs for scripts, and one clear error
+//! line with exit code 2 for each kind of mistake in an input file.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn explore(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_explore"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("the binary runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+/// A fresh directory for one test's files.
+fn scratch(test: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("explore-cli-{}-{test}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p.display().to_string()
+}
+
+/// Runs, expects exit code 2 and exactly one stderr line naming `file` and
+/// containing `fragment`.
+fn expect_error(args: &[&str], file: &str, fragment: &str) {
+    let o = explore(args);
+    let err = String::from_utf8(o.stderr.clone()).unwrap();
+    assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "not one line: {err}");
+    assert!(err.starts_with(&format!("error: {file}")), "does not name {file}: {err}");
+    assert!(err.contains(fragment), "expected `{fragment}` in: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+const HEAD: &str = "name = \"t\"\n[input]\nshape = [3, 8, 8]\n";
+const CONV: &str = "[[layers]]\nname = \"conv1\"\nop = \"conv\"\nout_channels = 4\nkernel = 3\npadding = 1\n";
+const RELU: &str = "[[layers]]\nname = \"relu1\"\nop = \"relu\"\n";
+
+#[test]
+fn cost_json_has_the_documented_fields() {
+    let o = explore(&["cost", "architectures/cifar10.toml", "--format", "json"]);
+    assert!(o.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["architecture"], "cifar10-minionn");
+    assert_eq!(v["plan"], "original");
+    assert_eq!(v["protocol"], "securenn");
+    assert_eq!(v["total"]["rounds"], 86);
+    assert_eq!(v["total"]["relus"], 173_056);
+    assert_eq!(v["total"]["bytes"], 141_184_080u64);
+    let relu1 = &v["layers"][1];
+    assert_eq!(relu1["name"], "relu1");
+    assert_eq!(relu1["op"], "relu");
+    assert_eq!(relu1["output_shape"], serde_json::json!([64, 32, 32]));
+    assert_eq!(relu1["relus"], 65_536);
+    assert_eq!(relu1["bits_by_party"].as_array().unwrap().len(), 3);
+    for key in ["linear", "drelu", "mul"] {
+        assert!(relu1["bits_by_protocol"][key].is_u64(), "{key}");
+    }
+    let est: Vec<&str> = v["estimates"].as_array().unwrap().iter().map(|e| e["profile"].as_str().unwrap()).collect();
+    assert_eq!(est, ["lan", "wan"]);
+}
+
+#[test]
+fn cost_with_a_plan_reports_the_saving() {
+    let o = explore(&["cost", "architectures/cifar10.toml", "--plan", "architectures/plans/cifar10/uniform-32x32.toml", "--format", "json"]);
+    assert!(o.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["plan"], "uniform-32x32");
+    assert_eq!(v["total"]["rounds"], 86);
+    assert_eq!(v["saving"]["baseline_bytes"], 141_184_080u64);
+    let saved = v["saving"]["bytes_saved_percent"].as_f64().unwrap();
+    assert!((saved - 61.58).abs() < 0.01, "{saved}");
+    let table = stdout(&explore(&["cost", "architectures/cifar10.toml", "--plan", "architectures/plans/cifar10/uniform-32x32.toml"]));
+    assert!(table.contains("141.184 MB -> 54.237 MB (61.6% saved)"), "{table}");
+    assert!(table.contains("priced by protocol table \"securenn\" (built-in)"), "{table}");
+}
+
+#[test]
+fn cost_csv_has_one_row_per_layer_and_a_total() {
+    let o = explore(&["cost", "architectures/svhn.toml", "--format", "csv"]);
+    let text = stdout(&o);
+    let mut r = csv::Reader::from_reader(text.as_bytes());
+    assert_eq!(r.headers().unwrap().get(0), Some("layer"));
+    let names: Vec<String> = r.records().map(|x| x.unwrap()[0].to_string()).collect();
+    assert_eq!(names, ["conv1", "relu1", "pool1", "conv2", "relu2", "flatten", "fc", "total"]);
+}
+
+#[test]
+fn protocol_and_profile_overrides_are_used_and_named() {
+    let dir = scratch("override");
+    let table = stdout(&explore(&["protocol"])).replace("name = \"securenn\"", "name = \"mine\"").replace("field_bits = 8", "field_bits = 7");
+    let t = write(&dir, "mine.toml", &table);
+    let p = write(&dir, "profiles.toml", "[profile.sat]\nbandwidth_mbps = 20\nrtt_ms = 600\n");
+    let o = explore(&["cost", "architectures/cifar10.toml", "--protocol", &t, "--profiles", &p, "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["protocol"], "mine");
+    assert_eq!(v["protocol_source"], t.as_str());
+    // 7-bit field elements: DReLU = (8 * 7 + 19) l = 75 l.
+    assert_eq!(v["layers"][1]["bits_by_protocol"]["drelu"], 65_536 * 75 * 64u64);
+    assert_eq!(v["estimates"][2]["profile"], "sat");
+    let o = explore(&["cost", "architectures/cifar10.toml", "--conv-masking", "tensor", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["conv_masking"], "tensor");
+}
+
+#[test]
+fn help_explains_every_flag() {
+    let h = stdout(&explore(&["cost", "--help"]));
+    for flag in ["--plan", "--format", "--protocol", "--conv-masking", "--profiles", "--out"] {
+        assert!(h.contains(flag), "{flag} missing from: {h}");
+    }
+    let h = stdout(&explore(&["--help"]));
+    assert!(h.contains("cost") && h.contains("protocol"));
+}
+
+#[test]
+fn bad_architecture_files_give_one_line_and_exit_2() {
+    let dir = scratch("arch");
+    let cases: Vec<(&str, String, &str)> = vec![
+        ("syntax", format!("{HEAD}[[layers]\n"), "line 4"),
+        ("top-key", format!("colour = 1\n{HEAD}{CONV}"), "line 1, column 1: unknown field `colour`"),
+        ("input-key", format!("{HEAD}colour = 1\n{CONV}"), "line 4, column 1: unknown field `colour`, expected `shape`"),
+        ("layer-key", format!("{HEAD}{CONV}kernal = 3\n"), "layer \"conv1\": unknown field `kernal`"),
+        ("op", format!("{HEAD}[[layers]]\nop = \"maxpool\"\nkernel = 2\n"), "layer \"maxpool1\": key \"op\": unknown variant `maxpool`"),
+        ("missing-op", format!("{HEAD}[[layers]]\nname = \"a\"\n"), "layer \"a\": missing key \"op\""),
+        ("missing-key", format!("{HEAD}[[layers]]\nop = \"conv\"\nkernel = 3\n"), "layer \"conv1\": conv needs key \"out_channels\""),
+        ("wrong-key-for-op", format!("{HEAD}{CONV}[[layers]]\nname = \"relu1\"\nop = \"relu\"\nkernel = 3\n"), "key \"kernel\" does not apply to op \"relu\""),
+        ("wrong-type", format!("{HEAD}[[layers]]\nop = \"conv\"\nout_channels = \"four\"\nkernel = 3\n"), "layer \"conv1\": key \"out_channels\": invalid type"),
+        ("duplicate", format!("{HEAD}{CONV}{CONV}"), "layer \"conv1\": duplicate name"),
+        ("dangling", format!("{HEAD}{CONV}[[layers]]\nop = \"add\"\ninputs = [\"conv1\", \"conv9\"]\n"), "no layer named \"conv9\""),
+        ("cycle", format!("{HEAD}[[layers]]\nname = \"a\"\nop = \"relu\"\ninputs = [\"b\"]\n[[layers]]\nname = \"b\"\nop = \"relu\"\ninputs = [\"a\"]\n"), "cycle"),
+        ("kernel", format!("{HEAD}[[layers]]\nname = \"big\"\nop = \"conv\"\nout_channels = 4\nkernel = 11\n"), "layer \"big\": kernel 11x11 is larger than its input 8x8"),
+        ("flat", format!("{HEAD}{CONV}[[layers]]\nname = \"fc1\"\nop = \"linear\"\nout_features = 10\n"), "layer \"fc1\": linear needs a flat input, got [4, 8, 8]; add a flatten layer"),
+        ("add-shapes", format!("{HEAD}{CONV}[[layers]]\nop = \"add\"\ninputs = [\"conv1\", \"input\"]\n"), "add needs inputs of one shape"),
+        ("input-shape", "name = \"t\"\n[input]\nshape = [0, 8, 8]\n[[layers]]\nop = \"relu\"\n".to_string(), "[input] shape"),
+        ("no-layers", HEAD.to_string(), "no [[layers]]"),
+        ("zero-stride", format!("{HEAD}[[layers]]\nop = \"conv\"\nout_channels = 4\nkernel = 3\nstride = 0\n"), "key \"stride\" must be at least 1"),
+        ("unused", format!("{HEAD}{CONV}[[layers]]\nname = \"r\"\nop = \"relu\"\ninputs = [\"input\"]\n"), "layer \"conv1\": its output is never used"),
+    ];
+    for (name, text, fragment) in &cases {
+        let f = write(&dir, &format!("{name}.toml"), text);
+        expect_error(&["cost", &f], &f, fragment);
+    }
+    expect_error(&["cost", "no/such/arch.toml"], "no/such/arch.toml", "cannot read");
+}
+
+#[test]
+fn bad_plan_files_give_one_line_and_exit_2() {
+    let dir = scratch("plan");
+    let arch = write(&dir, "arch.toml", &format!("{HEAD}{CONV}{RELU}[[layers]]\nop = \"flatten\"\n[[layers]]\nname = \"fc\"\nop = \"linear\"\nout_features = 2\n[[layers]]\nname = \"relu2\"\nop = \"relu\"\n"));
+    let cases: Vec<(&str, &str, &str)> = vec![
+        ("unknown-layer", "[relu.relu9]\ngroup = \"channel\"\n", "[relu.relu9]: "),
+        ("not-relu", "[relu.conv1]\ngroup = \"channel\"\n", "layer \"conv1\" is a conv layer, not relu"),
+        ("group", "[relu.relu1]\ngroup = \"tiles\"\n", "unknown variant `tiles`"),
+        ("patch-too-big", "[relu.relu1]\ngroup = \"patch\"\npatch = 16\n", "patch 16x16 is larger than the 8x8 map"),
+        ("patch-missing", "[relu.relu1]\ngroup = \"patch\"\n", "group \"patch\" needs key \"patch\""),
+        ("noise", "[relu.relu1]\ngroup = \"channel\"\nnoise = 2.0\n", "key \"noise\" must be in [0, 1)"),
+        ("partial", "[relu.relu1]\ngroup = \"partial\"\npartial = 1.5\n", "key \"partial\" must be in [0, 1]"),
+        ("unknown-key", "[relu.relu1]\ngroup = \"channel\"\npatchsize = 3\n", "unknown field `patchsize`"),
+        ("key-for-other-group", "[relu.relu1]\ngroup = \"identity\"\npatch = 3\n", "key \"patch\" does not apply to group \"identity\""),
+        ("flat-channel", "[relu.relu2]\ngroup = \"channel\"\n", "needs a [C, H, W] input, got [2]"),
+        ("too-many-clusters", "[relu.relu1]\ngroup = \"clusters\"\nwindow = 2\nclusters = 5\n", "more than the window's 4 activations"),
+        ("weights-without-learned", "[relu.relu1]\ngroup = \"channel\"\nweights = \"secret\"\n", "applies only to decision = \"learned\""),
+    ];
+    for (name, body, fragment) in &cases {
+        let f = write(&dir, &format!("{name}.toml"), &format!("name = \"{name}\"\n{body}"));
+        expect_error(&["cost", &arch, "--plan", &f], &f, fragment);
+    }
+    let f = write(&dir, "other-arch.toml", "name = \"x\"\narchitecture = \"svhn\"\n");
+    expect_error(&["cost", &arch, "--plan", &f], &f, "plan is for \"svhn\"");
+    let bad_protocol = write(&dir, "proto.toml", "name = \"x\"\n");
+    expect_error(&["cost", &arch, "--protocol", &bad_protocol], &bad_protocol, "missing field");
+}

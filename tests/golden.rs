@@ -1,0 +1,106 @@
+//! Golden per-layer cost tables: every shipped architecture under every shipped plan.
+//! A cost that changes without its file in tests/golden/ changing fails here, naming
+//! the layer and the column. To accept a deliberate change, rewrite the files with
+//! `EXPLORE_BLESS=1 cargo test --test golden` and commit them with the change.
+
+use explore::cost::{profile, protocol::ProtocolTable};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+const ARCHS: [&str; 3] = ["cifar10", "svhn", "fashion_mnist"];
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn plans(arch: &str) -> Vec<PathBuf> {
+    let dir = root().join("architectures/plans").join(arch);
+    let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Row-by-row differences, each naming the layer and the column.
+fn differences(golden: &str, now: &str) -> Vec<String> {
+    let rows = |s: &str| -> Vec<Vec<String>> {
+        csv::Reader::from_reader(s.as_bytes()).records().map(|r| r.unwrap().iter().map(String::from).collect()).collect()
+    };
+    let header: Vec<String> = now.lines().next().unwrap().split(',').map(String::from).collect();
+    let (g, n) = (rows(golden), rows(now));
+    let mut out = Vec::new();
+    if golden.lines().next() != now.lines().next() {
+        out.push(format!("columns changed: golden `{}`, now `{}`", golden.lines().next().unwrap_or(""), now.lines().next().unwrap()));
+        return out;
+    }
+    for i in 0..g.len().max(n.len()) {
+        match (g.get(i), n.get(i)) {
+            (Some(a), Some(b)) if a == b => {}
+            (Some(a), Some(b)) => {
+                for (col, (x, y)) in header.iter().zip(a.iter().zip(b)) {
+                    if x != y {
+                        out.push(format!("layer {}: {col}: golden {x}, now {y}", b[0]));
+                    }
+                }
+            }
+            (Some(a), None) => out.push(format!("layer {}: in the golden file, gone now", a[0])),
+            (None, Some(b)) => out.push(format!("layer {}: new, not in the golden file", b[0])),
+            (None, None) => unreachable!(),
+        }
+    }
+    out
+}
+
+#[test]
+fn cost_tables_match_golden_files() {
+    let bless = std::env::var_os("EXPLORE_BLESS").is_some();
+    let table = ProtocolTable::securenn();
+    let mut failures = Vec::new();
+    for arch in ARCHS {
+        let dir = root().join("tests/golden").join(arch);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut expected = BTreeSet::new();
+        for plan in plans(arch) {
+            let (report, _) = explore::cost_files(&root().join(format!("architectures/{arch}.toml")), Some(&plan), &table, None, &profile::builtin())
+                .unwrap_or_else(|e| panic!("{e}"));
+            let csv = explore::report::csv(&report);
+            let file = dir.join(plan.file_name().unwrap()).with_extension("csv");
+            expected.insert(file.clone());
+            let shown = file.strip_prefix(root()).unwrap_or(&file).display().to_string();
+            if bless {
+                std::fs::write(&file, &csv).unwrap();
+                continue;
+            }
+            match std::fs::read_to_string(&file) {
+                Err(_) => failures.push(format!("{shown}: missing; run EXPLORE_BLESS=1 cargo test --test golden")),
+                Ok(golden) if golden != csv => {
+                    for d in differences(&golden, &csv) {
+                        failures.push(format!("{shown}: {d}"));
+                    }
+                }
+                Ok(_) => {}
+            }
+        }
+        for stale in std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()) {
+            if !expected.contains(&stale) {
+                if bless {
+                    std::fs::remove_file(&stale).unwrap();
+                } else {
+                    failures.push(format!("{}: no plan produces it any more; remove it or bless", stale.display()));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "cost tables differ from tests/golden (bless with EXPLORE_BLESS=1 if deliberate):\n{}", failures.join("\n"));
+}
+
+#[test]
+fn differences_name_the_layer_and_column() {
+    let golden = "layer,op,bits\nconv1,conv,10\nrelu1,relu,20\n";
+    let now = "layer,op,bits\nconv1,conv,10\nrelu1,relu,21\n";
+    assert_eq!(differences(golden, now), ["layer relu1: bits: golden 20, now 21"]);
+    let _ = Path::new("");
+}
