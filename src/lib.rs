@@ -7,6 +7,7 @@
 pub mod cost;
 pub mod error;
 pub mod graph;
+pub mod mpc;
 pub mod report;
 pub mod sharing;
 pub mod spec;

@@ -1,0 +1,12 @@
+//! The SecureNN three-party protocols, simulated bit for bit: P0 and P1 hold additive
+//! shares, P2 helps with correlated randomness and comparisons, and every message
+//! goes through a `Transport` that counts it.
+
+pub mod matmul;
+pub mod prg;
+pub mod protocols;
+pub mod ring;
+pub mod transport;
+
+pub use protocols::{Ctx, Shares};
+pub use transport::{Party, Tally, Transport};

@@ -1,0 +1,497 @@
+//! The SecureNN protocols, one function each, in the order of the spec
+//! (`shared/spec/securenn.md`, Section 1). Every function is vectorised over all the
+//! values of a layer: one message carries a whole layer's elements, so a layer pays
+//! each round once. Message sizes are written next to every send.
+
+use super::matmul::matmul;
+use super::prg::{Prg, Seeds};
+use super::ring::*;
+use super::transport::{Dep, Elem, Party::*, Step, Transport};
+
+/// Additive shares over Z_L (or Z_(L-1), where a function says so): P0 holds `s0`,
+/// P1 holds `s1`, and the secret is s0 + s1.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shares {
+    pub s0: Vec<u64>,
+    pub s1: Vec<u64>,
+}
+
+impl Shares {
+    /// Splits plaintext values into fresh shares, as the owner of an input or of the
+    /// model does before inference (input sharing is not counted, as in the paper).
+    pub fn share(x: &[u64], rng: &mut Prg) -> Shares {
+        let s0 = rng.ring(x.len());
+        let s1 = x.iter().zip(&s0).map(|(x, s)| x.wrapping_sub(*s)).collect();
+        Shares { s0, s1 }
+    }
+
+    /// Both shares added up: what an output opening reveals (not counted).
+    pub fn reveal(&self) -> Vec<u64> {
+        self.s0.iter().zip(&self.s1).map(|(a, b)| a.wrapping_add(*b)).collect()
+    }
+
+    /// Reveal for shares over the odd ring.
+    pub fn reveal_odd(&self) -> Vec<u64> {
+        self.s0.iter().zip(&self.s1).map(|(a, b)| odd_add(*a, *b)).collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.s0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.s0.is_empty()
+    }
+
+    /// Applies the same local linear map to both shares.
+    pub fn map(&self, f: impl Fn(&[u64]) -> Vec<u64>) -> Shares {
+        Shares { s0: f(&self.s0), s1: f(&self.s1) }
+    }
+
+    /// Elementwise sum of two shared vectors (local).
+    pub fn add(&self, other: &Shares) -> Shares {
+        let add = |a: &[u64], b: &[u64]| a.iter().zip(b).map(|(x, y)| x.wrapping_add(*y)).collect();
+        Shares { s0: add(&self.s0, &other.s0), s1: add(&self.s1, &other.s1) }
+    }
+
+    pub fn sub(&self, other: &Shares) -> Shares {
+        let sub = |a: &[u64], b: &[u64]| a.iter().zip(b).map(|(x, y)| x.wrapping_sub(*y)).collect();
+        Shares { s0: sub(&self.s0, &other.s0), s1: sub(&self.s1, &other.s1) }
+    }
+
+    /// Adds a public constant (P0 alone adds it).
+    pub fn add_public(&self, c: &[u64]) -> Shares {
+        Shares { s0: self.s0.iter().zip(c).map(|(s, c)| s.wrapping_add(*c)).collect(), s1: self.s1.clone() }
+    }
+}
+
+/// A protocol run: the wire, the parties' generators, the fixed-point precision.
+pub struct Ctx {
+    pub net: Transport,
+    pub seeds: Seeds,
+    /// Fractional bits of the fixed-point encoding.
+    pub frac: u32,
+}
+
+impl Ctx {
+    /// SecureNN's sizes: l = 64, a Z_67 element in 8 bits.
+    pub fn new(seed: u64, frac: u32) -> Ctx {
+        Ctx { net: Transport::new(64, 8), seeds: Seeds::new(seed), frac }
+    }
+}
+
+/// Beaver product Z = op(X, Y) for a bilinear `op` (matrix product, convolution,
+/// elementwise product, grouped dot products), with the triple from P2 and the
+/// seed trick: A0, B0, C0 come from k02 and A1, B1 from k12, so P2 sends only C1.
+/// The result keeps 2 * frac fractional bits; truncate after it where needed.
+///
+/// `c1_step`: the step that carries C1 (SecureNN's DReLU lets it ride early);
+/// `None` opens a step of its own, as the paper's tables count a product (2 rounds).
+pub fn beaver(ctx: &mut Ctx, x: &Shares, y: &Shares, z_len: usize, op: impl Fn(&[u64], &[u64]) -> Vec<u64>, c1_step: Option<Step>) -> Shares {
+    let (nx, ny) = (x.len(), y.len());
+    let (a0, b0, c0) = (ctx.seeds.k02.ring(nx), ctx.seeds.k02.ring(ny), ctx.seeds.k02.ring(z_len));
+    let (a1, b1) = (ctx.seeds.k12.ring(nx), ctx.seeds.k12.ring(ny));
+    // P2: C = (A0 + A1) op (B0 + B1), C1 = C - C0.
+    let a: Vec<u64> = a0.iter().zip(&a1).map(|(p, q)| p.wrapping_add(*q)).collect();
+    let b: Vec<u64> = b0.iter().zip(&b1).map(|(p, q)| p.wrapping_add(*q)).collect();
+    let c1: Vec<u64> = op(&a, &b).iter().zip(&c0).map(|(c, c0)| c.wrapping_sub(*c0)).collect();
+    let step = c1_step.unwrap_or_else(|| ctx.net.step());
+    // P2 -> P1: C1, |Z| ring elements. Data-independent.
+    ctx.net.send_in(step, P2, P1, Elem::Ring, Dep::Fresh, &c1);
+
+    ctx.net.step();
+    let masked = |v: &[u64], mask: &[u64]| -> Vec<u64> { v.iter().zip(mask).map(|(v, m)| v.wrapping_sub(*m)).collect() };
+    let (e0, f0) = (masked(&x.s0, &a0), masked(&y.s0, &b0));
+    let (e1, f1) = (masked(&x.s1, &a1), masked(&y.s1, &b1));
+    // P0 <-> P1: E_j = X_j - A_j (|X| ring elements) and F_j = Y_j - B_j (|Y|), each way.
+    ctx.net.send(P0, P1, Elem::Ring, Dep::Data, &e0);
+    ctx.net.send(P0, P1, Elem::Ring, Dep::Data, &f0);
+    ctx.net.send(P1, P0, Elem::Ring, Dep::Data, &e1);
+    ctx.net.send(P1, P0, Elem::Ring, Dep::Data, &f1);
+    let add = |p: &[u64], q: &[u64]| -> Vec<u64> { p.iter().zip(q).map(|(p, q)| p.wrapping_add(*q)).collect() };
+    let (e, f) = (add(&e0, &e1), add(&f0, &f1));
+    // P0: X0 op F + E op (Y0 - F) + C0;  P1: X1 op F + E op Y1 + C1.
+    // Sum: X op F + E op Y - E op F + AB = XY, since X = E + A and Y = F + B.
+    let z0 = add(&add(&op(&x.s0, &f), &op(&e, &masked(&y.s0, &f))), &c0);
+    let z1 = add(&add(&op(&x.s1, &f), &op(&e, &y.s1)), &c1);
+    Shares { s0: z0, s1: z1 }
+}
+
+/// Linear_{m,n,v}: Z = X Y with X m x n and Y n x v, row-major. 2 rounds,
+/// (2mn + 2nv + mv) l bits.
+pub fn mat_mul(ctx: &mut Ctx, x: &Shares, y: &Shares, m: usize, n: usize, v: usize) -> Shares {
+    beaver(ctx, x, y, m * v, |a, b| matmul(a, b, m, n, v), None)
+}
+
+/// Mul of each pair of values (SelectShare's core). 2 rounds, 5 l bits per value.
+/// Bits encoded as the integers 0 and 1 need no truncation afterwards.
+pub fn mul(ctx: &mut Ctx, x: &Shares, y: &Shares) -> Shares {
+    mul_in(ctx, x, y, None)
+}
+
+fn mul_in(ctx: &mut Ctx, x: &Shares, y: &Shares, c1_step: Option<Step>) -> Shares {
+    let elementwise = |a: &[u64], b: &[u64]| a.iter().zip(b).map(|(a, b)| a.wrapping_mul(*b)).collect();
+    beaver(ctx, x, y, x.len(), elementwise, c1_step)
+}
+
+/// SelectShare(alpha, x, y) = x + alpha (y - x): x where alpha = 0, y where alpha = 1.
+pub fn select_share(ctx: &mut Ctx, alpha: &Shares, x: &Shares, y: &Shares) -> Shares {
+    x.add(&mul(ctx, alpha, &y.sub(x)))
+}
+
+/// Local truncation by `frac` bits (SecureML): 0 rounds, 0 bits. Each result is
+/// floor(x / 2^frac) or one more, except with probability about |x| / 2^63.
+pub fn truncate_shares(x: &Shares, frac: u32) -> Shares {
+    Shares {
+        s0: x.s0.iter().map(|s| truncate_share(*s, 0, frac)).collect(),
+        s1: x.s1.iter().map(|s| truncate_share(*s, 1, frac)).collect(),
+    }
+}
+
+/// P2 shares the 64 bits of each value over Z_67: `n * 64` elements to each of P0, P1.
+fn deal_bits(rng: &mut Prg, x: &[u64]) -> (Vec<u8>, Vec<u8>) {
+    let s0 = rng.field(x.len() * 64);
+    let s1 = (0..x.len() * 64).map(|k| f_sub(bit(x[k / 64], k % 64), s0[k])).collect();
+    (s0, s1)
+}
+
+/// P2 shares values over a ring: one random half to P0, the difference to P1.
+fn deal_odd(rng: &mut Prg, x: &[u64]) -> (Vec<u64>, Vec<u64>) {
+    let s0 = rng.odd(x.len());
+    let s1 = x.iter().zip(&s0).map(|(x, s)| odd_sub(*x, *s)).collect();
+    (s0, s1)
+}
+
+fn deal_ring(rng: &mut Prg, x: &[u64]) -> (Vec<u64>, Vec<u64>) {
+    let s = Shares::share(x, rng);
+    (s.s0, s.s1)
+}
+
+fn permutation(rng: &mut Prg, n: usize) -> Vec<usize> {
+    let mut p: Vec<usize> = (0..n).collect();
+    for i in (1..n).rev() {
+        p.swap(i, rng.below(i + 1));
+    }
+    p
+}
+
+/// Whether PrivateCompare re-randomises the d_i shares with a common share of zero.
+/// Only the security test turns it off, to show that its check catches the leak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rerandomise {
+    Yes,
+    LeakyForTests,
+}
+
+/// PrivateCompare (SecureNN Algorithm 3): P0, P1 hold Z_67 shares of the bits of x
+/// (`x0`, `x1`, 64 per value, least significant first), both know the public r and a
+/// common bit beta. P2 learns beta' = beta XOR (x > r), and nothing else.
+/// 1 round, 2 * 64 log p bits per value.
+pub fn private_compare(ctx: &mut Ctx, x0: &[u8], x1: &[u8], r: &[u64], beta: &[u8]) -> Vec<u8> {
+    private_compare_with(ctx, x0, x1, r, beta, Rerandomise::Yes)
+}
+
+pub fn private_compare_with(ctx: &mut Ctx, x0: &[u8], x1: &[u8], r: &[u64], beta: &[u8], rr: Rerandomise) -> Vec<u8> {
+    let n = r.len();
+    let k01 = &mut ctx.seeds.k01;
+    // Common to P0 and P1 (k01): multipliers s_i in Z_67*, a permutation per value,
+    // the corner case's u_i, and shares of zero that hide each party's d_i from P2.
+    let s = k01.field_nonzero(n * 64);
+    let u = k01.field(n * 64);
+    let zero = k01.field(n * 64);
+    let (mut d0, mut d1) = (vec![0u8; n * 64], vec![0u8; n * 64]);
+    for k in 0..n {
+        let perm = permutation(k01, 64);
+        let (xs0, xs1) = (&x0[k * 64..(k + 1) * 64], &x1[k * 64..(k + 1) * 64]);
+        let (mut c0, mut c1) = ([0u8; 64], [0u8; 64]);
+        if beta[k] == 1 && r[k] == u64::MAX {
+            // x <= r always holds: shares of one 0 and 63 ones.
+            for i in 0..64 {
+                c0[i] = u[k * 64 + i];
+                c1[i] = if i == 0 { f_neg(c0[i]) } else { f_sub(1, c0[i]) };
+            }
+        } else {
+            // beta = 0: t = r,     c_i = t_i - x_i + 1 + sum_{j>i} (x_j xor t_j): some c_i = 0 iff x > t.
+            // beta = 1: t = r + 1, c_i = x_i - t_i + 1 + sum_{j>i} (x_j xor t_j): some c_i = 0 iff t > x.
+            let t = if beta[k] == 0 { r[k] } else { r[k] + 1 };
+            let (mut w0, mut w1) = (0u8, 0u8);
+            for i in (0..64).rev() {
+                let ti = bit(t, i);
+                if beta[k] == 0 {
+                    c0[i] = f_add(f_sub(ti + 1, xs0[i]), w0);
+                    c1[i] = f_add(f_neg(xs1[i]), w1);
+                } else {
+                    c0[i] = f_add(f_add(f_sub(xs0[i], ti), 1), w0);
+                    c1[i] = f_add(xs1[i], w1);
+                }
+                // w_i = x_i xor t_i on shares: x_i if t_i = 0, 1 - x_i if t_i = 1.
+                if ti == 0 {
+                    w0 = f_add(w0, xs0[i]);
+                    w1 = f_add(w1, xs1[i]);
+                } else {
+                    w0 = f_add(w0, f_sub(1, xs0[i]));
+                    w1 = f_sub(w1, xs1[i]);
+                }
+            }
+        }
+        for i in 0..64 {
+            let (m, z) = (s[k * 64 + i], if rr == Rerandomise::Yes { zero[k * 64 + i] } else { 0 });
+            let at = k * 64 + perm[i];
+            d0[at] = f_add(f_mul(m, c0[i]), z);
+            d1[at] = f_sub(f_mul(m, c1[i]), z);
+        }
+    }
+    ctx.net.step();
+    // P0 -> P2 and P1 -> P2: the permuted d_i shares, 64 Z_67 elements per value each.
+    ctx.net.send_field(P0, P2, Dep::Data, &d0);
+    ctx.net.send_field(P1, P2, Dep::Data, &d1);
+    // P2: beta' = 1 iff some d_i = 0.
+    (0..n).map(|k| (0..64).any(|i| f_add(d0[k * 64 + i], d1[k * 64 + i]) == 0) as u8).collect()
+}
+
+/// ShareConvert (SecureNN Algorithm 4, with the proof's formula; the printed step 11
+/// is wrong, see the spec's erratum): Z_L shares of a (a != L - 1) to Z_(L-1) shares
+/// of a. 4 rounds, 4 l log p + 6 l bits per value. Also returns the step in which
+/// P2 sends (its second), where ComputeMSB's randomness can ride.
+pub fn share_convert(ctx: &mut Ctx, a: &Shares) -> (Shares, Step) {
+    let n = a.len();
+    // Common to P0, P1: r = r0 + r1 with alpha = wrap(r0, r1), and bits eta''.
+    let (r0, r1) = (ctx.seeds.k01.ring(n), ctx.seeds.k01.ring(n));
+    let eta2 = ctx.seeds.k01.bits(n);
+    let alpha: Vec<u64> = r0.iter().zip(&r1).map(|(p, q)| wrap(*p, *q)).collect();
+    let r: Vec<u64> = r0.iter().zip(&r1).map(|(p, q)| p.wrapping_add(*q)).collect();
+
+    ctx.net.step();
+    let masked0: Vec<u64> = a.s0.iter().zip(&r0).map(|(a, r)| a.wrapping_add(*r)).collect();
+    let masked1: Vec<u64> = a.s1.iter().zip(&r1).map(|(a, r)| a.wrapping_add(*r)).collect();
+    let beta0: Vec<u64> = a.s0.iter().zip(&r0).map(|(a, r)| wrap(*a, *r)).collect();
+    let beta1: Vec<u64> = a.s1.iter().zip(&r1).map(|(a, r)| wrap(*a, *r)).collect();
+    // P0 -> P2, P1 -> P2: a~_j = a_j + r_j, n ring elements each.
+    ctx.net.send(P0, P2, Elem::Ring, Dep::Data, &masked0);
+    ctx.net.send(P1, P2, Elem::Ring, Dep::Data, &masked1);
+
+    let p2_step = ctx.net.step();
+    // P2: x = a~0 + a~1 and delta = wrap(a~0, a~1); it shares x's bits and delta.
+    let x: Vec<u64> = masked0.iter().zip(&masked1).map(|(p, q)| p.wrapping_add(*q)).collect();
+    let delta: Vec<u64> = masked0.iter().zip(&masked1).map(|(p, q)| wrap(*p, *q)).collect();
+    let p2 = &mut ctx.seeds.own[2];
+    let (xb0, xb1) = deal_bits(p2, &x);
+    let (delta0, delta1) = deal_odd(p2, &delta);
+    // P2 -> P0, P1: 64 Z_67 bit shares per value, and a Z_(L-1) share of delta.
+    ctx.net.send_field(P2, P0, Dep::Data, &xb0);
+    ctx.net.send_field(P2, P1, Dep::Data, &xb1);
+    ctx.net.send(P2, P0, Elem::Odd, Dep::Data, &delta0);
+    ctx.net.send(P2, P1, Elem::Odd, Dep::Data, &delta1);
+
+    // PrivateCompare(x, r - 1, eta''): P2 learns eta' = eta'' xor (x > r - 1).
+    // (r = 0 compares with 0 instead, which errs only if also x = 0.)
+    let r_minus_1: Vec<u64> = r.iter().map(|r| r.saturating_sub(1)).collect();
+    let eta1 = private_compare(ctx, &xb0, &xb1, &r_minus_1, &eta2);
+
+    ctx.net.step();
+    let eta1_ring: Vec<u64> = eta1.iter().map(|&b| b as u64).collect();
+    let (e0, e1) = deal_odd(&mut ctx.seeds.own[2], &eta1_ring);
+    // P2 -> P0, P1: a Z_(L-1) share of eta' each.
+    ctx.net.send(P2, P0, Elem::Odd, Dep::Data, &e0);
+    ctx.net.send(P2, P1, Elem::Odd, Dep::Data, &e1);
+
+    // eta = eta' xor eta'' on shares; theta = beta0 + beta1 + delta + eta - alpha - 1;
+    // y_j = a_j - theta_j in Z_(L-1).
+    let (mut y0, mut y1) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    for k in 0..n {
+        let (eta0, eta1) = if eta2[k] == 0 { (e0[k], e1[k]) } else { (odd_sub(1, e0[k]), odd_neg(e1[k])) };
+        let theta0 = odd_sub(odd_add(odd_add(beta0[k], delta0[k]), eta0), alpha[k] + 1);
+        let theta1 = odd_add(odd_add(beta1[k], delta1[k]), eta1);
+        y0.push(odd_sub(odd(a.s0[k]), theta0));
+        y1.push(odd_sub(odd(a.s1[k]), theta1));
+    }
+    (Shares { s0: y0, s1: y1 }, p2_step)
+}
+
+/// ComputeMSB (SecureNN Algorithm 5): Z_(L-1) shares of y to Z_L shares of its most
+/// significant bit, via MSB(y) = LSB(2y) in the odd ring. 5 rounds alone (4 when its
+/// data-independent first step rides in `early`), 4 l log p + 13 l bits per value.
+pub fn compute_msb(ctx: &mut Ctx, y: &Shares, early: Option<Step>) -> Shares {
+    let n = y.len();
+    let early = early.unwrap_or_else(|| ctx.net.step());
+    // P2 draws x in Z_(L-1) and deals shares of x, of its bits and of its LSB.
+    let p2 = &mut ctx.seeds.own[2];
+    let x = p2.odd(n);
+    let (x0, x1) = deal_odd(p2, &x);
+    let (xb0, xb1) = deal_bits(p2, &x);
+    let lsb: Vec<u64> = x.iter().map(|x| x & 1).collect();
+    let (l0, l1) = deal_ring(p2, &lsb);
+    // P2 -> P0, P1 (data-independent, in `early`): x share (l), 64 bit shares (64 log p), LSB share (l).
+    ctx.net.send_in(early, P2, P0, Elem::Odd, Dep::Fresh, &x0);
+    ctx.net.send_in(early, P2, P1, Elem::Odd, Dep::Fresh, &x1);
+    ctx.net.send_field_in(early, P2, P0, Dep::Fresh, &xb0);
+    ctx.net.send_field_in(early, P2, P1, Dep::Fresh, &xb1);
+    ctx.net.send_in(early, P2, P0, Elem::Ring, Dep::Fresh, &l0);
+    ctx.net.send_in(early, P2, P1, Elem::Ring, Dep::Fresh, &l1);
+
+    ctx.net.step();
+    let c0: Vec<u64> = y.s0.iter().zip(&x0).map(|(y, x)| odd_add(odd_add(*y, *y), *x)).collect();
+    let c1: Vec<u64> = y.s1.iter().zip(&x1).map(|(y, x)| odd_add(odd_add(*y, *y), *x)).collect();
+    // P0 <-> P1: c_j = 2 y_j + x_j, one Z_(L-1) element each way; c becomes public.
+    ctx.net.send(P0, P1, Elem::Odd, Dep::Data, &c0);
+    ctx.net.send(P1, P0, Elem::Odd, Dep::Data, &c1);
+    let c: Vec<u64> = c0.iter().zip(&c1).map(|(p, q)| odd_add(*p, *q)).collect();
+
+    // PrivateCompare(x, c, beta): P2 learns beta' = beta xor (x > c), i.e. whether 2y + x wrapped.
+    let beta = ctx.seeds.k01.bits(n);
+    let beta1 = private_compare(ctx, &xb0, &xb1, &c, &beta);
+
+    ctx.net.step();
+    let beta1_ring: Vec<u64> = beta1.iter().map(|&b| b as u64).collect();
+    let (b0, b1) = deal_ring(&mut ctx.seeds.own[2], &beta1_ring);
+    // P2 -> P0, P1: a Z_L share of beta' each.
+    ctx.net.send(P2, P0, Elem::Ring, Dep::Data, &b0);
+    ctx.net.send(P2, P1, Elem::Ring, Dep::Data, &b1);
+
+    // gamma = beta xor beta' (the wrap bit), delta = c_0 xor x_0; MSB = gamma xor delta
+    // = gamma + delta - 2 gamma delta, with one Mul whose triple share rides early.
+    let xor_public = |bits: &[u8], s0: &[u64], s1: &[u64]| -> Shares {
+        let s0 = s0.iter().zip(bits).map(|(s, b)| if *b == 1 { 1u64.wrapping_sub(*s) } else { *s }).collect();
+        let s1 = s1.iter().zip(bits).map(|(s, b)| if *b == 1 { s.wrapping_neg() } else { *s }).collect();
+        Shares { s0, s1 }
+    };
+    let gamma = xor_public(&beta, &b0, &b1);
+    let c_lsb: Vec<u8> = c.iter().map(|c| (c & 1) as u8).collect();
+    let delta = xor_public(&c_lsb, &l0, &l1);
+    let theta = mul_in(ctx, &gamma, &delta, Some(early));
+    let sum = gamma.add(&delta);
+    sum.sub(&theta.add(&theta))
+}
+
+/// DReLU (SecureNN Algorithm 6): Z_L shares of 1 where a >= 0, else 0, for a in
+/// [-2^62, 2^62). 8 rounds, (8 log p + 19) l bits per value.
+pub fn drelu(ctx: &mut Ctx, a: &Shares) -> Shares {
+    // 2a is even, so never L - 1, as ShareConvert needs; MSB(2a) is a's sign in range.
+    let doubled = a.map(|s| s.iter().map(|v| v.wrapping_add(*v)).collect());
+    let (y, p2_step) = share_convert(ctx, &doubled);
+    let msb = compute_msb(ctx, &y, Some(p2_step));
+    Shares { s0: msb.s0.iter().map(|m| 1u64.wrapping_sub(*m)).collect(), s1: msb.s1.iter().map(|m| m.wrapping_neg()).collect() }
+}
+
+/// ReLU (SecureNN Algorithm 7) = DReLU, then Mul of the 0/1 decision with the value.
+/// 10 rounds, 88 l bits per value; the decision is an integer, so no truncation.
+pub fn relu(ctx: &mut Ctx, a: &Shares) -> Shares {
+    let d = drelu(ctx, a);
+    mul(ctx, &d, a)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx() -> Ctx {
+        Ctx::new(42, 13)
+    }
+
+    fn share(ctx: &mut Ctx, x: &[u64]) -> Shares {
+        Shares::share(x, &mut ctx.seeds.own[0])
+    }
+
+    fn edge_values() -> Vec<u64> {
+        let big = (1u64 << 62) - 1;
+        vec![0, 1, u64::MAX, 2, u64::MAX - 1, big, (-(1i64 << 62)) as u64, 1 << 40, (-(1i64 << 40)) as u64, 12345, (-12345i64) as u64]
+    }
+
+    #[test]
+    fn beaver_products_are_exact() {
+        let mut c = ctx();
+        let x = share(&mut c, &[1, 2, 3, 4, 5, 6]); // 2 x 3
+        let y = share(&mut c, &[7, 8, 9, 10, 11, u64::MAX]); // 3 x 2
+        let z = mat_mul(&mut c, &x, &y, 2, 3, 2);
+        assert_eq!(z.reveal(), matmul(&[1, 2, 3, 4, 5, 6], &[7, 8, 9, 10, 11, u64::MAX], 2, 3, 2));
+        let m = mul(&mut c, &x, &x);
+        assert_eq!(m.reveal(), vec![1, 4, 9, 16, 25, 36]);
+    }
+
+    #[test]
+    fn private_compare_on_edges_and_random() {
+        let mut c = ctx();
+        let mut xs = edge_values();
+        let mut rs = edge_values();
+        rs.rotate_left(3);
+        xs.extend(c.seeds.own[0].ring(300));
+        rs.extend(c.seeds.own[1].ring(300));
+        // Equal values and neighbours too.
+        xs.extend([5, 5, 6, u64::MAX, u64::MAX]);
+        rs.extend([5, 6, 5, u64::MAX, u64::MAX - 1]);
+        let n = xs.len();
+        let beta = c.seeds.own[1].bits(n);
+        let (b0, b1) = deal_bits(&mut c.seeds.own[2], &xs);
+        let out = private_compare(&mut c, &b0, &b1, &rs, &beta);
+        for k in 0..n {
+            assert_eq!(out[k], beta[k] ^ (xs[k] > rs[k]) as u8, "x {} r {} beta {}", xs[k], rs[k], beta[k]);
+        }
+        // The corner case: beta = 1 and r = 2^64 - 1.
+        let (b0, b1) = deal_bits(&mut c.seeds.own[2], &[7, u64::MAX]);
+        assert_eq!(private_compare(&mut c, &b0, &b1, &[u64::MAX, u64::MAX], &[1, 1]), vec![1, 1]);
+    }
+
+    #[test]
+    fn share_convert_keeps_the_value_in_the_odd_ring() {
+        let mut c = ctx();
+        let mut xs: Vec<u64> = edge_values().into_iter().filter(|&v| v != u64::MAX).collect();
+        xs.extend(c.seeds.own[0].ring(500).into_iter().filter(|&v| v != u64::MAX));
+        // Shares that wrap and shares that do not, for the same values.
+        let mut a = share(&mut c, &xs);
+        a.s0[0] = u64::MAX;
+        a.s1[0] = xs[0].wrapping_sub(u64::MAX);
+        let (y, _) = share_convert(&mut c, &a);
+        assert_eq!(y.reveal_odd(), xs.iter().map(|&v| odd(v)).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn compute_msb_reads_the_top_bit() {
+        let mut c = ctx();
+        let mut ys: Vec<u64> = vec![0, 1, 1 << 63, (1 << 63) - 1, ODD - 1, 2];
+        ys.extend(c.seeds.own[0].odd(500));
+        let (s0, s1) = deal_odd(&mut c.seeds.own[1], &ys);
+        let m = compute_msb(&mut c, &Shares { s0, s1 }, None);
+        assert_eq!(m.reveal(), ys.iter().map(|y| y >> 63).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn drelu_and_relu_on_edge_values() {
+        let mut c = ctx();
+        let mut xs = edge_values();
+        xs.retain(|&v| (v as i64) >= -(1 << 62) && (v as i64) < (1 << 62));
+        xs.extend(c.seeds.own[0].ring(1000).into_iter().map(|v| ((v as i64) >> 2) as u64));
+        let a = share(&mut c, &xs);
+        let d = drelu(&mut c, &a);
+        assert_eq!(d.reveal(), xs.iter().map(|&v| ((v as i64) >= 0) as u64).collect::<Vec<_>>());
+        let r = relu(&mut c, &a);
+        assert_eq!(r.reveal(), xs.iter().map(|&v| if (v as i64) >= 0 { v } else { 0 }).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn per_value_costs_match_the_spec() {
+        let mut c = ctx();
+        let a = share(&mut c, &[5, (-3i64) as u64]);
+        let mark = c.net.mark();
+        drelu(&mut c, &a);
+        let t = c.net.tally_since(mark);
+        assert_eq!((t.steps, t.depth), (8, 8));
+        assert_eq!(t.bits_by_party, [2 * 1280, 2 * 1280, 2 * 2752]);
+        let mark = c.net.mark();
+        relu(&mut c, &a);
+        let t = c.net.tally_since(mark);
+        assert_eq!((t.steps, t.depth), (10, 9));
+        assert_eq!(t.bits_by_party.iter().sum::<u64>(), 2 * 88 * 64);
+    }
+
+    #[test]
+    fn same_seed_same_transcript() {
+        let run = |seed| {
+            let mut c = Ctx::new(seed, 13);
+            let a = share(&mut c, &[5, 7, (-3i64) as u64]);
+            relu(&mut c, &a);
+            c.net.transcript
+        };
+        assert_eq!(run(1), run(1));
+        assert_ne!(run(1), run(2));
+    }
+}

@@ -1,0 +1,208 @@
+//! The wire: every message a party sends, with its sender, receiver, round, element
+//! type and count. Nothing moves between parties except through `send`, so the
+//! totals here are what the protocol really sends.
+//!
+//! Two round counts. *Steps* follow the paper's convention: a protocol opens a new
+//! step for each of its communication rounds as SecureNN's tables count them (a
+//! product: the triple share, then the opening; DReLU: 8). *Depth* counts true
+//! message dependencies: a party's message in a step depends on everything it had
+//! received before the step, except data-independent randomness (`Dep::Fresh`),
+//! which could be sent at the very start (depth 1) and delays nothing.
+
+use super::prg::fnv1a;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Party {
+    P0 = 0,
+    P1 = 1,
+    P2 = 2,
+}
+
+/// What a message carries, and so how many bits each element takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Elem {
+    /// Z_L share or masked value: l bits.
+    Ring,
+    /// Z_(L-1) share: l bits.
+    Odd,
+    /// Z_67 share: log p bits.
+    Field,
+}
+
+/// Which cost-model family a message is billed to (`bits_by_protocol`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    Linear = 0,
+    Drelu = 1,
+    Mul = 2,
+}
+
+/// Whether a message depends on data, for the depth count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dep {
+    Data,
+    Fresh,
+}
+
+/// A communication step, as returned by `Transport::step`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Step(pub u64);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub from: Party,
+    pub to: Party,
+    pub step: u64,
+    pub depth: u64,
+    pub elem: Elem,
+    pub count: u64,
+    pub bits: u64,
+    pub family: Family,
+}
+
+/// Totals over a stretch of messages (a layer, a run).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tally {
+    pub steps: u64,
+    pub depth: u64,
+    pub bits_by_party: [u64; 3],
+    pub bits_by_family: [u64; 3],
+}
+
+pub struct Transport {
+    ring_bits: u64,
+    field_bits: u64,
+    steps: u64,
+    clock: [u64; 3],
+    pending: [u64; 3],
+    /// The family new messages are billed to.
+    pub family: Family,
+    pub log: Vec<Message>,
+    /// Running hash of every message and its payload: equal hashes, equal transcripts.
+    pub transcript: u64,
+    /// When set, every payload this party receives is kept, widened to u64.
+    pub capture: Option<Party>,
+    pub captured: Vec<Vec<u64>>,
+}
+
+impl Transport {
+    pub fn new(ring_bits: u64, field_bits: u64) -> Transport {
+        Transport {
+            ring_bits,
+            field_bits,
+            steps: 0,
+            clock: [0; 3],
+            pending: [0; 3],
+            family: Family::Linear,
+            log: Vec::new(),
+            transcript: fnv1a(b"explore"),
+            capture: None,
+            captured: Vec::new(),
+        }
+    }
+
+    /// Opens the next communication step: what was received so far becomes known.
+    pub fn step(&mut self) -> Step {
+        self.settle();
+        self.steps += 1;
+        Step(self.steps)
+    }
+
+    fn settle(&mut self) {
+        for p in 0..3 {
+            self.clock[p] = self.clock[p].max(self.pending[p]);
+        }
+    }
+
+    /// Sends ring or odd-ring elements in the current step.
+    pub fn send(&mut self, from: Party, to: Party, elem: Elem, dep: Dep, data: &[u64]) {
+        self.send_in(Step(self.steps), from, to, elem, dep, data);
+    }
+
+    /// Sends in an earlier step of the same protocol (randomness that rides along).
+    pub fn send_in(&mut self, step: Step, from: Party, to: Party, elem: Elem, dep: Dep, data: &[u64]) {
+        let mut h = self.transcript;
+        for w in data {
+            h = (h ^ w).wrapping_mul(0x0100_0000_01b3);
+        }
+        self.transcript = h;
+        self.record(step, from, to, elem, dep, data.len() as u64);
+        if self.capture == Some(to) {
+            self.captured.push(data.to_vec());
+        }
+    }
+
+    /// Sends Z_67 elements in the current step.
+    pub fn send_field(&mut self, from: Party, to: Party, dep: Dep, data: &[u8]) {
+        self.transcript = fnv1a(data) ^ self.transcript.rotate_left(7);
+        self.record(Step(self.steps), from, to, Elem::Field, dep, data.len() as u64);
+        if self.capture == Some(to) {
+            self.captured.push(data.iter().map(|&x| x as u64).collect());
+        }
+    }
+
+    pub fn send_field_in(&mut self, step: Step, from: Party, to: Party, dep: Dep, data: &[u8]) {
+        let now = self.steps;
+        self.steps = step.0;
+        self.send_field(from, to, dep, data);
+        self.steps = now;
+    }
+
+    fn record(&mut self, step: Step, from: Party, to: Party, elem: Elem, dep: Dep, count: u64) {
+        assert!(step.0 >= 1, "a message outside any step: call Transport::step first");
+        let depth = match dep {
+            Dep::Data => self.clock[from as usize] + 1,
+            Dep::Fresh => 1,
+        };
+        // Fresh data could have been sent before anything else, so receiving it makes
+        // no later message wait: only data-dependent messages move the clocks.
+        if dep == Dep::Data {
+            let t = to as usize;
+            self.pending[t] = self.pending[t].max(depth);
+        }
+        let bits = count * if elem == Elem::Field { self.field_bits } else { self.ring_bits };
+        self.log.push(Message { from, to, step: step.0, depth, elem, count, bits, family: self.family });
+    }
+
+    /// A mark to tally from: `tally_since(mark)` covers everything after it.
+    pub fn mark(&mut self) -> (usize, u64, u64) {
+        self.settle();
+        (self.log.len(), self.steps, self.depth())
+    }
+
+    fn depth(&self) -> u64 {
+        self.clock.iter().chain(&self.pending).copied().max().unwrap_or(0)
+    }
+
+    pub fn tally_since(&mut self, mark: (usize, u64, u64)) -> Tally {
+        self.settle();
+        let mut t = Tally { steps: self.steps - mark.1, depth: self.depth() - mark.2, ..Tally::default() };
+        for m in &self.log[mark.0..] {
+            t.bits_by_party[m.from as usize] += m.bits;
+            t.bits_by_family[m.family as usize] += m.bits;
+        }
+        t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steps_and_depth_count_differently() {
+        let mut t = Transport::new(64, 8);
+        let m = t.mark();
+        // A product: P2's triple share (fresh), then the opening.
+        t.step();
+        t.send(Party::P2, Party::P1, Elem::Ring, Dep::Fresh, &[1]);
+        t.step();
+        t.send(Party::P0, Party::P1, Elem::Ring, Dep::Data, &[1, 2]);
+        t.send(Party::P1, Party::P0, Elem::Ring, Dep::Data, &[3, 4]);
+        t.send_field(Party::P0, Party::P2, Dep::Data, &[5; 64]);
+        let tally = t.tally_since(m);
+        assert_eq!(tally.steps, 2);
+        assert_eq!(tally.depth, 1, "an exchange in one step is one level, the fresh triple rides along");
+        assert_eq!(tally.bits_by_party, [128 + 512, 128, 64]);
+    }
+}
