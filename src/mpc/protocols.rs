@@ -175,12 +175,13 @@ fn permutation(rng: &mut Prg, n: usize) -> Vec<usize> {
     p
 }
 
-/// Whether PrivateCompare re-randomises the d_i shares with a common share of zero.
-/// Only the security test turns it off, to show that its check catches the leak.
+/// PrivateCompare as specified, or with its permutation left out: then the position
+/// of the zero tells P2 where x and r first differ. Only the security test uses the
+/// leaky variant, to show that its check catches a leak.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Rerandomise {
-    Yes,
-    LeakyForTests,
+pub enum Variant {
+    Secure,
+    LeakyNoPermutation,
 }
 
 /// PrivateCompare (SecureNN Algorithm 3): P0, P1 hold Z_67 shares of the bits of x
@@ -188,10 +189,10 @@ pub enum Rerandomise {
 /// common bit beta. P2 learns beta' = beta XOR (x > r), and nothing else.
 /// 1 round, 2 * 64 log p bits per value.
 pub fn private_compare(ctx: &mut Ctx, x0: &[u8], x1: &[u8], r: &[u64], beta: &[u8]) -> Vec<u8> {
-    private_compare_with(ctx, x0, x1, r, beta, Rerandomise::Yes)
+    private_compare_with(ctx, x0, x1, r, beta, Variant::Secure)
 }
 
-pub fn private_compare_with(ctx: &mut Ctx, x0: &[u8], x1: &[u8], r: &[u64], beta: &[u8], rr: Rerandomise) -> Vec<u8> {
+pub fn private_compare_with(ctx: &mut Ctx, x0: &[u8], x1: &[u8], r: &[u64], beta: &[u8], variant: Variant) -> Vec<u8> {
     let n = r.len();
     let k01 = &mut ctx.seeds.k01;
     // Common to P0 and P1 (k01): multipliers s_i in Z_67*, a permutation per value,
@@ -235,8 +236,8 @@ pub fn private_compare_with(ctx: &mut Ctx, x0: &[u8], x1: &[u8], r: &[u64], beta
             }
         }
         for i in 0..64 {
-            let (m, z) = (s[k * 64 + i], if rr == Rerandomise::Yes { zero[k * 64 + i] } else { 0 });
-            let at = k * 64 + perm[i];
+            let (m, z) = (s[k * 64 + i], zero[k * 64 + i]);
+            let at = k * 64 + if variant == Variant::Secure { perm[i] } else { i };
             d0[at] = f_add(f_mul(m, c0[i]), z);
             d1[at] = f_sub(f_mul(m, c1[i]), z);
         }
@@ -481,6 +482,70 @@ mod tests {
         let t = c.net.tally_since(mark);
         assert_eq!((t.steps, t.depth), (10, 9));
         assert_eq!(t.bits_by_party.iter().sum::<u64>(), 2 * 88 * 64);
+    }
+
+    /// Pearson's statistic of observed counts against expected counts.
+    fn chi_square(observed: &[f64], expected: &[f64]) -> f64 {
+        // Bins nobody expects contribute nothing (and would divide by zero).
+        observed.iter().zip(expected).filter(|(_, e)| **e > 0.0).map(|(o, e)| (o - e) * (o - e) / e).sum()
+    }
+
+    /// P2's view of PrivateCompare on one input set: the histogram of every Z_67
+    /// share it receives, and of where the zeros of the d_i sit.
+    fn p2_view(variant: Variant, xs: &[u64], rs: &[u64]) -> (Vec<f64>, Vec<f64>) {
+        let mut c = Ctx::new(9, 13);
+        let beta = vec![0u8; xs.len()];
+        let (b0, b1) = deal_bits(&mut c.seeds.own[2], xs);
+        c.net.capture = Some(P2);
+        private_compare_with(&mut c, &b0, &b1, rs, &beta, variant);
+        let (d0, d1) = (&c.net.captured[0], &c.net.captured[1]);
+        let mut values = vec![0f64; 67];
+        let mut zeros = vec![0f64; 64];
+        for i in 0..d0.len() {
+            values[d0[i] as usize] += 1.0;
+            values[d1[i] as usize] += 1.0;
+            if (d0[i] + d1[i]) % 67 == 0 {
+                zeros[i % 64] += 1.0;
+            }
+        }
+        (values, zeros)
+    }
+
+    /// Two very different input sets with the same outcome (x > r everywhere): small
+    /// values against zero, and values that differ from r only in the lowest bit. What
+    /// P2 receives must look uniform and must not tell the two apart.
+    fn view_check(variant: Variant) -> Result<(), String> {
+        let n = 4000;
+        let mut g = Prg::new(3, "inputs");
+        let set_a: (Vec<u64>, Vec<u64>) = ((0..n).map(|_| 1 + g.u64() % 1000).collect(), vec![0; n]);
+        let set_b: (Vec<u64>, Vec<u64>) = {
+            let r: Vec<u64> = (0..n).map(|_| g.u64() & !1).collect();
+            (r.iter().map(|r| r | 1).collect(), r)
+        };
+        let (va, za) = p2_view(variant, &set_a.0, &set_a.1);
+        let (vb, zb) = p2_view(variant, &set_b.0, &set_b.1);
+        // Critical values at p = 0.001: 107.3 for 66 degrees of freedom, 103.4 for 63.
+        for (name, v) in [("set A", &va), ("set B", &vb)] {
+            let uniform = vec![v.iter().sum::<f64>() / 67.0; 67];
+            let x2 = chi_square(v, &uniform);
+            if x2 > 107.3 {
+                return Err(format!("{name}: received shares not uniform on Z_67, chi-square {x2:.1}"));
+            }
+        }
+        // Homogeneity of the zero positions between the sets (equal totals: n each).
+        let pooled: Vec<f64> = za.iter().zip(&zb).map(|(a, b)| (a + b) / 2.0).collect();
+        let x2 = chi_square(&za, &pooled) + chi_square(&zb, &pooled);
+        if x2 > 103.4 {
+            return Err(format!("zero positions depend on the inputs, chi-square {x2:.1}"));
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn p2_view_of_private_compare_does_not_depend_on_the_inputs() {
+        view_check(Variant::Secure).unwrap();
+        let leak = view_check(Variant::LeakyNoPermutation).unwrap_err();
+        assert!(leak.starts_with("zero positions depend on the inputs"), "{leak}");
     }
 
     #[test]
