@@ -7,9 +7,12 @@
 pub mod cost;
 pub mod error;
 pub mod graph;
+pub mod infer;
+pub mod model;
 pub mod mpc;
 pub mod report;
 pub mod sharing;
+pub mod simulate;
 pub mod spec;
 
 use std::path::Path;
@@ -36,4 +39,20 @@ pub fn cost_files(
             Ok((priced, Some(saving)))
         }
     }
+}
+
+/// Loads an architecture and an optional plan and runs `simulate` on them.
+pub fn simulate_files(
+    arch: &Path,
+    plan: Option<&Path>,
+    table: &cost::protocol::ProtocolTable,
+    opts: &simulate::Options,
+) -> error::Result<simulate::SimReport> {
+    let network = graph::Network::build(&spec::ArchSpec::load(arch)?)?;
+    let plan = match plan {
+        Some(p) => spec::PlanSpec::load(p)?,
+        None => spec::PlanSpec::original(),
+    };
+    let planned = sharing::Planned::new(&network, &plan)?;
+    Ok(simulate::simulate(&planned, table, opts))
 }

@@ -46,6 +46,36 @@ enum Command {
         #[arg(long, short)]
         out: Option<PathBuf>,
     },
+    /// Run secure inference under SecureNN, message by message, on generated inputs:
+    /// measured rounds and bits per layer beside the cost model's prediction, the
+    /// error against plaintext fixed point, and class agreement with float.
+    Simulate {
+        /// Architecture TOML.
+        arch: PathBuf,
+        /// ReLU-sharing plan TOML; without one, regular ReLU everywhere.
+        #[arg(long)]
+        plan: Option<PathBuf>,
+        /// Number of inputs to run (each a fresh secure inference).
+        #[arg(long, default_value_t = 1)]
+        samples: usize,
+        /// Seed of the weights, inputs and every party's randomness.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Fractional bits of the fixed-point encoding.
+        #[arg(long, default_value_t = 13, value_parser = clap::value_parser!(u32).range(1..=30))]
+        frac_bits: u32,
+        /// Override the protocol table's convolution masking.
+        #[arg(long, value_enum)]
+        conv_masking: Option<Masking>,
+        /// Protocol table the prediction is priced with (default: built-in SecureNN).
+        #[arg(long)]
+        protocol: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = SimFormat::Table)]
+        format: SimFormat,
+        /// Write the output to this file instead of standard output.
+        #[arg(long, short)]
+        out: Option<PathBuf>,
+    },
     /// Print the built-in SecureNN protocol table, to copy and edit for --protocol.
     Protocol,
 }
@@ -58,9 +88,24 @@ enum Format {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+enum SimFormat {
+    Table,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 enum Masking {
     Im2col,
     Tensor,
+}
+
+impl From<Masking> for ConvMasking {
+    fn from(m: Masking) -> ConvMasking {
+        match m {
+            Masking::Im2col => ConvMasking::Im2col,
+            Masking::Tensor => ConvMasking::Tensor,
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -85,15 +130,26 @@ fn run(cli: Cli) -> Result<()> {
                 Some(p) => profile::load(p)?,
                 None => profile::builtin(),
             };
-            let masking = conv_masking.map(|m| match m {
-                Masking::Im2col => ConvMasking::Im2col,
-                Masking::Tensor => ConvMasking::Tensor,
-            });
+            let masking = conv_masking.map(Masking::into);
             let (priced, saving) = explore::cost_files(&arch, plan.as_deref(), &table, masking, &profiles)?;
             let text = match format {
                 Format::Table => report::table(&priced, saving.as_ref()),
                 Format::Csv => report::csv(&priced),
                 Format::Json => report::json(&priced, saving.as_ref()) + "\n",
+            };
+            emit(out, &text)
+        }
+        Command::Simulate { arch, plan, samples, seed, frac_bits, conv_masking, protocol, format, out } => {
+            let table = match &protocol {
+                Some(p) => ProtocolTable::load(p)?,
+                None => ProtocolTable::securenn(),
+            };
+            let opts = explore::simulate::Options { samples, seed, frac: frac_bits, masking: conv_masking.map(Masking::into) };
+            let report = explore::simulate_files(&arch, plan.as_deref(), &table, &opts)?;
+            let text = match format {
+                SimFormat::Table => explore::simulate::table(&report),
+                // Plain data: serialization cannot fail.
+                SimFormat::Json => serde_json::to_string_pretty(&report).expect("report serializes") + "\n",
             };
             emit(out, &text)
         }

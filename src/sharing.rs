@@ -153,3 +153,123 @@ mod tests {
         assert!(e.contains("needs a [C, H, W] input, got [128]"), "{e}");
     }
 }
+
+/// Which activations of a shared ReLU layer form each group, built explicitly (the
+/// cost model only counts; the simulator needs the groups themselves).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupMap {
+    /// Number of groups (decisions).
+    pub groups: usize,
+    /// Group of each activation, `u32::MAX` for activations that pass unchanged
+    /// (identity, or channels a partial layer leaves alone).
+    pub group_of: Vec<u32>,
+    /// For each group, the activation whose value decides under `center`.
+    pub center: Vec<u32>,
+    /// Members per group.
+    pub size: Vec<u32>,
+}
+
+/// Builds the groups of `relu` on an input of `shape` (already checked by `decisions`).
+///
+/// Clusters come from training data once clustering exists; until then each window's
+/// k clusters are k runs of consecutive positions (row-major), which has the same
+/// count and cost as any clustering.
+pub fn group_map(relu: &ReluPlan, shape: &Shape) -> GroupMap {
+    let n = shape.numel();
+    let (c, h, w) = shape.chw().unwrap_or((n, 1, 1));
+    let mut group_of = vec![u32::MAX; n];
+    // Tiles along one side: (start, end) of each, following the edge rule.
+    let tiles = |side: usize, tile: usize, edge: crate::spec::Edge| -> Vec<(usize, usize)> {
+        let count = edge.tiles(side, tile);
+        (0..count).map(|t| (t * tile, if t + 1 == count { side } else { (t + 1) * tile }.min(side))).collect()
+    };
+    let mut next = 0u32;
+    let mut assign_rects = |rows: &[(usize, usize)], cols: &[(usize, usize)], per_rect: usize, group_of: &mut Vec<u32>| {
+        for ch in 0..c {
+            for &(y0, y1) in rows {
+                for &(x0, x1) in cols {
+                    let area = (y1 - y0) * (x1 - x0);
+                    for (i, (y, x)) in (y0..y1).flat_map(|y| (x0..x1).map(move |x| (y, x))).enumerate() {
+                        // Split the rectangle's positions into per_rect runs of near-equal length.
+                        let part = i * per_rect / area;
+                        group_of[(ch * h + y) * w + x] = next + part as u32;
+                    }
+                    next += per_rect as u32;
+                }
+            }
+        }
+    };
+    match relu.grouping {
+        Grouping::None => group_of.iter_mut().enumerate().for_each(|(i, g)| *g = i as u32),
+        Grouping::Identity => {}
+        Grouping::Channel => assign_rects(&[(0, h)], &[(0, w)], 1, &mut group_of),
+        Grouping::Patch { size, edge } => assign_rects(&tiles(h, size.0, edge), &tiles(w, size.1, edge), 1, &mut group_of),
+        Grouping::Clusters { window, clusters, edge } => {
+            let (rows, cols) = match window {
+                Window::Full => (vec![(0, h)], vec![(0, w)]),
+                Window::Size(wh, ww) => (tiles(h, wh, edge), tiles(w, ww, edge)),
+            };
+            assign_rects(&rows, &cols, clusters, &mut group_of)
+        }
+        Grouping::Partial { fraction } => {
+            let kept = (fraction * c as f64).round() as usize * h * w;
+            group_of[..kept].iter_mut().enumerate().for_each(|(i, g)| *g = i as u32);
+        }
+    }
+    let groups = group_of.iter().filter(|&&g| g != u32::MAX).map(|&g| g as usize + 1).max().unwrap_or(0);
+    let mut members: Vec<Vec<u32>> = vec![Vec::new(); groups];
+    for (i, &g) in group_of.iter().enumerate() {
+        if g != u32::MAX {
+            members[g as usize].push(i as u32);
+        }
+    }
+    // The middle member in row-major order: the centre of a rectangle.
+    let center = members.iter().map(|m| m[(m.len() - 1) / 2]).collect();
+    let size = members.iter().map(|m| m.len() as u32).collect();
+    GroupMap { groups, group_of, center, size }
+}
+
+#[cfg(test)]
+mod group_tests {
+    use super::*;
+    use crate::spec::plan::{Decision, Edge, Noise};
+
+    fn map(grouping: Grouping, shape: &[usize]) -> GroupMap {
+        group_map(&ReluPlan { grouping, decision: Decision::Center, noise: Noise::NONE }, &Shape(shape.to_vec()))
+    }
+
+    #[test]
+    fn explicit_groups_agree_with_the_counts() {
+        let cases = [
+            Grouping::None,
+            Grouping::Channel,
+            Grouping::Identity,
+            Grouping::Patch { size: (3, 3), edge: Edge::Partial },
+            Grouping::Patch { size: (3, 2), edge: Edge::Merge },
+            Grouping::Clusters { window: Window::Size(4, 4), clusters: 3, edge: Edge::Partial },
+            Grouping::Clusters { window: Window::Full, clusters: 7, edge: Edge::Partial },
+            Grouping::Partial { fraction: 0.5 },
+        ];
+        for g in cases {
+            let shape = Shape(vec![4, 10, 11]);
+            let m = map(g.clone(), &shape.0);
+            let relu = ReluPlan { grouping: g.clone(), decision: Decision::Center, noise: Noise::NONE };
+            let d = decisions(&relu, &shape).unwrap();
+            assert_eq!(m.groups, d.groups, "{g:?}");
+            assert_eq!(m.group_of.iter().filter(|&&x| x != u32::MAX).count(), d.gated, "{g:?}");
+            assert!(m.size.iter().all(|&s| s > 0), "{g:?}: empty group");
+        }
+    }
+
+    #[test]
+    fn tiles_follow_the_edge_rule_and_centres_sit_in_the_middle() {
+        let m = map(Grouping::Patch { size: (3, 3), edge: Edge::Merge }, &[1, 4, 4]);
+        // floor: one tile per side, the remainder merged: all 16 in one group.
+        assert_eq!(m.groups, 1);
+        let m = map(Grouping::Patch { size: (3, 3), edge: Edge::Partial }, &[1, 4, 4]);
+        assert_eq!(m.size, vec![9, 3, 3, 1]);
+        assert_eq!(m.center[0], 5); // (1, 1) of the first 3x3 tile
+        let m = map(Grouping::Channel, &[2, 3, 3]);
+        assert_eq!(m.center, vec![4, 13]);
+    }
+}

@@ -181,3 +181,20 @@ fn bad_plan_files_give_one_line_and_exit_2() {
     let bad_protocol = write(&dir, "proto.toml", "name = \"x\"\n");
     expect_error(&["cost", &arch, "--protocol", &bad_protocol], &bad_protocol, "missing field");
 }
+
+#[test]
+fn simulate_json_has_the_documented_fields() {
+    let o = explore(&["simulate", "architectures/svhn.toml", "--plan", "architectures/plans/svhn/uniform-32x32.toml", "--samples", "2", "--format", "json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    for l in v["layers"].as_array().unwrap() {
+        assert_eq!(l["measured"], l["predicted"], "{}", l["name"]);
+        assert!(l["max_error_lsb"].is_u64());
+    }
+    assert_eq!(v["total"]["measured"]["rounds"], 26);
+    assert_eq!(v["total"]["agreement"], 1.0);
+    assert!(v["total"]["seconds_per_image"].as_f64().unwrap() > 0.0);
+    assert_eq!(v["total"]["samples"], 2);
+    let f = "architectures/plans/cifar10/uniform-32x32.toml";
+    expect_error(&["simulate", "architectures/svhn.toml", "--plan", f], f, "plan is for \"cifar10-minionn\"");
+}

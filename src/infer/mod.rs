@@ -1,0 +1,259 @@
+//! Inference over the layer graph, written once for every number system: float,
+//! plaintext fixed point, and secret shares under SecureNN. A `Backend` supplies the
+//! arithmetic; `run` walks the layers in order and applies each layer's recipe, so
+//! the three evaluations share truncation points and decisions by construction.
+
+pub mod plain;
+pub mod secure;
+
+use crate::graph::Network;
+use crate::mpc::matmul::Window;
+use crate::model::Params;
+use crate::sharing::{group_map, Planned};
+use crate::spec::plan::{Decision, NoiseMask, WeightVisibility};
+use crate::spec::Op;
+use petgraph::graph::NodeIndex;
+
+/// A linear map with public structure: out[i] = sum of x[j] for j in taps[i].
+/// Pooling windows, group sums and gathers are all of this kind (local, free).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Taps {
+    pub offsets: Vec<u32>,
+    pub index: Vec<u32>,
+}
+
+impl Taps {
+    pub fn gather(idx: &[u32]) -> Taps {
+        Taps { offsets: (0..=idx.len() as u32).collect(), index: idx.to_vec() }
+    }
+
+    pub fn outputs(&self) -> usize {
+        self.offsets.len() - 1
+    }
+
+    pub fn apply<T: Copy>(&self, x: &[T], zero: T, add: impl Fn(T, T) -> T) -> Vec<T> {
+        (0..self.outputs())
+            .map(|i| self.index[self.offsets[i] as usize..self.offsets[i + 1] as usize].iter().fold(zero, |acc, &j| add(acc, x[j as usize])))
+            .collect()
+    }
+}
+
+/// A product of secret (or plaintext) weights with the layer input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Product {
+    /// Kernel [O, C kh kw] times the im2col of the input.
+    Conv { window: Window, out_channels: usize },
+    /// Weights [out, in] times the input vector.
+    Linear { inputs: usize, outputs: usize },
+}
+
+/// The arithmetic of one number system.
+pub trait Backend {
+    /// A vector of values (a layer's activations).
+    type V: Clone;
+    /// Model parameters as this backend holds them (plain, encoded or shared).
+    type W;
+
+    /// Fractional bits of the encoding (0 for float: no truncation).
+    fn weights(&mut self, w: &[f32]) -> Self::W;
+    fn input(&mut self, x: &[f32]) -> Self::V;
+    /// Weights times input, before truncation.
+    fn product(&mut self, w: &Self::W, x: &Self::V, p: Product) -> Self::V;
+    /// Per group g: sum over its members p of x[p] * w[weight_of[p]], before truncation.
+    fn grouped_dot(&mut self, x: &Self::V, w: &Self::W, weight_of: &[u32], group_of: &[u32], groups: usize) -> Self::V;
+    /// Drops the extra fractional bits a product of two encoded values carries.
+    fn truncate(&mut self, x: Self::V) -> Self::V;
+    /// Adds a public per-channel (or per-output) bias, `per` values to each.
+    fn add_bias(&mut self, x: Self::V, bias: &[f32], per: usize) -> Self::V;
+    /// Multiplies each value by a public constant (encoded); truncate afterwards.
+    fn scale(&mut self, x: &Self::V, c: &[f64]) -> Self::V;
+    fn taps(&mut self, x: &Self::V, t: &Taps) -> Self::V;
+    fn add(&mut self, a: &Self::V, b: &Self::V) -> Self::V;
+    fn negate(&mut self, x: &Self::V) -> Self::V;
+    /// 1 where x >= 0, else 0, as integers.
+    fn drelu(&mut self, x: &Self::V) -> Self::V;
+    /// Flips 0/1 decisions where `flip` is 1 (public flip bits).
+    fn flip_public(&mut self, d: &Self::V, flip: &[u8]) -> Self::V;
+    /// Flip bits held secret (dealt at setup, like the model).
+    fn secret_bits(&mut self, bits: &[u8]) -> Self::V;
+    /// Elementwise product; the first factor is a 0/1 integer, so no truncation.
+    fn mul(&mut self, a: &Self::V, b: &Self::V) -> Self::V;
+    /// Replaces x[idx[i]] by v[i].
+    fn scatter(&mut self, x: &Self::V, idx: &[u32], v: &Self::V) -> Self::V;
+    /// Marks the start and end of a layer (the secure backend tallies messages).
+    fn begin_layer(&mut self, _node: NodeIndex) {}
+    fn end_layer(&mut self, _node: NodeIndex) {}
+}
+
+/// Runs the network on one input and returns every layer's output, in `network.order`.
+/// `noise_seed` draws the flip bits of noisy layers, the same for every backend.
+pub fn run<B: Backend>(b: &mut B, planned: &Planned, params: &Params, input: &[f32], noise_seed: u64) -> Vec<B::V> {
+    let net: &Network = planned.network;
+    let mut outputs: Vec<Option<B::V>> = vec![None; net.graph.node_count()];
+    outputs[net.input.index()] = Some(b.input(input));
+    let mut ordered = Vec::with_capacity(net.order.len());
+    for (node, layer) in net.layers() {
+        let x = |i: usize| outputs[layer.inputs[i].index()].as_ref().expect("producers run first");
+        b.begin_layer(node);
+        let op = layer.op.as_ref().expect("layers() yields layers");
+        let input_shape = net.input_shape(node);
+        let out = match op {
+            Op::Conv { out_channels, kernel, stride, padding } => {
+                let (channels, height, width) = input_shape.chw().expect("graph checked");
+                let window = Window { channels, height, width, kernel: *kernel, stride: *stride, padding: *padding };
+                let p = &params.layers[&layer.name];
+                let w = b.weights(&p.weight);
+                let y = b.product(&w, x(0), Product::Conv { window, out_channels: *out_channels });
+                let y = b.truncate(y);
+                let (oh, ow) = window.out_hw();
+                b.add_bias(y, &p.bias, oh * ow)
+            }
+            Op::Linear { out_features } => {
+                let p = &params.layers[&layer.name];
+                let w = b.weights(&p.weight);
+                let y = b.product(&w, x(0), Product::Linear { inputs: input_shape.numel(), outputs: *out_features });
+                let y = b.truncate(y);
+                b.add_bias(y, &p.bias, 1)
+            }
+            Op::AvgPool { kernel, stride, padding } => {
+                let (channels, height, width) = input_shape.chw().expect("graph checked");
+                let window = Window { channels, height, width, kernel: *kernel, stride: *stride, padding: *padding };
+                let sums = b.taps(x(0), &pool_taps(&window));
+                // Divide by the full window area, as average pooling with zero padding does.
+                let area = (kernel.0 * kernel.1) as f64;
+                let scaled = b.scale(&sums, &vec![1.0 / area; sums_len(&window)]);
+                b.truncate(scaled)
+            }
+            Op::Relu => relu_layer(b, planned, params, node, x(0), noise_seed),
+            Op::Add => {
+                let mut acc = x(0).clone();
+                for i in 1..layer.inputs.len() {
+                    acc = b.add(&acc, x(i));
+                }
+                acc
+            }
+            // Flatten is a reshape, dropout is identity at inference, batchnorm is folded
+            // into the preceding conv by training (identity here until checkpoints carry it).
+            Op::Flatten | Op::Dropout { .. } | Op::BatchNorm => x(0).clone(),
+        };
+        b.end_layer(node);
+        ordered.push(out.clone());
+        outputs[node.index()] = Some(out);
+    }
+    ordered
+}
+
+fn sums_len(w: &Window) -> usize {
+    let (oh, ow) = w.out_hw();
+    w.channels * oh * ow
+}
+
+/// The window of each pooled output, skipping positions in the padding.
+pub fn pool_taps(w: &Window) -> Taps {
+    let (oh, ow) = w.out_hw();
+    let mut offsets = vec![0u32];
+    let mut index = Vec::new();
+    for c in 0..w.channels {
+        for oy in 0..oh {
+            for ox in 0..ow {
+                for ky in 0..w.kernel.0 {
+                    for kx in 0..w.kernel.1 {
+                        let iy = (oy * w.stride.0 + ky) as isize - w.padding.0 as isize;
+                        let ix = (ox * w.stride.1 + kx) as isize - w.padding.1 as isize;
+                        if (0..w.height as isize).contains(&iy) && (0..w.width as isize).contains(&ix) {
+                            index.push(((c * w.height + iy as usize) * w.width + ix as usize) as u32);
+                        }
+                    }
+                }
+                offsets.push(index.len() as u32);
+            }
+        }
+    }
+    Taps { offsets, index }
+}
+
+/// A ReLU layer under its plan: regular ReLU, or one decision per group (from the
+/// centre, the mean or learned weights), optional noise, then one Mul per activation.
+fn relu_layer<B: Backend>(b: &mut B, planned: &Planned, params: &Params, node: NodeIndex, x: &B::V, noise_seed: u64) -> B::V {
+    let net = planned.network;
+    let shape = net.input_shape(node);
+    let Some(plan) = planned.relu_plan(node) else {
+        let d = b.drelu(x);
+        return b.mul(&d, x);
+    };
+    let g = group_map(plan, shape);
+    if g.groups == 0 {
+        return x.clone();
+    }
+    let members: Vec<u32> = (0..g.group_of.len() as u32).filter(|&i| g.group_of[i as usize] != u32::MAX).collect();
+    if g.groups == members.len() {
+        // One activation per group (regular ReLU, or the kept channels of a partial layer).
+        let xs = b.taps(x, &Taps::gather(&members));
+        let d = b.drelu(&xs);
+        let y = b.mul(&d, &xs);
+        return if members.len() == g.group_of.len() { y } else { b.scatter(x, &members, &y) };
+    }
+    // Shared: every activation belongs to a group here (patch, channel, clusters).
+    let score = match plan.decision {
+        Decision::Center => b.taps(x, &Taps::gather(&g.center)),
+        Decision::Mean => {
+            let sums = b.taps(x, &group_taps(&g));
+            let inv: Vec<f64> = g.size.iter().map(|&s| 1.0 / s as f64).collect();
+            let scaled = b.scale(&sums, &inv);
+            b.truncate(scaled)
+        }
+        Decision::Learned { weights, shared_across_channels } => {
+            let v = &params.layers[&net.node(node).name].weight;
+            let per_position = shape.chw().map_or(1, |(_, h, w)| h * w);
+            let weight_of: Vec<u32> =
+                (0..g.group_of.len() as u32).map(|i| if shared_across_channels { i % per_position as u32 } else { i }).collect();
+            let s = match weights {
+                WeightVisibility::Public => {
+                    let per_activation: Vec<f64> = weight_of.iter().map(|&j| v[j as usize] as f64).collect();
+                    let weighted = b.scale(x, &per_activation);
+                    b.taps(&weighted, &group_taps(&g))
+                }
+                WeightVisibility::Secret => {
+                    let w = b.weights(v);
+                    b.grouped_dot(x, &w, &weight_of, &g.group_of, g.groups)
+                }
+            };
+            b.truncate(s)
+        }
+    };
+    let decisions = b.drelu(&score);
+    let mut d = b.taps(&decisions, &Taps::gather(&g.group_of));
+    if plan.noise.at_inference() {
+        let mut rng = crate::mpc::prg::Prg::new(noise_seed, &format!("noise/{}", net.node(node).name));
+        let flips = rng.bernoulli(g.group_of.len(), plan.noise.p);
+        d = match plan.noise.mask {
+            NoiseMask::Public => b.flip_public(&d, &flips),
+            NoiseMask::Secret => {
+                // d xor f = d + f - 2 d f, one Mul per activation.
+                let f = b.secret_bits(&flips);
+                let df = b.mul(&d, &f);
+                let twice = b.add(&df, &df);
+                let sum = b.add(&d, &f);
+                let neg = b.negate(&twice);
+                b.add(&sum, &neg)
+            }
+        };
+    }
+    b.mul(&d, x)
+}
+
+fn group_taps(g: &crate::sharing::GroupMap) -> Taps {
+    let mut members: Vec<Vec<u32>> = vec![Vec::new(); g.groups];
+    for (i, &grp) in g.group_of.iter().enumerate() {
+        if grp != u32::MAX {
+            members[grp as usize].push(i as u32);
+        }
+    }
+    let mut offsets = vec![0u32];
+    let mut index = Vec::new();
+    for m in members {
+        index.extend(m);
+        offsets.push(index.len() as u32);
+    }
+    Taps { offsets, index }
+}

@@ -1,0 +1,139 @@
+//! Secure inference: every value secret-shared between P0 and P1, every product and
+//! comparison run as the SecureNN protocol, every message counted per layer.
+
+use super::{Backend, Product, Taps};
+use crate::cost::protocol::ConvMasking;
+use crate::mpc::matmul::{im2col_t, matmul};
+use crate::mpc::prg::Prg;
+use crate::mpc::protocols::{beaver, drelu, mat_mul, mul, truncate_shares};
+use crate::mpc::ring::encode;
+use crate::mpc::transport::{Family, Tally};
+use crate::mpc::{Ctx, Shares};
+use petgraph::graph::NodeIndex;
+
+pub struct Secure {
+    pub ctx: Ctx,
+    pub masking: ConvMasking,
+    /// The model owner's and the client's randomness for sharing their inputs.
+    owner: Prg,
+    mark: (usize, u64, u64),
+    /// Messages tallied per layer, in execution order.
+    pub layers: Vec<(NodeIndex, Tally)>,
+}
+
+impl Secure {
+    pub fn new(seed: u64, frac: u32, masking: ConvMasking) -> Secure {
+        Secure { ctx: Ctx::new(seed, frac), masking, owner: Prg::new(seed, "owner"), mark: (0, 0, 0), layers: Vec::new() }
+    }
+
+    fn encode_share(&mut self, x: impl Iterator<Item = u64>) -> Shares {
+        let plain: Vec<u64> = x.collect();
+        Shares::share(&plain, &mut self.owner)
+    }
+}
+
+impl Backend for Secure {
+    type V = Shares;
+    type W = Shares;
+
+    fn weights(&mut self, w: &[f32]) -> Shares {
+        let frac = self.ctx.frac;
+        self.encode_share(w.iter().map(|&v| encode(v as f64, frac)))
+    }
+    fn input(&mut self, x: &[f32]) -> Shares {
+        self.weights(x)
+    }
+    fn product(&mut self, w: &Shares, x: &Shares, p: Product) -> Shares {
+        self.ctx.net.family = Family::Linear;
+        match p {
+            Product::Conv { window, out_channels } => {
+                let (oh, ow) = window.out_hw();
+                let (patch, positions) = (window.patch(), oh * ow);
+                match self.masking {
+                    // Open the masked im2col matrix (SecureNN, the paper).
+                    ConvMasking::Im2col => {
+                        let cols = x.map(|s| im2col_t(s, &window));
+                        beaver(&mut self.ctx, w, &cols, out_channels * positions, |w, c| matmul(w, c, out_channels, patch, positions), None)
+                    }
+                    // Open the masked input tensor; convolution is bilinear, so the
+                    // Beaver identity holds with conv in place of the product.
+                    ConvMasking::Tensor => beaver(
+                        &mut self.ctx,
+                        w,
+                        x,
+                        out_channels * positions,
+                        |w, x| matmul(w, &im2col_t(x, &window), out_channels, patch, positions),
+                        None,
+                    ),
+                }
+            }
+            Product::Linear { inputs, outputs } => mat_mul(&mut self.ctx, w, x, outputs, inputs, 1),
+        }
+    }
+    fn grouped_dot(&mut self, x: &Shares, w: &Shares, weight_of: &[u32], group_of: &[u32], groups: usize) -> Shares {
+        self.ctx.net.family = Family::Linear;
+        let op = |x: &[u64], w: &[u64]| {
+            let mut out = vec![0u64; groups];
+            for (i, &g) in group_of.iter().enumerate() {
+                out[g as usize] = out[g as usize].wrapping_add(x[i].wrapping_mul(w[weight_of[i] as usize]));
+            }
+            out
+        };
+        beaver(&mut self.ctx, x, w, groups, op, None)
+    }
+    fn truncate(&mut self, x: Shares) -> Shares {
+        truncate_shares(&x, self.ctx.frac)
+    }
+    fn add_bias(&mut self, x: Shares, bias: &[f32], per: usize) -> Shares {
+        let b: Vec<u64> = (0..x.len()).map(|i| encode(bias[i / per] as f64, self.ctx.frac)).collect();
+        x.add_public(&b)
+    }
+    fn scale(&mut self, x: &Shares, c: &[f64]) -> Shares {
+        let c: Vec<u64> = c.iter().map(|&c| encode(c, self.ctx.frac)).collect();
+        x.map(|s| s.iter().zip(&c).map(|(s, c)| s.wrapping_mul(*c)).collect())
+    }
+    fn taps(&mut self, x: &Shares, t: &Taps) -> Shares {
+        x.map(|s| t.apply(s, 0u64, u64::wrapping_add))
+    }
+    fn add(&mut self, a: &Shares, b: &Shares) -> Shares {
+        a.add(b)
+    }
+    fn negate(&mut self, x: &Shares) -> Shares {
+        x.map(|s| s.iter().map(|v| v.wrapping_neg()).collect())
+    }
+    fn drelu(&mut self, x: &Shares) -> Shares {
+        self.ctx.net.family = Family::Drelu;
+        drelu(&mut self.ctx, x)
+    }
+    fn flip_public(&mut self, d: &Shares, flip: &[u8]) -> Shares {
+        // Public flips are local: P0's share s becomes 1 - s, P1's becomes -s.
+        Shares {
+            s0: d.s0.iter().zip(flip).map(|(s, f)| if *f == 1 { 1u64.wrapping_sub(*s) } else { *s }).collect(),
+            s1: d.s1.iter().zip(flip).map(|(s, f)| if *f == 1 { s.wrapping_neg() } else { *s }).collect(),
+        }
+    }
+    fn secret_bits(&mut self, bits: &[u8]) -> Shares {
+        self.encode_share(bits.iter().map(|&b| b as u64))
+    }
+    fn mul(&mut self, a: &Shares, b: &Shares) -> Shares {
+        self.ctx.net.family = Family::Mul;
+        mul(&mut self.ctx, a, b)
+    }
+    fn scatter(&mut self, x: &Shares, idx: &[u32], v: &Shares) -> Shares {
+        let put = |base: &[u64], vals: &[u64]| {
+            let mut out = base.to_vec();
+            for (i, &j) in idx.iter().enumerate() {
+                out[j as usize] = vals[i];
+            }
+            out
+        };
+        Shares { s0: put(&x.s0, &v.s0), s1: put(&x.s1, &v.s1) }
+    }
+    fn begin_layer(&mut self, _node: NodeIndex) {
+        self.mark = self.ctx.net.mark();
+    }
+    fn end_layer(&mut self, node: NodeIndex) {
+        let t = self.ctx.net.tally_since(self.mark);
+        self.layers.push((node, t));
+    }
+}

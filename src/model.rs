@@ -1,0 +1,74 @@
+//! Model parameters: the weights and biases of every conv and linear layer, and the
+//! decision weights of shared ReLU layers with `learned` decisions. Training writes
+//! them; until a checkpoint exists they are drawn at random, seeded, scaled like a
+//! trained network so that activations stay of order one.
+
+use crate::graph::Network;
+use crate::mpc::prg::Prg;
+use crate::sharing::{group_map, Planned};
+use crate::spec::plan::Decision;
+use crate::spec::Op;
+use std::collections::HashMap;
+
+/// One layer's parameters, row-major: conv weights [O, C, kh, kw], linear [out, in].
+#[derive(Debug, Clone, PartialEq)]
+pub struct LayerParams {
+    pub weight: Vec<f32>,
+    pub bias: Vec<f32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Params {
+    /// By layer name. Shared ReLU layers with learned decisions hold their decision
+    /// weights v here (one per activation, or one per position of a channel when
+    /// shared across channels), with no bias.
+    pub layers: HashMap<String, LayerParams>,
+}
+
+impl Params {
+    /// He-normal weights (std sqrt(2 / fan_in)), small biases, and decision weights
+    /// that start as the group mean (1 / group size).
+    pub fn random(planned: &Planned, seed: u64) -> Params {
+        let net: &Network = planned.network;
+        let mut rng = Prg::new(seed, "params");
+        let mut normal = move || {
+            // Box-Muller from two uniforms in (0, 1].
+            let u1 = ((rng.u64() >> 11) + 1) as f64 / (1u64 << 53) as f64;
+            let u2 = (rng.u64() >> 11) as f64 / (1u64 << 53) as f64;
+            (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+        };
+        let mut layers = HashMap::new();
+        for (node, layer) in net.layers() {
+            let input = net.input_shape(node);
+            let (fan_in, outs) = match layer.op.as_ref() {
+                Some(Op::Conv { out_channels, kernel, .. }) => (input.chw().map_or(1, |(c, _, _)| c) * kernel.0 * kernel.1, *out_channels),
+                Some(Op::Linear { out_features }) => (input.numel(), *out_features),
+                Some(Op::Relu) => {
+                    if let Some(plan) = planned.relu_plan(node) {
+                        if let Decision::Learned { shared_across_channels, .. } = plan.decision {
+                            let groups = group_map(plan, input);
+                            let per_activation: Vec<f32> =
+                                groups.group_of.iter().map(|&g| if g == u32::MAX { 0.0 } else { 1.0 / groups.size[g as usize] as f32 }).collect();
+                            let weight = if shared_across_channels {
+                                let (c, h, w) = input.chw().expect("plan checked: learned sharing needs a map");
+                                // One weight per position, the same in every channel: channel 0's.
+                                let _ = c;
+                                per_activation[..h * w].to_vec()
+                            } else {
+                                per_activation
+                            };
+                            layers.insert(layer.name.clone(), LayerParams { weight, bias: vec![] });
+                        }
+                    }
+                    continue;
+                }
+                _ => continue,
+            };
+            let std = (2.0 / fan_in as f64).sqrt();
+            let weight = (0..fan_in * outs).map(|_| (normal() * std) as f32).collect();
+            let bias = (0..outs).map(|_| (normal() * 0.01) as f32).collect();
+            layers.insert(layer.name.clone(), LayerParams { weight, bias });
+        }
+        Params { layers }
+    }
+}

@@ -1,0 +1,275 @@
+//! `explore simulate`: secure inference of a whole network under SecureNN, checked
+//! three ways. Every message is counted and compared with the cost model's
+//! prediction (the two are independent implementations); every layer's
+//! reconstructed output is compared with plaintext fixed point; the predicted class
+//! is compared with the float model.
+
+use crate::cost::protocol::{ConvMasking, ProtocolTable};
+use crate::cost::{self, CostReport};
+use crate::infer::plain::{Fixed, Float};
+use crate::infer::secure::Secure;
+use crate::infer::run;
+use crate::model::Params;
+use crate::mpc::prg::Prg;
+use crate::mpc::transport::Tally;
+use crate::sharing::Planned;
+use serde::Serialize;
+use std::time::Instant;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Options {
+    pub samples: usize,
+    pub seed: u64,
+    /// Fractional bits of the fixed-point encoding.
+    pub frac: u32,
+    pub masking: Option<ConvMasking>,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options { samples: 1, seed: 1, frac: 13, masking: None }
+    }
+}
+
+/// Counts in the cost model's terms, measured or predicted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    pub rounds: u64,
+    pub rounds_depth: u64,
+    pub bits: u64,
+    pub bits_by_party: [u64; 3],
+    pub bits_by_protocol: cost::BitsByProtocol,
+}
+
+impl Counts {
+    fn measured(t: &Tally) -> Counts {
+        let [linear, drelu, mul] = t.bits_by_family;
+        Counts {
+            rounds: t.steps,
+            rounds_depth: t.depth,
+            bits: t.bits_by_party.iter().sum(),
+            bits_by_party: t.bits_by_party,
+            bits_by_protocol: cost::BitsByProtocol { linear, drelu, mul },
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LayerSim {
+    pub name: String,
+    pub op: String,
+    pub measured: Counts,
+    pub predicted: Counts,
+    /// Largest |secure - plaintext fixed point| over the samples, in units of the
+    /// last fractional bit.
+    pub max_error_lsb: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TotalSim {
+    pub measured: Counts,
+    pub predicted: Counts,
+    pub samples: usize,
+    /// Fraction of samples whose secure predicted class equals the float model's.
+    pub agreement: f64,
+    /// Same, against plaintext fixed point.
+    pub agreement_fixed: f64,
+    pub seconds_per_image: f64,
+    pub plaintext_fixed_seconds_per_image: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SimReport {
+    pub architecture: String,
+    pub plan: String,
+    pub protocol: String,
+    pub conv_masking: ConvMasking,
+    pub frac_bits: u32,
+    pub seed: u64,
+    /// Where the weights came from.
+    pub weights: String,
+    /// Where the inputs came from.
+    pub inputs: String,
+    pub layers: Vec<LayerSim>,
+    pub total: TotalSim,
+}
+
+fn predicted(c: &cost::LayerCost) -> Counts {
+    Counts { rounds: c.rounds, rounds_depth: c.rounds_depth, bits: c.bits, bits_by_party: c.bits_by_party, bits_by_protocol: c.bits_by_protocol }
+}
+
+fn argmax(v: &[f64]) -> usize {
+    v.iter().enumerate().fold(0, |best, (i, x)| if *x > v[best] { i } else { best })
+}
+
+/// A generated input: N(0, 1) per element, like a normalised image.
+pub fn generated_input(len: usize, seed: u64, sample: usize) -> Vec<f32> {
+    let mut rng = Prg::new(seed, &format!("input/{sample}"));
+    (0..len)
+        .map(|_| {
+            let u1 = ((rng.u64() >> 11) + 1) as f64 / (1u64 << 53) as f64;
+            let u2 = (rng.u64() >> 11) as f64 / (1u64 << 53) as f64;
+            ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32
+        })
+        .collect()
+}
+
+/// Runs secure inference on `opts.samples` generated inputs with seeded random weights.
+pub fn simulate(planned: &Planned, table: &ProtocolTable, opts: &Options) -> SimReport {
+    let params = Params::random(planned, opts.seed);
+    let masking = opts.masking.unwrap_or(table.conv_masking);
+    let prediction: CostReport = cost::price(planned, table, Some(masking), &[]);
+    let net = planned.network;
+    let input_len = net.node(net.input).output.numel();
+    let n_layers = net.order.len();
+    let mut max_error = vec![0u64; n_layers];
+    let mut measured: Option<Vec<Tally>> = None;
+    let (mut agree, mut agree_fixed) = (0usize, 0usize);
+    let (mut secure_secs, mut fixed_secs) = (0.0, 0.0);
+    for sample in 0..opts.samples {
+        let input = generated_input(input_len, opts.seed, sample);
+        let noise_seed = opts.seed.wrapping_add(sample as u64);
+        let float_out = run(&mut Float, planned, &params, &input, noise_seed);
+        let t = Instant::now();
+        let fixed_out = run(&mut Fixed { frac: opts.frac }, planned, &params, &input, noise_seed);
+        fixed_secs += t.elapsed().as_secs_f64();
+        let mut secure = Secure::new(opts.seed.wrapping_mul(1_000_003).wrapping_add(sample as u64), opts.frac, masking);
+        let t = Instant::now();
+        let secure_out = run(&mut secure, planned, &params, &input, noise_seed);
+        secure_secs += t.elapsed().as_secs_f64();
+        for (i, (s, f)) in secure_out.iter().zip(&fixed_out).enumerate() {
+            let err = s.reveal().iter().zip(f).map(|(a, b)| (a.wrapping_sub(*b) as i64).unsigned_abs()).max().unwrap_or(0);
+            max_error[i] = max_error[i].max(err);
+        }
+        let tallies: Vec<Tally> = secure.layers.iter().map(|(_, t)| *t).collect();
+        // Messages do not depend on the data: every sample sends the same counts.
+        if let Some(first) = &measured {
+            assert_eq!(first, &tallies, "message counts changed between samples");
+        } else {
+            measured = Some(tallies);
+        }
+        let decode = |v: &[u64]| v.iter().map(|&x| crate::mpc::ring::decode(x, opts.frac)).collect::<Vec<f64>>();
+        let secure_class = argmax(&decode(&secure_out.last().expect("a network has layers").reveal()));
+        agree += (secure_class == argmax(float_out.last().expect("layers"))) as usize;
+        agree_fixed += (secure_class == argmax(&decode(fixed_out.last().expect("layers")))) as usize;
+    }
+    let measured = measured.unwrap_or_default();
+    let layers: Vec<LayerSim> = prediction
+        .layers
+        .iter()
+        .enumerate()
+        .map(|(i, c)| LayerSim {
+            name: c.name.clone(),
+            op: c.op.clone(),
+            measured: measured.get(i).map(Counts::measured).unwrap_or_else(|| Counts::measured(&Tally::default())),
+            predicted: predicted(c),
+            max_error_lsb: max_error[i],
+        })
+        .collect();
+    let sum = |f: &dyn Fn(&LayerSim) -> Counts| {
+        layers.iter().map(f).fold(Counts::measured(&Tally::default()), |a, b| Counts {
+            rounds: a.rounds + b.rounds,
+            rounds_depth: a.rounds_depth + b.rounds_depth,
+            bits: a.bits + b.bits,
+            bits_by_party: [0, 1, 2].map(|p| a.bits_by_party[p] + b.bits_by_party[p]),
+            bits_by_protocol: cost::BitsByProtocol {
+                linear: a.bits_by_protocol.linear + b.bits_by_protocol.linear,
+                drelu: a.bits_by_protocol.drelu + b.bits_by_protocol.drelu,
+                mul: a.bits_by_protocol.mul + b.bits_by_protocol.mul,
+            },
+        })
+    };
+    let samples = opts.samples.max(1) as f64;
+    let total = TotalSim {
+        measured: sum(&|l| l.measured),
+        predicted: sum(&|l| l.predicted),
+        samples: opts.samples,
+        agreement: agree as f64 / samples,
+        agreement_fixed: agree_fixed as f64 / samples,
+        seconds_per_image: secure_secs / samples,
+        plaintext_fixed_seconds_per_image: fixed_secs / samples,
+    };
+    SimReport {
+        architecture: net.name.clone(),
+        plan: planned.plan.name.clone(),
+        protocol: table.name.clone(),
+        conv_masking: masking,
+        frac_bits: opts.frac,
+        seed: opts.seed,
+        weights: format!("random (He-normal, seed {})", opts.seed),
+        inputs: format!("generated (N(0, 1) per element, seed {})", opts.seed),
+        layers,
+        total,
+    }
+}
+
+/// The human-readable table: measured beside predicted, per layer.
+pub fn table(r: &SimReport) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = writeln!(out, "{} under plan \"{}\", protocol \"{}\" (conv masking {}), {} fractional bits", r.architecture, r.plan, r.protocol, r.conv_masking, r.frac_bits);
+    let _ = writeln!(out, "weights: {}; inputs: {}; {} sample(s)\n", r.weights, r.inputs, r.total.samples);
+    let header = ["layer", "op", "rounds", "pred", "depth", "P0 bits", "P1 bits", "P2 bits", "pred bits", "match", "max err (lsb)"];
+    let mut rows: Vec<Vec<String>> = r
+        .layers
+        .iter()
+        .map(|l| {
+            vec![
+                l.name.clone(),
+                l.op.clone(),
+                l.measured.rounds.to_string(),
+                l.predicted.rounds.to_string(),
+                l.measured.rounds_depth.to_string(),
+                l.measured.bits_by_party[0].to_string(),
+                l.measured.bits_by_party[1].to_string(),
+                l.measured.bits_by_party[2].to_string(),
+                l.predicted.bits.to_string(),
+                if l.measured == l.predicted { "yes" } else { "NO" }.to_string(),
+                l.max_error_lsb.to_string(),
+            ]
+        })
+        .collect();
+    let t = &r.total;
+    rows.push(vec![
+        "total".into(),
+        String::new(),
+        t.measured.rounds.to_string(),
+        t.predicted.rounds.to_string(),
+        t.measured.rounds_depth.to_string(),
+        t.measured.bits_by_party[0].to_string(),
+        t.measured.bits_by_party[1].to_string(),
+        t.measured.bits_by_party[2].to_string(),
+        t.predicted.bits.to_string(),
+        if t.measured == t.predicted { "yes" } else { "NO" }.to_string(),
+        String::new(),
+    ]);
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in &rows {
+        for (w, c) in widths.iter_mut().zip(row) {
+            *w = (*w).max(c.len());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        cells.iter().zip(&widths).enumerate().map(|(i, (c, w))| if i < 2 { format!("{c:<w$}") } else { format!("{c:>w$}") }).collect::<Vec<_>>().join("  ")
+    };
+    let _ = writeln!(out, "{}", line(header.iter().map(|s| s.to_string()).collect()));
+    for row in rows {
+        let _ = writeln!(out, "{}", line(row));
+    }
+    let _ = writeln!(
+        out,
+        "\ntotal {:.3} MB measured ({:.3} MB predicted); predicted class agrees with float on {:.1}% and with fixed point on {:.1}% of samples",
+        t.measured.bits as f64 / 8e6,
+        t.predicted.bits as f64 / 8e6,
+        100.0 * t.agreement,
+        100.0 * t.agreement_fixed
+    );
+    let _ = writeln!(
+        out,
+        "{:.3} s per image secure, {:.4} s plaintext fixed point ({:.1}x)",
+        t.seconds_per_image,
+        t.plaintext_fixed_seconds_per_image,
+        t.seconds_per_image / t.plaintext_fixed_seconds_per_image.max(1e-12)
+    );
+    out
+}

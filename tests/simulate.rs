@@ -1,0 +1,76 @@
+//! The simulator against the cost model and the plaintext references, for the paper's
+//! three networks under every shipped plan.
+
+use explore::cost::protocol::{ConvMasking, ProtocolTable};
+use explore::simulate::{Options, SimReport};
+use std::path::PathBuf;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn sim(arch: &str, plan: Option<&str>, opts: Options) -> SimReport {
+    let plan = plan.map(|p| root().join(p));
+    explore::simulate_files(&root().join(format!("architectures/{arch}.toml")), plan.as_deref(), &ProtocolTable::securenn(), &opts)
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn measured_rounds_and_bits_equal_the_cost_model_under_every_shipped_plan() {
+    let mut runs = 0;
+    for arch in ["cifar10", "svhn", "fashion_mnist"] {
+        let dir = root().join("architectures/plans").join(arch);
+        let mut plans: Vec<PathBuf> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+        plans.sort();
+        for plan in plans {
+            let r = sim(arch, Some(plan.to_str().unwrap()), Options::default());
+            for l in &r.layers {
+                assert_eq!(l.measured, l.predicted, "{}: layer {}", plan.display(), l.name);
+            }
+            assert_eq!(r.total.agreement, 1.0, "{}", plan.display());
+            runs += 1;
+        }
+    }
+    assert_eq!(runs, 22);
+}
+
+#[test]
+fn cifar10_original_and_per_channel_plan_take_86_rounds() {
+    for plan in [None, Some("architectures/plans/cifar10/uniform-32x32.toml")] {
+        let r = sim("cifar10", plan, Options { samples: 2, ..Options::default() });
+        assert_eq!(r.total.measured.rounds, 86);
+        assert_eq!(r.total.measured.rounds_depth, 71);
+        assert_eq!(r.total.measured, r.total.predicted);
+    }
+}
+
+#[test]
+fn tensor_masking_is_measured_as_priced() {
+    let r = sim("svhn", None, Options { masking: Some(ConvMasking::Tensor), ..Options::default() });
+    for l in &r.layers {
+        assert_eq!(l.measured, l.predicted, "layer {}", l.name);
+    }
+    // conv1 opens the 3x32x32 input, not its 841 x 48 im2col matrix.
+    assert_eq!(r.layers[0].measured.bits, (2 * 3072 + 2 * 48 * 32 + 32 * 841) * 64);
+}
+
+#[test]
+fn outputs_track_plaintext_fixed_point_and_classes_agree() {
+    // Regular ReLU: errors come from +-1 lsb truncations, grown by later layers;
+    // decisions only differ where a value lies within that error of zero.
+    let r = sim("fashion_mnist", None, Options { samples: 4, ..Options::default() });
+    for l in &r.layers {
+        assert!(l.max_error_lsb <= 64, "layer {}: {} lsb", l.name, l.max_error_lsb);
+    }
+    assert_eq!(r.layers[0].max_error_lsb.min(1), r.layers[0].max_error_lsb, "conv1: one truncation, at most 1 lsb");
+    assert_eq!(r.total.agreement, 1.0);
+    assert_eq!(r.total.agreement_fixed, 1.0);
+}
+
+#[test]
+fn same_seed_same_report_figures() {
+    let a = sim("svhn", Some("architectures/plans/svhn/fc-noise.toml"), Options { samples: 2, ..Options::default() });
+    let b = sim("svhn", Some("architectures/plans/svhn/fc-noise.toml"), Options { samples: 2, ..Options::default() });
+    let strip = |r: &SimReport| r.layers.iter().map(|l| (l.measured, l.max_error_lsb)).collect::<Vec<_>>();
+    assert_eq!(strip(&a), strip(&b));
+}
