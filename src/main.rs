@@ -8,6 +8,11 @@ use explore::report;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+// Secure inference allocates and frees large share vectors layer after layer;
+// mimalloc keeps that memory mapped instead of faulting it in again each time.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "explore", version, about = "What ReLU sharing saves in secure inference (rounds, bandwidth, time), and what it costs")]
 struct Cli {

@@ -3,10 +3,10 @@
 //! of the pair without any message, so they are never sent and never counted.
 
 use super::ring::{ODD, P};
-use rand_chacha::ChaCha12Rng;
+use rand_chacha::ChaCha8Rng;
 use rand_core::{Rng, SeedableRng};
 
-pub struct Prg(ChaCha12Rng);
+pub struct Prg(ChaCha8Rng);
 
 impl Prg {
     /// A generator for one (master seed, purpose) pair: different labels give
@@ -15,7 +15,7 @@ impl Prg {
         let mut key = [0u8; 32];
         key[..8].copy_from_slice(&seed.to_le_bytes());
         key[8..16].copy_from_slice(&fnv1a(label.as_bytes()).to_le_bytes());
-        Prg(ChaCha12Rng::from_seed(key))
+        Prg(ChaCha8Rng::from_seed(key))
     }
 
     pub fn u64(&mut self) -> u64 {
@@ -41,26 +41,35 @@ impl Prg {
 
     /// Uniform elements of Z_67, from bytes below 201 = 3 * 67.
     pub fn field(&mut self, n: usize) -> Vec<u8> {
-        self.field_from(n, 0)
+        self.field_from::<0>(n)
     }
 
     /// Uniform elements of Z_67 \ {0}.
     pub fn field_nonzero(&mut self, n: usize) -> Vec<u8> {
-        self.field_from(n, 1)
+        self.field_from::<1>(n)
     }
 
-    fn field_from(&mut self, n: usize, low: u8) -> Vec<u8> {
-        let mut out = Vec::with_capacity(n);
+    /// Uniform elements of {LOW, ..., 66}: a 64-bit draw below a multiple of
+    /// base^10 (base = 67 - LOW) is ten uniform base-`base` digits; the rare draw
+    /// above it (1.3% for base 67) is rejected whole. The base is a constant so that
+    /// the divisions compile to multiplications.
+    fn field_from<const LOW: u8>(&mut self, n: usize) -> Vec<u8> {
+        let base = (P - LOW) as u64;
+        let block = base.pow(10);
+        let limit = (u64::MAX / block) * block;
+        let mut out = Vec::with_capacity(n + 10);
         while out.len() < n {
-            for b in self.0.next_u64().to_le_bytes() {
-                if b < 201 && out.len() < n {
-                    let v = b % P;
-                    if v >= low {
-                        out.push(v);
-                    }
-                }
+            let mut w = self.0.next_u64();
+            if w >= limit {
+                continue;
+            }
+            w %= block;
+            for _ in 0..10 {
+                out.push((w % base) as u8 + LOW);
+                w /= base;
             }
         }
+        out.truncate(n);
         out
     }
 
@@ -80,6 +89,37 @@ impl Prg {
     pub fn below(&mut self, n: usize) -> usize {
         // Lemire's multiply-shift; the bias for n <= 2^16 is below 2^-48.
         ((self.0.next_u64() as u128 * n as u128) >> 64) as usize
+    }
+
+    /// A uniform permutation of 0..n (n <= 2^16), by Fisher-Yates with exact 16-bit
+    /// draws (Lemire's method with rejection), four per 64-bit word.
+    pub fn permutation(&mut self, n: usize) -> Vec<u8> {
+        assert!(n <= 256, "permutations here are of bit positions");
+        let mut p: Vec<u8> = (0..n as u16).map(|i| i as u8).collect();
+        let mut word = 0u64;
+        let mut left = 0;
+        let mut draw16 = |this: &mut Self| {
+            if left == 0 {
+                word = this.0.next_u64();
+                left = 4;
+            }
+            left -= 1;
+            let x = (word & 0xffff) as u32;
+            word >>= 16;
+            x
+        };
+        for i in (1..n).rev() {
+            let bound = (i + 1) as u32;
+            let j = loop {
+                let m = draw16(self) * bound;
+                // Reject the low values that would make some results more likely.
+                if (m & 0xffff) >= (65536 - bound) % bound {
+                    break (m >> 16) as usize;
+                }
+            };
+            p.swap(i, j);
+        }
+        p
     }
 
     /// Bernoulli(p) bits, one per byte.
@@ -126,6 +166,20 @@ mod tests {
     fn same_seed_same_stream_and_labels_separate() {
         assert_eq!(Prg::new(7, "a").ring(4), Prg::new(7, "a").ring(4));
         assert_ne!(Prg::new(7, "a").ring(4), Prg::new(7, "b").ring(4));
+    }
+
+    #[test]
+    fn permutations_are_uniform_over_positions() {
+        let mut g = Prg::new(2, "perm");
+        let mut where_zero = [0usize; 8];
+        for _ in 0..8000 {
+            let p = g.permutation(8);
+            let mut seen = p.clone();
+            seen.sort();
+            assert_eq!(seen, (0..8).collect::<Vec<u8>>());
+            where_zero[p.iter().position(|&x| x == 0).unwrap()] += 1;
+        }
+        assert!(where_zero.iter().all(|&c| (850..1150).contains(&c)), "{where_zero:?}");
     }
 
     #[test]

@@ -167,14 +167,6 @@ fn deal_ring(rng: &mut Prg, x: &[u64]) -> (Vec<u64>, Vec<u64>) {
     (s.s0, s.s1)
 }
 
-fn permutation(rng: &mut Prg, n: usize) -> Vec<usize> {
-    let mut p: Vec<usize> = (0..n).collect();
-    for i in (1..n).rev() {
-        p.swap(i, rng.below(i + 1));
-    }
-    p
-}
-
 /// PrivateCompare as specified, or with its permutation left out: then the position
 /// of the zero tells P2 where x and r first differ. Only the security test uses the
 /// leaky variant, to show that its check catches a leak.
@@ -196,50 +188,56 @@ pub fn private_compare_with(ctx: &mut Ctx, x0: &[u8], x1: &[u8], r: &[u64], beta
     let n = r.len();
     let k01 = &mut ctx.seeds.k01;
     // Common to P0 and P1 (k01): multipliers s_i in Z_67*, a permutation per value,
-    // the corner case's u_i, and shares of zero that hide each party's d_i from P2.
+    // and shares of zero that hide each party's d_i from P2.
     let s = k01.field_nonzero(n * 64);
-    let u = k01.field(n * 64);
     let zero = k01.field(n * 64);
     let (mut d0, mut d1) = (vec![0u8; n * 64], vec![0u8; n * 64]);
+    let p = P as u16;
     for k in 0..n {
-        let perm = permutation(k01, 64);
+        let perm = k01.permutation(64);
         let (xs0, xs1) = (&x0[k * 64..(k + 1) * 64], &x1[k * 64..(k + 1) * 64]);
-        let (mut c0, mut c1) = ([0u8; 64], [0u8; 64]);
+        // c_i shares, kept as small integers and reduced mod 67 once: every partial
+        // sum stays below 64 * 67 + 2 * 67, far inside u16.
+        let (mut c0, mut c1) = ([0u16; 64], [0u16; 64]);
         if beta[k] == 1 && r[k] == u64::MAX {
-            // x <= r always holds: shares of one 0 and 63 ones.
+            // x <= r always holds: shares of one 0 and 63 ones, from common values u_i
+            // (drawn only here: P0 and P1 both see that the case arises).
+            let u = k01.field(64);
             for i in 0..64 {
-                c0[i] = u[k * 64 + i];
-                c1[i] = if i == 0 { f_neg(c0[i]) } else { f_sub(1, c0[i]) };
+                c0[i] = u[i] as u16;
+                c1[i] = if i == 0 { f_neg(u[i]) } else { f_sub(1, u[i]) } as u16;
             }
         } else {
             // beta = 0: t = r,     c_i = t_i - x_i + 1 + sum_{j>i} (x_j xor t_j): some c_i = 0 iff x > t.
             // beta = 1: t = r + 1, c_i = x_i - t_i + 1 + sum_{j>i} (x_j xor t_j): some c_i = 0 iff t > x.
+            // Negative terms enter as p - value; P0 adds the public constants.
             let t = if beta[k] == 0 { r[k] } else { r[k] + 1 };
-            let (mut w0, mut w1) = (0u8, 0u8);
+            let (mut w0, mut w1) = (0u16, 0u16);
             for i in (0..64).rev() {
-                let ti = bit(t, i);
+                let ti = bit(t, i) as u16;
+                let (a0, a1) = (xs0[i] as u16, xs1[i] as u16);
                 if beta[k] == 0 {
-                    c0[i] = f_add(f_sub(ti + 1, xs0[i]), w0);
-                    c1[i] = f_add(f_neg(xs1[i]), w1);
+                    c0[i] = ti + 1 + (p - a0) + w0;
+                    c1[i] = (p - a1) + w1;
                 } else {
-                    c0[i] = f_add(f_add(f_sub(xs0[i], ti), 1), w0);
-                    c1[i] = f_add(xs1[i], w1);
+                    c0[i] = a0 + (p - ti) + 1 + w0;
+                    c1[i] = a1 + w1;
                 }
                 // w_i = x_i xor t_i on shares: x_i if t_i = 0, 1 - x_i if t_i = 1.
                 if ti == 0 {
-                    w0 = f_add(w0, xs0[i]);
-                    w1 = f_add(w1, xs1[i]);
+                    w0 += a0;
+                    w1 += a1;
                 } else {
-                    w0 = f_add(w0, f_sub(1, xs0[i]));
-                    w1 = f_sub(w1, xs1[i]);
+                    w0 += 1 + (p - a0);
+                    w1 += p - a1;
                 }
             }
         }
         for i in 0..64 {
-            let (m, z) = (s[k * 64 + i], zero[k * 64 + i]);
-            let at = k * 64 + if variant == Variant::Secure { perm[i] } else { i };
-            d0[at] = f_add(f_mul(m, c0[i]), z);
-            d1[at] = f_sub(f_mul(m, c1[i]), z);
+            let (m, z) = (s[k * 64 + i] as u16, zero[k * 64 + i] as u16);
+            let at = k * 64 + if variant == Variant::Secure { perm[i] as usize } else { i };
+            d0[at] = ((m * (c0[i] % p) + z) % p) as u8;
+            d1[at] = ((m * (c1[i] % p) + (p - z)) % p) as u8;
         }
     }
     ctx.net.step();

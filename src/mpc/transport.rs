@@ -11,6 +11,7 @@
 
 use super::prg::fnv1a;
 
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Party {
     P0 = 0,
@@ -134,7 +135,14 @@ impl Transport {
 
     /// Sends Z_67 elements in the current step.
     pub fn send_field(&mut self, from: Party, to: Party, dep: Dep, data: &[u8]) {
-        self.transcript = fnv1a(data) ^ self.transcript.rotate_left(7);
+        // Hash eight elements at a time: the transcript hash is on the hot path.
+        let mut h = self.transcript;
+        for chunk in data.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            h = (h ^ u64::from_le_bytes(word)).wrapping_mul(0x0100_0000_01b3);
+        }
+        self.transcript = h;
         self.record(Step(self.steps), from, to, Elem::Field, dep, data.len() as u64);
         if self.capture == Some(to) {
             self.captured.push(data.iter().map(|&x| x as u64).collect());
