@@ -5,6 +5,7 @@
 //! protocol table) -> `report` (table, CSV, JSON).
 
 pub mod cost;
+pub mod data;
 pub mod error;
 pub mod graph;
 pub mod infer;
