@@ -15,6 +15,7 @@ pub mod report;
 pub mod sharing;
 pub mod simulate;
 pub mod spec;
+pub mod train;
 
 use std::path::Path;
 
@@ -42,10 +43,14 @@ pub fn cost_files(
     }
 }
 
-/// Loads an architecture and an optional plan and runs `simulate` on them.
+/// Loads an architecture, an optional plan, optional trained weights and optional
+/// test images, and runs `simulate` on them. Without weights, seeded random ones;
+/// without images, generated inputs.
 pub fn simulate_files(
     arch: &Path,
     plan: Option<&Path>,
+    weights: Option<&Path>,
+    data_dir: Option<&Path>,
     table: &cost::protocol::ProtocolTable,
     opts: &simulate::Options,
 ) -> error::Result<simulate::SimReport> {
@@ -55,5 +60,107 @@ pub fn simulate_files(
         None => spec::PlanSpec::original(),
     };
     let planned = sharing::Planned::new(&network, &plan)?;
-    Ok(simulate::simulate(&planned, table, opts))
+    let (params, meta, described) = match weights {
+        Some(ckpt) => {
+            let (p, meta) = train::checkpoint::load(ckpt, &planned)?;
+            (p, Some(meta), format!("checkpoint {}", ckpt.display()))
+        }
+        None => (model::Params::random(&planned, opts.seed), None, format!("random (He-normal, seed {})", opts.seed)),
+    };
+    let inputs = match data_dir {
+        None => simulate::Inputs::Generated,
+        Some(dir) => {
+            let shape = network.node(network.input).output.0.clone();
+            let mut ds = data::load_raw(dir, Some(opts.samples), &shape)?;
+            // Normalise as the checkpoint was trained; without one, by these images.
+            let parse = |key: &str| -> Option<Vec<f32>> {
+                let text = meta.as_ref()?.get(key)?;
+                text.trim_matches(|c| c == '[' || c == ']').split(',').map(|v| v.trim().parse().ok()).collect()
+            };
+            let (mean, std) = match (parse("input_mean"), parse("input_std")) {
+                (Some(m), Some(s)) if m.len() == shape[0] && s.len() == shape[0] => (m, s),
+                _ => data::channel_stats(&ds.test),
+            };
+            data::normalise_with(&mut ds, &mean, &std);
+            let images = (0..ds.test.len()).map(|i| ds.test.image(i).to_vec()).collect();
+            simulate::Inputs::Images { images, labels: ds.test.labels.clone(), source: format!("test images of {}", dir.display()) }
+        }
+    };
+    Ok(simulate::simulate(&planned, table, opts, &params, &described, &inputs))
+}
+
+/// Loads an architecture, plan and dataset and trains (the whole `explore train`):
+/// a progress bar per epoch and one log line per epoch on standard error, and the
+/// checkpoint written to `out` when given.
+pub fn train_files(
+    arch: &Path,
+    plan: Option<&Path>,
+    data_dir: Option<&Path>,
+    limit: Option<usize>,
+    resume: Option<&Path>,
+    out: Option<&Path>,
+    cfg: &train::TrainConfig,
+) -> error::Result<train::TrainReport> {
+    let network = graph::Network::build(&spec::ArchSpec::load(arch)?)?;
+    let plan = match plan {
+        Some(p) => spec::PlanSpec::load(p)?,
+        None => spec::PlanSpec::original(),
+    };
+    let planned = sharing::Planned::new(&network, &plan)?;
+    let input_shape = network.node(network.input).output.0.clone();
+    let dir = data::locate(data_dir, &input_shape).ok_or_else(|| {
+        error::Error::invalid(arch, None, "no dataset: pass --data DIR or set EXPLORE_DATA (Fashion-MNIST is also found where apt-get install dataset-fashion-mnist puts it)")
+    })?;
+    let dataset = data::load(&dir, limit, &input_shape)?;
+    let mut params = match resume {
+        Some(ckpt) => train::checkpoint::load(ckpt, &planned)?.0,
+        None => model::Params::random(&planned, cfg.seed),
+    };
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("epoch {msg} [{bar:30}] {pos}/{len} batches, {elapsed}")
+            .expect("a valid template")
+            .progress_chars("=> "),
+    );
+    let epochs = cfg.epochs;
+    let mut epoch = 1;
+    bar.set_message(format!("1/{epochs}"));
+    let report = train::train(
+        &planned,
+        &mut params,
+        &dataset,
+        cfg,
+        |done, total| {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        },
+        |log| {
+            bar.suspend(|| {
+                eprintln!(
+                    "epoch {}/{}: loss {:.4}, train {:.2}%, test {:.2}%, lr {:.4}, {:.1} s",
+                    log.epoch,
+                    epochs,
+                    log.loss,
+                    100.0 * log.train_accuracy,
+                    100.0 * log.test_accuracy,
+                    log.lr,
+                    log.seconds
+                )
+            });
+            epoch += 1;
+            bar.set_message(format!("{}/{epochs}", epoch.min(epochs)));
+            bar.set_position(0);
+        },
+    );
+    bar.finish_and_clear();
+    if let Some(out) = out {
+        let mut meta = std::collections::HashMap::new();
+        meta.insert("epochs".to_string(), report.epochs.to_string());
+        meta.insert("test_accuracy".to_string(), format!("{:.6}", report.test_accuracy));
+        meta.insert("seed".to_string(), cfg.seed.to_string());
+        meta.insert("input_mean".to_string(), format!("{:?}", dataset.mean));
+        meta.insert("input_std".to_string(), format!("{:?}", dataset.std));
+        train::checkpoint::save(out, &planned, &params, meta)?;
+    }
+    Ok(report)
 }

@@ -63,6 +63,14 @@ enum Command {
         /// Number of inputs to run (each a fresh secure inference).
         #[arg(long, default_value_t = 1)]
         samples: usize,
+        /// Trained weights (a checkpoint written by `explore train`); default: seeded
+        /// random He-normal weights.
+        #[arg(long)]
+        weights: Option<PathBuf>,
+        /// Dataset directory whose test images are the inputs (as for `explore train`);
+        /// default: generated N(0, 1) inputs.
+        #[arg(long)]
+        data: Option<PathBuf>,
         /// Seed of the weights, inputs and every party's randomness.
         #[arg(long, default_value_t = 1)]
         seed: u64,
@@ -81,6 +89,51 @@ enum Command {
         #[arg(long, short)]
         out: Option<PathBuf>,
     },
+    /// Train a network (under a ReLU-sharing plan) on a real dataset with the embedded
+    /// training loop; print one line per epoch and write a safetensors checkpoint.
+    Train {
+        /// Architecture TOML.
+        arch: PathBuf,
+        /// ReLU-sharing plan TOML; without one, regular ReLU everywhere.
+        #[arg(long)]
+        plan: Option<PathBuf>,
+        /// Dataset directory: IDX files (Fashion-MNIST) or image class folders
+        /// (train/<class>/*.jpg, test/...). Default: $EXPLORE_DATA, then
+        /// /usr/share/datasets/fashion-mnist for 28x28 grey networks.
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Training settings TOML (epochs, batch_size, optimizer, lr, momentum,
+        /// weight_decay, schedule, step_epochs, step_gamma, augment, seed); the flags
+        /// below override it.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        epochs: Option<usize>,
+        #[arg(long)]
+        batch_size: Option<usize>,
+        /// Learning rate.
+        #[arg(long)]
+        lr: Option<f64>,
+        #[arg(long, value_enum)]
+        optimizer: Option<Opt>,
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Random crops and flips (3-channel inputs).
+        #[arg(long)]
+        augment: bool,
+        /// Use at most this many images of each split (quick runs).
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Start from the weights of this checkpoint.
+        #[arg(long)]
+        resume: Option<PathBuf>,
+        /// Where to write the checkpoint (safetensors).
+        #[arg(long, short)]
+        out: Option<PathBuf>,
+        /// Final report: a short text, or JSON.
+        #[arg(long, value_enum, default_value_t = SimFormat::Table)]
+        format: SimFormat,
+    },
     /// Print the built-in SecureNN protocol table, to copy and edit for --protocol.
     Protocol,
 }
@@ -90,6 +143,12 @@ enum Format {
     Table,
     Csv,
     Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Opt {
+    Sgd,
+    Adam,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -144,19 +203,53 @@ fn run(cli: Cli) -> Result<()> {
             };
             emit(out, &text)
         }
-        Command::Simulate { arch, plan, samples, seed, frac_bits, conv_masking, protocol, format, out } => {
+        Command::Simulate { arch, plan, samples, weights, data, seed, frac_bits, conv_masking, protocol, format, out } => {
             let table = match &protocol {
                 Some(p) => ProtocolTable::load(p)?,
                 None => ProtocolTable::securenn(),
             };
             let opts = explore::simulate::Options { samples, seed, frac: frac_bits, masking: conv_masking.map(Masking::into) };
-            let report = explore::simulate_files(&arch, plan.as_deref(), &table, &opts)?;
+            let report = explore::simulate_files(&arch, plan.as_deref(), weights.as_deref(), data.as_deref(), &table, &opts)?;
             let text = match format {
                 SimFormat::Table => explore::simulate::table(&report),
                 // Plain data: serialization cannot fail.
                 SimFormat::Json => serde_json::to_string_pretty(&report).expect("report serializes") + "\n",
             };
             emit(out, &text)
+        }
+        Command::Train { arch, plan, data, config, epochs, batch_size, lr, optimizer, seed, augment, limit, resume, out, format } => {
+            let mut cfg = match &config {
+                Some(p) => explore::train::TrainConfig::load(p)?,
+                None => explore::train::TrainConfig::default(),
+            };
+            cfg.epochs = epochs.unwrap_or(cfg.epochs);
+            cfg.batch_size = batch_size.unwrap_or(cfg.batch_size);
+            cfg.lr = lr.unwrap_or(cfg.lr);
+            cfg.seed = seed.unwrap_or(cfg.seed);
+            cfg.augment |= augment;
+            if let Some(o) = optimizer {
+                cfg.optimizer = match o {
+                    Opt::Sgd => explore::train::Optimizer::Sgd,
+                    Opt::Adam => explore::train::Optimizer::Adam,
+                };
+            }
+            cfg.check(config.as_deref().unwrap_or(std::path::Path::new("(flags)")))?;
+            let report = explore::train_files(&arch, plan.as_deref(), data.as_deref(), limit, resume.as_deref(), out.as_deref(), &cfg)?;
+            let text = match format {
+                SimFormat::Table => format!(
+                    "{} under plan \"{}\": test accuracy {:.2}% after {} epochs, {:.1} s, {:.0} images/s on {} threads\n",
+                    report.architecture,
+                    report.plan,
+                    100.0 * report.test_accuracy,
+                    report.epochs,
+                    report.train_seconds,
+                    report.images_per_second,
+                    report.threads
+                ),
+                // Plain data: serialization cannot fail.
+                SimFormat::Json => serde_json::to_string_pretty(&report).expect("report serializes") + "\n",
+            };
+            emit(None, &text)
         }
         Command::Protocol => emit(None, SECURENN_TOML),
     }

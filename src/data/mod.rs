@@ -73,12 +73,21 @@ pub fn locate(explicit: Option<&Path>, input_shape: &[usize]) -> Option<PathBuf>
 }
 
 /// Loads the dataset in `dir`, recognised by its files, keeping at most `limit`
-/// images per split, and checks it against the network's input shape.
+/// images per split, checks it against the network's input shape, and normalises
+/// it with the training split's per-channel statistics.
 pub fn load(dir: &Path, limit: Option<usize>, input_shape: &[usize]) -> Result<Dataset> {
+    let mut ds = load_raw(dir, limit, input_shape)?;
+    let (mean, std) = channel_stats(&ds.train);
+    normalise_with(&mut ds, &mean, &std);
+    Ok(ds)
+}
+
+/// Loads without normalising (pixels in [0, 1]).
+pub fn load_raw(dir: &Path, limit: Option<usize>, input_shape: &[usize]) -> Result<Dataset> {
     if !dir.is_dir() {
         return Err(Error::invalid(dir, None, "dataset directory not found"));
     }
-    let mut ds = if idx::present(dir) {
+    let ds = if idx::present(dir) {
         idx::load(dir, limit)?
     } else if dir.join("train").is_dir() {
         folder::load(dir, limit, input_shape.first().copied().unwrap_or(3))?
@@ -92,18 +101,18 @@ pub fn load(dir: &Path, limit: Option<usize>, input_shape: &[usize]) -> Result<D
     if ds.train.shape[..] != input_shape[..] {
         return Err(Error::invalid(dir, None, format!("images are {:?}, the network's input is {input_shape:?}", ds.train.shape)));
     }
-    normalise(&mut ds);
     Ok(ds)
 }
 
-fn normalise(ds: &mut Dataset) {
-    let [c, h, w] = ds.train.shape;
+/// Per-channel mean and standard deviation of a split.
+pub fn channel_stats(split: &Split) -> (Vec<f32>, Vec<f32>) {
+    let [c, h, w] = split.shape;
     let plane = h * w;
     let (mut mean, mut std) = (vec![0f32; c], vec![0f32; c]);
     for ch in 0..c {
         let (mut s, mut s2, mut n) = (0f64, 0f64, 0f64);
-        for i in 0..ds.train.len() {
-            for &v in &ds.train.image(i)[ch * plane..(ch + 1) * plane] {
+        for i in 0..split.len() {
+            for &v in &split.image(i)[ch * plane..(ch + 1) * plane] {
                 s += v as f64;
                 s2 += (v as f64) * (v as f64);
                 n += 1.0;
@@ -113,14 +122,21 @@ fn normalise(ds: &mut Dataset) {
         mean[ch] = m as f32;
         std[ch] = ((s2 / n.max(1.0) - m * m).max(1e-12)).sqrt() as f32;
     }
+    (mean, std)
+}
+
+/// Normalises both splits with the given statistics (a checkpoint's, or the train split's).
+pub fn normalise_with(ds: &mut Dataset, mean: &[f32], std: &[f32]) {
+    let [c, h, w] = ds.train.shape;
+    let plane = h * w;
     for split in [&mut ds.train, &mut ds.test] {
         for (i, v) in split.images.iter_mut().enumerate() {
             let ch = (i / plane) % c;
             *v = (*v - mean[ch]) / std[ch];
         }
     }
-    ds.mean = mean;
-    ds.std = std;
+    ds.mean = mean.to_vec();
+    ds.std = std.to_vec();
 }
 
 #[cfg(test)]

@@ -91,9 +91,7 @@ fn float_matmul(a: &[f64], b: &[f64], m: usize, n: usize, v: usize) -> Vec<f64> 
 }
 
 fn float_im2col(x: &[f64], w: &crate::mpc::matmul::Window) -> Vec<f64> {
-    // The ring layout routine on bit patterns: it only moves values.
-    let bits: Vec<u64> = x.iter().map(|v| v.to_bits()).collect();
-    im2col_t(&bits, w).into_iter().map(f64::from_bits).collect()
+    im2col_t(x, w)
 }
 
 /// Fixed point in Z_2^64: the secure computation's arithmetic without the secrecy,

@@ -115,10 +115,10 @@ impl Window {
 /// The transposed im2col matrix of a [C, H, W] map: (C kh kw) x (oh ow), zeros where
 /// the window reaches into the padding. A kernel matrix O x (C kh kw) times it gives
 /// the convolution in [O, oh, ow] layout.
-pub fn im2col_t(x: &[u64], w: &Window) -> Vec<u64> {
+pub fn im2col_t<T: Copy + Default>(x: &[T], w: &Window) -> Vec<T> {
     let (oh, ow) = w.out_hw();
     let (kh, kw) = w.kernel;
-    let mut out = vec![0u64; w.patch() * oh * ow];
+    let mut out = vec![T::default(); w.patch() * oh * ow];
     for c in 0..w.channels {
         for ky in 0..kh {
             for kx in 0..kw {

@@ -1,0 +1,89 @@
+//! Checkpoints in safetensors format (readable from PyTorch and numpy): one f32
+//! tensor per parameter, named `<layer>.weight`, `<layer>.bias` and, for shared ReLU
+//! layers with learned decisions, `<layer>.decision_weight`; metadata holds the
+//! architecture and plan names, the input normalisation and the training state.
+
+use crate::error::{Error, Result};
+use crate::model::{LayerParams, Params};
+use crate::sharing::Planned;
+use crate::spec::Op;
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// The shapes each parameter tensor of a layer has, PyTorch-style.
+fn shapes(planned: &Planned, name: &str, p: &LayerParams) -> (Vec<usize>, Vec<usize>) {
+    let net = planned.network;
+    let node = net.find(name).expect("parameters belong to layers");
+    match net.node(node).op.as_ref() {
+        Some(Op::Conv { out_channels, kernel, .. }) => {
+            let c = net.input_shape(node).chw().map_or(1, |s| s.0);
+            (vec![*out_channels, c, kernel.0, kernel.1], vec![*out_channels])
+        }
+        Some(Op::Linear { out_features }) => (vec![*out_features, net.input_shape(node).numel()], vec![*out_features]),
+        _ => (vec![p.weight.len()], vec![]),
+    }
+}
+
+fn tensor_name(planned: &Planned, layer: &str, part: &str) -> String {
+    let is_relu = planned.network.find(layer).is_some_and(|n| planned.network.node(n).op == Some(Op::Relu));
+    if is_relu && part == "weight" { format!("{layer}.decision_weight") } else { format!("{layer}.{part}") }
+}
+
+pub fn save(path: &Path, planned: &Planned, params: &Params, metadata: HashMap<String, String>) -> Result<()> {
+    let mut names: Vec<&String> = params.layers.keys().collect();
+    names.sort();
+    let mut bytes: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+    for name in names {
+        let p = &params.layers[name];
+        let (ws, bs) = shapes(planned, name, p);
+        bytes.push((tensor_name(planned, name, "weight"), ws, p.weight.iter().flat_map(|v| v.to_le_bytes()).collect()));
+        if !p.bias.is_empty() {
+            bytes.push((tensor_name(planned, name, "bias"), bs, p.bias.iter().flat_map(|v| v.to_le_bytes()).collect()));
+        }
+    }
+    let mut info = metadata;
+    info.insert("format".into(), "explore-checkpoint-1".into());
+    info.insert("architecture".into(), planned.network.name.clone());
+    info.insert("plan".into(), planned.plan.name.clone());
+    // Shapes and lengths come from the same parameters, so the views are well formed.
+    let views: Vec<(String, TensorView)> =
+        bytes.iter().map(|(n, s, b)| (n.clone(), TensorView::new(Dtype::F32, s.clone(), b).expect("shape matches data"))).collect();
+    let out = safetensors::serialize(views, Some(info)).map_err(|e| Error::invalid(path, None, format!("cannot serialise: {e}")))?;
+    std::fs::write(path, out).map_err(|source| Error::Write { path: path.to_path_buf(), source })
+}
+
+/// Loads a checkpoint for this planned network, checking names and shapes. Returns
+/// the parameters and the metadata.
+pub fn load(path: &Path, planned: &Planned) -> Result<(Params, HashMap<String, String>)> {
+    let bytes = std::fs::read(path).map_err(|source| Error::Read { path: path.to_path_buf(), source })?;
+    let bad = |m: String| Error::invalid(path, None, m);
+    let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| bad(format!("not a safetensors file: {e}")))?;
+    let info = meta.metadata().clone().unwrap_or_default();
+    for (key, want) in [("architecture", &planned.network.name), ("plan", &planned.plan.name)] {
+        if let Some(got) = info.get(key) {
+            if got != want {
+                return Err(bad(format!("checkpoint is for {key} \"{got}\", not \"{want}\"")));
+            }
+        }
+    }
+    let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(format!("not a safetensors file: {e}")))?;
+    // The expected tensors: those of freshly initialised parameters.
+    let template = Params::random(planned, 0);
+    let mut layers = HashMap::new();
+    for (name, p) in &template.layers {
+        let (ws, bs) = shapes(planned, name, p);
+        let read = |part: &str, shape: &[usize]| -> Result<Vec<f32>> {
+            let tn = tensor_name(planned, name, part);
+            let t = st.tensor(&tn).map_err(|_| bad(format!("missing tensor \"{tn}\"")))?;
+            if t.dtype() != Dtype::F32 || t.shape() != shape {
+                return Err(bad(format!("tensor \"{tn}\" is {:?} {:?}, expected F32 {shape:?}", t.dtype(), t.shape())));
+            }
+            Ok(t.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+        };
+        let weight = read("weight", &ws)?;
+        let bias = if p.bias.is_empty() { vec![] } else { read("bias", &bs)? };
+        layers.insert(name.clone(), LayerParams { weight, bias });
+    }
+    Ok((Params { layers }, info))
+}

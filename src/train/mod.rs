@@ -1,0 +1,454 @@
+//! The embedded training loop: minibatch SGD with momentum (or Adam), weight decay,
+//! step or cosine learning-rate schedules, optional augmentation, evaluation on the
+//! test split every epoch, and the plan's shared ReLU trained in place.
+//!
+//! Reproducibility: a batch is cut into fixed chunks of `CHUNK` images; chunks run in
+//! parallel and their gradients are added in chunk order, so the same seed gives
+//! bit-identical weights on any number of threads.
+
+pub mod checkpoint;
+pub mod net;
+
+use crate::data::{Dataset, Split};
+use crate::error::{Error, Result};
+use crate::model::Params;
+use crate::mpc::prg::Prg;
+use crate::sharing::Planned;
+use net::{backward, forward, Mode, Prepared};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use std::time::Instant;
+
+/// Images per chunk: the unit of parallel work and of gradient summation order.
+pub const CHUNK: usize = 16;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Optimizer {
+    Sgd,
+    Adam,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Schedule {
+    Constant,
+    /// Multiply by `step_gamma` at each epoch listed in `step_epochs`.
+    Step,
+    /// Cosine decay from `lr` to 0 over all steps.
+    Cosine,
+}
+
+/// Training settings; a TOML file with these keys, flags override it.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub optimizer: Optimizer,
+    pub lr: f64,
+    pub momentum: f64,
+    pub weight_decay: f64,
+    pub schedule: Schedule,
+    pub step_epochs: Vec<usize>,
+    pub step_gamma: f64,
+    /// Random crop with 4-pixel padding, and horizontal flips (3-channel inputs only).
+    pub augment: bool,
+    pub seed: u64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> TrainConfig {
+        TrainConfig {
+            epochs: 10,
+            batch_size: 128,
+            optimizer: Optimizer::Sgd,
+            lr: 0.05,
+            momentum: 0.9,
+            weight_decay: 5e-4,
+            schedule: Schedule::Cosine,
+            step_epochs: vec![],
+            step_gamma: 0.1,
+            augment: false,
+            seed: 1,
+        }
+    }
+}
+
+impl TrainConfig {
+    pub fn load(path: &Path) -> Result<TrainConfig> {
+        let c: TrainConfig = crate::spec::parse_toml(path, &crate::spec::read_text(path)?)?;
+        c.check(path)?;
+        Ok(c)
+    }
+
+    pub fn check(&self, path: &Path) -> Result<()> {
+        let bad = |key: &str, m: &str| Err(Error::invalid(path, Some(format!("key \"{key}\"")), m.to_string()));
+        if self.batch_size == 0 {
+            return bad("batch_size", "must be at least 1");
+        }
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            return bad("lr", "must be a positive number");
+        }
+        if !(0.0..1.0).contains(&self.momentum) {
+            return bad("momentum", "must be in [0, 1)");
+        }
+        Ok(())
+    }
+
+    fn lr_at(&self, epoch: usize, step: usize, total_steps: usize) -> f64 {
+        match self.schedule {
+            Schedule::Constant => self.lr,
+            Schedule::Step => self.lr * self.step_gamma.powi(self.step_epochs.iter().filter(|&&e| epoch >= e).count() as i32),
+            Schedule::Cosine => self.lr * 0.5 * (1.0 + (std::f64::consts::PI * step as f64 / total_steps.max(1) as f64).cos()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EpochLog {
+    pub epoch: usize,
+    pub loss: f64,
+    pub train_accuracy: f64,
+    pub test_accuracy: f64,
+    pub seconds: f64,
+    pub lr: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TrainReport {
+    pub architecture: String,
+    pub plan: String,
+    pub dataset: String,
+    pub train_images: usize,
+    pub test_images: usize,
+    pub config: TrainConfig,
+    pub threads: usize,
+    pub history: Vec<EpochLog>,
+    pub epochs: usize,
+    pub test_accuracy: f64,
+    pub train_seconds: f64,
+    pub images_per_second: f64,
+}
+
+/// Optimiser state: one buffer (SGD momentum) or two (Adam) per parameter.
+struct State {
+    m: Params,
+    v: Params,
+    t: i32,
+}
+
+fn zeros_like(p: &Params) -> Params {
+    Params {
+        layers: p
+            .layers
+            .iter()
+            .map(|(k, v)| (k.clone(), crate::model::LayerParams { weight: vec![0.0; v.weight.len()], bias: vec![0.0; v.bias.len()] }))
+            .collect(),
+    }
+}
+
+fn add_into(acc: &mut Params, g: &Params) {
+    for (k, gl) in &g.layers {
+        let al = acc.layers.get_mut(k).expect("same layers");
+        al.weight.iter_mut().zip(&gl.weight).for_each(|(a, b)| *a += b);
+        al.bias.iter_mut().zip(&gl.bias).for_each(|(a, b)| *a += b);
+    }
+}
+
+fn step(cfg: &TrainConfig, planned: &Planned, params: &mut Params, grads: &Params, state: &mut State, lr: f64) {
+    state.t += 1;
+    let (lr, wd, mu) = (lr as f32, cfg.weight_decay as f32, cfg.momentum as f32);
+    let mut names: Vec<String> = params.layers.keys().cloned().collect();
+    names.sort();
+    for name in &names {
+        // Decay conv and linear weights, not biases or decision weights.
+        let is_relu = planned.network.find(name).is_some_and(|n| planned.network.node(n).op == Some(crate::spec::Op::Relu));
+        let p = params.layers.get_mut(name).expect("listed");
+        let g = &grads.layers[name];
+        let (m, v) = (state.m.layers.get_mut(name).expect("same layers"), state.v.layers.get_mut(name).expect("same layers"));
+        for (w, gw, mw, vw, decay) in [
+            (&mut p.weight, &g.weight, &mut m.weight, &mut v.weight, if is_relu { 0.0 } else { wd }),
+            (&mut p.bias, &g.bias, &mut m.bias, &mut v.bias, 0.0),
+        ] {
+            for i in 0..w.len() {
+                let gi = gw[i] + decay * w[i];
+                match cfg.optimizer {
+                    Optimizer::Sgd => {
+                        mw[i] = mu * mw[i] + gi;
+                        w[i] -= lr * mw[i];
+                    }
+                    Optimizer::Adam => {
+                        let (b1, b2) = (0.9f32, 0.999f32);
+                        mw[i] = b1 * mw[i] + (1.0 - b1) * gi;
+                        vw[i] = b2 * vw[i] + (1.0 - b2) * gi * gi;
+                        let mh = mw[i] / (1.0 - b1.powi(state.t));
+                        let vh = vw[i] / (1.0 - b2.powi(state.t));
+                        w[i] -= lr * mh / (vh.sqrt() + 1e-8);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Softmax cross-entropy over `n` rows of `classes` logits: (summed loss, correct
+/// predictions, gradient of the loss divided by `scale`).
+pub fn softmax_xent(logits: &[f32], labels: &[u8], classes: usize, scale: f32) -> (f64, usize, Vec<f32>) {
+    let mut grad = vec![0f32; logits.len()];
+    let (mut loss, mut correct) = (0f64, 0usize);
+    for (r, row) in logits.chunks(classes).enumerate() {
+        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let exps: Vec<f32> = row.iter().map(|v| (v - max).exp()).collect();
+        let sum: f32 = exps.iter().sum();
+        let y = labels[r] as usize;
+        loss += -((exps[y] / sum).max(1e-30) as f64).ln();
+        let pred = row.iter().enumerate().fold(0, |b, (i, v)| if *v > row[b] { i } else { b });
+        correct += (pred == y) as usize;
+        for (i, e) in exps.iter().enumerate() {
+            grad[r * classes + i] = (e / sum - (i == y) as u8 as f32) / scale;
+        }
+    }
+    (loss, correct, grad)
+}
+
+/// One augmented copy of image `i`: random crop after 4-pixel zero padding and a
+/// random horizontal flip, drawn from `rng`.
+fn augmented(split: &Split, i: usize, rng: &mut Prg) -> Vec<f32> {
+    let [c, h, w] = split.shape;
+    let src = split.image(i);
+    let (dy, dx, flip) = (rng.below(9) as isize - 4, rng.below(9) as isize - 4, rng.below(2) == 1);
+    let mut out = vec![0f32; c * h * w];
+    for ch in 0..c {
+        for y in 0..h {
+            for x in 0..w {
+                let (sy, sx) = (y as isize + dy, if flip { (w - 1 - x) as isize } else { x as isize } + dx);
+                if (0..h as isize).contains(&sy) && (0..w as isize).contains(&sx) {
+                    out[(ch * h + y) * w + x] = src[(ch * h + sy as usize) * w + sx as usize];
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Accuracy on a split, in parallel chunks (evaluation mode).
+pub fn evaluate(prepared: &Prepared, params: &Params, split: &Split, classes: usize, seed: u64) -> f64 {
+    let net = prepared.planned.network;
+    let len = split.image_len();
+    let correct: usize = (0..split.len().div_ceil(CHUNK))
+        .into_par_iter()
+        .map(|c| {
+            let (a, b) = (c * CHUNK, ((c + 1) * CHUNK).min(split.len()));
+            let pass = forward(prepared, params, &split.images[a * len..b * len], b - a, Mode::Eval { seed: seed.wrapping_add(c as u64) });
+            softmax_xent(pass.logits(net), &split.labels[a..b], classes, 1.0).1
+        })
+        .sum();
+    correct as f64 / split.len().max(1) as f64
+}
+
+/// Trains `params` in place on `data`; `on_epoch` sees each epoch's log line and a
+/// progress callback sees every finished batch.
+pub fn train(
+    planned: &Planned,
+    params: &mut Params,
+    data: &Dataset,
+    cfg: &TrainConfig,
+    mut on_batch: impl FnMut(usize, usize),
+    mut on_epoch: impl FnMut(&EpochLog),
+) -> TrainReport {
+    let prepared = Prepared::new(planned);
+    let net = planned.network;
+    let classes = net.node(net.output).output.numel();
+    let train_set = &data.train;
+    let len = train_set.image_len();
+    let batches = train_set.len().div_ceil(cfg.batch_size);
+    let mut state = State { m: zeros_like(params), v: zeros_like(params), t: 0 };
+    let mut history = Vec::new();
+    let started = Instant::now();
+    let mut seen = 0usize;
+    for epoch in 0..cfg.epochs {
+        let t0 = Instant::now();
+        let mut order: Vec<usize> = (0..train_set.len()).collect();
+        let mut rng = Prg::new(cfg.seed, &format!("epoch/{epoch}"));
+        for i in (1..order.len()).rev() {
+            order.swap(i, rng.below(i + 1));
+        }
+        let (mut loss, mut correct) = (0f64, 0usize);
+        let mut lr = cfg.lr;
+        for batch in 0..batches {
+            let idx = &order[batch * cfg.batch_size..((batch + 1) * cfg.batch_size).min(order.len())];
+            let n = idx.len();
+            let mut x = Vec::with_capacity(n * len);
+            for &i in idx {
+                if cfg.augment && train_set.shape[0] == 3 {
+                    x.extend(augmented(train_set, i, &mut rng));
+                } else {
+                    x.extend_from_slice(train_set.image(i));
+                }
+            }
+            let labels: Vec<u8> = idx.iter().map(|&i| train_set.labels[i]).collect();
+            let step_seed = cfg.seed ^ ((epoch as u64) << 32 | batch as u64);
+            let results: Vec<(f64, usize, Params)> = (0..n.div_ceil(CHUNK))
+                .into_par_iter()
+                .map(|c| {
+                    let (a, b) = (c * CHUNK, ((c + 1) * CHUNK).min(n));
+                    let pass = forward(&prepared, params, &x[a * len..b * len], b - a, Mode::Train { seed: step_seed.wrapping_add(c as u64) });
+                    let (l, k, dlogits) = softmax_xent(pass.logits(net), &labels[a..b], classes, n as f32);
+                    (l, k, backward(&prepared, params, &pass, dlogits))
+                })
+                .collect();
+            let mut grads = zeros_like(params);
+            for (l, k, g) in &results {
+                loss += l;
+                correct += k;
+                add_into(&mut grads, g);
+            }
+            lr = cfg.lr_at(epoch, epoch * batches + batch, cfg.epochs * batches);
+            step(cfg, planned, params, &grads, &mut state, lr);
+            seen += n;
+            on_batch(batch + 1, batches);
+        }
+        let test_accuracy = evaluate(&prepared, params, &data.test, classes, cfg.seed);
+        let log = EpochLog {
+            epoch: epoch + 1,
+            loss: loss / train_set.len().max(1) as f64,
+            train_accuracy: correct as f64 / train_set.len().max(1) as f64,
+            test_accuracy,
+            seconds: t0.elapsed().as_secs_f64(),
+            lr,
+        };
+        on_epoch(&log);
+        history.push(log);
+    }
+    let train_seconds = started.elapsed().as_secs_f64();
+    let test_accuracy = history.last().map_or_else(|| evaluate(&prepared, params, &data.test, classes, cfg.seed), |h| h.test_accuracy);
+    TrainReport {
+        architecture: net.name.clone(),
+        plan: planned.plan.name.clone(),
+        dataset: data.root.display().to_string(),
+        train_images: train_set.len(),
+        test_images: data.test.len(),
+        config: cfg.clone(),
+        threads: rayon::current_num_threads(),
+        epochs: cfg.epochs,
+        history,
+        test_accuracy,
+        train_seconds,
+        images_per_second: seen as f64 / train_seconds.max(1e-9),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::Network;
+    use crate::spec::{ArchSpec, PlanSpec};
+
+    const TINY: &str = "name = \"tiny\"\n[input]\nshape = [2, 6, 6]\n\
+        [[layers]]\nname = \"c1\"\nop = \"conv\"\nout_channels = 3\nkernel = 3\npadding = 1\n\
+        [[layers]]\nname = \"r1\"\nop = \"relu\"\n\
+        [[layers]]\nname = \"c2\"\nop = \"conv\"\nout_channels = 3\nkernel = 1\n\
+        [[layers]]\nname = \"sum\"\nop = \"add\"\ninputs = [\"r1\", \"c2\"]\n\
+        [[layers]]\nname = \"p1\"\nop = \"avgpool\"\nkernel = 2\n\
+        [[layers]]\nname = \"f\"\nop = \"flatten\"\n\
+        [[layers]]\nname = \"fc\"\nop = \"linear\"\nout_features = 4\n";
+
+    fn net(text: &str) -> Network {
+        Network::build(&ArchSpec::parse(Path::new("tiny.toml"), text).unwrap()).unwrap()
+    }
+
+    fn loss(prepared: &Prepared, params: &Params, x: &[f32], labels: &[u8]) -> f64 {
+        let pass = forward(prepared, params, x, labels.len(), Mode::Eval { seed: 0 });
+        softmax_xent(pass.logits(prepared.planned.network), labels, 4, 1.0).0
+    }
+
+    #[test]
+    fn gradients_match_finite_differences() {
+        let network = net(TINY);
+        let plan = PlanSpec::original();
+        let planned = Planned::new(&network, &plan).unwrap();
+        let prepared = Prepared::new(&planned);
+        let params = Params::random(&planned, 3);
+        let mut g = Prg::new(4, "x");
+        let x: Vec<f32> = (0..2 * 72).map(|_| (g.below(2000) as f32 - 1000.0) / 500.0).collect();
+        let labels = [1u8, 3];
+        let pass = forward(&prepared, &params, &x, 2, Mode::Eval { seed: 0 });
+        let (_, _, dlogits) = softmax_xent(pass.logits(&network), &labels, 4, 1.0);
+        let grads = backward(&prepared, &params, &pass, dlogits);
+        let h = 2e-3f32;
+        let mut checked = 0;
+        for (name, lp) in &params.layers {
+            for (part, values, analytic) in [("weight", &lp.weight, &grads.layers[name].weight), ("bias", &lp.bias, &grads.layers[name].bias)] {
+                for i in (0..values.len()).step_by(5) {
+                    let bump = |d: f32| {
+                        let mut p = params.clone();
+                        let t = p.layers.get_mut(name).unwrap();
+                        if part == "weight" { t.weight[i] += d } else { t.bias[i] += d }
+                        loss(&prepared, &p, &x, &labels)
+                    };
+                    let numeric = (bump(h) - bump(-h)) / (2.0 * h as f64);
+                    let a = analytic[i] as f64;
+                    assert!((numeric - a).abs() <= 2e-2 * numeric.abs().max(a.abs()).max(0.05), "{name}.{part}[{i}]: numeric {numeric}, analytic {a}");
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked > 20);
+    }
+
+    /// Four classes told apart by which quadrant is bright.
+    fn quadrants(n: usize, seed: u64) -> Split {
+        let mut g = Prg::new(seed, "quadrants");
+        let mut images = Vec::new();
+        let mut labels = Vec::new();
+        for i in 0..n {
+            let label = (i % 4) as u8;
+            for c in 0..2 {
+                for y in 0..6 {
+                    for x in 0..6 {
+                        let q = (y / 3) * 2 + x / 3;
+                        let noise = g.below(100) as f32 / 200.0;
+                        images.push(if q == label as usize { 1.0 + c as f32 * 0.1 } else { 0.0 } + noise - 0.5);
+                    }
+                }
+            }
+            labels.push(label);
+        }
+        Split { images, labels, shape: [2, 6, 6] }
+    }
+
+    fn dataset() -> Dataset {
+        Dataset { name: "quadrants".into(), root: "quadrants".into(), classes: (0..4).map(|c| c.to_string()).collect(), train: quadrants(160, 1), test: quadrants(80, 2), mean: vec![], std: vec![] }
+    }
+
+    fn fit(plan_text: Option<&str>, threads: usize) -> (TrainReport, Params) {
+        let network = net(TINY);
+        let plan = plan_text.map_or_else(PlanSpec::original, |t| PlanSpec::parse(Path::new("p.toml"), t).unwrap());
+        let planned = Planned::new(&network, &plan).unwrap();
+        let mut params = Params::random(&planned, 7);
+        let cfg = TrainConfig { epochs: 8, batch_size: 32, lr: 0.05, ..TrainConfig::default() };
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        let report = pool.install(|| train(&planned, &mut params, &dataset(), &cfg, |_, _| {}, |_| {}));
+        (report, params)
+    }
+
+    #[test]
+    fn learns_a_toy_task_with_and_without_sharing() {
+        let (r, _) = fit(None, 2);
+        assert!(r.test_accuracy >= 0.9, "{:?}", r.history);
+        let shared = "name = \"s\"\n[relu.r1]\ngroup = \"patch\"\npatch = 3\ndecision = \"learned\"\nweights = \"public\"\nnoise = 0.1\n";
+        let (r, p) = fit(Some(shared), 2);
+        assert!(r.test_accuracy >= 0.75, "{:?}", r.history);
+        assert_eq!(p.layers["r1"].weight.len(), 3 * 36);
+        assert!(r.history[0].loss > r.history.last().unwrap().loss);
+    }
+
+    #[test]
+    fn same_seed_gives_identical_weights_on_any_thread_count() {
+        let (_, a) = fit(None, 1);
+        let (_, b) = fit(None, 2);
+        assert_eq!(a, b);
+    }
+}

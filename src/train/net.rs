@@ -1,0 +1,402 @@
+//! Forward and backward passes of a planned network over a chunk of images, in f32.
+//! A chunk runs on one thread; the training loop runs chunks in parallel and adds
+//! their gradients in chunk order, so results do not depend on the thread count.
+
+use crate::graph::Network;
+use crate::infer::{pool_taps, Taps};
+use crate::model::{LayerParams, Params};
+use crate::mpc::matmul::{im2col_t, Window};
+use crate::mpc::prg::Prg;
+use crate::sharing::{group_map, GroupMap, Planned};
+use crate::spec::plan::Decision;
+use crate::spec::Op;
+use petgraph::graph::NodeIndex;
+use std::collections::HashMap;
+
+/// C (m x n, row-major) = A B (+ C when `accumulate`), A and B given by strides.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm(m: usize, k: usize, n: usize, a: &[f32], a_strides: (usize, usize), b: &[f32], b_strides: (usize, usize), c: &mut [f32], accumulate: bool) {
+    // The last element each operand's strides reach must lie inside it.
+    let reach = |rows: usize, cols: usize, (rs, cs): (usize, usize)| if rows == 0 || cols == 0 { 0 } else { (rows - 1) * rs + (cols - 1) * cs + 1 };
+    assert!(a.len() >= reach(m, k, a_strides) && b.len() >= reach(k, n, b_strides) && c.len() >= m * n, "gemm operands too short");
+    // Safety: the assertion above keeps every access in bounds.
+    unsafe {
+        matrixmultiply::sgemm(
+            m,
+            k,
+            n,
+            1.0,
+            a.as_ptr(),
+            a_strides.0 as isize,
+            a_strides.1 as isize,
+            b.as_ptr(),
+            b_strides.0 as isize,
+            b_strides.1 as isize,
+            if accumulate { 1.0 } else { 0.0 },
+            c.as_mut_ptr(),
+            n as isize,
+            1,
+        )
+    }
+}
+
+/// The adjoint of im2col: adds each column entry back to the input position it came from.
+fn col2im(cols: &[f32], w: &Window, dx: &mut [f32]) {
+    let (oh, ow) = w.out_hw();
+    let (kh, kw) = w.kernel;
+    for c in 0..w.channels {
+        for ky in 0..kh {
+            for kx in 0..kw {
+                let row = &cols[((c * kh + ky) * kw + kx) * oh * ow..][..oh * ow];
+                for oy in 0..oh {
+                    let iy = (oy * w.stride.0 + ky) as isize - w.padding.0 as isize;
+                    if iy < 0 || iy >= w.height as isize {
+                        continue;
+                    }
+                    for ox in 0..ow {
+                        let ix = (ox * w.stride.1 + kx) as isize - w.padding.1 as isize;
+                        if ix >= 0 && ix < w.width as isize {
+                            dx[(c * w.height + iy as usize) * w.width + ix as usize] += row[oy * ow + ox];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// What the passes need about each layer, computed once per run.
+pub struct Prepared<'a> {
+    pub planned: &'a Planned<'a>,
+    windows: HashMap<NodeIndex, Window>,
+    pools: HashMap<NodeIndex, Taps>,
+    groups: HashMap<NodeIndex, GroupMap>,
+}
+
+impl<'a> Prepared<'a> {
+    pub fn new(planned: &'a Planned<'a>) -> Prepared<'a> {
+        let net = planned.network;
+        let (mut windows, mut pools, mut groups) = (HashMap::new(), HashMap::new(), HashMap::new());
+        for (node, layer) in net.layers() {
+            let shape = net.input_shape(node);
+            match layer.op.as_ref() {
+                Some(Op::Conv { kernel, stride, padding, .. }) | Some(Op::AvgPool { kernel, stride, padding }) => {
+                    let (channels, height, width) = shape.chw().expect("graph checked");
+                    let w = Window { channels, height, width, kernel: *kernel, stride: *stride, padding: *padding };
+                    if matches!(layer.op, Some(Op::AvgPool { .. })) {
+                        pools.insert(node, pool_taps(&w));
+                    }
+                    windows.insert(node, w);
+                }
+                Some(Op::Relu) => {
+                    if let Some(plan) = planned.relu_plan(node) {
+                        groups.insert(node, group_map(plan, shape));
+                    }
+                }
+                _ => {}
+            }
+        }
+        Prepared { planned, windows, pools, groups }
+    }
+
+    fn net(&self) -> &Network {
+        self.planned.network
+    }
+}
+
+/// Training (noise and dropout drawn from `seed`) or evaluation (dropout off; plan
+/// noise only where the plan applies it at inference, drawn from `seed`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Train { seed: u64 },
+    Eval { seed: u64 },
+}
+
+/// What backward needs beyond the layer outputs.
+enum Cache {
+    None,
+    Dropout(Vec<f32>),
+    /// Gate per activation (the decision after flips, 0 or 1), sign per activation
+    /// (-1 where a flip inverted the decision), score per group (per image).
+    Shared { gate: Vec<f32>, sign: Vec<f32>, score: Vec<f32> },
+}
+
+pub struct Pass {
+    pub n: usize,
+    /// Output of every node (input included), indexed by node index.
+    pub outputs: Vec<Vec<f32>>,
+    cache: Vec<Cache>,
+}
+
+impl Pass {
+    pub fn logits(&self, net: &Network) -> &[f32] {
+        &self.outputs[net.output.index()]
+    }
+}
+
+/// Runs `n` images (concatenated in `x`) forward.
+pub fn forward(p: &Prepared, params: &Params, x: &[f32], n: usize, mode: Mode) -> Pass {
+    let net = p.net();
+    let mut outputs = vec![Vec::new(); net.graph.node_count()];
+    let mut cache: Vec<Cache> = (0..net.graph.node_count()).map(|_| Cache::None).collect();
+    outputs[net.input.index()] = x.to_vec();
+    for (node, layer) in net.layers() {
+        let input = &outputs[layer.inputs[0].index()];
+        let in_len = net.input_shape(node).numel();
+        let out_len = layer.output.numel();
+        let op = layer.op.as_ref().expect("layers() yields layers");
+        let out = match op {
+            Op::Conv { out_channels, .. } => {
+                let w = &p.windows[&node];
+                let lp = &params.layers[&layer.name];
+                let pos = out_len / out_channels;
+                let mut y = vec![0f32; n * out_len];
+                for b in 0..n {
+                    let cols = im2col_t(&input[b * in_len..(b + 1) * in_len], w);
+                    let yb = &mut y[b * out_len..(b + 1) * out_len];
+                    for (o, row) in yb.chunks_mut(pos).enumerate() {
+                        row.fill(lp.bias[o]);
+                    }
+                    gemm(*out_channels, w.patch(), pos, &lp.weight, (w.patch(), 1), &cols, (pos, 1), yb, true);
+                }
+                y
+            }
+            Op::Linear { out_features } => {
+                let lp = &params.layers[&layer.name];
+                let mut y: Vec<f32> = (0..n).flat_map(|_| lp.bias.iter().copied()).collect();
+                gemm(n, in_len, *out_features, input, (in_len, 1), &lp.weight, (1, in_len), &mut y, true);
+                y
+            }
+            Op::AvgPool { kernel, .. } => {
+                let taps = &p.pools[&node];
+                let area = (kernel.0 * kernel.1) as f32;
+                (0..n).flat_map(|b| taps.apply(&input[b * in_len..(b + 1) * in_len], 0f32, |a, v| a + v).into_iter().map(move |s| s / area)).collect()
+            }
+            Op::Relu => {
+                let (y, c) = relu_forward(p, params, node, input, n, mode);
+                cache[node.index()] = c;
+                y
+            }
+            Op::Dropout { p: rate } => match mode {
+                Mode::Train { seed } if *rate > 0.0 => {
+                    let mut rng = Prg::new(seed, &format!("dropout/{}", layer.name));
+                    let keep = rng.bernoulli(input.len(), 1.0 - rate);
+                    let scale = 1.0 / (1.0 - *rate as f32);
+                    let mask: Vec<f32> = keep.iter().map(|&k| k as f32 * scale).collect();
+                    let y = input.iter().zip(&mask).map(|(x, m)| x * m).collect();
+                    cache[node.index()] = Cache::Dropout(mask);
+                    y
+                }
+                _ => input.clone(),
+            },
+            Op::Add => {
+                let mut y = input.clone();
+                for other in &layer.inputs[1..] {
+                    for (a, b) in y.iter_mut().zip(&outputs[other.index()]) {
+                        *a += b;
+                    }
+                }
+                y
+            }
+            Op::Flatten | Op::BatchNorm => input.clone(),
+        };
+        outputs[node.index()] = out;
+    }
+    Pass { n, outputs, cache }
+}
+
+/// ReLU under its plan. Shared groups decide with a hard step (exactly what secure
+/// inference computes); flips come from the plan's noise.
+fn relu_forward(p: &Prepared, params: &Params, node: NodeIndex, x: &[f32], n: usize, mode: Mode) -> (Vec<f32>, Cache) {
+    let net = p.net();
+    let len = net.input_shape(node).numel();
+    let plain = |x: &[f32]| (x.iter().map(|v| v.max(0.0)).collect(), Cache::None);
+    let Some(g) = p.groups.get(&node) else { return plain(x) };
+    let plan = p.planned.relu_plan(node).expect("groups exist only for planned layers");
+    let members = g.group_of.iter().filter(|&&x| x != u32::MAX).count();
+    if g.groups == members {
+        // Regular ReLU on the members, identity elsewhere (partial, identity, none).
+        let y = x.iter().enumerate().map(|(i, &v)| if g.group_of[i % len] == u32::MAX { v } else { v.max(0.0) }).collect();
+        return (y, Cache::None);
+    }
+    let (noise, seed) = match mode {
+        Mode::Train { seed } => (plan.noise.p, seed),
+        Mode::Eval { seed } => (if plan.noise.at_inference() { plan.noise.p } else { 0.0 }, seed),
+    };
+    let mut rng = Prg::new(seed, &format!("relu-noise/{}", net.node(node).name));
+    let (mut y, mut gate, mut sign, mut score) = (vec![0f32; n * len], vec![0f32; n * len], vec![1f32; n * len], vec![0f32; n * g.groups]);
+    let v = match plan.decision {
+        Decision::Learned { .. } => Some(&params.layers[&net.node(node).name].weight),
+        _ => None,
+    };
+    let per_position = net.input_shape(node).chw().map_or(len, |(_, h, w)| h * w);
+    let shared = matches!(plan.decision, Decision::Learned { shared_across_channels: true, .. });
+    for b in 0..n {
+        let xb = &x[b * len..(b + 1) * len];
+        let sb = &mut score[b * g.groups..(b + 1) * g.groups];
+        match plan.decision {
+            Decision::Center => sb.iter_mut().zip(&g.center).for_each(|(s, &c)| *s = xb[c as usize]),
+            Decision::Mean | Decision::Learned { .. } => {
+                for (i, &grp) in g.group_of.iter().enumerate() {
+                    let w = match v {
+                        Some(v) => v[if shared { i % per_position } else { i }],
+                        None => 1.0 / g.size[grp as usize] as f32,
+                    };
+                    sb[grp as usize] += w * xb[i];
+                }
+            }
+        }
+        let flips = if noise > 0.0 { rng.bernoulli(len, noise) } else { vec![0; len] };
+        for i in 0..len {
+            let d = (sb[g.group_of[i] as usize] >= 0.0) as u8 ^ flips[i];
+            gate[b * len + i] = d as f32;
+            sign[b * len + i] = if flips[i] == 1 { -1.0 } else { 1.0 };
+            y[b * len + i] = d as f32 * xb[i];
+        }
+    }
+    (y, Cache::Shared { gate, sign, score })
+}
+
+/// Gradients of the mean loss with respect to every parameter, given the gradient
+/// at the logits.
+pub fn backward(p: &Prepared, params: &Params, pass: &Pass, dlogits: Vec<f32>) -> Params {
+    let net = p.net();
+    let n = pass.n;
+    let mut grads: HashMap<String, LayerParams> =
+        params.layers.iter().map(|(k, v)| (k.clone(), LayerParams { weight: vec![0.0; v.weight.len()], bias: vec![0.0; v.bias.len()] })).collect();
+    let mut dout: Vec<Option<Vec<f32>>> = vec![None; net.graph.node_count()];
+    dout[net.output.index()] = Some(dlogits);
+    for &node in net.order.iter().rev() {
+        let layer = net.node(node);
+        let Some(dy) = dout[node.index()].take() else { continue };
+        let x = &pass.outputs[layer.inputs[0].index()];
+        let in_len = net.input_shape(node).numel();
+        let out_len = layer.output.numel();
+        let add_to = |dout: &mut Vec<Option<Vec<f32>>>, producer: NodeIndex, g: Vec<f32>| {
+            if producer == net.input {
+                return;
+            }
+            match &mut dout[producer.index()] {
+                Some(acc) => acc.iter_mut().zip(&g).for_each(|(a, b)| *a += b),
+                slot => *slot = Some(g),
+            }
+        };
+        let dx = match layer.op.as_ref().expect("layers") {
+            Op::Conv { out_channels, .. } => {
+                let w = &p.windows[&node];
+                let lp = &params.layers[&layer.name];
+                let gp = grads.get_mut(&layer.name).expect("a gradient per parameter");
+                let pos = out_len / out_channels;
+                let mut dx = vec![0f32; n * in_len];
+                let need_dx = layer.inputs[0] != net.input;
+                for b in 0..n {
+                    let dyb = &dy[b * out_len..(b + 1) * out_len];
+                    let cols = im2col_t(&x[b * in_len..(b + 1) * in_len], w);
+                    // dW += dy_b cols^T;  db += row sums of dy_b.
+                    gemm(*out_channels, pos, w.patch(), dyb, (pos, 1), &cols, (1, pos), &mut gp.weight, true);
+                    for (o, row) in dyb.chunks(pos).enumerate() {
+                        gp.bias[o] += row.iter().sum::<f32>();
+                    }
+                    if need_dx {
+                        // dcols = W^T dy_b, then back to the input layout.
+                        let mut dcols = vec![0f32; w.patch() * pos];
+                        gemm(w.patch(), *out_channels, pos, &lp.weight, (1, w.patch()), dyb, (pos, 1), &mut dcols, false);
+                        col2im(&dcols, w, &mut dx[b * in_len..(b + 1) * in_len]);
+                    }
+                }
+                dx
+            }
+            Op::Linear { out_features } => {
+                let lp = &params.layers[&layer.name];
+                let gp = grads.get_mut(&layer.name).expect("a gradient per parameter");
+                // dW += dY^T X;  db += column sums of dY;  dX = dY W.
+                gemm(*out_features, n, in_len, &dy, (1, *out_features), x, (in_len, 1), &mut gp.weight, true);
+                for row in dy.chunks(*out_features) {
+                    gp.bias.iter_mut().zip(row).for_each(|(g, d)| *g += d);
+                }
+                let mut dx = vec![0f32; n * in_len];
+                gemm(n, *out_features, in_len, &dy, (*out_features, 1), &lp.weight, (in_len, 1), &mut dx, false);
+                dx
+            }
+            Op::AvgPool { kernel, .. } => {
+                let taps = &p.pools[&node];
+                let area = (kernel.0 * kernel.1) as f32;
+                let mut dx = vec![0f32; n * in_len];
+                for b in 0..n {
+                    for o in 0..taps.outputs() {
+                        let g = dy[b * out_len + o] / area;
+                        for &j in &taps.index[taps.offsets[o] as usize..taps.offsets[o + 1] as usize] {
+                            dx[b * in_len + j as usize] += g;
+                        }
+                    }
+                }
+                dx
+            }
+            Op::Relu => relu_backward(p, params, node, x, &dy, &pass.cache[node.index()], n, grads.get_mut(&layer.name)),
+            Op::Dropout { .. } => match &pass.cache[node.index()] {
+                Cache::Dropout(mask) => dy.iter().zip(mask).map(|(d, m)| d * m).collect(),
+                _ => dy,
+            },
+            Op::Add => {
+                for &other in &layer.inputs[1..] {
+                    add_to(&mut dout, other, dy.clone());
+                }
+                dy
+            }
+            Op::Flatten | Op::BatchNorm => dy,
+        };
+        add_to(&mut dout, layer.inputs[0], dx);
+    }
+    Params { layers: grads }
+}
+
+/// Backward of a (shared) ReLU. The hard step has no useful derivative, so the
+/// decision is trained straight-through with a clipped identity (as binarised
+/// networks do): d step(s) / ds is taken as 1/2 where |s| <= 1 and 0 elsewhere, so
+/// scores near the threshold move and saturated decisions stay put.
+#[allow(clippy::too_many_arguments)]
+fn relu_backward(p: &Prepared, params: &Params, node: NodeIndex, x: &[f32], dy: &[f32], cache: &Cache, n: usize, gv: Option<&mut LayerParams>) -> Vec<f32> {
+    let net = p.net();
+    let len = net.input_shape(node).numel();
+    let Cache::Shared { gate, sign, score } = cache else {
+        let g = p.groups.get(&node);
+        return x
+            .iter()
+            .zip(dy)
+            .enumerate()
+            .map(|(i, (&v, &d))| if g.is_some_and(|g| g.group_of[i % len] == u32::MAX) || v > 0.0 { d } else { 0.0 })
+            .collect();
+    };
+    let g = &p.groups[&node];
+    let plan = p.planned.relu_plan(node).expect("shared layers have a plan");
+    let per_position = net.input_shape(node).chw().map_or(len, |(_, h, w)| h * w);
+    let mut dx: Vec<f32> = dy.iter().zip(gate).map(|(d, g)| d * g).collect();
+    let mut gv = gv;
+    for b in 0..n {
+        // dL/d(decision of group) through every gated activation, sign-flipped where noise flipped it.
+        let mut dd = vec![0f32; g.groups];
+        for i in 0..len {
+            let k = b * len + i;
+            dd[g.group_of[i] as usize] += dy[k] * x[k] * sign[k];
+        }
+        for (grp, d) in dd.iter_mut().enumerate() {
+            let s = score[b * g.groups + grp];
+            *d *= if s.abs() <= 1.0 { 0.5 } else { 0.0 };
+        }
+        match plan.decision {
+            Decision::Center => g.center.iter().enumerate().for_each(|(grp, &c)| dx[b * len + c as usize] += dd[grp]),
+            Decision::Mean => (0..len).for_each(|i| dx[b * len + i] += dd[g.group_of[i] as usize] / g.size[g.group_of[i] as usize] as f32),
+            Decision::Learned { shared_across_channels, .. } => {
+                let gv = gv.as_deref_mut().expect("learned decisions have weights");
+                let v = &params.layers[&net.node(node).name].weight;
+                for i in 0..len {
+                    let j = if shared_across_channels { i % per_position } else { i };
+                    let ds = dd[g.group_of[i] as usize];
+                    gv.weight[j] += ds * x[b * len + i];
+                    dx[b * len + i] += ds * v[j];
+                }
+            }
+        }
+    }
+    dx
+}

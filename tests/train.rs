@@ -1,0 +1,102 @@
+//! End to end: train on a small IDX dataset written here, save a checkpoint, run
+//! secure inference with it on the test images.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn explore(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_explore")).args(args).current_dir(env!("CARGO_MANIFEST_DIR")).env_remove("EXPLORE_DATA").output().unwrap()
+}
+
+/// Fashion-MNIST-shaped IDX files (gzipped): class k has a bright vertical band at
+/// column block k, plus noise, so a small net learns it in an epoch.
+fn write_idx(dir: &Path, train: usize, test: usize) {
+    let mut seed = 12345u64;
+    let mut rand = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % 60) as u8
+    };
+    for (prefix, n) in [("train", train), ("t10k", test)] {
+        let mut images = vec![0, 0, 8, 3];
+        images.extend((n as u32).to_be_bytes());
+        images.extend(28u32.to_be_bytes());
+        images.extend(28u32.to_be_bytes());
+        let mut labels = vec![0, 0, 8, 1];
+        labels.extend((n as u32).to_be_bytes());
+        for i in 0..n {
+            let k = (i % 10) as u8;
+            labels.push(k);
+            for p in 0..784 {
+                let col = p % 28;
+                images.push(if col / 3 == k as usize { 200 } else { 0 } + rand());
+            }
+        }
+        for (kind, bytes) in [("images-idx3", images), ("labels-idx1", labels)] {
+            let f = std::fs::File::create(dir.join(format!("{prefix}-{kind}-ubyte.gz"))).unwrap();
+            let mut e = flate2::write::GzEncoder::new(f, flate2::Compression::fast());
+            e.write_all(&bytes).unwrap();
+            e.finish().unwrap();
+        }
+    }
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("explore-train-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn train_then_simulate_with_the_checkpoint() {
+    let dir = scratch("e2e");
+    write_idx(&dir, 300, 100);
+    let data = dir.to_str().unwrap();
+    let ckpt = dir.join("model.safetensors");
+    let plan = "architectures/plans/fashion_mnist/uniform-3x3.toml";
+    let o = explore(&["train", "architectures/fashion_mnist.toml", "--plan", plan, "--data", data, "--epochs", "2", "--batch-size", "32", "--out", ckpt.to_str().unwrap(), "--format", "json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    for key in ["test_accuracy", "train_seconds", "epochs", "images_per_second"] {
+        assert!(v[key].is_number(), "{key} missing: {v}");
+    }
+    assert!(v["test_accuracy"].as_f64().unwrap() >= 0.8, "{v}");
+    let log = String::from_utf8_lossy(&o.stderr);
+    assert!(log.contains("epoch 1/2: loss") && log.contains("epoch 2/2: loss"), "{log}");
+
+    let o = explore(&["simulate", "architectures/fashion_mnist.toml", "--plan", plan, "--weights", ckpt.to_str().unwrap(), "--data", data, "--samples", "6", "--format", "json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let s: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(s["total"]["agreement"], 1.0, "{s}");
+    assert_eq!(s["total"]["samples"], 6);
+    assert!(s["total"]["accuracy"].as_f64().unwrap() >= 0.5);
+    assert!(s["weights"].as_str().unwrap().starts_with("checkpoint"));
+
+    // A checkpoint refuses another plan.
+    let o = explore(&["simulate", "architectures/fashion_mnist.toml", "--weights", ckpt.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(err.contains("checkpoint is for plan \"uniform-3x3\", not \"original\""), "{err}");
+}
+
+#[test]
+fn training_mistakes_give_one_line_and_exit_2() {
+    let dir = scratch("bad");
+    let o = explore(&["train", "architectures/svhn.toml", "--epochs", "1"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no dataset: pass --data DIR"));
+    let o = explore(&["train", "architectures/svhn.toml", "--data", dir.join("nowhere").to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("dataset directory not found"));
+    write_idx(&dir, 20, 10);
+    let o = explore(&["train", "architectures/svhn.toml", "--data", dir.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("the network's input is [3, 32, 32]"));
+    let cfg = dir.join("cfg.toml");
+    std::fs::write(&cfg, "epochs = 1\nlearning_rate = 0.1\n").unwrap();
+    let o = explore(&["train", "architectures/fashion_mnist.toml", "--data", dir.to_str().unwrap(), "--config", cfg.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(err.contains("cfg.toml") && err.contains("unknown field `learning_rate`"), "{err}");
+}
