@@ -1,10 +1,13 @@
-//! Datasets as they sit on disk: IDX files (MNIST, Fashion-MNIST; gzipped or not)
-//! and image class folders (`train/<class>/*.jpg|png`, the torchvision ImageFolder
+//! Datasets as they sit on disk: IDX files (MNIST, Fashion-MNIST; gzipped or not),
+//! the CIFAR-10 binary release (folder or .tar.gz), SVHN's MATLAB files, and image
+//! class folders (`train/<class>/*.jpg|png`, the torchvision ImageFolder
 //! convention, classes in alphabetical order). Images become f32 in [0, 1],
 //! normalised per channel with the training split's mean and standard deviation.
 
-mod idx;
+mod cifar;
 mod folder;
+mod idx;
+mod svhn;
 
 use crate::error::{Error, Result};
 use std::path::{Path, PathBuf};
@@ -89,13 +92,17 @@ pub fn load_raw(dir: &Path, limit: Option<usize>, input_shape: &[usize]) -> Resu
     }
     let ds = if idx::present(dir) {
         idx::load(dir, limit)?
+    } else if cifar::present(dir) {
+        cifar::load(dir, limit)?
+    } else if svhn::present(dir) {
+        svhn::load(dir, limit)?
     } else if dir.join("train").is_dir() {
         folder::load(dir, limit, input_shape.first().copied().unwrap_or(3))?
     } else {
         return Err(Error::invalid(
             dir,
             None,
-            "no dataset recognised: expected IDX files (train-images-idx3-ubyte[.gz], ...) or image class folders (train/<class>/*.jpg)",
+            "no dataset recognised: expected IDX files (train-images-idx3-ubyte[.gz]), CIFAR-10 batches (data_batch_1.bin or cifar-10-binary.tar.gz), SVHN (train_32x32.mat) or image class folders (train/<class>/*.jpg)",
         ));
     };
     if ds.train.shape[..] != input_shape[..] {
