@@ -164,3 +164,57 @@ pub fn train_files(
     }
     Ok(report)
 }
+
+/// Loads a trained network and records ReLU patterns (written to `out` as
+/// safetensors) and total variation over `samples` training images.
+pub fn record_files(
+    arch: &Path,
+    plan: Option<&Path>,
+    weights: &Path,
+    data_dir: Option<&Path>,
+    layers: &[String],
+    samples: usize,
+    out: Option<&Path>,
+) -> error::Result<Vec<train::record::Variation>> {
+    let network = graph::Network::build(&spec::ArchSpec::load(arch)?)?;
+    let plan = match plan {
+        Some(p) => spec::PlanSpec::load(p)?,
+        None => spec::PlanSpec::original(),
+    };
+    let planned = sharing::Planned::new(&network, &plan)?;
+    let (params, _) = train::checkpoint::load(weights, &planned)?;
+    let shape = network.node(network.input).output.0.clone();
+    let dir = data::locate(data_dir, &shape).ok_or_else(|| error::Error::invalid(arch, None, "no dataset: pass --data DIR or set EXPLORE_DATA"))?;
+    let dataset = data::load(&dir, Some(samples), &shape)?;
+    let relus: Vec<_> = if layers.is_empty() {
+        sharing::relu_layers(&network).collect()
+    } else {
+        layers
+            .iter()
+            .map(|name| match network.find(name) {
+                Some(n) if network.node(n).op == Some(spec::Op::Relu) => Ok(n),
+                _ => Err(error::Error::invalid(arch, Some(format!("--layers {name}")), "no ReLU layer of that name")),
+            })
+            .collect::<error::Result<_>>()?
+    };
+    let prepared = train::net::Prepared::new(&planned);
+    let (patterns, tv) = train::record::record(&prepared, &params, &dataset.train, &relus, samples);
+    if let Some(out) = out {
+        let views: Vec<(String, safetensors::tensor::TensorView)> = patterns
+            .iter()
+            .map(|p| {
+                let mut shape = vec![p.images];
+                shape.extend(&p.shape);
+                // Bytes and shape come from the same recording.
+                (format!("{}.pattern", p.layer), safetensors::tensor::TensorView::new(safetensors::Dtype::U8, shape, &p.bits).expect("shape matches data"))
+            })
+            .collect();
+        let mut info = std::collections::HashMap::new();
+        info.insert("architecture".to_string(), network.name.clone());
+        info.insert("plan".to_string(), plan.name.clone());
+        info.insert("images".to_string(), samples.min(dataset.train.len()).to_string());
+        let bytes = safetensors::serialize(views, Some(info)).map_err(|e| error::Error::invalid(out, None, format!("cannot serialise: {e}")))?;
+        std::fs::write(out, bytes).map_err(|source| error::Error::Write { path: out.to_path_buf(), source })?;
+    }
+    Ok(tv)
+}

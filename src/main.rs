@@ -134,6 +134,34 @@ enum Command {
         #[arg(long, value_enum, default_value_t = SimFormat::Table)]
         format: SimFormat,
     },
+    /// Record activations of a trained network on training images: the binary ReLU
+    /// pattern of chosen layers (for clustering) and every layer's total variation
+    /// (the paper's Figure 3).
+    Record {
+        /// Architecture TOML.
+        arch: PathBuf,
+        #[arg(long)]
+        plan: Option<PathBuf>,
+        /// Trained weights (checkpoint from `explore train`).
+        #[arg(long)]
+        weights: PathBuf,
+        /// Dataset directory (as for `explore train`); its training images are used.
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// ReLU layers whose patterns to record, comma-separated (default: all).
+        #[arg(long, value_delimiter = ',')]
+        layers: Vec<String>,
+        /// Number of training images.
+        #[arg(long, default_value_t = 1000)]
+        samples: usize,
+        /// Write the patterns here (safetensors, one u8 tensor `<layer>.pattern` of
+        /// shape [images, ...layer shape] per layer).
+        #[arg(long, short)]
+        out: Option<PathBuf>,
+        /// The total-variation table: aligned text, CSV or JSON.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
     /// Print the built-in SecureNN protocol table, to copy and edit for --protocol.
     Protocol,
 }
@@ -248,6 +276,27 @@ fn run(cli: Cli) -> Result<()> {
                 ),
                 // Plain data: serialization cannot fail.
                 SimFormat::Json => serde_json::to_string_pretty(&report).expect("report serializes") + "\n",
+            };
+            emit(None, &text)
+        }
+        Command::Record { arch, plan, weights, data, layers, samples, out, format } => {
+            let tv = explore::record_files(&arch, plan.as_deref(), &weights, data.as_deref(), &layers, samples, out.as_deref())?;
+            let text = match format {
+                Format::Json => serde_json::to_string_pretty(&tv).expect("plain data serializes") + "\n",
+                Format::Csv => {
+                    let mut t = String::from("layer,op,total_variation,per_neighbour_pair\n");
+                    for v in &tv {
+                        t += &format!("{},{},{},{}\n", v.layer, v.op, v.total_variation, v.per_neighbour_pair);
+                    }
+                    t
+                }
+                Format::Table => {
+                    let mut t = format!("{:<10} {:<8} {:>16} {:>18}\n", "layer", "op", "total variation", "per neighbour pair");
+                    for v in &tv {
+                        t += &format!("{:<10} {:<8} {:>16.2} {:>18.4}\n", v.layer, v.op, v.total_variation, v.per_neighbour_pair);
+                    }
+                    t
+                }
             };
             emit(None, &text)
         }

@@ -75,6 +75,16 @@ fn train_then_simulate_with_the_checkpoint() {
     assert!(s["total"]["accuracy"].as_f64().unwrap() >= 0.5);
     assert!(s["weights"].as_str().unwrap().starts_with("checkpoint"));
 
+    // Activation recording with the same checkpoint.
+    let patterns = dir.join("patterns.safetensors");
+    let o = explore(&["record", "architectures/fashion_mnist.toml", "--plan", plan, "--weights", ckpt.to_str().unwrap(), "--data", data, "--layers", "relu1,relu2", "--samples", "40", "--out", patterns.to_str().unwrap(), "--format", "json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let tv: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(tv[0]["layer"], "conv1");
+    assert!(tv[0]["total_variation"].as_f64().unwrap() > 0.0);
+    // Header and two u8 tensors of 40 x 32 x 28 x 28 and 40 x 64 x 14 x 14.
+    assert!(std::fs::metadata(&patterns).unwrap().len() > 40 * (32 * 784 + 64 * 196));
+
     // A checkpoint refuses another plan.
     let o = explore(&["simulate", "architectures/fashion_mnist.toml", "--weights", ckpt.to_str().unwrap()]);
     let err = String::from_utf8_lossy(&o.stderr);

@@ -8,6 +8,7 @@
 
 pub mod checkpoint;
 pub mod net;
+pub mod record;
 
 use crate::data::{Dataset, Split};
 use crate::error::{Error, Result};
