@@ -31,7 +31,7 @@ fn write_idx(dir: &Path, train: usize, test: usize) {
             labels.push(k);
             for p in 0..784 {
                 let col = p % 28;
-                images.push(if col / 3 == k as usize { 200 } else { 0 } + rand());
+                images.push(if col / 3 == k as usize { 180 } else { 0 } + rand());
             }
         }
         for (kind, bytes) in [("images-idx3", images), ("labels-idx1", labels)] {
