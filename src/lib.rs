@@ -19,6 +19,17 @@ pub mod train;
 
 use std::path::Path;
 
+/// Reads an architecture into a layer graph and a plan (or none: regular ReLU),
+/// the first step of every command; `sharing::Planned::new` then joins them.
+pub fn load_network_and_plan(arch: &Path, plan: Option<&Path>) -> error::Result<(graph::Network, spec::PlanSpec)> {
+    let network = graph::Network::build(&spec::ArchSpec::load(arch)?)?;
+    let plan = match plan {
+        Some(p) => spec::PlanSpec::load(p)?,
+        None => spec::PlanSpec::original(),
+    };
+    Ok((network, plan))
+}
+
 /// Loads an architecture and an optional plan and prices them; with a plan, also
 /// prices the network without it and reports the saving. The whole `explore cost`
 /// pipeline, for the CLI and for tests.
@@ -29,18 +40,15 @@ pub fn cost_files(
     masking: Option<cost::protocol::ConvMasking>,
     profiles: &[cost::profile::Profile],
 ) -> error::Result<(cost::CostReport, Option<report::Saving>)> {
-    let network = graph::Network::build(&spec::ArchSpec::load(arch)?)?;
+    let (network, plan) = load_network_and_plan(arch, plan)?;
     let original = spec::PlanSpec::original();
     let baseline = cost::price(&sharing::Planned::new(&network, &original)?, table, masking, profiles);
-    match plan {
-        None => Ok((baseline, None)),
-        Some(path) => {
-            let plan = spec::PlanSpec::load(path)?;
-            let priced = cost::price(&sharing::Planned::new(&network, &plan)?, table, masking, profiles);
-            let saving = report::Saving::between(&priced, &baseline);
-            Ok((priced, Some(saving)))
-        }
+    if plan.path.is_none() {
+        return Ok((baseline, None));
     }
+    let priced = cost::price(&sharing::Planned::new(&network, &plan)?, table, masking, profiles);
+    let saving = report::Saving::between(&priced, &baseline);
+    Ok((priced, Some(saving)))
 }
 
 /// Loads an architecture, an optional plan, optional trained weights and optional
@@ -54,11 +62,7 @@ pub fn simulate_files(
     table: &cost::protocol::ProtocolTable,
     opts: &simulate::Options,
 ) -> error::Result<simulate::SimReport> {
-    let network = graph::Network::build(&spec::ArchSpec::load(arch)?)?;
-    let plan = match plan {
-        Some(p) => spec::PlanSpec::load(p)?,
-        None => spec::PlanSpec::original(),
-    };
+    let (network, plan) = load_network_and_plan(arch, plan)?;
     let planned = sharing::Planned::new(&network, &plan)?;
     let (params, meta, described) = match weights {
         Some(ckpt) => {
@@ -101,11 +105,7 @@ pub fn train_files(
     out: Option<&Path>,
     cfg: &train::TrainConfig,
 ) -> error::Result<train::TrainReport> {
-    let network = graph::Network::build(&spec::ArchSpec::load(arch)?)?;
-    let plan = match plan {
-        Some(p) => spec::PlanSpec::load(p)?,
-        None => spec::PlanSpec::original(),
-    };
+    let (network, plan) = load_network_and_plan(arch, plan)?;
     let planned = sharing::Planned::new(&network, &plan)?;
     let input_shape = network.node(network.input).output.0.clone();
     let dir = data::locate(data_dir, &input_shape).ok_or_else(|| {
@@ -176,11 +176,7 @@ pub fn record_files(
     samples: usize,
     out: Option<&Path>,
 ) -> error::Result<Vec<train::record::Variation>> {
-    let network = graph::Network::build(&spec::ArchSpec::load(arch)?)?;
-    let plan = match plan {
-        Some(p) => spec::PlanSpec::load(p)?,
-        None => spec::PlanSpec::original(),
-    };
+    let (network, plan) = load_network_and_plan(arch, plan)?;
     let planned = sharing::Planned::new(&network, &plan)?;
     let (params, _) = train::checkpoint::load(weights, &planned)?;
     let shape = network.node(network.input).output.0.clone();

@@ -112,18 +112,17 @@ impl Window {
     }
 }
 
-/// The transposed im2col matrix of a [C, H, W] map: (C kh kw) x (oh ow), zeros where
-/// the window reaches into the padding. A kernel matrix O x (C kh kw) times it gives
-/// the convolution in [O, oh, ow] layout.
-pub fn im2col_t<T: Copy + Default>(x: &[T], w: &Window) -> Vec<T> {
+/// Calls `f(entry, input)` for every entry of the transposed im2col matrix
+/// ((C kh kw) x (oh ow), row-major) that reads an input position; entries in the
+/// padding are skipped. im2col gathers through it, its adjoint scatters.
+#[inline(always)]
+pub fn for_each_tap(w: &Window, mut f: impl FnMut(usize, usize)) {
     let (oh, ow) = w.out_hw();
     let (kh, kw) = w.kernel;
-    let mut out = vec![T::default(); w.patch() * oh * ow];
     for c in 0..w.channels {
         for ky in 0..kh {
             for kx in 0..kw {
-                let row = (c * kh + ky) * kw + kx;
-                let dst = &mut out[row * oh * ow..(row + 1) * oh * ow];
+                let row = ((c * kh + ky) * kw + kx) * oh * ow;
                 for oy in 0..oh {
                     let iy = (oy * w.stride.0 + ky) as isize - w.padding.0 as isize;
                     if iy < 0 || iy >= w.height as isize {
@@ -132,13 +131,22 @@ pub fn im2col_t<T: Copy + Default>(x: &[T], w: &Window) -> Vec<T> {
                     for ox in 0..ow {
                         let ix = (ox * w.stride.1 + kx) as isize - w.padding.1 as isize;
                         if ix >= 0 && ix < w.width as isize {
-                            dst[oy * ow + ox] = x[(c * w.height + iy as usize) * w.width + ix as usize];
+                            f(row + oy * ow + ox, (c * w.height + iy as usize) * w.width + ix as usize);
                         }
                     }
                 }
             }
         }
     }
+}
+
+/// The transposed im2col matrix of a [C, H, W] map: (C kh kw) x (oh ow), zeros where
+/// the window reaches into the padding. A kernel matrix O x (C kh kw) times it gives
+/// the convolution in [O, oh, ow] layout.
+pub fn im2col_t<T: Copy + Default>(x: &[T], w: &Window) -> Vec<T> {
+    let (oh, ow) = w.out_hw();
+    let mut out = vec![T::default(); w.patch() * oh * ow];
+    for_each_tap(w, |entry, input| out[entry] = x[input]);
     out
 }
 

@@ -5,7 +5,7 @@
 use crate::graph::Network;
 use crate::infer::{pool_taps, Taps};
 use crate::model::{LayerParams, Params};
-use crate::mpc::matmul::{im2col_t, Window};
+use crate::mpc::matmul::{for_each_tap, im2col_t, Window};
 use crate::mpc::prg::Prg;
 use crate::sharing::{group_map, GroupMap, Planned};
 use crate::spec::plan::Decision;
@@ -42,27 +42,7 @@ pub fn gemm(m: usize, k: usize, n: usize, a: &[f32], a_strides: (usize, usize), 
 
 /// The adjoint of im2col: adds each column entry back to the input position it came from.
 fn col2im(cols: &[f32], w: &Window, dx: &mut [f32]) {
-    let (oh, ow) = w.out_hw();
-    let (kh, kw) = w.kernel;
-    for c in 0..w.channels {
-        for ky in 0..kh {
-            for kx in 0..kw {
-                let row = &cols[((c * kh + ky) * kw + kx) * oh * ow..][..oh * ow];
-                for oy in 0..oh {
-                    let iy = (oy * w.stride.0 + ky) as isize - w.padding.0 as isize;
-                    if iy < 0 || iy >= w.height as isize {
-                        continue;
-                    }
-                    for ox in 0..ow {
-                        let ix = (ox * w.stride.1 + kx) as isize - w.padding.1 as isize;
-                        if ix >= 0 && ix < w.width as isize {
-                            dx[(c * w.height + iy as usize) * w.width + ix as usize] += row[oy * ow + ox];
-                        }
-                    }
-                }
-            }
-        }
-    }
+    for_each_tap(w, |entry, input| dx[input] += cols[entry]);
 }
 
 /// What the passes need about each layer, computed once per run.
