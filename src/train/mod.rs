@@ -134,10 +134,45 @@ pub struct TrainReport {
 }
 
 /// Optimiser state: one buffer (SGD momentum) or two (Adam) per parameter.
-struct State {
+pub struct State {
     m: Params,
     v: Params,
     t: i32,
+}
+
+impl State {
+    pub fn new(params: &Params) -> State {
+        State { m: zeros_like(params), v: zeros_like(params), t: 0 }
+    }
+}
+
+/// One optimisation step on a batch of `labels.len()` images (concatenated in `x`):
+/// forward and backward in parallel chunks, gradients summed in chunk order, then
+/// the optimiser update. Returns the summed loss and the correct predictions.
+#[allow(clippy::too_many_arguments)]
+pub fn batch_step(prepared: &Prepared, params: &mut Params, state: &mut State, cfg: &TrainConfig, x: &[f32], labels: &[u8], lr: f64, seed: u64) -> (f64, usize) {
+    let net = prepared.planned.network;
+    let classes = net.node(net.output).output.numel();
+    let n = labels.len();
+    let len = x.len() / n.max(1);
+    let results: Vec<(f64, usize, Params)> = (0..n.div_ceil(CHUNK))
+        .into_par_iter()
+        .map(|c| {
+            let (a, b) = (c * CHUNK, ((c + 1) * CHUNK).min(n));
+            let pass = forward(prepared, params, &x[a * len..b * len], b - a, Mode::Train { seed: seed.wrapping_add(c as u64) });
+            let (l, k, dlogits) = softmax_xent(pass.logits(net), &labels[a..b], classes, n as f32);
+            (l, k, backward(prepared, params, &pass, dlogits))
+        })
+        .collect();
+    let mut grads = zeros_like(params);
+    let (mut loss, mut correct) = (0.0, 0);
+    for (l, k, g) in &results {
+        loss += l;
+        correct += k;
+        add_into(&mut grads, g);
+    }
+    step(cfg, prepared.planned, params, &grads, state, lr);
+    (loss, correct)
 }
 
 fn zeros_like(p: &Params) -> Params {
@@ -265,7 +300,7 @@ pub fn train(
     let train_set = &data.train;
     let len = train_set.image_len();
     let batches = train_set.len().div_ceil(cfg.batch_size);
-    let mut state = State { m: zeros_like(params), v: zeros_like(params), t: 0 };
+    let mut state = State::new(params);
     let mut history = Vec::new();
     let started = Instant::now();
     let mut seen = 0usize;
@@ -291,23 +326,10 @@ pub fn train(
             }
             let labels: Vec<u8> = idx.iter().map(|&i| train_set.labels[i]).collect();
             let step_seed = cfg.seed ^ ((epoch as u64) << 32 | batch as u64);
-            let results: Vec<(f64, usize, Params)> = (0..n.div_ceil(CHUNK))
-                .into_par_iter()
-                .map(|c| {
-                    let (a, b) = (c * CHUNK, ((c + 1) * CHUNK).min(n));
-                    let pass = forward(&prepared, params, &x[a * len..b * len], b - a, Mode::Train { seed: step_seed.wrapping_add(c as u64) });
-                    let (l, k, dlogits) = softmax_xent(pass.logits(net), &labels[a..b], classes, n as f32);
-                    (l, k, backward(&prepared, params, &pass, dlogits))
-                })
-                .collect();
-            let mut grads = zeros_like(params);
-            for (l, k, g) in &results {
-                loss += l;
-                correct += k;
-                add_into(&mut grads, g);
-            }
             lr = cfg.lr_at(epoch, epoch * batches + batch, cfg.epochs * batches);
-            step(cfg, planned, params, &grads, &mut state, lr);
+            let (l, k) = batch_step(&prepared, params, &mut state, cfg, &x, &labels, lr, step_seed);
+            loss += l;
+            correct += k;
             seen += n;
             on_batch(batch + 1, batches);
         }
