@@ -112,32 +112,72 @@ impl Window {
     }
 }
 
-/// Calls `f(entry, input)` for every entry of the transposed im2col matrix
-/// ((C kh kw) x (oh ow), row-major) that reads an input position; entries in the
-/// padding are skipped. im2col gathers through it, its adjoint scatters.
+/// Walks the transposed im2col matrix ((C kh kw) x (oh ow)) in runs: calls
+/// `f(row, oy, ox0, ix0, iy, len)` for each run of `len` entries of matrix row `row`
+/// at output row `oy` and columns ox0.. that read input row `iy`, columns ix0,
+/// ix0 + stride, ... of channel-major input plane `row / (kh kw)`. Entries in the
+/// padding are skipped (they stay zero). With stride 1 a run is a contiguous copy.
 #[inline(always)]
-pub fn for_each_tap(w: &Window, mut f: impl FnMut(usize, usize)) {
+fn for_each_run(w: &Window, mut f: impl FnMut(usize, usize, usize, usize, usize, usize)) {
     let (oh, ow) = w.out_hw();
     let (kh, kw) = w.kernel;
+    let (sy, sx) = w.stride;
+    let (py, px) = (w.padding.0 as isize, w.padding.1 as isize);
     for c in 0..w.channels {
         for ky in 0..kh {
             for kx in 0..kw {
-                let row = ((c * kh + ky) * kw + kx) * oh * ow;
+                let row = (c * kh + ky) * kw + kx;
+                // Output columns whose input column ox * sx + kx - px lies in [0, W).
+                let first = (px - kx as isize).max(0) as usize;
+                let ox0 = first.div_ceil(sx);
+                let ox1 = ((w.width as isize + px - kx as isize - 1).div_euclid(sx as isize) + 1).clamp(0, ow as isize) as usize;
+                if ox0 >= ox1 {
+                    continue;
+                }
                 for oy in 0..oh {
-                    let iy = (oy * w.stride.0 + ky) as isize - w.padding.0 as isize;
+                    let iy = (oy * sy + ky) as isize - py;
                     if iy < 0 || iy >= w.height as isize {
                         continue;
                     }
-                    for ox in 0..ow {
-                        let ix = (ox * w.stride.1 + kx) as isize - w.padding.1 as isize;
-                        if ix >= 0 && ix < w.width as isize {
-                            f(row + oy * ow + ox, (c * w.height + iy as usize) * w.width + ix as usize);
-                        }
-                    }
+                    let ix0 = (ox0 * sx + kx) as isize - px;
+                    f(row, oy, ox0, ix0 as usize, c * w.height + iy as usize, ox1 - ox0);
                 }
             }
         }
     }
+}
+
+/// Writes the transposed im2col matrix of one [C, H, W] map into `out`, whose rows
+/// are `ld` long, at column `offset` (so a chunk of images can sit side by side).
+pub fn im2col_into<T: Copy>(x: &[T], w: &Window, out: &mut [T], ld: usize, offset: usize) {
+    let (_, ow) = w.out_hw();
+    let (oh_ow, width, sx) = (w.out_hw().0 * ow, w.width, w.stride.1);
+    let _ = oh_ow;
+    for_each_run(w, |row, oy, ox0, ix0, plane_row, len| {
+        let src = &x[plane_row * width + ix0..];
+        let dst = &mut out[row * ld + offset + oy * ow + ox0..][..len];
+        if sx == 1 {
+            dst.copy_from_slice(&src[..len]);
+        } else {
+            for (j, d) in dst.iter_mut().enumerate() {
+                *d = src[j * sx];
+            }
+        }
+    });
+}
+
+/// The adjoint of `im2col_into`: adds every entry back to the input position it
+/// was read from.
+pub fn col2im_from(cols: &[f32], w: &Window, ld: usize, offset: usize, dx: &mut [f32]) {
+    let (_, ow) = w.out_hw();
+    let (width, sx) = (w.width, w.stride.1);
+    for_each_run(w, |row, oy, ox0, ix0, plane_row, len| {
+        let src = &cols[row * ld + offset + oy * ow + ox0..][..len];
+        let dst = &mut dx[plane_row * width + ix0..];
+        for (j, v) in src.iter().enumerate() {
+            dst[j * sx] += v;
+        }
+    });
 }
 
 /// The transposed im2col matrix of a [C, H, W] map: (C kh kw) x (oh ow), zeros where
@@ -146,7 +186,7 @@ pub fn for_each_tap(w: &Window, mut f: impl FnMut(usize, usize)) {
 pub fn im2col_t<T: Copy + Default>(x: &[T], w: &Window) -> Vec<T> {
     let (oh, ow) = w.out_hw();
     let mut out = vec![T::default(); w.patch() * oh * ow];
-    for_each_tap(w, |entry, input| out[entry] = x[input]);
+    im2col_into(x, w, &mut out, oh * ow, 0);
     out
 }
 
@@ -169,6 +209,22 @@ mod tests {
             let mut generic = vec![0u64; m * v];
             matmul_into(&a, &b, &mut generic, m, n, v);
             assert_eq!(generic, want, "generic {m}x{n}x{v}");
+        }
+    }
+
+    #[test]
+    fn col2im_is_the_adjoint_of_im2col() {
+        // <im2col(x), c> = <x, col2im(c)> for strides and paddings.
+        for (stride, padding) in [((1, 1), (1, 1)), ((2, 1), (1, 0)), ((2, 3), (0, 2))] {
+            let w = Window { channels: 2, height: 5, width: 7, kernel: (3, 2), stride, padding };
+            let (oh, ow) = w.out_hw();
+            let x: Vec<f32> = (0..70).map(|i| (i % 13) as f32 - 6.0).collect();
+            let c: Vec<f32> = (0..w.patch() * oh * ow).map(|i| (i % 7) as f32 - 3.0).collect();
+            let lhs: f32 = im2col_t(&x, &w).iter().zip(&c).map(|(a, b)| a * b).sum();
+            let mut back = vec![0f32; 70];
+            col2im_from(&c, &w, oh * ow, 0, &mut back);
+            let rhs: f32 = x.iter().zip(&back).map(|(a, b)| a * b).sum();
+            assert_eq!(lhs, rhs, "{stride:?} {padding:?}");
         }
     }
 

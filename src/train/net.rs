@@ -5,7 +5,7 @@
 use crate::graph::Network;
 use crate::infer::{pool_taps, Taps};
 use crate::model::{LayerParams, Params};
-use crate::mpc::matmul::{for_each_tap, im2col_t, Window};
+use crate::mpc::matmul::{col2im_from, im2col_into, Window};
 use crate::mpc::prg::Prg;
 use crate::sharing::{group_map, GroupMap, Planned};
 use crate::spec::plan::Decision;
@@ -38,11 +38,6 @@ pub fn gemm(m: usize, k: usize, n: usize, a: &[f32], a_strides: (usize, usize), 
             1,
         )
     }
-}
-
-/// The adjoint of im2col: adds each column entry back to the input position it came from.
-fn col2im(cols: &[f32], w: &Window, dx: &mut [f32]) {
-    for_each_tap(w, |entry, input| dx[input] += cols[entry]);
 }
 
 /// What the passes need about each layer, computed once per run.
@@ -95,6 +90,8 @@ pub enum Mode {
 /// What backward needs beyond the layer outputs.
 enum Cache {
     None,
+    /// The chunk's im2col matrix, (C kh kw) x (n oh ow): images side by side.
+    Conv(Vec<f32>),
     Dropout(Vec<f32>),
     /// Gate per activation (the decision after flips, 0 or 1), sign per activation
     /// (-1 where a flip inverted the decision), score per group (per image).
@@ -130,15 +127,23 @@ pub fn forward(p: &Prepared, params: &Params, x: &[f32], n: usize, mode: Mode) -
                 let w = &p.windows[&node];
                 let lp = &params.layers[&layer.name];
                 let pos = out_len / out_channels;
+                // One product for the whole chunk: W (O x patch) times the chunk's
+                // im2col matrix (patch x n pos), images side by side.
+                let ld = n * pos;
+                let mut cols = vec![0f32; w.patch() * ld];
+                for b in 0..n {
+                    im2col_into(&input[b * in_len..(b + 1) * in_len], w, &mut cols, ld, b * pos);
+                }
+                let mut ymat = vec![0f32; out_channels * ld];
+                gemm(*out_channels, w.patch(), ld, &lp.weight, (w.patch(), 1), &cols, (ld, 1), &mut ymat, false);
                 let mut y = vec![0f32; n * out_len];
                 for b in 0..n {
-                    let cols = im2col_t(&input[b * in_len..(b + 1) * in_len], w);
-                    let yb = &mut y[b * out_len..(b + 1) * out_len];
-                    for (o, row) in yb.chunks_mut(pos).enumerate() {
-                        row.fill(lp.bias[o]);
+                    for o in 0..*out_channels {
+                        let (src, bias) = (&ymat[o * ld + b * pos..][..pos], lp.bias[o]);
+                        y[b * out_len + o * pos..][..pos].iter_mut().zip(src).for_each(|(d, s)| *d = s + bias);
                     }
-                    gemm(*out_channels, w.patch(), pos, &lp.weight, (w.patch(), 1), &cols, (pos, 1), yb, true);
                 }
+                cache[node.index()] = Cache::Conv(cols);
                 y
             }
             Op::Linear { out_features } => {
@@ -267,21 +272,27 @@ pub fn backward(p: &Prepared, params: &Params, pass: &Pass, dlogits: Vec<f32>) -
                 let lp = &params.layers[&layer.name];
                 let gp = grads.get_mut(&layer.name).expect("a gradient per parameter");
                 let pos = out_len / out_channels;
-                let mut dx = vec![0f32; n * in_len];
-                let need_dx = layer.inputs[0] != net.input;
+                let ld = n * pos;
+                let Cache::Conv(cols) = &pass.cache[node.index()] else { unreachable!("forward caches every conv") };
+                // dY as O x (n pos), images side by side like the columns.
+                let mut dymat = vec![0f32; out_channels * ld];
                 for b in 0..n {
-                    let dyb = &dy[b * out_len..(b + 1) * out_len];
-                    let cols = im2col_t(&x[b * in_len..(b + 1) * in_len], w);
-                    // dW += dy_b cols^T;  db += row sums of dy_b.
-                    gemm(*out_channels, pos, w.patch(), dyb, (pos, 1), &cols, (1, pos), &mut gp.weight, true);
-                    for (o, row) in dyb.chunks(pos).enumerate() {
-                        gp.bias[o] += row.iter().sum::<f32>();
+                    for o in 0..*out_channels {
+                        dymat[o * ld + b * pos..][..pos].copy_from_slice(&dy[b * out_len + o * pos..][..pos]);
                     }
-                    if need_dx {
-                        // dcols = W^T dy_b, then back to the input layout.
-                        let mut dcols = vec![0f32; w.patch() * pos];
-                        gemm(w.patch(), *out_channels, pos, &lp.weight, (1, w.patch()), dyb, (pos, 1), &mut dcols, false);
-                        col2im(&dcols, w, &mut dx[b * in_len..(b + 1) * in_len]);
+                }
+                // dW += dY cols^T;  db += row sums of dY.
+                gemm(*out_channels, ld, w.patch(), &dymat, (ld, 1), cols, (1, ld), &mut gp.weight, true);
+                for (o, row) in dymat.chunks(ld).enumerate() {
+                    gp.bias[o] += row.iter().sum::<f32>();
+                }
+                let mut dx = vec![0f32; n * in_len];
+                if layer.inputs[0] != net.input {
+                    // dcols = W^T dY, then each image's block back to its input layout.
+                    let mut dcols = vec![0f32; w.patch() * ld];
+                    gemm(w.patch(), *out_channels, ld, &lp.weight, (1, w.patch()), &dymat, (ld, 1), &mut dcols, false);
+                    for b in 0..n {
+                        col2im_from(&dcols, w, ld, b * pos, &mut dx[b * in_len..(b + 1) * in_len]);
                     }
                 }
                 dx
