@@ -128,6 +128,22 @@ impl Network {
                 format!("its output is never used (the network's output is the last layer, \"{}\")", graph[output].name),
             ));
         }
+        // Inference folds each batchnorm into the conv or linear layer before it, so
+        // that layer must feed nothing else.
+        for &n in &nodes {
+            if graph[n].op == Some(Op::BatchNorm) {
+                let prev = graph[n].inputs[0];
+                let foldable = matches!(graph[prev].op, Some(Op::Conv { .. } | Op::Linear { .. }))
+                    && graph.neighbors_directed(prev, petgraph::Direction::Outgoing).count() == 1;
+                if !foldable {
+                    return Err(Error::invalid(
+                        path,
+                        Some(format!("layer \"{}\"", graph[n].name)),
+                        "batchnorm must directly follow a conv or linear layer whose output nothing else uses (it is folded into that layer for inference)",
+                    ));
+                }
+            }
+        }
         Ok(Network { path: spec.path.clone(), name: spec.name.clone(), graph, input, output, order })
     }
 

@@ -90,6 +90,8 @@ pub fn simulate_files(
             simulate::Inputs::Images { images, labels: ds.test.labels.clone(), source: format!("test images of {}", dir.display()) }
         }
     };
+    // Inference runs batchnorm folded into the layer before it.
+    let params = params.folded(&network);
     Ok(simulate::simulate(&planned, table, opts, &params, &described, &inputs))
 }
 

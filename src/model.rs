@@ -15,7 +15,24 @@ use std::collections::HashMap;
 pub struct LayerParams {
     pub weight: Vec<f32>,
     pub bias: Vec<f32>,
+    /// State that is not trained by gradients: batchnorm's running mean, then its
+    /// running variance. Empty for other layers.
+    pub buffers: Vec<f32>,
 }
+
+impl LayerParams {
+    pub fn new(weight: Vec<f32>, bias: Vec<f32>) -> LayerParams {
+        LayerParams { weight, bias, buffers: vec![] }
+    }
+
+    /// Zeros of the same sizes (gradients, optimiser state).
+    pub fn zeros_like(&self) -> LayerParams {
+        LayerParams { weight: vec![0.0; self.weight.len()], bias: vec![0.0; self.bias.len()], buffers: vec![0.0; self.buffers.len()] }
+    }
+}
+
+/// Batchnorm's epsilon, as PyTorch uses.
+pub const BN_EPS: f32 = 1e-5;
 
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Params {
@@ -43,6 +60,14 @@ impl Params {
             let (fan_in, outs) = match layer.op.as_ref() {
                 Some(Op::Conv { out_channels, kernel, .. }) => (input.chw().map_or(1, |(c, _, _)| c) * kernel.0 * kernel.1, *out_channels),
                 Some(Op::Linear { out_features }) => (input.numel(), *out_features),
+                Some(Op::BatchNorm) => {
+                    // gamma = 1, beta = 0, running mean 0 and variance 1: the identity.
+                    let c = input.chw().map_or(input.numel(), |s| s.0);
+                    let mut buffers = vec![0.0; c];
+                    buffers.extend(vec![1.0; c]);
+                    layers.insert(layer.name.clone(), LayerParams { weight: vec![1.0; c], bias: vec![0.0; c], buffers });
+                    continue;
+                }
                 Some(Op::Relu) => {
                     if let Some(plan) = planned.relu_plan(node) {
                         if let Decision::Learned { shared_across_channels, .. } = plan.decision {
@@ -57,7 +82,7 @@ impl Params {
                             } else {
                                 per_activation
                             };
-                            layers.insert(layer.name.clone(), LayerParams { weight, bias: vec![] });
+                            layers.insert(layer.name.clone(), LayerParams::new(weight, vec![]));
                         }
                     }
                     continue;
@@ -67,8 +92,34 @@ impl Params {
             let std = (2.0 / fan_in as f64).sqrt();
             let weight = (0..fan_in * outs).map(|_| (normal() * std) as f32).collect();
             let bias = (0..outs).map(|_| (normal() * 0.01) as f32).collect();
-            layers.insert(layer.name.clone(), LayerParams { weight, bias });
+            layers.insert(layer.name.clone(), LayerParams::new(weight, bias));
         }
         Params { layers }
+    }
+}
+
+impl Params {
+    /// Folds every batchnorm into the conv or linear layer before it, as inference
+    /// (plain and secure) runs it: W' = s W and b' = s (b - mean) + beta per output
+    /// channel, with s = gamma / sqrt(var + eps). The batchnorm layers are dropped
+    /// (`infer` runs them as identity).
+    pub fn folded(&self, net: &Network) -> Params {
+        let mut out = self.clone();
+        for (node, layer) in net.layers() {
+            if layer.op != Some(Op::BatchNorm) {
+                continue;
+            }
+            let Some(bn) = out.layers.remove(&layer.name) else { continue };
+            let prev = &net.node(net.node(node).inputs[0]).name;
+            let Some(p) = out.layers.get_mut(prev) else { continue };
+            let c = bn.weight.len();
+            let per_channel = p.weight.len() / c;
+            for o in 0..c {
+                let s = bn.weight[o] / (bn.buffers[c + o] + BN_EPS).sqrt();
+                p.weight[o * per_channel..(o + 1) * per_channel].iter_mut().for_each(|w| *w *= s);
+                p.bias[o] = s * (p.bias[o] - bn.buffers[o]) + bn.bias[o];
+            }
+        }
+        out
     }
 }

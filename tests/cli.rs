@@ -145,6 +145,7 @@ fn bad_architecture_files_give_one_line_and_exit_2() {
         ("input-shape", "name = \"t\"\n[input]\nshape = [0, 8, 8]\n[[layers]]\nop = \"relu\"\n".to_string(), "[input] shape"),
         ("no-layers", HEAD.to_string(), "no [[layers]]"),
         ("zero-stride", format!("{HEAD}[[layers]]\nop = \"conv\"\nout_channels = 4\nkernel = 3\nstride = 0\n"), "key \"stride\" must be at least 1"),
+        ("batchnorm-placement", format!("{HEAD}{CONV}{RELU}[[layers]]\nname = \"bn\"\nop = \"batchnorm\"\n"), "layer \"bn\": batchnorm must directly follow a conv or linear layer"),
         ("unused", format!("{HEAD}{CONV}[[layers]]\nname = \"r\"\nop = \"relu\"\ninputs = [\"input\"]\n"), "layer \"conv1\": its output is never used"),
     ];
     for (name, text, fragment) in &cases {

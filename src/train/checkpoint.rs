@@ -21,6 +21,7 @@ fn shapes(planned: &Planned, name: &str, p: &LayerParams) -> (Vec<usize>, Vec<us
             (vec![*out_channels, c, kernel.0, kernel.1], vec![*out_channels])
         }
         Some(Op::Linear { out_features }) => (vec![*out_features, net.input_shape(node).numel()], vec![*out_features]),
+        Some(Op::BatchNorm) => (vec![p.weight.len()], vec![p.bias.len()]),
         _ => (vec![p.weight.len()], vec![]),
     }
 }
@@ -40,6 +41,12 @@ pub fn save(path: &Path, planned: &Planned, params: &Params, metadata: HashMap<S
         bytes.push((tensor_name(planned, name, "weight"), ws, p.weight.iter().flat_map(|v| v.to_le_bytes()).collect()));
         if !p.bias.is_empty() {
             bytes.push((tensor_name(planned, name, "bias"), bs, p.bias.iter().flat_map(|v| v.to_le_bytes()).collect()));
+        }
+        if !p.buffers.is_empty() {
+            let c = p.buffers.len() / 2;
+            for (part, values) in [("running_mean", &p.buffers[..c]), ("running_var", &p.buffers[c..])] {
+                bytes.push((format!("{name}.{part}"), vec![c], values.iter().flat_map(|v| v.to_le_bytes()).collect()));
+            }
         }
     }
     let mut info = metadata;
@@ -83,7 +90,15 @@ pub fn load(path: &Path, planned: &Planned) -> Result<(Params, HashMap<String, S
         };
         let weight = read("weight", &ws)?;
         let bias = if p.bias.is_empty() { vec![] } else { read("bias", &bs)? };
-        layers.insert(name.clone(), LayerParams { weight, bias });
+        let buffers = if p.buffers.is_empty() {
+            vec![]
+        } else {
+            let c = p.buffers.len() / 2;
+            let mut b = read("running_mean", &[c])?;
+            b.extend(read("running_var", &[c])?);
+            b
+        };
+        layers.insert(name.clone(), LayerParams { weight, bias, buffers });
     }
     Ok((Params { layers }, info))
 }

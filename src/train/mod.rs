@@ -155,23 +155,41 @@ pub fn batch_step(prepared: &Prepared, params: &mut Params, state: &mut State, c
     let classes = net.node(net.output).output.numel();
     let n = labels.len();
     let len = x.len() / n.max(1);
-    let results: Vec<(f64, usize, Params)> = (0..n.div_ceil(CHUNK))
+    #[allow(clippy::type_complexity)]
+    let results: Vec<(f64, usize, Params, Vec<(String, Vec<f32>, Vec<f32>)>, usize)> = (0..n.div_ceil(CHUNK))
         .into_par_iter()
         .map(|c| {
             let (a, b) = (c * CHUNK, ((c + 1) * CHUNK).min(n));
             let pass = forward(prepared, params, &x[a * len..b * len], b - a, Mode::Train { seed: seed.wrapping_add(c as u64) });
             let (l, k, dlogits) = softmax_xent(pass.logits(net), &labels[a..b], classes, n as f32);
-            (l, k, backward(prepared, params, &pass, dlogits))
+            let grads = backward(prepared, params, &pass, dlogits);
+            (l, k, grads, pass.norm_stats, b - a)
         })
         .collect();
     let mut grads = zeros_like(params);
     let (mut loss, mut correct) = (0.0, 0);
-    for (l, k, g) in &results {
+    for (l, k, g, _, _) in &results {
         loss += l;
         correct += k;
         add_into(&mut grads, g);
     }
     step(cfg, prepared.planned, params, &grads, state, lr);
+    // Batchnorm running statistics: the chunks' statistics weighted by chunk size,
+    // in chunk order, then PyTorch's exponential average (momentum 0.1).
+    let mut batch: Vec<(String, Vec<f32>)> = Vec::new();
+    for (_, _, _, stats, size) in &results {
+        for (k, (name, mean, var)) in stats.iter().enumerate() {
+            let w = *size as f32 / n as f32;
+            if batch.len() <= k {
+                batch.push((name.clone(), vec![0.0; mean.len() + var.len()]));
+            }
+            batch[k].1.iter_mut().zip(mean.iter().chain(var)).for_each(|(acc, v)| *acc += w * v);
+        }
+    }
+    for (name, stat) in batch {
+        let buffers = &mut params.layers.get_mut(&name).expect("batchnorm has parameters").buffers;
+        buffers.iter_mut().zip(&stat).for_each(|(r, s)| *r = 0.9 * *r + 0.1 * s);
+    }
     (loss, correct)
 }
 
@@ -180,7 +198,7 @@ fn zeros_like(p: &Params) -> Params {
         layers: p
             .layers
             .iter()
-            .map(|(k, v)| (k.clone(), crate::model::LayerParams { weight: vec![0.0; v.weight.len()], bias: vec![0.0; v.bias.len()] }))
+            .map(|(k, v)| (k.clone(), v.zeros_like()))
             .collect(),
     }
 }
@@ -199,13 +217,13 @@ fn step(cfg: &TrainConfig, planned: &Planned, params: &mut Params, grads: &Param
     let mut names: Vec<String> = params.layers.keys().cloned().collect();
     names.sort();
     for name in &names {
-        // Decay conv and linear weights, not biases or decision weights.
-        let is_relu = planned.network.find(name).is_some_and(|n| planned.network.node(n).op == Some(crate::spec::Op::Relu));
+        // Decay conv and linear weights, not biases, batchnorm or decision weights.
+        let decays = planned.network.find(name).is_some_and(|n| matches!(planned.network.node(n).op, Some(crate::spec::Op::Conv { .. } | crate::spec::Op::Linear { .. })));
         let p = params.layers.get_mut(name).expect("listed");
         let g = &grads.layers[name];
         let (m, v) = (state.m.layers.get_mut(name).expect("same layers"), state.v.layers.get_mut(name).expect("same layers"));
         for (w, gw, mw, vw, decay) in [
-            (&mut p.weight, &g.weight, &mut m.weight, &mut v.weight, if is_relu { 0.0 } else { wd }),
+            (&mut p.weight, &g.weight, &mut m.weight, &mut v.weight, if decays { wd } else { 0.0 }),
             (&mut p.bias, &g.bias, &mut m.bias, &mut v.bias, 0.0),
         ] {
             for i in 0..w.len() {
@@ -383,13 +401,45 @@ mod tests {
     }
 
     fn loss(prepared: &Prepared, params: &Params, x: &[f32], labels: &[u8]) -> f64 {
-        let pass = forward(prepared, params, x, labels.len(), Mode::Eval { seed: 0 });
+        // Training mode: batchnorm uses the batch's statistics, as backward assumes.
+        let pass = forward(prepared, params, x, labels.len(), Mode::Train { seed: 0 });
         softmax_xent(pass.logits(prepared.planned.network), labels, 4, 1.0).0
     }
 
+    const TINY_BN: &str = "name = \"tiny-bn\"\n[input]\nshape = [2, 6, 6]\n\
+        [[layers]]\nname = \"c1\"\nop = \"conv\"\nout_channels = 3\nkernel = 3\nstride = 2\npadding = 1\n\
+        [[layers]]\nname = \"bn\"\nop = \"batchnorm\"\n\
+        [[layers]]\nname = \"r1\"\nop = \"relu\"\n\
+        [[layers]]\nname = \"f\"\nop = \"flatten\"\n\
+        [[layers]]\nname = \"fc\"\nop = \"linear\"\nout_features = 4\n";
+
     #[test]
     fn gradients_match_finite_differences() {
-        let network = net(TINY);
+        grad_check(TINY);
+        grad_check(TINY_BN);
+    }
+
+    #[test]
+    fn batchnorm_folds_into_the_conv_for_inference() {
+        let network = net(TINY_BN);
+        let plan = PlanSpec::original();
+        let planned = Planned::new(&network, &plan).unwrap();
+        let prepared = Prepared::new(&planned);
+        let mut params = Params::random(&planned, 3);
+        let bn = params.layers.get_mut("bn").unwrap();
+        bn.weight = vec![1.5, 0.5, 2.0];
+        bn.bias = vec![0.1, -0.2, 0.3];
+        bn.buffers = vec![0.2, -0.1, 0.05, 0.8, 1.3, 0.6];
+        let x: Vec<f32> = (0..72).map(|i| ((i * 7) % 11) as f32 / 5.0 - 1.0).collect();
+        let unfolded = forward(&prepared, &params, &x, 1, Mode::Eval { seed: 0 });
+        let folded = crate::infer::run(&mut crate::infer::plain::Float, &planned, &params.folded(&network), &x, 0);
+        for (a, b) in unfolded.logits(&network).iter().zip(folded.last().unwrap()) {
+            assert!((*a as f64 - b).abs() < 1e-4, "{a} vs {b}");
+        }
+    }
+
+    fn grad_check(text: &str) {
+        let network = net(text);
         let plan = PlanSpec::original();
         let planned = Planned::new(&network, &plan).unwrap();
         let prepared = Prepared::new(&planned);
@@ -397,7 +447,7 @@ mod tests {
         let mut g = Prg::new(4, "x");
         let x: Vec<f32> = (0..2 * 72).map(|_| (g.below(2000) as f32 - 1000.0) / 500.0).collect();
         let labels = [1u8, 3];
-        let pass = forward(&prepared, &params, &x, 2, Mode::Eval { seed: 0 });
+        let pass = forward(&prepared, &params, &x, 2, Mode::Train { seed: 0 });
         let (_, _, dlogits) = softmax_xent(pass.logits(&network), &labels, 4, 1.0);
         let grads = backward(&prepared, &params, &pass, dlogits);
         let h = 2e-3f32;

@@ -93,6 +93,8 @@ enum Cache {
     /// The chunk's im2col matrix, (C kh kw) x (n oh ow): images side by side.
     Conv(Vec<f32>),
     Dropout(Vec<f32>),
+    /// Normalised values and 1 / sqrt(var + eps) per channel (training mode).
+    Norm { xhat: Vec<f32>, inv_std: Vec<f32> },
     /// Gate per activation (the decision after flips, 0 or 1), sign per activation
     /// (-1 where a flip inverted the decision), score per group (per image).
     Shared { gate: Vec<f32>, sign: Vec<f32>, score: Vec<f32> },
@@ -100,6 +102,9 @@ enum Cache {
 
 pub struct Pass {
     pub n: usize,
+    /// Batchnorm statistics of this chunk in training mode: layer name -> (mean,
+    /// unbiased variance) per channel, for the running averages.
+    pub norm_stats: Vec<(String, Vec<f32>, Vec<f32>)>,
     /// Output of every node (input included), indexed by node index.
     pub outputs: Vec<Vec<f32>>,
     cache: Vec<Cache>,
@@ -116,6 +121,7 @@ pub fn forward(p: &Prepared, params: &Params, x: &[f32], n: usize, mode: Mode) -
     let net = p.net();
     let mut outputs = vec![Vec::new(); net.graph.node_count()];
     let mut cache: Vec<Cache> = (0..net.graph.node_count()).map(|_| Cache::None).collect();
+    let mut norm_stats = Vec::new();
     outputs[net.input.index()] = x.to_vec();
     for (node, layer) in net.layers() {
         let input = &outputs[layer.inputs[0].index()];
@@ -183,11 +189,44 @@ pub fn forward(p: &Prepared, params: &Params, x: &[f32], n: usize, mode: Mode) -
                 }
                 y
             }
-            Op::Flatten | Op::BatchNorm => input.clone(),
+            Op::BatchNorm => {
+                let lp = &params.layers[&layer.name];
+                let c = lp.weight.len();
+                let plane = in_len / c;
+                let m = (n * plane) as f32;
+                let (mean, var) = match mode {
+                    Mode::Train { .. } => {
+                        let (mut mean, mut var) = (vec![0f32; c], vec![0f32; c]);
+                        for b in 0..n {
+                            for ch in 0..c {
+                                mean[ch] += input[b * in_len + ch * plane..][..plane].iter().sum::<f32>();
+                            }
+                        }
+                        mean.iter_mut().for_each(|v| *v /= m);
+                        for b in 0..n {
+                            for ch in 0..c {
+                                var[ch] += input[b * in_len + ch * plane..][..plane].iter().map(|v| (v - mean[ch]) * (v - mean[ch])).sum::<f32>();
+                            }
+                        }
+                        var.iter_mut().for_each(|v| *v /= m);
+                        norm_stats.push((layer.name.clone(), mean.clone(), var.iter().map(|v| v * m / (m - 1.0).max(1.0)).collect()));
+                        (mean, var)
+                    }
+                    Mode::Eval { .. } => (lp.buffers[..c].to_vec(), lp.buffers[c..].to_vec()),
+                };
+                let inv_std: Vec<f32> = var.iter().map(|v| 1.0 / (v + crate::model::BN_EPS).sqrt()).collect();
+                let xhat: Vec<f32> = input.iter().enumerate().map(|(i, v)| (v - mean[(i / plane) % c]) * inv_std[(i / plane) % c]).collect();
+                let y = xhat.iter().enumerate().map(|(i, v)| lp.weight[(i / plane) % c] * v + lp.bias[(i / plane) % c]).collect();
+                if matches!(mode, Mode::Train { .. }) {
+                    cache[node.index()] = Cache::Norm { xhat, inv_std };
+                }
+                y
+            }
+            Op::Flatten => input.clone(),
         };
         outputs[node.index()] = out;
     }
-    Pass { n, outputs, cache }
+    Pass { n, norm_stats, outputs, cache }
 }
 
 /// ReLU under its plan. Shared groups decide with a hard step (exactly what secure
@@ -248,7 +287,7 @@ pub fn backward(p: &Prepared, params: &Params, pass: &Pass, dlogits: Vec<f32>) -
     let net = p.net();
     let n = pass.n;
     let mut grads: HashMap<String, LayerParams> =
-        params.layers.iter().map(|(k, v)| (k.clone(), LayerParams { weight: vec![0.0; v.weight.len()], bias: vec![0.0; v.bias.len()] })).collect();
+        params.layers.iter().map(|(k, v)| (k.clone(), v.zeros_like())).collect();
     let mut dout: Vec<Option<Vec<f32>>> = vec![None; net.graph.node_count()];
     dout[net.output.index()] = Some(dlogits);
     for &node in net.order.iter().rev() {
@@ -334,7 +373,33 @@ pub fn backward(p: &Prepared, params: &Params, pass: &Pass, dlogits: Vec<f32>) -
                 }
                 dy
             }
-            Op::Flatten | Op::BatchNorm => dy,
+            Op::BatchNorm => {
+                let Cache::Norm { xhat, inv_std } = &pass.cache[node.index()] else { unreachable!("backward runs on training passes") };
+                let lp = &params.layers[&layer.name];
+                let gp = grads.get_mut(&layer.name).expect("a gradient per parameter");
+                let c = lp.weight.len();
+                let plane = in_len / c;
+                let m = (n * plane) as f32;
+                let (mut sum_dy, mut sum_dy_xhat) = (vec![0f32; c], vec![0f32; c]);
+                for (i, (d, xh)) in dy.iter().zip(xhat).enumerate() {
+                    let ch = (i / plane) % c;
+                    sum_dy[ch] += d;
+                    sum_dy_xhat[ch] += d * xh;
+                }
+                for ch in 0..c {
+                    gp.weight[ch] += sum_dy_xhat[ch];
+                    gp.bias[ch] += sum_dy[ch];
+                }
+                dy.iter()
+                    .zip(xhat)
+                    .enumerate()
+                    .map(|(i, (d, xh))| {
+                        let ch = (i / plane) % c;
+                        lp.weight[ch] * inv_std[ch] / m * (m * d - sum_dy[ch] - xh * sum_dy_xhat[ch])
+                    })
+                    .collect()
+            }
+            Op::Flatten => dy,
         };
         add_to(&mut dout, layer.inputs[0], dx);
     }
