@@ -16,6 +16,7 @@ pub mod sharing;
 pub mod simulate;
 pub mod spec;
 pub mod train;
+pub mod validate;
 
 use std::path::Path;
 

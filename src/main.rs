@@ -162,6 +162,16 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
+    /// Check everything the tool claims: the cost model against the simulator for
+    /// every shipped network and plan (exactly), the simulator against plaintext
+    /// fixed point, and the model against the paper's Table 8. Exits 1 on any failure.
+    Validate {
+        /// Protocol table to validate (default: the built-in SecureNN table).
+        #[arg(long)]
+        protocol: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = SimFormat::Table)]
+        format: SimFormat,
+    },
     /// Print the built-in SecureNN protocol table, to copy and edit for --protocol.
     Protocol,
 }
@@ -299,6 +309,22 @@ fn run(cli: Cli) -> Result<()> {
                 }
             };
             emit(None, &text)
+        }
+        Command::Validate { protocol, format } => {
+            let table = match &protocol {
+                Some(p) => ProtocolTable::load(p)?,
+                None => ProtocolTable::securenn(),
+            };
+            let checks = explore::validate::validate(std::path::Path::new("."), &table)?;
+            let text = match format {
+                SimFormat::Table => explore::validate::table(&checks),
+                SimFormat::Json => serde_json::to_string_pretty(&checks).expect("plain data serializes") + "\n",
+            };
+            emit(None, &text)?;
+            if checks.iter().any(|c| !c.pass) {
+                std::process::exit(1);
+            }
+            Ok(())
         }
         Command::Protocol => emit(None, SECURENN_TOML),
     }
