@@ -224,10 +224,7 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Cost { arch, plan, format, protocol, conv_masking, profiles, out } => {
-            let table = match &protocol {
-                Some(p) => ProtocolTable::load(p)?,
-                None => ProtocolTable::securenn(),
-            };
+            let table = ProtocolTable::load_or_builtin(protocol.as_deref())?;
             let profiles = match &profiles {
                 Some(p) => profile::load(p)?,
                 None => profile::builtin(),
@@ -242,10 +239,7 @@ fn run(cli: Cli) -> Result<()> {
             emit(out, &text)
         }
         Command::Simulate { arch, plan, samples, weights, data, seed, frac_bits, conv_masking, protocol, format, out } => {
-            let table = match &protocol {
-                Some(p) => ProtocolTable::load(p)?,
-                None => ProtocolTable::securenn(),
-            };
+            let table = ProtocolTable::load_or_builtin(protocol.as_deref())?;
             let opts = explore::simulate::Options { samples, seed, frac: frac_bits, masking: conv_masking.map(Masking::into) };
             let report = explore::simulate_files(&arch, plan.as_deref(), weights.as_deref(), data.as_deref(), &table, &opts)?;
             let text = match format {
@@ -311,10 +305,7 @@ fn run(cli: Cli) -> Result<()> {
             emit(None, &text)
         }
         Command::Validate { protocol, format } => {
-            let table = match &protocol {
-                Some(p) => ProtocolTable::load(p)?,
-                None => ProtocolTable::securenn(),
-            };
+            let table = ProtocolTable::load_or_builtin(protocol.as_deref())?;
             let checks = explore::validate::validate(std::path::Path::new("."), &table)?;
             let text = match format {
                 SimFormat::Table => explore::validate::table(&checks),

@@ -48,12 +48,7 @@ impl Params {
     pub fn random(planned: &Planned, seed: u64) -> Params {
         let net: &Network = planned.network;
         let mut rng = Prg::new(seed, "params");
-        let mut normal = move || {
-            // Box-Muller from two uniforms in (0, 1].
-            let u1 = ((rng.u64() >> 11) + 1) as f64 / (1u64 << 53) as f64;
-            let u2 = (rng.u64() >> 11) as f64 / (1u64 << 53) as f64;
-            (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
-        };
+        let mut normal = move || rng.normal();
         let mut layers = HashMap::new();
         for (node, layer) in net.layers() {
             let input = net.input_shape(node);

@@ -114,13 +114,7 @@ fn argmax(v: &[f64]) -> usize {
 /// A generated input: N(0, 1) per element, like a normalised image.
 pub fn generated_input(len: usize, seed: u64, sample: usize) -> Vec<f32> {
     let mut rng = Prg::new(seed, &format!("input/{sample}"));
-    (0..len)
-        .map(|_| {
-            let u1 = ((rng.u64() >> 11) + 1) as f64 / (1u64 << 53) as f64;
-            let u2 = (rng.u64() >> 11) as f64 / (1u64 << 53) as f64;
-            ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32
-        })
-        .collect()
+    (0..len).map(|_| rng.normal() as f32).collect()
 }
 
 struct Sample {

@@ -94,6 +94,11 @@ impl ProtocolTable {
         t
     }
 
+    /// The table in `path`, or the built-in SecureNN table without one.
+    pub fn load_or_builtin(path: Option<&Path>) -> Result<ProtocolTable> {
+        path.map_or_else(|| Ok(Self::securenn()), Self::load)
+    }
+
     pub fn load(path: &Path) -> Result<ProtocolTable> {
         let mut t = Self::parse(path, &read_text(path)?)?;
         t.source = path.display().to_string();

@@ -122,6 +122,13 @@ impl Prg {
         p
     }
 
+    /// A standard normal value (Box-Muller from two uniforms in (0, 1]).
+    pub fn normal(&mut self) -> f64 {
+        let u1 = ((self.0.next_u64() >> 11) + 1) as f64 / (1u64 << 53) as f64;
+        let u2 = (self.0.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+    }
+
     /// Bernoulli(p) bits, one per byte.
     pub fn bernoulli(&mut self, n: usize, p: f64) -> Vec<u8> {
         let threshold = (p * 2f64.powi(53)) as u64;
