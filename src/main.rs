@@ -172,6 +172,24 @@ enum Command {
         #[arg(long, value_enum, default_value_t = SimFormat::Table)]
         format: SimFormat,
     },
+    /// Price a network and plan under several protocols (SecureNN, Falcon, CrypTen
+    /// with a dealer, or your own tables): rounds, MB offline/online/total, estimated
+    /// seconds per profile, and the plan's saving under each protocol.
+    Compare {
+        /// Architecture TOML.
+        arch: PathBuf,
+        #[arg(long)]
+        plan: Option<PathBuf>,
+        /// Protocols, comma-separated: built-in names (securenn, falcon, crypten-ttp)
+        /// or paths to protocol tables. Default: all built-in.
+        #[arg(long, value_delimiter = ',')]
+        protocols: Vec<String>,
+        /// Network profiles TOML (as for `explore cost`).
+        #[arg(long)]
+        profiles: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = SimFormat::Table)]
+        format: SimFormat,
+    },
     /// Print the built-in SecureNN protocol table, to copy and edit for --protocol.
     Protocol,
 }
@@ -316,6 +334,33 @@ fn run(cli: Cli) -> Result<()> {
                 std::process::exit(1);
             }
             Ok(())
+        }
+        Command::Compare { arch, plan, protocols, profiles, format } => {
+            let names: Vec<String> = if protocols.is_empty() {
+                explore::cost::protocol::BUILTIN.iter().map(|(n, _)| n.to_string()).collect()
+            } else {
+                protocols
+            };
+            let tables = names
+                .iter()
+                .map(|n| match ProtocolTable::builtin(n) {
+                    Some(t) => Ok(t),
+                    None => ProtocolTable::load(std::path::Path::new(n)),
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let profiles = match &profiles {
+                Some(p) => profile::load(p)?,
+                None => profile::builtin(),
+            };
+            let (network, plan) = explore::load_network_and_plan(&arch, plan.as_deref())?;
+            let original = explore::spec::PlanSpec::original();
+            let planned = explore::sharing::Planned::new(&network, &plan)?;
+            let rows = explore::compare::compare(&planned, &explore::sharing::Planned::new(&network, &original)?, &tables, &profiles);
+            let text = match format {
+                SimFormat::Table => explore::compare::table(&network.name, &plan.name, &rows),
+                SimFormat::Json => serde_json::to_string_pretty(&rows).expect("plain data serializes") + "\n",
+            };
+            emit(None, &text)
         }
         Command::Protocol => emit(None, SECURENN_TOML),
     }

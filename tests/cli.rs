@@ -199,3 +199,25 @@ fn simulate_json_has_the_documented_fields() {
     let f = "architectures/plans/cifar10/uniform-32x32.toml";
     expect_error(&["simulate", "architectures/svhn.toml", "--plan", f], f, "plan is for \"cifar10-minionn\"");
 }
+
+#[test]
+fn compare_lists_protocols_and_securenn_equals_cost() {
+    let plan = "architectures/plans/cifar10/uniform-32x32.toml";
+    let o = explore(&["compare", "architectures/cifar10.toml", "--plan", plan, "--format", "json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let rows: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let names: Vec<&str> = rows.as_array().unwrap().iter().map(|r| r["protocol"].as_str().unwrap()).collect();
+    assert_eq!(names, ["securenn", "falcon", "crypten-ttp"]);
+    for r in rows.as_array().unwrap() {
+        assert!(r["online_bytes"].as_u64().unwrap() > 0 && r["total_bytes"].as_u64().unwrap() >= r["online_bytes"].as_u64().unwrap());
+        let profiles: Vec<&str> = r["timings"].as_array().unwrap().iter().map(|t| t["profile"].as_str().unwrap()).collect();
+        assert_eq!(profiles, ["lan", "wan"]);
+        assert!(r["bytes_saved_percent"].as_f64().unwrap() > 40.0);
+    }
+    let cost: serde_json::Value = serde_json::from_slice(&explore(&["cost", "architectures/cifar10.toml", "--plan", plan, "--format", "json"]).stdout).unwrap();
+    assert_eq!(rows[0]["online_bytes"], cost["total"]["bytes"]);
+    assert_eq!(rows[0]["rounds"], cost["total"]["rounds"]);
+    assert_eq!(rows[0]["timings"][1]["online_seconds"], cost["estimates"][1]["seconds"]);
+    assert_eq!(rows[2]["offline_bytes"].as_u64().unwrap() > 0, true, "the dealer sends offline");
+    expect_error(&["compare", "architectures/cifar10.toml", "--protocols", "nosuch"], "nosuch", "cannot read");
+}

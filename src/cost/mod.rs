@@ -39,6 +39,10 @@ pub struct LayerCost {
     pub bytes: u64,
     pub bits_by_party: [u64; 3],
     pub bits_by_protocol: BitsByProtocol,
+    /// Input-independent (preprocessing) traffic, for protocols that have it;
+    /// `bits` and `bits_by_party` are online.
+    pub offline_bits: u64,
+    pub offline_bits_by_party: [u64; 3],
     pub actions: Vec<Action>,
 }
 
@@ -51,6 +55,9 @@ pub struct Total {
     pub bytes: u64,
     pub bits_by_party: [u64; 3],
     pub bits_by_protocol: BitsByProtocol,
+    pub offline_bits: u64,
+    pub offline_bytes: u64,
+    pub offline_bits_by_party: [u64; 3],
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -58,7 +65,10 @@ pub struct Estimate {
     pub profile: String,
     pub bandwidth_mbps: f64,
     pub rtt_ms: f64,
+    /// Online: rounds x rtt + online bits / bandwidth.
     pub seconds: f64,
+    /// Online plus the offline bits over the same link (offline rounds not modelled).
+    pub seconds_total: f64,
 }
 
 /// The price of one network under one plan and one protocol table.
@@ -83,23 +93,43 @@ pub fn price(planned: &Planned, table: &ProtocolTable, masking: Option<ConvMaski
         .into_iter()
         .map(|la| price_layer(planned, table, la))
         .collect();
-    let mut total = Total { relus: 0, rounds: 0, rounds_depth: 0, bits: 0, bytes: 0, bits_by_party: [0; 3], bits_by_protocol: BitsByProtocol::default() };
+    let mut total = Total {
+        relus: 0,
+        rounds: 0,
+        rounds_depth: 0,
+        bits: 0,
+        bytes: 0,
+        bits_by_party: [0; 3],
+        bits_by_protocol: BitsByProtocol::default(),
+        offline_bits: 0,
+        offline_bytes: 0,
+        offline_bits_by_party: [0; 3],
+    };
     for l in &layers {
         total.relus += l.relus;
         total.rounds += l.rounds;
         total.rounds_depth += l.rounds_depth;
         total.bits += l.bits;
+        total.offline_bits += l.offline_bits;
         for p in 0..3 {
             total.bits_by_party[p] += l.bits_by_party[p];
+            total.offline_bits_by_party[p] += l.offline_bits_by_party[p];
         }
         total.bits_by_protocol.linear += l.bits_by_protocol.linear;
         total.bits_by_protocol.drelu += l.bits_by_protocol.drelu;
         total.bits_by_protocol.mul += l.bits_by_protocol.mul;
     }
     total.bytes = total.bits / 8;
+    total.offline_bytes = total.offline_bits / 8;
     let estimates = profiles
         .iter()
-        .map(|p| Estimate { profile: p.name.clone(), bandwidth_mbps: p.bandwidth_mbps, rtt_ms: p.rtt_ms, seconds: p.seconds(total.rounds, total.bits) })
+        .map(|p| Estimate {
+            profile: p.name.clone(),
+            bandwidth_mbps: p.bandwidth_mbps,
+            rtt_ms: p.rtt_ms,
+            seconds: p.seconds(total.rounds, total.bits),
+            seconds_total: p.seconds(total.rounds, total.bits + total.offline_bits),
+        })
         .collect();
     let plan = planned.plan;
     CostReport {
@@ -121,15 +151,24 @@ fn price_layer(planned: &Planned, table: &ProtocolTable, la: LayerActions) -> La
     let mut rounds = 0;
     let mut depth = 0;
     let mut by_party = [0u64; 3];
+    let mut offline = [0u64; 3];
     let mut by_protocol = BitsByProtocol::default();
     for action in &la.actions {
-        let (price_rounds, price_depth, bits, family) = match *action {
-            Action::Product { x, y, z, .. } => (table.product.rounds, table.product.depth, table.product_bits(x, y, z), &mut by_protocol.linear),
-            Action::Drelu { count } => (table.drelu.rounds, table.drelu.depth, table.unit_bits(&table.drelu, count), &mut by_protocol.drelu),
-            Action::Mul { count, .. } => (table.mul.rounds, table.mul.depth, table.unit_bits(&table.mul, count), &mut by_protocol.mul),
+        let (price_rounds, price_depth, bits, off, family) = match *action {
+            Action::Product { x, y, z, .. } => {
+                (table.product.rounds, table.product.depth, table.product_bits(x, y, z), table.product_offline_bits(x, y, z), &mut by_protocol.linear)
+            }
+            Action::Drelu { count } => {
+                let p = &table.drelu;
+                (p.rounds, p.depth, table.unit_bits(p, count), table.unit_offline_bits(p, count), &mut by_protocol.drelu)
+            }
+            Action::Mul { count, .. } => {
+                let p = &table.mul;
+                (p.rounds, p.depth, table.unit_bits(p, count), table.unit_offline_bits(p, count), &mut by_protocol.mul)
+            }
             Action::Truncate { count } => {
-                let bits = table.unit_bits(&table.truncate, count);
-                (table.truncate.rounds, table.truncate.depth, bits, &mut by_protocol.linear)
+                let p = &table.truncate;
+                (p.rounds, p.depth, table.unit_bits(p, count), table.unit_offline_bits(p, count), &mut by_protocol.linear)
             }
         };
         rounds += price_rounds;
@@ -137,6 +176,7 @@ fn price_layer(planned: &Planned, table: &ProtocolTable, la: LayerActions) -> La
         *family += bits.iter().sum::<u64>();
         for p in 0..3 {
             by_party[p] += bits[p];
+            offline[p] += off[p];
         }
     }
     let bits: u64 = by_party.iter().sum();
@@ -151,6 +191,8 @@ fn price_layer(planned: &Planned, table: &ProtocolTable, la: LayerActions) -> La
         bytes: bits / 8,
         bits_by_party: by_party,
         bits_by_protocol: by_protocol,
+        offline_bits: offline.iter().sum(),
+        offline_bits_by_party: offline,
         actions: la.actions,
     }
 }

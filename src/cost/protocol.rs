@@ -9,6 +9,14 @@ use std::path::{Path, PathBuf};
 /// The built-in table (SecureNN as the paper's Table 1 prices it).
 pub const SECURENN_TOML: &str = include_str!("../../protocols/securenn.toml");
 
+/// Every shipped table, by name: SecureNN first (the default), then the protocols
+/// `explore compare` sets beside it.
+pub const BUILTIN: [(&str, &str); 3] = [
+    ("securenn", SECURENN_TOML),
+    ("falcon", include_str!("../../protocols/falcon.toml")),
+    ("crypten-ttp", include_str!("../../protocols/crypten-ttp.toml")),
+];
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ConvMasking {
@@ -39,7 +47,8 @@ pub struct ProductTerms {
     pub z: u64,
 }
 
-/// Bits a party sends per value, as multiples of l and of l log p.
+/// Bits a party sends per value: multiples of l and of l log p, plus a constant
+/// number of bits (for costs not in ring units, such as garbled tables or bytes).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UnitTerms {
@@ -47,6 +56,20 @@ pub struct UnitTerms {
     pub l: u64,
     #[serde(default)]
     pub l_logp: u64,
+    #[serde(default)]
+    pub bits: u64,
+}
+
+/// What each party sends before the input is known (preprocessing), per action.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Offline<T> {
+    #[serde(default)]
+    pub p0: T,
+    #[serde(default)]
+    pub p1: T,
+    #[serde(default)]
+    pub p2: T,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -60,11 +83,18 @@ pub struct Priced<T> {
     pub p1: T,
     #[serde(default)]
     pub p2: T,
+    /// Input-independent traffic, when the protocol has a preprocessing phase.
+    #[serde(default)]
+    pub offline: Offline<T>,
 }
 
 impl<T: Copy> Priced<T> {
     pub fn parties(&self) -> [T; 3] {
         [self.p0, self.p1, self.p2]
+    }
+
+    pub fn offline_parties(&self) -> [T; 3] {
+        [self.offline.p0, self.offline.p1, self.offline.p2]
     }
 }
 
@@ -88,10 +118,16 @@ pub struct ProtocolTable {
 
 impl ProtocolTable {
     pub fn securenn() -> ProtocolTable {
-        // The built-in table is checked by a unit test; it cannot fail to parse.
-        let mut t = Self::parse(Path::new("protocols/securenn.toml"), SECURENN_TOML).expect("built-in table parses");
+        Self::builtin("securenn").expect("SecureNN is built in")
+    }
+
+    /// A shipped table by name (see `BUILTIN`).
+    pub fn builtin(name: &str) -> Option<ProtocolTable> {
+        let (_, text) = BUILTIN.iter().find(|(n, _)| *n == name)?;
+        // The built-in tables are checked by a unit test; they cannot fail to parse.
+        let mut t = Self::parse(Path::new(&format!("protocols/{name}.toml")), text).expect("built-in table parses");
         t.source = "built-in".into();
-        t
+        Some(t)
     }
 
     /// The table in `path`, or the built-in SecureNN table without one.
@@ -113,14 +149,32 @@ impl ProtocolTable {
         Ok(ProtocolTable { source: PathBuf::from(path).display().to_string(), ..t })
     }
 
-    /// Bits each party sends for one product with operand sizes x, y, z.
+    /// Bits each party sends online for one product with operand sizes x, y, z.
     pub fn product_bits(&self, x: u64, y: u64, z: u64) -> [u64; 3] {
-        self.product.parties().map(|t| (t.x * x + t.y * y + t.z * z) * self.ring_bits)
+        self.product.parties().map(|t| self.product_term(t, x, y, z))
     }
 
-    /// Bits each party sends for `count` values of a per-value action.
+    /// Bits each party sends offline for the same product.
+    pub fn product_offline_bits(&self, x: u64, y: u64, z: u64) -> [u64; 3] {
+        self.product.offline_parties().map(|t| self.product_term(t, x, y, z))
+    }
+
+    fn product_term(&self, t: ProductTerms, x: u64, y: u64, z: u64) -> u64 {
+        (t.x * x + t.y * y + t.z * z) * self.ring_bits
+    }
+
+    /// Bits each party sends online for `count` values of a per-value action.
     pub fn unit_bits(&self, price: &Priced<UnitTerms>, count: u64) -> [u64; 3] {
-        price.parties().map(|t| (t.l * self.ring_bits + t.l_logp * self.ring_bits * self.field_bits) * count)
+        price.parties().map(|t| self.unit_term(t) * count)
+    }
+
+    /// Bits each party sends offline for the same.
+    pub fn unit_offline_bits(&self, price: &Priced<UnitTerms>, count: u64) -> [u64; 3] {
+        price.offline_parties().map(|t| self.unit_term(t) * count)
+    }
+
+    fn unit_term(&self, t: UnitTerms) -> u64 {
+        t.l * self.ring_bits + t.l_logp * self.ring_bits * self.field_bits + t.bits
     }
 }
 
@@ -141,6 +195,30 @@ mod tests {
         assert_eq!(lin, (12 + 24 + 8) * 64);
         assert_eq!((t.drelu.rounds + t.mul.rounds, t.product.rounds), (10, 2));
         assert_eq!(t.source, "built-in");
+    }
+
+    #[test]
+    fn every_builtin_table_parses_under_its_name() {
+        for (name, _) in BUILTIN {
+            assert_eq!(ProtocolTable::builtin(name).unwrap().name, name);
+        }
+    }
+
+    #[test]
+    fn falcon_and_crypten_per_value_prices_match_the_spec() {
+        // Falcon (l = 32): DReLU 3 l + 6 l log p = 1,632 bits plus the opened masked bit
+        // (3 x 8 bits); ReLU adds a Mul of 3 l: 1,752 bits, 10 rounds.
+        let f = ProtocolTable::builtin("falcon").unwrap();
+        let drelu: u64 = f.unit_bits(&f.drelu, 1).iter().sum();
+        let mul: u64 = f.unit_bits(&f.mul, 1).iter().sum();
+        assert_eq!((drelu, mul, drelu + mul), (1656, 96, 1752));
+        assert_eq!(f.drelu.rounds + f.mul.rounds, 10);
+        // CrypTen with a trusted dealer: ReLU about 3,712 bits online (58 l), 9 rounds.
+        let c = ProtocolTable::builtin("crypten-ttp").unwrap();
+        let relu: u64 = c.unit_bits(&c.drelu, 1).iter().sum::<u64>() + c.unit_bits(&c.mul, 1).iter().sum::<u64>();
+        assert_eq!(relu, 58 * 64);
+        assert_eq!(c.drelu.rounds + c.mul.rounds, 9);
+        assert_eq!(c.conv_masking, ConvMasking::Tensor);
     }
 
     #[test]

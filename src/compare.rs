@@ -1,0 +1,117 @@
+//! `explore compare`: one network and plan priced under several protocols, each
+//! beside the same network without sharing under the same protocol, to show where
+//! ReLU sharing pays and where linear layers come to dominate.
+
+use crate::cost::profile::Profile;
+use crate::cost::protocol::ProtocolTable;
+use crate::cost::{price, CostReport};
+use crate::sharing::Planned;
+use serde::Serialize;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Timing {
+    pub profile: String,
+    pub online_seconds: f64,
+    pub total_seconds: f64,
+    /// Percent of the original network's total seconds saved by the plan.
+    pub saved_percent: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Row {
+    pub protocol: String,
+    pub source: String,
+    pub relus: u64,
+    pub rounds: u64,
+    pub offline_bytes: u64,
+    pub online_bytes: u64,
+    pub total_bytes: u64,
+    /// Share of online bytes spent in products (linear layers and secret scores).
+    pub linear_share: f64,
+    pub timings: Vec<Timing>,
+    pub original_total_bytes: u64,
+    pub original_rounds: u64,
+    /// Percent of the original network's total bytes saved by the plan.
+    pub bytes_saved_percent: f64,
+}
+
+fn total_bytes(r: &CostReport) -> u64 {
+    (r.total.bits + r.total.offline_bits) / 8
+}
+
+/// Prices `planned` and the same network without sharing under each table.
+pub fn compare(planned: &Planned, original: &Planned, tables: &[ProtocolTable], profiles: &[Profile]) -> Vec<Row> {
+    tables
+        .iter()
+        .map(|t| {
+            let (r, o) = (price(planned, t, None, profiles), price(original, t, None, profiles));
+            let pct = |new: f64, old: f64| if old > 0.0 { 100.0 * (old - new) / old } else { 0.0 };
+            Row {
+                protocol: t.name.clone(),
+                source: t.source.clone(),
+                relus: r.total.relus,
+                rounds: r.total.rounds,
+                offline_bytes: r.total.offline_bytes,
+                online_bytes: r.total.bytes,
+                total_bytes: total_bytes(&r),
+                linear_share: r.total.bits_by_protocol.linear as f64 / r.total.bits.max(1) as f64,
+                timings: r
+                    .estimates
+                    .iter()
+                    .zip(&o.estimates)
+                    .map(|(e, b)| Timing {
+                        profile: e.profile.clone(),
+                        online_seconds: e.seconds,
+                        total_seconds: e.seconds_total,
+                        saved_percent: pct(e.seconds_total, b.seconds_total),
+                    })
+                    .collect(),
+                original_total_bytes: total_bytes(&o),
+                original_rounds: o.total.rounds,
+                bytes_saved_percent: pct(total_bytes(&r) as f64, total_bytes(&o) as f64),
+            }
+        })
+        .collect()
+}
+
+pub fn table(arch: &str, plan: &str, rows: &[Row]) -> String {
+    let mut out = format!("{arch} under plan \"{plan}\", against the same network without sharing; MB = 10^6 bytes\n\n");
+    let mut header = vec!["protocol".to_string(), "ReLUs".into(), "rounds".into(), "MB offline".into(), "MB online".into(), "MB total".into(), "linear".into(), "saved".into()];
+    if let Some(r) = rows.first() {
+        for t in &r.timings {
+            header.push(format!("{} s online/total", t.profile));
+            header.push(format!("{} saved", t.profile));
+        }
+    }
+    let mb = |b: u64| format!("{:.3}", b as f64 / 1e6);
+    let body: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            let mut v = vec![
+                r.protocol.clone(),
+                r.relus.to_string(),
+                format!("{} ({})", r.rounds, r.original_rounds),
+                mb(r.offline_bytes),
+                mb(r.online_bytes),
+                format!("{} ({})", mb(r.total_bytes), mb(r.original_total_bytes)),
+                format!("{:.0}%", 100.0 * r.linear_share),
+                format!("{:.1}%", r.bytes_saved_percent),
+            ];
+            for t in &r.timings {
+                v.push(format!("{:.3}/{:.3}", t.online_seconds, t.total_seconds));
+                v.push(format!("{:.1}%", t.saved_percent));
+            }
+            v
+        })
+        .collect();
+    let widths: Vec<usize> = (0..header.len()).map(|i| body.iter().map(|r| r[i].len()).chain([header[i].len()]).max().unwrap_or(0)).collect();
+    let line = |cells: &[String]| cells.iter().zip(&widths).enumerate().map(|(i, (c, w))| if i == 0 { format!("{c:<w$}") } else { format!("{c:>w$}") }).collect::<Vec<_>>().join("  ");
+    out += &line(&header);
+    out.push('\n');
+    for r in &body {
+        out += &line(r);
+        out.push('\n');
+    }
+    out += "\n(rounds and MB total in brackets: the original network; linear: share of online bytes in products; saved: of total bytes, and of total seconds per profile)\n";
+    out
+}
