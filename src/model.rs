@@ -64,8 +64,8 @@ impl Params {
                     continue;
                 }
                 Some(Op::Relu) => {
-                    if let Some(plan) = planned.relu_plan(node) {
-                        if let Decision::Learned { shared_across_channels, .. } = plan.decision {
+                    if let Some(plan) = planned.relu_plan(node)
+                        && let Decision::Learned { shared_across_channels, .. } = plan.decision {
                             let groups = group_map(plan, input);
                             let per_activation: Vec<f32> =
                                 groups.group_of.iter().map(|&g| if g == u32::MAX { 0.0 } else { 1.0 / groups.size[g as usize] as f32 }).collect();
@@ -79,7 +79,6 @@ impl Params {
                             };
                             layers.insert(layer.name.clone(), LayerParams::new(weight, vec![]));
                         }
-                    }
                     continue;
                 }
                 _ => continue,

@@ -21,15 +21,14 @@ impl<'a> Planned<'a> {
     /// shape admits the grouping.
     pub fn new(network: &'a Network, plan: &'a PlanSpec) -> Result<Planned<'a>> {
         let at = |layer: &str| Some(format!("[relu.{layer}]"));
-        if let Some(arch) = &plan.architecture {
-            if *arch != network.name {
+        if let Some(arch) = &plan.architecture
+            && *arch != network.name {
                 return Err(Error::invalid(
                     plan.file(),
                     Some("key \"architecture\"".into()),
                     format!("plan is for \"{arch}\", but {} is \"{}\"", network.path.display(), network.name),
                 ));
             }
-        }
         let mut by_node = HashMap::new();
         for (layer, relu) in &plan.relu {
             let Some(node) = network.find(layer) else {

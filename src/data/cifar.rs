@@ -28,7 +28,7 @@ pub fn present(dir: &Path) -> bool {
 }
 
 fn parse(path: &Path, bytes: &[u8], limit: usize, split: &mut Split) -> Result<()> {
-    if bytes.len() % RECORD != 0 {
+    if !bytes.len().is_multiple_of(RECORD) {
         return Err(Error::invalid(path, None, format!("truncated: {} bytes is not a whole number of {RECORD}-byte records", bytes.len())));
     }
     for rec in bytes.chunks_exact(RECORD) {

@@ -41,11 +41,10 @@ fn split(dir: &Path, classes: &[String], limit: Option<usize>, channels: usize) 
     let mut round = 0;
     while picks.len() < n {
         for (label, list) in per_class.iter().enumerate() {
-            if let Some(p) = list.get(round) {
-                if picks.len() < n {
+            if let Some(p) = list.get(round)
+                && picks.len() < n {
                     picks.push((p.clone(), label as u8));
                 }
-            }
         }
         round += 1;
     }

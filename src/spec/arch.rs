@@ -185,11 +185,10 @@ fn parse_layer(
         return Err(Error::invalid(path, Some(label), "key \"name\" must not be empty"));
     }
     let op = build_op(&raw).map_err(|m| Error::invalid(path, Some(label.clone()), m))?;
-    if let Some(inputs) = &raw.inputs {
-        if inputs.is_empty() {
+    if let Some(inputs) = &raw.inputs
+        && inputs.is_empty() {
             return Err(Error::invalid(path, Some(label), "key \"inputs\" must name at least one layer"));
         }
-    }
     Ok(LayerSpec { name, op, inputs: raw.inputs })
 }
 

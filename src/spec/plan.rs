@@ -315,11 +315,10 @@ fn build_relu(raw: &RawRelu) -> std::result::Result<ReluPlan, String> {
             shared_across_channels: raw.shared_across_channels.unwrap_or(false),
         },
     };
-    if !matches!(decision, Decision::Learned { .. }) {
-        if let Some((key, _)) = learned_only.iter().find(|(_, set)| *set) {
+    if !matches!(decision, Decision::Learned { .. })
+        && let Some((key, _)) = learned_only.iter().find(|(_, set)| *set) {
             return Err(format!("key \"{key}\" applies only to decision = \"learned\""));
         }
-    }
     let p = raw.noise.unwrap_or(0.0);
     if !(0.0..1.0).contains(&p) {
         return Err(format!("key \"noise\" must be in [0, 1), got {p}"));

@@ -68,11 +68,10 @@ pub fn load(path: &Path, planned: &Planned) -> Result<(Params, HashMap<String, S
     let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| bad(format!("not a safetensors file: {e}")))?;
     let info = meta.metadata().clone().unwrap_or_default();
     for (key, want) in [("architecture", &planned.network.name), ("plan", &planned.plan.name)] {
-        if let Some(got) = info.get(key) {
-            if got != want {
+        if let Some(got) = info.get(key)
+            && got != want {
                 return Err(bad(format!("checkpoint is for {key} \"{got}\", not \"{want}\"")));
             }
-        }
     }
     let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(format!("not a safetensors file: {e}")))?;
     // The expected tensors: those of freshly initialised parameters.

@@ -39,7 +39,8 @@ pub fn record(prepared: &Prepared, params: &Params, split: &Split, relu_layers: 
     let n = n.min(split.len());
     let len = split.image_len();
     // Per chunk: the patterns of each chosen layer and the TV sums of every layer.
-    let chunks: Vec<(Vec<Vec<u8>>, Vec<(f64, f64)>)> = (0..n.div_ceil(CHUNK))
+    type ChunkRecord = (Vec<Vec<u8>>, Vec<(f64, f64)>);
+    let chunks: Vec<ChunkRecord> = (0..n.div_ceil(CHUNK))
         .into_par_iter()
         .map(|c| {
             let (a, b) = (c * CHUNK, ((c + 1) * CHUNK).min(n));
