@@ -13,7 +13,7 @@ use explore::mpc::prg::Prg;
 use explore::sharing::Planned;
 use explore::spec::{ArchSpec, PlanSpec};
 use explore::train::net::Prepared;
-use explore::train::{batch_step, State, TrainConfig};
+use explore::train::{State, TrainConfig, batch_step};
 use std::path::Path;
 use std::time::Instant;
 
@@ -55,7 +55,10 @@ fn main() {
         .collect();
     rates.sort_by(f64::total_cmp);
     let ours = rates[rates.len() / 2];
-    println!("explore: {ours:.0} images/s, peak memory {:.0} MiB ({threads} threads, batch 128, median of {repeats} x {steps} steps)", peak_rss_mib());
+    println!(
+        "explore: {ours:.0} images/s, peak memory {:.0} MiB ({threads} threads, batch 128, median of {repeats} x {steps} steps)",
+        peak_rss_mib()
+    );
     let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
     let out = std::process::Command::new(&python)
         .arg(root.join("benches/pytorch_cifar10.py"))
@@ -65,7 +68,11 @@ fn main() {
         Ok(o) if o.status.success() => {
             let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("the script prints JSON");
             let theirs = v["images_per_second"].as_f64().unwrap_or(f64::NAN);
-            println!("pytorch {}: {theirs:.0} images/s, peak memory {:.0} MiB", v["torch"].as_str().unwrap_or("?"), v["peak_rss_mib"].as_f64().unwrap_or(f64::NAN));
+            println!(
+                "pytorch {}: {theirs:.0} images/s, peak memory {:.0} MiB",
+                v["torch"].as_str().unwrap_or("?"),
+                v["peak_rss_mib"].as_f64().unwrap_or(f64::NAN)
+            );
             println!("ratio explore / pytorch: {:.2}", ours / theirs);
         }
         _ => println!("pytorch: not run ({python} cannot import torch; set PYTHON to an interpreter that can)"),

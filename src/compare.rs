@@ -4,7 +4,7 @@
 
 use crate::cost::profile::Profile;
 use crate::cost::protocol::ProtocolTable;
-use crate::cost::{price, CostReport};
+use crate::cost::{CostReport, price};
 use crate::sharing::Planned;
 use serde::Serialize;
 
@@ -76,7 +76,16 @@ pub fn compare(planned: &Planned, original: &Planned, tables: &[ProtocolTable], 
 
 pub fn table(arch: &str, plan: &str, rows: &[Row]) -> String {
     let mut out = format!("{arch} under plan \"{plan}\", against the same network without sharing; MB = 10^6 bytes\n\n");
-    let mut header = vec!["protocol".to_string(), "ReLUs".into(), "rounds".into(), "MB offline".into(), "MB online".into(), "MB total".into(), "linear".into(), "saved".into()];
+    let mut header = vec![
+        "protocol".to_string(),
+        "ReLUs".into(),
+        "rounds".into(),
+        "MB offline".into(),
+        "MB online".into(),
+        "MB total".into(),
+        "linear".into(),
+        "saved".into(),
+    ];
     if let Some(r) = rows.first() {
         for t in &r.timings {
             header.push(format!("{} s online/total", t.profile));
@@ -104,8 +113,17 @@ pub fn table(arch: &str, plan: &str, rows: &[Row]) -> String {
             v
         })
         .collect();
-    let widths: Vec<usize> = (0..header.len()).map(|i| body.iter().map(|r| r[i].len()).chain([header[i].len()]).max().unwrap_or(0)).collect();
-    let line = |cells: &[String]| cells.iter().zip(&widths).enumerate().map(|(i, (c, w))| if i == 0 { format!("{c:<w$}") } else { format!("{c:>w$}") }).collect::<Vec<_>>().join("  ");
+    let widths: Vec<usize> =
+        (0..header.len()).map(|i| body.iter().map(|r| r[i].len()).chain([header[i].len()]).max().unwrap_or(0)).collect();
+    let line = |cells: &[String]| {
+        cells
+            .iter()
+            .zip(&widths)
+            .enumerate()
+            .map(|(i, (c, w))| if i == 0 { format!("{c:<w$}") } else { format!("{c:>w$}") })
+            .collect::<Vec<_>>()
+            .join("  ")
+    };
     out += &line(&header);
     out.push('\n');
     for r in &body {

@@ -83,9 +83,10 @@ impl Network {
                 Some(names) => names
                     .iter()
                     .map(|n| {
-                        by_name.get(n.as_str()).copied().ok_or_else(|| {
-                            Error::invalid(path, at(), format!("key \"inputs\": no layer named \"{n}\""))
-                        })
+                        by_name
+                            .get(n.as_str())
+                            .copied()
+                            .ok_or_else(|| Error::invalid(path, at(), format!("key \"inputs\": no layer named \"{n}\"")))
                     })
                     .collect::<Result<_>>()?,
             };
@@ -184,7 +185,12 @@ fn infer(op: &Op, inputs: &[&Shape]) -> std::result::Result<Shape, String> {
             (Some(oh), Some(ow)) => Ok((c, oh, ow)),
             _ => Err(format!(
                 "kernel {}x{} is larger than its input {}x{} (with padding {}x{})",
-                k.0, k.1, h + 2 * p.0, w + 2 * p.1, p.0, p.1
+                k.0,
+                k.1,
+                h + 2 * p.0,
+                w + 2 * p.1,
+                p.0,
+                p.1
             )),
         }
     };
@@ -256,11 +262,22 @@ mod tests {
             err("[[layers]]\nname = \"fc1\"\nop = \"linear\"\nout_features = 3\n"),
             "n.toml: layer \"fc1\": linear needs a flat input, got [3, 8, 8]; add a flatten layer"
         );
-        assert!(err("[[layers]]\nname = \"x\"\nop = \"relu\"\n[[layers]]\nname = \"x\"\nop = \"relu\"\n").contains("layer \"x\": duplicate name"));
-        assert!(err("[[layers]]\nop = \"relu\"\ninputs = [\"nope\"]\n").contains("layer \"relu1\": key \"inputs\": no layer named \"nope\""));
-        assert!(err("[[layers]]\nname = \"a\"\nop = \"relu\"\ninputs = [\"b\"]\n[[layers]]\nname = \"b\"\nop = \"relu\"\ninputs = [\"a\"]\n").contains("cycle"));
+        assert!(
+            err("[[layers]]\nname = \"x\"\nop = \"relu\"\n[[layers]]\nname = \"x\"\nop = \"relu\"\n")
+                .contains("layer \"x\": duplicate name")
+        );
+        assert!(
+            err("[[layers]]\nop = \"relu\"\ninputs = [\"nope\"]\n").contains("layer \"relu1\": key \"inputs\": no layer named \"nope\"")
+        );
+        assert!(
+            err("[[layers]]\nname = \"a\"\nop = \"relu\"\ninputs = [\"b\"]\n[[layers]]\nname = \"b\"\nop = \"relu\"\ninputs = [\"a\"]\n")
+                .contains("cycle")
+        );
         assert!(err("[[layers]]\nop = \"conv\"\nout_channels = 3\nkernel = 9\n").contains("kernel 9x9 is larger than its input 8x8"));
         assert!(err("[[layers]]\nname = \"a\"\nop = \"relu\"\n[[layers]]\nop = \"flatten\"\n[[layers]]\nop = \"add\"\ninputs = [\"a\", \"flatten1\"]\n").contains("add needs inputs of one shape, got [3, 8, 8] and [192]"));
-        assert!(err("[[layers]]\nname = \"a\"\nop = \"relu\"\n[[layers]]\nop = \"relu\"\ninputs = [\"input\"]\n").contains("layer \"a\": its output is never used"));
+        assert!(
+            err("[[layers]]\nname = \"a\"\nop = \"relu\"\n[[layers]]\nop = \"relu\"\ninputs = [\"input\"]\n")
+                .contains("layer \"a\": its output is never used")
+        );
     }
 }

@@ -184,7 +184,8 @@ pub fn record_files(
     let planned = sharing::Planned::new(&network, &plan)?;
     let (params, _) = train::checkpoint::load(weights, &planned)?;
     let shape = network.node(network.input).output.0.clone();
-    let dir = data::locate(data_dir, &shape).ok_or_else(|| error::Error::invalid(arch, None, "no dataset: pass --data DIR or set EXPLORE_DATA"))?;
+    let dir = data::locate(data_dir, &shape)
+        .ok_or_else(|| error::Error::invalid(arch, None, "no dataset: pass --data DIR or set EXPLORE_DATA"))?;
     let dataset = data::load(&dir, Some(samples), &shape)?;
     let relus: Vec<_> = if layers.is_empty() {
         sharing::relu_layers(&network).collect()
@@ -206,14 +207,18 @@ pub fn record_files(
                 let mut shape = vec![p.images];
                 shape.extend(&p.shape);
                 // Bytes and shape come from the same recording.
-                (format!("{}.pattern", p.layer), safetensors::tensor::TensorView::new(safetensors::Dtype::U8, shape, &p.bits).expect("shape matches data"))
+                (
+                    format!("{}.pattern", p.layer),
+                    safetensors::tensor::TensorView::new(safetensors::Dtype::U8, shape, &p.bits).expect("shape matches data"),
+                )
             })
             .collect();
         let mut info = std::collections::HashMap::new();
         info.insert("architecture".to_string(), network.name.clone());
         info.insert("plan".to_string(), plan.name.clone());
         info.insert("images".to_string(), samples.min(dataset.train.len()).to_string());
-        let bytes = safetensors::serialize(views, Some(info)).map_err(|e| error::Error::invalid(out, None, format!("cannot serialise: {e}")))?;
+        let bytes =
+            safetensors::serialize(views, Some(info)).map_err(|e| error::Error::invalid(out, None, format!("cannot serialise: {e}")))?;
         std::fs::write(out, bytes).map_err(|source| error::Error::Write { path: out.to_path_buf(), source })?;
     }
     Ok(tv)

@@ -5,9 +5,9 @@
 
 use crate::graph::Network;
 use crate::mpc::prg::Prg;
-use crate::sharing::{group_map, Planned};
-use crate::spec::plan::Decision;
+use crate::sharing::{Planned, group_map};
 use crate::spec::Op;
+use crate::spec::plan::Decision;
 use std::collections::HashMap;
 
 /// One layer's parameters, row-major: conv weights [O, C, kh, kw], linear [out, in].
@@ -65,20 +65,24 @@ impl Params {
                 }
                 Some(Op::Relu) => {
                     if let Some(plan) = planned.relu_plan(node)
-                        && let Decision::Learned { shared_across_channels, .. } = plan.decision {
-                            let groups = group_map(plan, input);
-                            let per_activation: Vec<f32> =
-                                groups.group_of.iter().map(|&g| if g == u32::MAX { 0.0 } else { 1.0 / groups.size[g as usize] as f32 }).collect();
-                            let weight = if shared_across_channels {
-                                let (c, h, w) = input.chw().expect("plan checked: learned sharing needs a map");
-                                // One weight per position, the same in every channel: channel 0's.
-                                let _ = c;
-                                per_activation[..h * w].to_vec()
-                            } else {
-                                per_activation
-                            };
-                            layers.insert(layer.name.clone(), LayerParams::new(weight, vec![]));
-                        }
+                        && let Decision::Learned { shared_across_channels, .. } = plan.decision
+                    {
+                        let groups = group_map(plan, input);
+                        let per_activation: Vec<f32> = groups
+                            .group_of
+                            .iter()
+                            .map(|&g| if g == u32::MAX { 0.0 } else { 1.0 / groups.size[g as usize] as f32 })
+                            .collect();
+                        let weight = if shared_across_channels {
+                            let (c, h, w) = input.chw().expect("plan checked: learned sharing needs a map");
+                            // One weight per position, the same in every channel: channel 0's.
+                            let _ = c;
+                            per_activation[..h * w].to_vec()
+                        } else {
+                            per_activation
+                        };
+                        layers.insert(layer.name.clone(), LayerParams::new(weight, vec![]));
+                    }
                     continue;
                 }
                 _ => continue,

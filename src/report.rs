@@ -51,9 +51,7 @@ pub fn table(r: &CostReport, saving: Option<&Saving>) -> String {
     let _ = writeln!(
         out,
         "priced by protocol table \"{}\" ({}), conv masking {}; MB = 10^6 bytes\n",
-        r.protocol,
-        r.protocol_source,
-        r.conv_masking
+        r.protocol, r.protocol_source, r.conv_masking
     );
     let header = ["layer", "op", "output", "ReLUs", "rounds", "MB", "P0 MB", "P1 MB", "P2 MB"];
     let mut rows: Vec<[String; 9]> = r
@@ -138,8 +136,20 @@ pub fn table(r: &CostReport, saving: Option<&Saving>) -> String {
 pub fn csv(r: &CostReport) -> String {
     let mut w = csv::Writer::from_writer(Vec::new());
     let header = [
-        "layer", "op", "output_shape", "relus", "rounds", "rounds_depth", "bits", "bytes", "bits_p0", "bits_p1", "bits_p2",
-        "bits_linear", "bits_drelu", "bits_mul",
+        "layer",
+        "op",
+        "output_shape",
+        "relus",
+        "rounds",
+        "rounds_depth",
+        "bits",
+        "bytes",
+        "bits_p0",
+        "bits_p1",
+        "bits_p2",
+        "bits_linear",
+        "bits_drelu",
+        "bits_mul",
     ];
     // Writing to a Vec cannot fail.
     w.write_record(header).expect("in-memory write");
@@ -147,8 +157,30 @@ pub fn csv(r: &CostReport) -> String {
     let rows = r
         .layers
         .iter()
-        .map(|l| (l.name.as_str(), l.op.as_str(), shape(&l.output_shape), l.relus, l.rounds, l.rounds_depth, l.bits, l.bits_by_party, l.bits_by_protocol))
-        .chain(std::iter::once(("total", "", String::new(), t.relus, t.rounds, t.rounds_depth, t.bits, t.bits_by_party, t.bits_by_protocol)));
+        .map(|l| {
+            (
+                l.name.as_str(),
+                l.op.as_str(),
+                shape(&l.output_shape),
+                l.relus,
+                l.rounds,
+                l.rounds_depth,
+                l.bits,
+                l.bits_by_party,
+                l.bits_by_protocol,
+            )
+        })
+        .chain(std::iter::once((
+            "total",
+            "",
+            String::new(),
+            t.relus,
+            t.rounds,
+            t.rounds_depth,
+            t.bits,
+            t.bits_by_party,
+            t.bits_by_protocol,
+        )));
     for (name, op, shape, relus, rounds, depth, bits, party, proto) in rows {
         let nums = [relus, rounds, depth, bits, bits / 8, party[0], party[1], party[2], proto.linear, proto.drelu, proto.mul];
         let mut rec = vec![name.to_string(), op.to_string(), shape];

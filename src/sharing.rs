@@ -22,13 +22,14 @@ impl<'a> Planned<'a> {
     pub fn new(network: &'a Network, plan: &'a PlanSpec) -> Result<Planned<'a>> {
         let at = |layer: &str| Some(format!("[relu.{layer}]"));
         if let Some(arch) = &plan.architecture
-            && *arch != network.name {
-                return Err(Error::invalid(
-                    plan.file(),
-                    Some("key \"architecture\"".into()),
-                    format!("plan is for \"{arch}\", but {} is \"{}\"", network.path.display(), network.name),
-                ));
-            }
+            && *arch != network.name
+        {
+            return Err(Error::invalid(
+                plan.file(),
+                Some("key \"architecture\"".into()),
+                format!("plan is for \"{arch}\", but {} is \"{}\"", network.path.display(), network.name),
+            ));
+        }
         let mut by_node = HashMap::new();
         for (layer, relu) in &plan.relu {
             let Some(node) = network.find(layer) else {
@@ -79,9 +80,7 @@ pub fn decisions(relu: &ReluPlan, shape: &Shape) -> std::result::Result<Decision
     let map = || shape.chw().ok_or_else(|| format!("this grouping needs a [C, H, W] input, got {shape}"));
     let tiles = |(h, w): (usize, usize), (th, tw): (usize, usize), edge: crate::spec::Edge, what: &str| {
         if th > h || tw > w {
-            return Err(format!(
-                "{what} {th}x{tw} is larger than the {h}x{w} map; use group = \"channel\" for one decision per channel"
-            ));
+            return Err(format!("{what} {th}x{tw} is larger than the {h}x{w} map; use group = \"channel\" for one decision per channel"));
         }
         Ok(edge.tiles(h, th) * edge.tiles(w, tw))
     };

@@ -7,8 +7,8 @@
 use crate::cost::protocol::{ConvMasking, ProtocolTable};
 use crate::cost::{self, CostReport};
 use crate::infer::plain::{Fixed, Float};
-use crate::infer::secure::Secure;
 use crate::infer::run;
+use crate::infer::secure::Secure;
 use crate::model::Params;
 use crate::mpc::prg::Prg;
 use crate::mpc::transport::Tally;
@@ -104,7 +104,13 @@ pub struct SimReport {
 }
 
 fn predicted(c: &cost::LayerCost) -> Counts {
-    Counts { rounds: c.rounds, rounds_depth: c.rounds_depth, bits: c.bits, bits_by_party: c.bits_by_party, bits_by_protocol: c.bits_by_protocol }
+    Counts {
+        rounds: c.rounds,
+        rounds_depth: c.rounds_depth,
+        bits: c.bits,
+        bits_by_party: c.bits_by_party,
+        bits_by_protocol: c.bits_by_protocol,
+    }
 }
 
 fn argmax(v: &[f64]) -> usize {
@@ -189,7 +195,8 @@ pub fn simulate(planned: &Planned, table: &ProtocolTable, opts: &Options, params
     // Samples run in parallel (rayon); each has its own seeds, so the results do not
     // depend on the thread count.
     let wall = Instant::now();
-    let results: Vec<Sample> = (0..samples).into_par_iter().map(|sample| run_sample(planned, params, inputs, masking, opts, sample)).collect();
+    let results: Vec<Sample> =
+        (0..samples).into_par_iter().map(|sample| run_sample(planned, params, inputs, masking, opts, sample)).collect();
     let wall_secs = wall.elapsed().as_secs_f64();
     let mut max_error = vec![0u64; n_layers];
     let mut measured: Option<Vec<Tally>> = None;
@@ -271,7 +278,11 @@ pub fn simulate(planned: &Planned, table: &ProtocolTable, opts: &Options, params
 pub fn table(r: &SimReport) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
-    let _ = writeln!(out, "{} under plan \"{}\", protocol \"{}\" (conv masking {}), {} fractional bits", r.architecture, r.plan, r.protocol, r.conv_masking, r.frac_bits);
+    let _ = writeln!(
+        out,
+        "{} under plan \"{}\", protocol \"{}\" (conv masking {}), {} fractional bits",
+        r.architecture, r.plan, r.protocol, r.conv_masking, r.frac_bits
+    );
     let _ = writeln!(out, "weights: {}; inputs: {}; {} sample(s)\n", r.weights, r.inputs, r.total.samples);
     let header = ["layer", "op", "rounds", "pred", "depth", "P0 bits", "P1 bits", "P2 bits", "pred bits", "match", "max err (lsb)"];
     let mut rows: Vec<Vec<String>> = r
@@ -314,7 +325,13 @@ pub fn table(r: &SimReport) -> String {
         }
     }
     let line = |cells: Vec<String>| {
-        cells.iter().zip(&widths).enumerate().map(|(i, (c, w))| if i < 2 { format!("{c:<w$}") } else { format!("{c:>w$}") }).collect::<Vec<_>>().join("  ")
+        cells
+            .iter()
+            .zip(&widths)
+            .enumerate()
+            .map(|(i, (c, w))| if i < 2 { format!("{c:<w$}") } else { format!("{c:>w$}") })
+            .collect::<Vec<_>>()
+            .join("  ")
     };
     let _ = writeln!(out, "{}", line(header.iter().map(|s| s.to_string()).collect()));
     for row in rows {

@@ -5,11 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn explore(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_explore"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("the binary runs")
+    Command::new(env!("CARGO_BIN_EXE_explore")).args(args).current_dir(env!("CARGO_MANIFEST_DIR")).output().expect("the binary runs")
 }
 
 fn stdout(o: &Output) -> String {
@@ -72,7 +68,8 @@ fn cost_json_has_the_documented_fields() {
 
 #[test]
 fn cost_with_a_plan_reports_the_saving() {
-    let o = explore(&["cost", "architectures/cifar10.toml", "--plan", "architectures/plans/cifar10/uniform-32x32.toml", "--format", "json"]);
+    let o =
+        explore(&["cost", "architectures/cifar10.toml", "--plan", "architectures/plans/cifar10/uniform-32x32.toml", "--format", "json"]);
     assert!(o.status.success());
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["plan"], "uniform-32x32");
@@ -98,7 +95,8 @@ fn cost_csv_has_one_row_per_layer_and_a_total() {
 #[test]
 fn protocol_and_profile_overrides_are_used_and_named() {
     let dir = scratch("override");
-    let table = stdout(&explore(&["protocol"])).replace("name = \"securenn\"", "name = \"mine\"").replace("field_bits = 8", "field_bits = 7");
+    let table =
+        stdout(&explore(&["protocol"])).replace("name = \"securenn\"", "name = \"mine\"").replace("field_bits = 8", "field_bits = 7");
     let t = write(&dir, "mine.toml", &table);
     let p = write(&dir, "profiles.toml", "[profile.sat]\nbandwidth_mbps = 20\nrtt_ms = 600\n");
     let o = explore(&["cost", "architectures/cifar10.toml", "--protocol", &t, "--profiles", &p, "--format", "json"]);
@@ -134,19 +132,53 @@ fn bad_architecture_files_give_one_line_and_exit_2() {
         ("op", format!("{HEAD}[[layers]]\nop = \"maxpool\"\nkernel = 2\n"), "layer \"maxpool1\": key \"op\": unknown variant `maxpool`"),
         ("missing-op", format!("{HEAD}[[layers]]\nname = \"a\"\n"), "layer \"a\": missing key \"op\""),
         ("missing-key", format!("{HEAD}[[layers]]\nop = \"conv\"\nkernel = 3\n"), "layer \"conv1\": conv needs key \"out_channels\""),
-        ("wrong-key-for-op", format!("{HEAD}{CONV}[[layers]]\nname = \"relu1\"\nop = \"relu\"\nkernel = 3\n"), "key \"kernel\" does not apply to op \"relu\""),
-        ("wrong-type", format!("{HEAD}[[layers]]\nop = \"conv\"\nout_channels = \"four\"\nkernel = 3\n"), "layer \"conv1\": key \"out_channels\": invalid type"),
+        (
+            "wrong-key-for-op",
+            format!("{HEAD}{CONV}[[layers]]\nname = \"relu1\"\nop = \"relu\"\nkernel = 3\n"),
+            "key \"kernel\" does not apply to op \"relu\"",
+        ),
+        (
+            "wrong-type",
+            format!("{HEAD}[[layers]]\nop = \"conv\"\nout_channels = \"four\"\nkernel = 3\n"),
+            "layer \"conv1\": key \"out_channels\": invalid type",
+        ),
         ("duplicate", format!("{HEAD}{CONV}{CONV}"), "layer \"conv1\": duplicate name"),
         ("dangling", format!("{HEAD}{CONV}[[layers]]\nop = \"add\"\ninputs = [\"conv1\", \"conv9\"]\n"), "no layer named \"conv9\""),
-        ("cycle", format!("{HEAD}[[layers]]\nname = \"a\"\nop = \"relu\"\ninputs = [\"b\"]\n[[layers]]\nname = \"b\"\nop = \"relu\"\ninputs = [\"a\"]\n"), "cycle"),
-        ("kernel", format!("{HEAD}[[layers]]\nname = \"big\"\nop = \"conv\"\nout_channels = 4\nkernel = 11\n"), "layer \"big\": kernel 11x11 is larger than its input 8x8"),
-        ("flat", format!("{HEAD}{CONV}[[layers]]\nname = \"fc1\"\nop = \"linear\"\nout_features = 10\n"), "layer \"fc1\": linear needs a flat input, got [4, 8, 8]; add a flatten layer"),
+        (
+            "cycle",
+            format!(
+                "{HEAD}[[layers]]\nname = \"a\"\nop = \"relu\"\ninputs = [\"b\"]\n[[layers]]\nname = \"b\"\nop = \"relu\"\ninputs = [\"a\"]\n"
+            ),
+            "cycle",
+        ),
+        (
+            "kernel",
+            format!("{HEAD}[[layers]]\nname = \"big\"\nop = \"conv\"\nout_channels = 4\nkernel = 11\n"),
+            "layer \"big\": kernel 11x11 is larger than its input 8x8",
+        ),
+        (
+            "flat",
+            format!("{HEAD}{CONV}[[layers]]\nname = \"fc1\"\nop = \"linear\"\nout_features = 10\n"),
+            "layer \"fc1\": linear needs a flat input, got [4, 8, 8]; add a flatten layer",
+        ),
         ("add-shapes", format!("{HEAD}{CONV}[[layers]]\nop = \"add\"\ninputs = [\"conv1\", \"input\"]\n"), "add needs inputs of one shape"),
         ("input-shape", "name = \"t\"\n[input]\nshape = [0, 8, 8]\n[[layers]]\nop = \"relu\"\n".to_string(), "[input] shape"),
         ("no-layers", HEAD.to_string(), "no [[layers]]"),
-        ("zero-stride", format!("{HEAD}[[layers]]\nop = \"conv\"\nout_channels = 4\nkernel = 3\nstride = 0\n"), "key \"stride\" must be at least 1"),
-        ("batchnorm-placement", format!("{HEAD}{CONV}{RELU}[[layers]]\nname = \"bn\"\nop = \"batchnorm\"\n"), "layer \"bn\": batchnorm must directly follow a conv or linear layer"),
-        ("unused", format!("{HEAD}{CONV}[[layers]]\nname = \"r\"\nop = \"relu\"\ninputs = [\"input\"]\n"), "layer \"conv1\": its output is never used"),
+        (
+            "zero-stride",
+            format!("{HEAD}[[layers]]\nop = \"conv\"\nout_channels = 4\nkernel = 3\nstride = 0\n"),
+            "key \"stride\" must be at least 1",
+        ),
+        (
+            "batchnorm-placement",
+            format!("{HEAD}{CONV}{RELU}[[layers]]\nname = \"bn\"\nop = \"batchnorm\"\n"),
+            "layer \"bn\": batchnorm must directly follow a conv or linear layer",
+        ),
+        (
+            "unused",
+            format!("{HEAD}{CONV}[[layers]]\nname = \"r\"\nop = \"relu\"\ninputs = [\"input\"]\n"),
+            "layer \"conv1\": its output is never used",
+        ),
     ];
     for (name, text, fragment) in &cases {
         let f = write(&dir, &format!("{name}.toml"), text);
@@ -158,7 +190,13 @@ fn bad_architecture_files_give_one_line_and_exit_2() {
 #[test]
 fn bad_plan_files_give_one_line_and_exit_2() {
     let dir = scratch("plan");
-    let arch = write(&dir, "arch.toml", &format!("{HEAD}{CONV}{RELU}[[layers]]\nop = \"flatten\"\n[[layers]]\nname = \"fc\"\nop = \"linear\"\nout_features = 2\n[[layers]]\nname = \"relu2\"\nop = \"relu\"\n"));
+    let arch = write(
+        &dir,
+        "arch.toml",
+        &format!(
+            "{HEAD}{CONV}{RELU}[[layers]]\nop = \"flatten\"\n[[layers]]\nname = \"fc\"\nop = \"linear\"\nout_features = 2\n[[layers]]\nname = \"relu2\"\nop = \"relu\"\n"
+        ),
+    );
     let cases: Vec<(&str, &str, &str)> = vec![
         ("unknown-layer", "[relu.relu9]\ngroup = \"channel\"\n", "[relu.relu9]: "),
         ("not-relu", "[relu.conv1]\ngroup = \"channel\"\n", "layer \"conv1\" is a conv layer, not relu"),
@@ -185,7 +223,16 @@ fn bad_plan_files_give_one_line_and_exit_2() {
 
 #[test]
 fn simulate_json_has_the_documented_fields() {
-    let o = explore(&["simulate", "architectures/svhn.toml", "--plan", "architectures/plans/svhn/uniform-32x32.toml", "--samples", "2", "--format", "json"]);
+    let o = explore(&[
+        "simulate",
+        "architectures/svhn.toml",
+        "--plan",
+        "architectures/plans/svhn/uniform-32x32.toml",
+        "--samples",
+        "2",
+        "--format",
+        "json",
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     for l in v["layers"].as_array().unwrap() {
@@ -214,7 +261,8 @@ fn compare_lists_protocols_and_securenn_equals_cost() {
         assert_eq!(profiles, ["lan", "wan"]);
         assert!(r["bytes_saved_percent"].as_f64().unwrap() > 40.0);
     }
-    let cost: serde_json::Value = serde_json::from_slice(&explore(&["cost", "architectures/cifar10.toml", "--plan", plan, "--format", "json"]).stdout).unwrap();
+    let cost: serde_json::Value =
+        serde_json::from_slice(&explore(&["cost", "architectures/cifar10.toml", "--plan", plan, "--format", "json"]).stdout).unwrap();
     assert_eq!(rows[0]["online_bytes"], cost["total"]["bytes"]);
     assert_eq!(rows[0]["rounds"], cost["total"]["rounds"]);
     assert_eq!(rows[0]["timings"][1]["online_seconds"], cost["estimates"][1]["seconds"]);

@@ -64,8 +64,9 @@ fn cost_tables_match_golden_files() {
         std::fs::create_dir_all(&dir).unwrap();
         let mut expected = BTreeSet::new();
         for plan in plans(arch) {
-            let (report, _) = explore::cost_files(&root().join(format!("architectures/{arch}.toml")), Some(&plan), &table, None, &profile::builtin())
-                .unwrap_or_else(|e| panic!("{e}"));
+            let (report, _) =
+                explore::cost_files(&root().join(format!("architectures/{arch}.toml")), Some(&plan), &table, None, &profile::builtin())
+                    .unwrap_or_else(|e| panic!("{e}"));
             let csv = explore::report::csv(&report);
             let file = dir.join(plan.file_name().unwrap()).with_extension("csv");
             expected.insert(file.clone());
@@ -94,7 +95,11 @@ fn cost_tables_match_golden_files() {
             }
         }
     }
-    assert!(failures.is_empty(), "cost tables differ from tests/golden (bless with EXPLORE_BLESS=1 if deliberate):\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "cost tables differ from tests/golden (bless with EXPLORE_BLESS=1 if deliberate):\n{}",
+        failures.join("\n")
+    );
 }
 
 #[test]

@@ -11,8 +11,15 @@ fn root() -> PathBuf {
 
 fn sim(arch: &str, plan: Option<&str>, opts: Options) -> SimReport {
     let plan = plan.map(|p| root().join(p));
-    explore::simulate_files(&root().join(format!("architectures/{arch}.toml")), plan.as_deref(), None, None, &ProtocolTable::securenn(), &opts)
-        .unwrap_or_else(|e| panic!("{e}"))
+    explore::simulate_files(
+        &root().join(format!("architectures/{arch}.toml")),
+        plan.as_deref(),
+        None,
+        None,
+        &ProtocolTable::securenn(),
+        &opts,
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[test]

@@ -6,7 +6,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn explore(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_explore")).args(args).current_dir(env!("CARGO_MANIFEST_DIR")).env_remove("EXPLORE_DATA").output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_explore"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("EXPLORE_DATA")
+        .output()
+        .unwrap()
 }
 
 /// Fashion-MNIST-shaped IDX files (gzipped): class k has a bright vertical band at
@@ -57,7 +62,22 @@ fn train_then_simulate_with_the_checkpoint() {
     let data = dir.to_str().unwrap();
     let ckpt = dir.join("model.safetensors");
     let plan = "architectures/plans/fashion_mnist/uniform-3x3.toml";
-    let o = explore(&["train", "architectures/fashion_mnist.toml", "--plan", plan, "--data", data, "--epochs", "2", "--batch-size", "32", "--out", ckpt.to_str().unwrap(), "--format", "json"]);
+    let o = explore(&[
+        "train",
+        "architectures/fashion_mnist.toml",
+        "--plan",
+        plan,
+        "--data",
+        data,
+        "--epochs",
+        "2",
+        "--batch-size",
+        "32",
+        "--out",
+        ckpt.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     for key in ["test_accuracy", "train_seconds", "epochs", "images_per_second"] {
@@ -67,7 +87,20 @@ fn train_then_simulate_with_the_checkpoint() {
     let log = String::from_utf8_lossy(&o.stderr);
     assert!(log.contains("epoch 1/2: loss") && log.contains("epoch 2/2: loss"), "{log}");
 
-    let o = explore(&["simulate", "architectures/fashion_mnist.toml", "--plan", plan, "--weights", ckpt.to_str().unwrap(), "--data", data, "--samples", "6", "--format", "json"]);
+    let o = explore(&[
+        "simulate",
+        "architectures/fashion_mnist.toml",
+        "--plan",
+        plan,
+        "--weights",
+        ckpt.to_str().unwrap(),
+        "--data",
+        data,
+        "--samples",
+        "6",
+        "--format",
+        "json",
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let s: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(s["total"]["agreement"], 1.0, "{s}");
@@ -77,7 +110,24 @@ fn train_then_simulate_with_the_checkpoint() {
 
     // Activation recording with the same checkpoint.
     let patterns = dir.join("patterns.safetensors");
-    let o = explore(&["record", "architectures/fashion_mnist.toml", "--plan", plan, "--weights", ckpt.to_str().unwrap(), "--data", data, "--layers", "relu1,relu2", "--samples", "40", "--out", patterns.to_str().unwrap(), "--format", "json"]);
+    let o = explore(&[
+        "record",
+        "architectures/fashion_mnist.toml",
+        "--plan",
+        plan,
+        "--weights",
+        ckpt.to_str().unwrap(),
+        "--data",
+        data,
+        "--layers",
+        "relu1,relu2",
+        "--samples",
+        "40",
+        "--out",
+        patterns.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let tv: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(tv[0]["layer"], "conv1");

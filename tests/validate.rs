@@ -3,7 +3,8 @@
 use std::process::Command;
 
 fn validate(extra: &[&str]) -> (Option<i32>, String) {
-    let o = Command::new(env!("CARGO_BIN_EXE_explore")).arg("validate").args(extra).current_dir(env!("CARGO_MANIFEST_DIR")).output().unwrap();
+    let o =
+        Command::new(env!("CARGO_BIN_EXE_explore")).arg("validate").args(extra).current_dir(env!("CARGO_MANIFEST_DIR")).output().unwrap();
     (o.status.code(), String::from_utf8_lossy(&o.stdout).into_owned())
 }
 
@@ -20,7 +21,9 @@ fn validate_fails_when_a_securenn_price_moves() {
     std::fs::create_dir_all(&dir).unwrap();
     let table = explore::cost::protocol::SECURENN_TOML;
     // One element more from P2 per Mul; and ring elements one bit wider.
-    for (name, changed) in [("mul.toml", table.replace("p2 = { l = 1 }", "p2 = { l = 2 }")), ("ring.toml", table.replace("ring_bits = 64", "ring_bits = 65"))] {
+    for (name, changed) in
+        [("mul.toml", table.replace("p2 = { l = 1 }", "p2 = { l = 2 }")), ("ring.toml", table.replace("ring_bits = 64", "ring_bits = 65"))]
+    {
         assert_ne!(changed, table);
         let path = dir.join(name);
         std::fs::write(&path, changed).unwrap();

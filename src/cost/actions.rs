@@ -3,9 +3,9 @@
 
 use crate::cost::protocol::ConvMasking;
 use crate::graph::Network;
-use crate::sharing::{decisions, Planned};
-use crate::spec::plan::{Decision, NoiseMask};
+use crate::sharing::{Planned, decisions};
 use crate::spec::Op;
+use crate::spec::plan::{Decision, NoiseMask};
 use petgraph::graph::NodeIndex;
 use serde::Serialize;
 

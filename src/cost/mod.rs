@@ -89,10 +89,7 @@ pub struct CostReport {
 /// Prices a planned network. `masking` overrides the table's conv masking.
 pub fn price(planned: &Planned, table: &ProtocolTable, masking: Option<ConvMasking>, profiles: &[Profile]) -> CostReport {
     let masking = masking.unwrap_or(table.conv_masking);
-    let layers: Vec<LayerCost> = actions::count(planned, masking)
-        .into_iter()
-        .map(|la| price_layer(planned, table, la))
-        .collect();
+    let layers: Vec<LayerCost> = actions::count(planned, masking).into_iter().map(|la| price_layer(planned, table, la)).collect();
     let mut total = Total {
         relus: 0,
         rounds: 0,
@@ -155,9 +152,13 @@ fn price_layer(planned: &Planned, table: &ProtocolTable, la: LayerActions) -> La
     let mut by_protocol = BitsByProtocol::default();
     for action in &la.actions {
         let (price_rounds, price_depth, bits, off, family) = match *action {
-            Action::Product { x, y, z, .. } => {
-                (table.product.rounds, table.product.depth, table.product_bits(x, y, z), table.product_offline_bits(x, y, z), &mut by_protocol.linear)
-            }
+            Action::Product { x, y, z, .. } => (
+                table.product.rounds,
+                table.product.depth,
+                table.product_bits(x, y, z),
+                table.product_offline_bits(x, y, z),
+                &mut by_protocol.linear,
+            ),
             Action::Drelu { count } => {
                 let p = &table.drelu;
                 (p.rounds, p.depth, table.unit_bits(p, count), table.unit_offline_bits(p, count), &mut by_protocol.drelu)
@@ -210,8 +211,14 @@ mod tests {
 
     fn priced(arch: &str, plan: Option<&str>, masking: Option<ConvMasking>) -> CostReport {
         let plan = plan.map(|p| repo(&format!("architectures/plans/{p}.toml")));
-        let (r, _) = crate::cost_files(&repo(&format!("architectures/{arch}.toml")), plan.as_deref(), &ProtocolTable::securenn(), masking, &profile::builtin())
-            .unwrap();
+        let (r, _) = crate::cost_files(
+            &repo(&format!("architectures/{arch}.toml")),
+            plan.as_deref(),
+            &ProtocolTable::securenn(),
+            masking,
+            &profile::builtin(),
+        )
+        .unwrap();
         r
     }
 
@@ -308,7 +315,8 @@ mod tests {
         use crate::spec::PlanSpec;
         let net = crate::graph::Network::build(&crate::spec::ArchSpec::load(&repo("architectures/cifar10.toml")).unwrap()).unwrap();
         let relu1 = |body: &str| {
-            let plan = PlanSpec::parse(Path::new("p.toml"), &format!("name = \"p\"\n[relu.relu1]\ngroup = \"patch\"\npatch = 4\n{body}")).unwrap();
+            let plan =
+                PlanSpec::parse(Path::new("p.toml"), &format!("name = \"p\"\n[relu.relu1]\ngroup = \"patch\"\npatch = 4\n{body}")).unwrap();
             let r = price(&crate::sharing::Planned::new(&net, &plan).unwrap(), &ProtocolTable::securenn(), None, &[]);
             let l = layer(&r, "relu1");
             (l.rounds, l.bits / 64)

@@ -25,7 +25,9 @@ fn files(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|source| Error::Read { path: dir.to_path_buf(), source })?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().and_then(|e| e.to_str()).is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "jpg" | "jpeg" | "png")))
+        .filter(|p| {
+            p.extension().and_then(|e| e.to_str()).is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "jpg" | "jpeg" | "png"))
+        })
         .collect();
     v.sort();
     Ok(v)
@@ -42,9 +44,10 @@ fn split(dir: &Path, classes: &[String], limit: Option<usize>, channels: usize) 
     while picks.len() < n {
         for (label, list) in per_class.iter().enumerate() {
             if let Some(p) = list.get(round)
-                && picks.len() < n {
-                    picks.push((p.clone(), label as u8));
-                }
+                && picks.len() < n
+            {
+                picks.push((p.clone(), label as u8));
+            }
         }
         round += 1;
     }

@@ -63,7 +63,11 @@ fn split(dir: &Path, images: &str, labels: &str, limit: Option<usize>) -> Result
     }
     let n = limit.map_or(n, |l| l.min(n));
     let per = dims[0] * dims[1];
-    Ok(Split { images: pixels[..n * per].iter().map(|&p| p as f32 / 255.0).collect(), labels: labels[..n].to_vec(), shape: [1, dims[0], dims[1]] })
+    Ok(Split {
+        images: pixels[..n * per].iter().map(|&p| p as f32 / 255.0).collect(),
+        labels: labels[..n].to_vec(),
+        shape: [1, dims[0], dims[1]],
+    })
 }
 
 pub fn load(dir: &Path, limit: Option<usize>) -> Result<Dataset> {

@@ -7,11 +7,11 @@ pub mod plain;
 pub mod secure;
 
 use crate::graph::Network;
-use crate::mpc::matmul::Window;
 use crate::model::Params;
-use crate::sharing::{group_map, Planned};
-use crate::spec::plan::{Decision, NoiseMask, WeightVisibility};
+use crate::mpc::matmul::Window;
+use crate::sharing::{Planned, group_map};
 use crate::spec::Op;
+use crate::spec::plan::{Decision, NoiseMask, WeightVisibility};
 use petgraph::graph::NodeIndex;
 
 /// A linear map with public structure: out[i] = sum of x[j] for j in taps[i].
@@ -33,7 +33,9 @@ impl Taps {
 
     pub fn apply<T: Copy>(&self, x: &[T], zero: T, add: impl Fn(T, T) -> T) -> Vec<T> {
         (0..self.outputs())
-            .map(|i| self.index[self.offsets[i] as usize..self.offsets[i + 1] as usize].iter().fold(zero, |acc, &j| add(acc, x[j as usize])))
+            .map(|i| {
+                self.index[self.offsets[i] as usize..self.offsets[i + 1] as usize].iter().fold(zero, |acc, &j| add(acc, x[j as usize]))
+            })
             .collect()
     }
 }

@@ -30,10 +30,12 @@ impl Prg {
     /// Uniform elements of Z_(L-1): reject the one value outside it.
     pub fn odd(&mut self, n: usize) -> Vec<u64> {
         (0..n)
-            .map(|_| loop {
-                let v = self.0.next_u64();
-                if v != ODD {
-                    break v;
+            .map(|_| {
+                loop {
+                    let v = self.0.next_u64();
+                    if v != ODD {
+                        break v;
+                    }
                 }
             })
             .collect()

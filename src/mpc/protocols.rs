@@ -87,7 +87,14 @@ impl Ctx {
 ///
 /// `c1_step`: the step that carries C1 (SecureNN's DReLU lets it ride early);
 /// `None` opens a step of its own, as the paper's tables count a product (2 rounds).
-pub fn beaver(ctx: &mut Ctx, x: &Shares, y: &Shares, z_len: usize, op: impl Fn(&[u64], &[u64]) -> Vec<u64>, c1_step: Option<Step>) -> Shares {
+pub fn beaver(
+    ctx: &mut Ctx,
+    x: &Shares,
+    y: &Shares,
+    z_len: usize,
+    op: impl Fn(&[u64], &[u64]) -> Vec<u64>,
+    c1_step: Option<Step>,
+) -> Shares {
     let (nx, ny) = (x.len(), y.len());
     let (a0, b0, c0) = (ctx.seeds.k02.ring(nx), ctx.seeds.k02.ring(ny), ctx.seeds.k02.ring(z_len));
     let (a1, b1) = (ctx.seeds.k12.ring(nx), ctx.seeds.k12.ring(ny));

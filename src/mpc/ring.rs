@@ -87,11 +87,7 @@ pub fn truncate(x: u64, frac: u32) -> u64 {
 /// is off by about 2^(64 - frac).
 #[inline]
 pub fn truncate_share(share: u64, party: usize, frac: u32) -> u64 {
-    if party == 0 {
-        truncate(share, frac)
-    } else {
-        truncate(share.wrapping_neg(), frac).wrapping_neg()
-    }
+    if party == 0 { truncate(share, frac) } else { truncate(share.wrapping_neg(), frac).wrapping_neg() }
 }
 
 #[cfg(test)]

@@ -11,7 +11,6 @@
 
 use super::prg::fnv1a;
 
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Party {
     P0 = 0,

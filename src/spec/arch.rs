@@ -14,7 +14,7 @@
 //! Parsing checks each layer on its own (keys, values); how layers connect and
 //! what shapes flow between them is `graph`'s job.
 
-use super::{from_table, parse_toml, read_text, Pair};
+use super::{Pair, from_table, parse_toml, read_text};
 use crate::error::{Error, Result};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -149,12 +149,7 @@ impl ArchSpec {
 
 /// Names the layer for errors before its keys are checked: its `name`, else its
 /// default name, else its position.
-fn parse_layer(
-    path: &Path,
-    index: usize,
-    table: toml::Table,
-    counts: &mut std::collections::HashMap<String, usize>,
-) -> Result<LayerSpec> {
+fn parse_layer(path: &Path, index: usize, table: toml::Table, counts: &mut std::collections::HashMap<String, usize>) -> Result<LayerSpec> {
     let given = match table.get("name") {
         Some(toml::Value::String(s)) => Some(s.clone()),
         Some(other) => {
@@ -162,7 +157,7 @@ fn parse_layer(
                 path,
                 Some(format!("layer {}", index + 1)),
                 format!("key \"name\" must be a string, got {}", other.type_str()),
-            ))
+            ));
         }
         None => None,
     };
@@ -177,7 +172,11 @@ fn parse_layer(
         (None, None) => format!("layer {}", index + 1),
     };
     if !table.contains_key("op") {
-        return Err(Error::syntax(path, Some(label), "missing key \"op\" (conv | avgpool | relu | linear | flatten | dropout | add | batchnorm)"));
+        return Err(Error::syntax(
+            path,
+            Some(label),
+            "missing key \"op\" (conv | avgpool | relu | linear | flatten | dropout | add | batchnorm)",
+        ));
     }
     let raw: RawLayer = from_table(path, &label, table)?;
     let name = given.or(default_name).expect("op is present, so a default name exists");
@@ -186,9 +185,10 @@ fn parse_layer(
     }
     let op = build_op(&raw).map_err(|m| Error::invalid(path, Some(label.clone()), m))?;
     if let Some(inputs) = &raw.inputs
-        && inputs.is_empty() {
-            return Err(Error::invalid(path, Some(label), "key \"inputs\" must name at least one layer"));
-        }
+        && inputs.is_empty()
+    {
+        return Err(Error::invalid(path, Some(label), "key \"inputs\" must name at least one layer"));
+    }
     Ok(LayerSpec { name, op, inputs: raw.inputs })
 }
 
@@ -255,11 +255,7 @@ fn build_op(raw: &RawLayer) -> std::result::Result<Op, String> {
                 return Err("avgpool needs key \"kernel\"".into());
             }
             let kernel = pair("kernel", raw.kernel, (0, 0), false)?;
-            Op::AvgPool {
-                kernel,
-                stride: pair("stride", raw.stride, kernel, false)?,
-                padding: pair("padding", raw.padding, (0, 0), true)?,
-            }
+            Op::AvgPool { kernel, stride: pair("stride", raw.stride, kernel, false)?, padding: pair("padding", raw.padding, (0, 0), true)? }
         }
         OpKind::Linear => Op::Linear { out_features: positive("out_features", raw.out_features)? },
         OpKind::Dropout => {

@@ -29,11 +29,7 @@ pub fn parse_toml<T: for<'de> Deserialize<'de>>(path: &Path, text: &str) -> Resu
 }
 
 /// Deserializes one sub-table (a layer, a plan entry), so that an error names it.
-pub fn from_table<T: for<'de> Deserialize<'de>>(
-    path: &Path,
-    within: &str,
-    table: toml::Table,
-) -> Result<T> {
+pub fn from_table<T: for<'de> Deserialize<'de>>(path: &Path, within: &str, table: toml::Table) -> Result<T> {
     // serde_path_to_error names the key whose value is wrong; toml alone would not.
     serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
         let key = e.path().to_string();

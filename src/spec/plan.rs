@@ -13,7 +13,7 @@
 //! Whether a plan fits a network (layer names, patch sizes against map sizes) is
 //! checked by `sharing`, which sees both.
 
-use super::{from_table, parse_toml, read_text, Pair};
+use super::{Pair, from_table, parse_toml, read_text};
 use crate::error::{Error, Result};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -316,9 +316,10 @@ fn build_relu(raw: &RawRelu) -> std::result::Result<ReluPlan, String> {
         },
     };
     if !matches!(decision, Decision::Learned { .. })
-        && let Some((key, _)) = learned_only.iter().find(|(_, set)| *set) {
-            return Err(format!("key \"{key}\" applies only to decision = \"learned\""));
-        }
+        && let Some((key, _)) = learned_only.iter().find(|(_, set)| *set)
+    {
+        return Err(format!("key \"{key}\" applies only to decision = \"learned\""));
+    }
     let p = raw.noise.unwrap_or(0.0);
     if !(0.0..1.0).contains(&p) {
         return Err(format!("key \"noise\" must be in [0, 1), got {p}"));

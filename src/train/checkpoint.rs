@@ -69,9 +69,10 @@ pub fn load(path: &Path, planned: &Planned) -> Result<(Params, HashMap<String, S
     let info = meta.metadata().clone().unwrap_or_default();
     for (key, want) in [("architecture", &planned.network.name), ("plan", &planned.plan.name)] {
         if let Some(got) = info.get(key)
-            && got != want {
-                return Err(bad(format!("checkpoint is for {key} \"{got}\", not \"{want}\"")));
-            }
+            && got != want
+        {
+            return Err(bad(format!("checkpoint is for {key} \"{got}\", not \"{want}\"")));
+        }
     }
     let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(format!("not a safetensors file: {e}")))?;
     // The expected tensors: those of freshly initialised parameters.

@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::model::Params;
 use crate::mpc::prg::Prg;
 use crate::sharing::Planned;
-use net::{backward, forward, Mode, Prepared};
+use net::{Mode, Prepared, backward, forward};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -150,7 +150,16 @@ impl State {
 /// forward and backward in parallel chunks, gradients summed in chunk order, then
 /// the optimiser update. Returns the summed loss and the correct predictions.
 #[allow(clippy::too_many_arguments)]
-pub fn batch_step(prepared: &Prepared, params: &mut Params, state: &mut State, cfg: &TrainConfig, x: &[f32], labels: &[u8], lr: f64, seed: u64) -> (f64, usize) {
+pub fn batch_step(
+    prepared: &Prepared,
+    params: &mut Params,
+    state: &mut State,
+    cfg: &TrainConfig,
+    x: &[f32],
+    labels: &[u8],
+    lr: f64,
+    seed: u64,
+) -> (f64, usize) {
     let net = prepared.planned.network;
     let classes = net.node(net.output).output.numel();
     let n = labels.len();
@@ -194,13 +203,7 @@ pub fn batch_step(prepared: &Prepared, params: &mut Params, state: &mut State, c
 }
 
 fn zeros_like(p: &Params) -> Params {
-    Params {
-        layers: p
-            .layers
-            .iter()
-            .map(|(k, v)| (k.clone(), v.zeros_like()))
-            .collect(),
-    }
+    Params { layers: p.layers.iter().map(|(k, v)| (k.clone(), v.zeros_like())).collect() }
 }
 
 fn add_into(acc: &mut Params, g: &Params) {
@@ -218,7 +221,10 @@ fn step(cfg: &TrainConfig, planned: &Planned, params: &mut Params, grads: &Param
     names.sort();
     for name in &names {
         // Decay conv and linear weights, not biases, batchnorm or decision weights.
-        let decays = planned.network.find(name).is_some_and(|n| matches!(planned.network.node(n).op, Some(crate::spec::Op::Conv { .. } | crate::spec::Op::Linear { .. })));
+        let decays = planned
+            .network
+            .find(name)
+            .is_some_and(|n| matches!(planned.network.node(n).op, Some(crate::spec::Op::Conv { .. } | crate::spec::Op::Linear { .. })));
         let p = params.layers.get_mut(name).expect("listed");
         let g = &grads.layers[name];
         let (m, v) = (state.m.layers.get_mut(name).expect("same layers"), state.v.layers.get_mut(name).expect("same layers"));
@@ -453,17 +459,26 @@ mod tests {
         let h = 2e-3f32;
         let mut checked = 0;
         for (name, lp) in &params.layers {
-            for (part, values, analytic) in [("weight", &lp.weight, &grads.layers[name].weight), ("bias", &lp.bias, &grads.layers[name].bias)] {
+            for (part, values, analytic) in
+                [("weight", &lp.weight, &grads.layers[name].weight), ("bias", &lp.bias, &grads.layers[name].bias)]
+            {
                 for i in (0..values.len()).step_by(5) {
                     let bump = |d: f32| {
                         let mut p = params.clone();
                         let t = p.layers.get_mut(name).unwrap();
-                        if part == "weight" { t.weight[i] += d } else { t.bias[i] += d }
+                        if part == "weight" {
+                            t.weight[i] += d
+                        } else {
+                            t.bias[i] += d
+                        }
                         loss(&prepared, &p, &x, &labels)
                     };
                     let numeric = (bump(h) - bump(-h)) / (2.0 * h as f64);
                     let a = analytic[i] as f64;
-                    assert!((numeric - a).abs() <= 2e-2 * numeric.abs().max(a.abs()).max(0.05), "{name}.{part}[{i}]: numeric {numeric}, analytic {a}");
+                    assert!(
+                        (numeric - a).abs() <= 2e-2 * numeric.abs().max(a.abs()).max(0.05),
+                        "{name}.{part}[{i}]: numeric {numeric}, analytic {a}"
+                    );
                     checked += 1;
                 }
             }
@@ -493,7 +508,15 @@ mod tests {
     }
 
     fn dataset() -> Dataset {
-        Dataset { name: "quadrants".into(), root: "quadrants".into(), classes: (0..4).map(|c| c.to_string()).collect(), train: quadrants(160, 1), test: quadrants(80, 2), mean: vec![], std: vec![] }
+        Dataset {
+            name: "quadrants".into(),
+            root: "quadrants".into(),
+            classes: (0..4).map(|c| c.to_string()).collect(),
+            train: quadrants(160, 1),
+            test: quadrants(80, 2),
+            mean: vec![],
+            std: vec![],
+        }
     }
 
     fn fit(plan_text: Option<&str>, threads: usize) -> (TrainReport, Params) {

@@ -3,21 +3,32 @@
 //! their gradients in chunk order, so results do not depend on the thread count.
 
 use crate::graph::Network;
-use crate::infer::{pool_taps, Taps};
+use crate::infer::{Taps, pool_taps};
 use crate::model::{LayerParams, Params};
-use crate::mpc::matmul::{col2im_from, im2col_into, Window};
+use crate::mpc::matmul::{Window, col2im_from, im2col_into};
 use crate::mpc::prg::Prg;
-use crate::sharing::{group_map, GroupMap, Planned};
-use crate::spec::plan::Decision;
+use crate::sharing::{GroupMap, Planned, group_map};
 use crate::spec::Op;
+use crate::spec::plan::Decision;
 use petgraph::graph::NodeIndex;
 use std::collections::HashMap;
 
 /// C (m x n, row-major) = A B (+ C when `accumulate`), A and B given by strides.
 #[allow(clippy::too_many_arguments)]
-pub fn gemm(m: usize, k: usize, n: usize, a: &[f32], a_strides: (usize, usize), b: &[f32], b_strides: (usize, usize), c: &mut [f32], accumulate: bool) {
+pub fn gemm(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    a_strides: (usize, usize),
+    b: &[f32],
+    b_strides: (usize, usize),
+    c: &mut [f32],
+    accumulate: bool,
+) {
     // The last element each operand's strides reach must lie inside it.
-    let reach = |rows: usize, cols: usize, (rs, cs): (usize, usize)| if rows == 0 || cols == 0 { 0 } else { (rows - 1) * rs + (cols - 1) * cs + 1 };
+    let reach =
+        |rows: usize, cols: usize, (rs, cs): (usize, usize)| if rows == 0 || cols == 0 { 0 } else { (rows - 1) * rs + (cols - 1) * cs + 1 };
     assert!(a.len() >= reach(m, k, a_strides) && b.len() >= reach(k, n, b_strides) && c.len() >= m * n, "gemm operands too short");
     // Safety: the assertion above keeps every access in bounds.
     unsafe {
@@ -94,10 +105,17 @@ enum Cache {
     Conv(Vec<f32>),
     Dropout(Vec<f32>),
     /// Normalised values and 1 / sqrt(var + eps) per channel (training mode).
-    Norm { xhat: Vec<f32>, inv_std: Vec<f32> },
+    Norm {
+        xhat: Vec<f32>,
+        inv_std: Vec<f32>,
+    },
     /// Gate per activation (the decision after flips, 0 or 1), sign per activation
     /// (-1 where a flip inverted the decision), score per group (per image).
-    Shared { gate: Vec<f32>, sign: Vec<f32>, score: Vec<f32> },
+    Shared {
+        gate: Vec<f32>,
+        sign: Vec<f32>,
+        score: Vec<f32>,
+    },
 }
 
 pub struct Pass {
@@ -161,7 +179,9 @@ pub fn forward(p: &Prepared, params: &Params, x: &[f32], n: usize, mode: Mode) -
             Op::AvgPool { kernel, .. } => {
                 let taps = &p.pools[&node];
                 let area = (kernel.0 * kernel.1) as f32;
-                (0..n).flat_map(|b| taps.apply(&input[b * in_len..(b + 1) * in_len], 0f32, |a, v| a + v).into_iter().map(move |s| s / area)).collect()
+                (0..n)
+                    .flat_map(|b| taps.apply(&input[b * in_len..(b + 1) * in_len], 0f32, |a, v| a + v).into_iter().map(move |s| s / area))
+                    .collect()
             }
             Op::Relu => {
                 let (y, c) = relu_forward(p, params, node, input, n, mode);
@@ -205,7 +225,8 @@ pub fn forward(p: &Prepared, params: &Params, x: &[f32], n: usize, mode: Mode) -
                         mean.iter_mut().for_each(|v| *v /= m);
                         for b in 0..n {
                             for ch in 0..c {
-                                var[ch] += input[b * in_len + ch * plane..][..plane].iter().map(|v| (v - mean[ch]) * (v - mean[ch])).sum::<f32>();
+                                var[ch] +=
+                                    input[b * in_len + ch * plane..][..plane].iter().map(|v| (v - mean[ch]) * (v - mean[ch])).sum::<f32>();
                             }
                         }
                         var.iter_mut().for_each(|v| *v /= m);
@@ -215,7 +236,8 @@ pub fn forward(p: &Prepared, params: &Params, x: &[f32], n: usize, mode: Mode) -
                     Mode::Eval { .. } => (lp.buffers[..c].to_vec(), lp.buffers[c..].to_vec()),
                 };
                 let inv_std: Vec<f32> = var.iter().map(|v| 1.0 / (v + crate::model::BN_EPS).sqrt()).collect();
-                let xhat: Vec<f32> = input.iter().enumerate().map(|(i, v)| (v - mean[(i / plane) % c]) * inv_std[(i / plane) % c]).collect();
+                let xhat: Vec<f32> =
+                    input.iter().enumerate().map(|(i, v)| (v - mean[(i / plane) % c]) * inv_std[(i / plane) % c]).collect();
                 let y = xhat.iter().enumerate().map(|(i, v)| lp.weight[(i / plane) % c] * v + lp.bias[(i / plane) % c]).collect();
                 if matches!(mode, Mode::Train { .. }) {
                     cache[node.index()] = Cache::Norm { xhat, inv_std };
@@ -286,8 +308,7 @@ fn relu_forward(p: &Prepared, params: &Params, node: NodeIndex, x: &[f32], n: us
 pub fn backward(p: &Prepared, params: &Params, pass: &Pass, dlogits: Vec<f32>) -> Params {
     let net = p.net();
     let n = pass.n;
-    let mut grads: HashMap<String, LayerParams> =
-        params.layers.iter().map(|(k, v)| (k.clone(), v.zeros_like())).collect();
+    let mut grads: HashMap<String, LayerParams> = params.layers.iter().map(|(k, v)| (k.clone(), v.zeros_like())).collect();
     let mut dout: Vec<Option<Vec<f32>>> = vec![None; net.graph.node_count()];
     dout[net.output.index()] = Some(dlogits);
     for &node in net.order.iter().rev() {
@@ -411,7 +432,16 @@ pub fn backward(p: &Prepared, params: &Params, pass: &Pass, dlogits: Vec<f32>) -
 /// networks do): d step(s) / ds is taken as 1/2 where |s| <= 1 and 0 elsewhere, so
 /// scores near the threshold move and saturated decisions stay put.
 #[allow(clippy::too_many_arguments)]
-fn relu_backward(p: &Prepared, params: &Params, node: NodeIndex, x: &[f32], dy: &[f32], cache: &Cache, n: usize, gv: Option<&mut LayerParams>) -> Vec<f32> {
+fn relu_backward(
+    p: &Prepared,
+    params: &Params,
+    node: NodeIndex,
+    x: &[f32],
+    dy: &[f32],
+    cache: &Cache,
+    n: usize,
+    gv: Option<&mut LayerParams>,
+) -> Vec<f32> {
     let net = p.net();
     let len = net.input_shape(node).numel();
     let Cache::Shared { gate, sign, score } = cache else {

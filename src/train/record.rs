@@ -2,8 +2,8 @@
 //! chosen layers over a sample of images (the input of data-driven clustering), and
 //! the total variation of every layer's output (the paper's Figure 3).
 
-use super::net::{forward, Mode, Prepared};
 use super::CHUNK;
+use super::net::{Mode, Prepared, forward};
 use crate::data::Split;
 use crate::model::Params;
 use crate::spec::Op;
@@ -122,7 +122,11 @@ mod tests {
         let plan = PlanSpec::original();
         let planned = Planned::new(&net, &plan).unwrap();
         let prepared = Prepared::new(&planned);
-        let split = Split { images: vec![1.0, -1.0, 2.0, 0.0, 3.0, -2.0, -1.0, -1.0, -1.0, -1.0, -1.0, -1.0], labels: vec![0, 0], shape: [1, 2, 3] };
+        let split = Split {
+            images: vec![1.0, -1.0, 2.0, 0.0, 3.0, -2.0, -1.0, -1.0, -1.0, -1.0, -1.0, -1.0],
+            labels: vec![0, 0],
+            shape: [1, 2, 3],
+        };
         let relu = net.find("r").unwrap();
         let (p, v) = record(&prepared, &Params::default(), &split, &[relu], 2);
         assert_eq!(p[0].bits, vec![1, 0, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0]);
