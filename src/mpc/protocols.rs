@@ -553,6 +553,47 @@ mod tests {
         assert!(leak.starts_with("zero positions depend on the inputs"), "{leak}");
     }
 
+    /// What `party` receives during DReLU of `xs`: a histogram of Z_67 elements (67
+    /// bins) and of the top four bits of ring elements (16 bins).
+    fn view_of(party: crate::mpc::transport::Party, xs: &[u64]) -> (Vec<f64>, Vec<f64>) {
+        let mut c = Ctx::new(21, 13);
+        let a = share(&mut c, xs);
+        c.net.capture = Some(party);
+        drelu(&mut c, &a);
+        let (mut field, mut ring) = (vec![0f64; 67], vec![0f64; 16]);
+        for payload in &c.net.captured {
+            // Z_67 payloads are bit shares: 64 per value, every element below 67.
+            if payload.len() % 64 == 0 && payload.len() >= 64 * xs.len() && payload.iter().all(|&v| v < 67) {
+                payload.iter().for_each(|&v| field[v as usize] += 1.0);
+            } else {
+                payload.iter().for_each(|&v| ring[(v >> 60) as usize] += 1.0);
+            }
+        }
+        (field, ring)
+    }
+
+    #[test]
+    fn p0_and_p1_views_of_drelu_do_not_depend_on_the_inputs() {
+        use crate::mpc::transport::Party::{P0, P1};
+        let n = 3000;
+        let zeros = vec![0u64; n];
+        let mut g = Prg::new(8, "big");
+        let big: Vec<u64> = (0..n).map(|_| (g.u64() >> 3) | (1 << 59)).collect();
+        let negative: Vec<u64> = big.iter().map(|v| v.wrapping_neg()).collect();
+        for party in [P0, P1] {
+            let views: Vec<(Vec<f64>, Vec<f64>)> = [&zeros, &big, &negative].iter().map(|xs| view_of(party, xs)).collect();
+            for (i, j) in [(0, 1), (0, 2), (1, 2)] {
+                for (a, b, critical) in [(&views[i].0, &views[j].0, 107.3), (&views[i].1, &views[j].1, 37.7)] {
+                    // Homogeneity of two histograms with equal totals; critical values at
+                    // p = 0.001 for 66 and 15 degrees of freedom.
+                    let pooled: Vec<f64> = a.iter().zip(b).map(|(x, y)| (x + y) / 2.0).collect();
+                    let x2 = chi_square(a, &pooled) + chi_square(b, &pooled);
+                    assert!(x2 < critical, "{party:?}, sets {i} and {j}: chi-square {x2:.1}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn same_seed_same_transcript() {
         let run = |seed| {
