@@ -61,7 +61,7 @@ enum Command {
         #[arg(long)]
         plan: Option<PathBuf>,
         /// Number of inputs to run (each a fresh secure inference).
-        #[arg(long, default_value_t = 1)]
+        #[arg(long, default_value_t = 1, value_parser = positive)]
         samples: usize,
         /// Trained weights (a checkpoint written by `explore train`); default: seeded
         /// random He-normal weights.
@@ -107,9 +107,9 @@ enum Command {
         /// below override it.
         #[arg(long)]
         config: Option<PathBuf>,
-        #[arg(long)]
+        #[arg(long, value_parser = positive)]
         epochs: Option<usize>,
-        #[arg(long)]
+        #[arg(long, value_parser = positive)]
         batch_size: Option<usize>,
         /// Learning rate.
         #[arg(long)]
@@ -122,7 +122,7 @@ enum Command {
         #[arg(long)]
         augment: bool,
         /// Use at most this many images of each split (quick runs).
-        #[arg(long)]
+        #[arg(long, value_parser = positive)]
         limit: Option<usize>,
         /// Start from the weights of this checkpoint.
         #[arg(long)]
@@ -152,7 +152,7 @@ enum Command {
         #[arg(long, value_delimiter = ',')]
         layers: Vec<String>,
         /// Number of training images.
-        #[arg(long, default_value_t = 1000)]
+        #[arg(long, default_value_t = 1000, value_parser = positive)]
         samples: usize,
         /// Write the patterns here (safetensors, one u8 tensor `<layer>.pattern` of
         /// shape [images, ...layer shape] per layer).
@@ -217,6 +217,15 @@ enum SimFormat {
 enum Masking {
     Im2col,
     Tensor,
+}
+
+/// A count of at least 1.
+fn positive(s: &str) -> std::result::Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 impl From<Masking> for ConvMasking {
