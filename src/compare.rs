@@ -113,21 +113,8 @@ pub fn table(arch: &str, plan: &str, rows: &[Row]) -> String {
             v
         })
         .collect();
-    let widths: Vec<usize> =
-        (0..header.len()).map(|i| body.iter().map(|r| r[i].len()).chain([header[i].len()]).max().unwrap_or(0)).collect();
-    let line = |cells: &[String]| {
-        cells
-            .iter()
-            .zip(&widths)
-            .enumerate()
-            .map(|(i, (c, w))| if i == 0 { format!("{c:<w$}") } else { format!("{c:>w$}") })
-            .collect::<Vec<_>>()
-            .join("  ")
-    };
-    out += &line(&header);
-    out.push('\n');
-    for r in &body {
-        out += &line(r);
+    for line in crate::report::columns(&header, &body, 1) {
+        out += &line;
         out.push('\n');
     }
     out += "\n(rounds and MB total in brackets: the original network; linear: share of online bytes in products; saved: of total bytes, and of total seconds per profile)\n";

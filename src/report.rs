@@ -31,6 +31,25 @@ impl Saving {
     }
 }
 
+/// Lines of an aligned table: the header, then one per row; the first `left` columns
+/// are left-aligned, the rest right-aligned, two spaces apart.
+pub fn columns(header: &[String], rows: &[Vec<String>], left: usize) -> Vec<String> {
+    let widths: Vec<usize> =
+        (0..header.len()).map(|i| rows.iter().map(|r| r[i].len()).chain([header[i].len()]).max().unwrap_or(0)).collect();
+    std::iter::once(header)
+        .chain(rows.iter().map(Vec::as_slice))
+        .map(|cells| {
+            let padded: Vec<String> = cells
+                .iter()
+                .zip(&widths)
+                .enumerate()
+                .map(|(i, (c, w))| if i < left { format!("{c:<w$}") } else { format!("{c:>w$}") })
+                .collect();
+            padded.join("  ").trim_end().to_string()
+        })
+        .collect()
+}
+
 fn mb(bits: u64) -> String {
     format!("{:.3}", bits as f64 / 8e6)
 }
@@ -83,29 +102,14 @@ pub fn table(r: &CostReport, saving: Option<&Saving>) -> String {
         mb(t.bits_by_party[1]),
         mb(t.bits_by_party[2]),
     ]);
-    let mut widths = header.map(str::len);
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.len());
+    let rows: Vec<Vec<String>> = rows.into_iter().map(Vec::from).collect();
+    let lines = columns(&header.map(String::from), &rows, 3);
+    for (i, line) in lines.iter().enumerate() {
+        if i == lines.len() - 1 {
+            // A rule above the total row, as wide as the header.
+            let _ = writeln!(out, "{}", "-".repeat(lines[0].len()));
         }
-    }
-    let line = |cells: &[String]| {
-        let mut s = String::new();
-        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
-            if i < 3 {
-                let _ = write!(s, "{cell:<w$}  ");
-            } else {
-                let _ = write!(s, "{cell:>w$}  ");
-            }
-        }
-        s.trim_end().to_string()
-    };
-    let _ = writeln!(out, "{}", line(&header.map(String::from)));
-    for (i, row) in rows.iter().enumerate() {
-        if i == rows.len() - 1 {
-            let _ = writeln!(out, "{}", "-".repeat(widths.iter().sum::<usize>() + 2 * (widths.len() - 1)));
-        }
-        let _ = writeln!(out, "{}", line(row));
+        let _ = writeln!(out, "{line}");
     }
     let _ = writeln!(out, "\nrounds by true message dependency (depth): {}", t.rounds_depth);
     let est: Vec<String> = r

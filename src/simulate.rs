@@ -318,24 +318,8 @@ pub fn table(r: &SimReport) -> String {
         if t.measured == t.predicted { "yes" } else { "NO" }.to_string(),
         String::new(),
     ]);
-    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
-    for row in &rows {
-        for (w, c) in widths.iter_mut().zip(row) {
-            *w = (*w).max(c.len());
-        }
-    }
-    let line = |cells: Vec<String>| {
-        cells
-            .iter()
-            .zip(&widths)
-            .enumerate()
-            .map(|(i, (c, w))| if i < 2 { format!("{c:<w$}") } else { format!("{c:>w$}") })
-            .collect::<Vec<_>>()
-            .join("  ")
-    };
-    let _ = writeln!(out, "{}", line(header.iter().map(|s| s.to_string()).collect()));
-    for row in rows {
-        let _ = writeln!(out, "{}", line(row));
+    for line in crate::report::columns(&header.map(String::from), &rows, 2) {
+        let _ = writeln!(out, "{line}");
     }
     let _ = writeln!(
         out,

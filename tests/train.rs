@@ -14,6 +14,13 @@ fn explore(args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// Runs a command that must succeed and parses its JSON output.
+fn explore_json(args: &[&str]) -> serde_json::Value {
+    let o = explore(args);
+    assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
 /// Fashion-MNIST-shaped IDX files (gzipped): class k has a bright vertical band at
 /// column block k, plus noise, so a small net learns it in an epoch.
 fn write_idx(dir: &Path, train: usize, test: usize) {
@@ -87,7 +94,7 @@ fn train_then_simulate_with_the_checkpoint() {
     let log = String::from_utf8_lossy(&o.stderr);
     assert!(log.contains("epoch 1/2: loss") && log.contains("epoch 2/2: loss"), "{log}");
 
-    let o = explore(&[
+    let s = explore_json(&[
         "simulate",
         "architectures/fashion_mnist.toml",
         "--plan",
@@ -101,8 +108,6 @@ fn train_then_simulate_with_the_checkpoint() {
         "--format",
         "json",
     ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let s: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(s["total"]["agreement"], 1.0, "{s}");
     assert_eq!(s["total"]["samples"], 6);
     assert!(s["total"]["accuracy"].as_f64().unwrap() >= 0.5);
@@ -110,7 +115,7 @@ fn train_then_simulate_with_the_checkpoint() {
 
     // Activation recording with the same checkpoint.
     let patterns = dir.join("patterns.safetensors");
-    let o = explore(&[
+    let tv = explore_json(&[
         "record",
         "architectures/fashion_mnist.toml",
         "--plan",
@@ -128,8 +133,6 @@ fn train_then_simulate_with_the_checkpoint() {
         "--format",
         "json",
     ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let tv: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(tv[0]["layer"], "conv1");
     assert!(tv[0]["total_variation"].as_f64().unwrap() > 0.0);
     // Header and two u8 tensors of 40 x 32 x 28 x 28 and 40 x 64 x 14 x 14.
