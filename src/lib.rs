@@ -12,10 +12,12 @@ pub mod graph;
 pub mod infer;
 pub mod model;
 pub mod mpc;
+pub mod plot;
 pub mod report;
 pub mod sharing;
 pub mod simulate;
 pub mod spec;
+pub mod sweep;
 pub mod train;
 pub mod validate;
 
@@ -54,8 +56,7 @@ pub fn cost_files(
 }
 
 /// Loads an architecture, an optional plan, optional trained weights and optional
-/// test images, and runs `simulate` on them. Without weights, seeded random ones;
-/// without images, generated inputs.
+/// test images, and runs `simulate` on them (the whole `explore simulate`).
 pub fn simulate_files(
     arch: &Path,
     plan: Option<&Path>,
@@ -65,13 +66,25 @@ pub fn simulate_files(
     opts: &simulate::Options,
 ) -> error::Result<simulate::SimReport> {
     let (network, plan) = load_network_and_plan(arch, plan)?;
-    let planned = sharing::Planned::new(&network, &plan)?;
+    simulate_planned(&sharing::Planned::new(&network, &plan)?, weights, data_dir, table, opts)
+}
+
+/// Secure inference of a planned network. Without weights, seeded random ones;
+/// without images, generated inputs.
+pub fn simulate_planned(
+    planned: &sharing::Planned,
+    weights: Option<&Path>,
+    data_dir: Option<&Path>,
+    table: &cost::protocol::ProtocolTable,
+    opts: &simulate::Options,
+) -> error::Result<simulate::SimReport> {
+    let network = planned.network;
     let (params, meta, described) = match weights {
         Some(ckpt) => {
-            let (p, meta) = train::checkpoint::load(ckpt, &planned)?;
+            let (p, meta) = train::checkpoint::load(ckpt, planned)?;
             (p, Some(meta), format!("checkpoint {}", ckpt.display()))
         }
-        None => (model::Params::random(&planned, opts.seed), None, format!("random (He-normal, seed {})", opts.seed)),
+        None => (model::Params::random(planned, opts.seed), None, format!("random (He-normal, seed {})", opts.seed)),
     };
     let inputs = match data_dir {
         None => simulate::Inputs::Generated,
@@ -93,8 +106,17 @@ pub fn simulate_files(
         }
     };
     // Inference runs batchnorm folded into the layer before it.
-    let params = params.folded(&network);
-    Ok(simulate::simulate(&planned, table, opts, &params, &described, &inputs))
+    let params = params.folded(network);
+    Ok(simulate::simulate(planned, table, opts, &params, &described, &inputs))
+}
+
+/// The dataset directory for a network (`--data`, `EXPLORE_DATA`, or a known place),
+/// or an error saying how to give one.
+pub fn locate_data(arch: &Path, network: &graph::Network, data_dir: Option<&Path>) -> error::Result<std::path::PathBuf> {
+    let input_shape = &network.node(network.input).output.0;
+    data::locate(data_dir, input_shape).ok_or_else(|| {
+        error::Error::invalid(arch, None, "no dataset: pass --data DIR or set EXPLORE_DATA (Fashion-MNIST is also found where apt-get install dataset-fashion-mnist puts it)")
+    })
 }
 
 /// Loads an architecture, plan and dataset and trains (the whole `explore train`):
@@ -111,16 +133,25 @@ pub fn train_files(
 ) -> error::Result<train::TrainReport> {
     let (network, plan) = load_network_and_plan(arch, plan)?;
     let planned = sharing::Planned::new(&network, &plan)?;
-    let input_shape = network.node(network.input).output.0.clone();
-    let dir = data::locate(data_dir, &input_shape).ok_or_else(|| {
-        error::Error::invalid(arch, None, "no dataset: pass --data DIR or set EXPLORE_DATA (Fashion-MNIST is also found where apt-get install dataset-fashion-mnist puts it)")
-    })?;
-    let dataset = data::load(&dir, limit, &input_shape)?;
+    let dir = locate_data(arch, &network, data_dir)?;
+    let dataset = data::load(&dir, limit, &network.node(network.input).output.0)?;
+    train_planned(&planned, &dataset, resume, out, cfg, indicatif::ProgressBar::new(0))
+}
+
+/// Trains a planned network on a loaded dataset, drawing the epoch's progress on
+/// `bar` and logging one line per epoch; writes the checkpoint to `out` when given.
+pub fn train_planned(
+    planned: &sharing::Planned,
+    dataset: &data::Dataset,
+    resume: Option<&Path>,
+    out: Option<&Path>,
+    cfg: &train::TrainConfig,
+    bar: indicatif::ProgressBar,
+) -> error::Result<train::TrainReport> {
     let mut params = match resume {
-        Some(ckpt) => train::checkpoint::load(ckpt, &planned)?.0,
-        None => model::Params::random(&planned, cfg.seed),
+        Some(ckpt) => train::checkpoint::load(ckpt, planned)?.0,
+        None => model::Params::random(planned, cfg.seed),
     };
-    let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
         indicatif::ProgressStyle::with_template("epoch {msg} [{bar:30}] {pos}/{len} batches, {elapsed}")
             .expect("a valid template")
@@ -130,9 +161,9 @@ pub fn train_files(
     let mut epoch = 1;
     bar.set_message(format!("1/{epochs}"));
     let report = train::train(
-        &planned,
+        planned,
         &mut params,
-        &dataset,
+        dataset,
         cfg,
         |done, total| {
             bar.set_length(total as u64);
@@ -141,7 +172,8 @@ pub fn train_files(
         |log| {
             bar.suspend(|| {
                 eprintln!(
-                    "epoch {}/{}: loss {:.4}, train {:.2}%, test {:.2}%, lr {:.4}, {:.1} s",
+                    "{}epoch {}/{}: loss {:.4}, train {:.2}%, test {:.2}%, lr {:.4}, {:.1} s",
+                    if planned.plan.path.is_some() { format!("{}: ", planned.plan.name) } else { String::new() },
                     log.epoch,
                     epochs,
                     log.loss,
@@ -164,7 +196,7 @@ pub fn train_files(
         meta.insert("seed".to_string(), cfg.seed.to_string());
         meta.insert("input_mean".to_string(), format!("{:?}", dataset.mean));
         meta.insert("input_std".to_string(), format!("{:?}", dataset.std));
-        train::checkpoint::save(out, &planned, &params, meta)?;
+        train::checkpoint::save(out, planned, &params, meta)?;
     }
     Ok(report)
 }

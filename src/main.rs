@@ -51,6 +51,35 @@ enum Command {
         #[arg(long, short)]
         out: Option<PathBuf>,
     },
+    /// Explore a design space of ReLU-sharing plans (the tool's main job): price every
+    /// point, run it through the secure simulation and, with data, train it; write
+    /// output/<sweep>/results.csv, pareto.csv and plots. Finished points are stored
+    /// and never recomputed: an interrupted sweep resumes, a rerun is instant.
+    Sweep {
+        /// Sweep TOML (e.g. sweeps/cifar.toml).
+        sweep: PathBuf,
+        /// Skip training: cost and secure simulation only (accuracy columns empty).
+        #[arg(long)]
+        no_train: bool,
+        /// Training epochs per point, overriding the sweep's [train] epochs.
+        #[arg(long, value_parser = positive)]
+        epochs: Option<usize>,
+        /// Dataset directory (else $EXPLORE_DATA); without data nothing is trained.
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Secure inferences per point, overriding the sweep's [simulate] samples (0 skips).
+        #[arg(long)]
+        samples: Option<usize>,
+        /// Train on at most this many images per split (quick looks).
+        #[arg(long, value_parser = positive)]
+        limit: Option<usize>,
+        /// Folder the sweep's folder goes in.
+        #[arg(long, default_value = "output")]
+        out_dir: PathBuf,
+        /// No progress bars or per-point lines on standard error.
+        #[arg(long, short)]
+        quiet: bool,
+    },
     /// Run secure inference under SecureNN, message by message, on generated inputs:
     /// measured rounds and bits per layer beside the cost model's prediction, the
     /// error against plaintext fixed point, and class agreement with float.
@@ -264,6 +293,32 @@ fn run(cli: Cli) -> Result<()> {
                 Format::Json => report::json(&priced, saving.as_ref()) + "\n",
             };
             emit(out, &text)
+        }
+        Command::Sweep { sweep, no_train, epochs, data, samples, limit, out_dir, quiet } => {
+            let spec = explore::spec::SweepSpec::load(&sweep)?;
+            let opts = explore::sweep::Options { no_train, epochs, data, samples, train_images: limit, out_root: out_dir, quiet };
+            let outcome = explore::sweep::run(&spec, &opts)?;
+            let profiles: Vec<String> = outcome.rows.first().map(|r| r.seconds.iter().map(|s| s.0.clone()).collect()).unwrap_or_default();
+            let mut text = explore::sweep::results::table(&outcome.rows, &profiles);
+            for (name, why) in &outcome.skipped {
+                text += &format!("skipped {name}: {why}\n");
+            }
+            text += &format!(
+                "{} points ({} skipped); {} stages computed, {} reused; wrote {}/results.csv, pareto.csv, skipped.csv and {} plot files\n",
+                outcome.rows.len(),
+                outcome.skipped.len(),
+                outcome.computed,
+                outcome.reused,
+                outcome.dir.display(),
+                outcome.plots.len()
+            );
+            if let Some(n) = &outcome.plot_note {
+                text += &format!("note: {n}\n");
+            }
+            if let Some(n) = &outcome.note {
+                text += &format!("note: {n}\n");
+            }
+            emit(None, &text)
         }
         Command::Simulate { arch, plan, samples, weights, data, seed, frac_bits, conv_masking, protocol, format, out } => {
             let table = ProtocolTable::load_or_builtin(protocol.as_deref())?;

@@ -43,8 +43,14 @@ struct RawProfiles {
 /// The built-in profiles, overridden or extended by `[profile.NAME]` tables in `path`.
 pub fn load(path: &Path) -> Result<Vec<Profile>> {
     let raw: RawProfiles = parse_toml(path, &read_text(path)?)?;
+    merge(path, raw.profile)
+}
+
+/// The built-in profiles, overridden or extended by `profiles` (from `[profile.NAME]`
+/// tables of `path`, named in errors).
+pub fn merge(path: &Path, extra: BTreeMap<String, Profile>) -> Result<Vec<Profile>> {
     let mut profiles = builtin();
-    for (name, mut p) in raw.profile {
+    for (name, mut p) in extra {
         if !(p.bandwidth_mbps > 0.0 && p.rtt_ms >= 0.0 && p.bandwidth_mbps.is_finite() && p.rtt_ms.is_finite()) {
             return Err(Error::invalid(path, Some(format!("[profile.{name}]")), "bandwidth_mbps must be > 0 and rtt_ms >= 0"));
         }

@@ -3,6 +3,7 @@
 
 pub mod arch;
 pub mod plan;
+pub mod sweep;
 
 use crate::error::{Error, Result};
 use serde::Deserialize;
@@ -10,6 +11,7 @@ use std::path::Path;
 
 pub use arch::{ArchSpec, LayerSpec, Op};
 pub use plan::{Decision, Edge, Grouping, NoiseMask, PlanSpec, ReluPlan, WeightVisibility};
+pub use sweep::SweepSpec;
 
 /// Reads a file, naming it in the error.
 pub fn read_text(path: &Path) -> Result<String> {

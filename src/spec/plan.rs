@@ -130,6 +130,44 @@ pub enum NoiseMask {
     Secret,
 }
 
+/// One line per layer's sharing, for tables and CSV: `patch 3x3 (partial edge), learned
+/// public`, `channel, center, noise 0.2 at inference (secret mask)`.
+impl std::fmt::Display for ReluPlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let edge = |e: &Edge| match e {
+            Edge::Partial => "partial edge",
+            Edge::Merge => "merged edge",
+        };
+        match &self.grouping {
+            Grouping::None => return write!(f, "relu"),
+            Grouping::Identity => return write!(f, "identity"),
+            Grouping::Partial { fraction } => return write!(f, "partial {fraction}"),
+            Grouping::Channel => write!(f, "channel")?,
+            Grouping::Patch { size: (h, w), edge: e } => write!(f, "patch {h}x{w} ({})", edge(e))?,
+            Grouping::Clusters { window: Window::Full, clusters, .. } => write!(f, "{clusters} clusters per channel")?,
+            Grouping::Clusters { window: Window::Size(h, w), clusters, edge: e } => {
+                write!(f, "{clusters} clusters per {h}x{w} window ({})", edge(e))?
+            }
+        }
+        match self.decision {
+            Decision::Center => write!(f, ", center")?,
+            Decision::Mean => write!(f, ", mean")?,
+            Decision::Learned { weights, shared_across_channels } => {
+                let w = if weights == WeightVisibility::Public { "public" } else { "secret" };
+                write!(f, ", learned {w}{}", if shared_across_channels { " shared across channels" } else { "" })?
+            }
+        }
+        if self.noise.p > 0.0 {
+            write!(f, ", noise {}", self.noise.p)?;
+            if self.noise.at_inference {
+                let m = if self.noise.mask == NoiseMask::Public { "public" } else { "secret" };
+                write!(f, " at inference ({m} mask)")?;
+            }
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawPlan {
@@ -216,9 +254,21 @@ impl PlanSpec {
         if raw.name.trim().is_empty() {
             return Err(Error::invalid(path, Some("key \"name\"".into()), "must not be empty"));
         }
+        let relu = Self::relu_entries(path, "", raw.relu)?;
+        Ok(PlanSpec { path: Some(path.to_path_buf()), name: raw.name, description: raw.description, architecture: raw.architecture, relu })
+    }
+
+    /// A plan made elsewhere than in a plan file (a sweep's grid point): `relu` holds
+    /// the `[relu.LAYER]` tables, and errors name `path` and `within`.
+    pub fn from_relu_table(path: &Path, within: &str, name: String, relu: toml::Table) -> Result<PlanSpec> {
+        let relu = Self::relu_entries(path, within, relu)?;
+        Ok(PlanSpec { path: Some(path.to_path_buf()), name, description: None, architecture: None, relu })
+    }
+
+    fn relu_entries(path: &Path, within: &str, tables: toml::Table) -> Result<BTreeMap<String, ReluPlan>> {
         let mut relu = BTreeMap::new();
-        for (layer, value) in raw.relu {
-            let label = format!("[relu.{layer}]");
+        for (layer, value) in tables {
+            let label = format!("{within}[relu.{layer}]");
             let toml::Value::Table(table) = value else {
                 return Err(Error::syntax(path, Some(label), "must be a table, e.g. [relu.relu1] with group = \"patch\""));
             };
@@ -226,7 +276,7 @@ impl PlanSpec {
             let plan = build_relu(&raw_relu).map_err(|m| Error::invalid(path, Some(label), m))?;
             relu.insert(layer, plan);
         }
-        Ok(PlanSpec { path: Some(path.to_path_buf()), name: raw.name, description: raw.description, architecture: raw.architecture, relu })
+        Ok(relu)
     }
 }
 

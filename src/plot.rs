@@ -1,0 +1,416 @@
+//! Figures as PNG and SVG (plotters): a `Figure` says what to draw (axes, series,
+//! labels) and `render` draws it on either backend, so both files show the same.
+//!
+//! Text needs a TrueType font, read from the system at run time (`EXPLORE_FONT`, or a
+//! DejaVu/Liberation/Arial file where distributions put them); without one the
+//! figures are skipped with a note saying how to give one.
+
+use crate::sweep::results::{AccuracySource, Front, Metric, Row, Source, metrics};
+use plotters::coord::Shift;
+use plotters::coord::ranged1d::ValueFormatter;
+use plotters::prelude::*;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+const FONT: &str = "sans-serif";
+const SIZE: (u32, u32) = (1100, 750);
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Mark {
+    /// Small grey dots: points of a grid.
+    Dot,
+    /// Filled circles with their name beside them.
+    Labelled,
+    /// Hollow circles joined by a line: a Pareto front.
+    Front,
+    /// Triangles: published figures.
+    Published,
+}
+
+#[derive(Debug, Clone)]
+pub struct Series {
+    pub label: String,
+    pub mark: Mark,
+    /// (x, y, name) in drawing order (for a front, cheapest first).
+    pub points: Vec<(f64, f64, String)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Figure {
+    pub title: String,
+    pub x_label: String,
+    pub y_label: String,
+    pub x_log: bool,
+    pub y_log: bool,
+    pub series: Vec<Series>,
+}
+
+fn font_bytes() -> Result<&'static [u8], String> {
+    static FONT_DATA: OnceLock<Result<&'static [u8], String>> = OnceLock::new();
+    FONT_DATA
+        .get_or_init(|| {
+            let mut candidates: Vec<PathBuf> = std::env::var_os("EXPLORE_FONT").map(PathBuf::from).into_iter().collect();
+            candidates.extend(
+                [
+                    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+                    "/usr/share/fonts/TTF/DejaVuSans.ttf",
+                    "/usr/share/fonts/dejavu/DejaVuSans.ttf",
+                    "/usr/share/fonts/dejavu-sans-fonts/DejaVuSans.ttf",
+                    "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf",
+                    "/usr/share/fonts/liberation-sans/LiberationSans-Regular.ttf",
+                    "/System/Library/Fonts/Supplemental/Arial.ttf",
+                    "/Library/Fonts/Arial.ttf",
+                    "C:\\Windows\\Fonts\\arial.ttf",
+                ]
+                .map(PathBuf::from),
+            );
+            for path in candidates {
+                if let Ok(bytes) = std::fs::read(&path) {
+                    // Registered once for the life of the process, as plotters requires.
+                    let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+                    if plotters::style::register_font(FONT, FontStyle::Normal, bytes).is_ok() {
+                        return Ok(bytes);
+                    }
+                }
+            }
+            Err("no TrueType font found for the plots (install fonts-dejavu-core, or set EXPLORE_FONT=/path/to/font.ttf); CSV written, plots skipped".into())
+        })
+        .clone()
+}
+
+/// Writes `stem.png` and `stem.svg`; returns their paths.
+pub fn write(fig: &Figure, stem: &Path) -> Result<Vec<PathBuf>, String> {
+    font_bytes()?;
+    if let Some(dir) = stem.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    let png = stem.with_extension("png");
+    let svg = stem.with_extension("svg");
+    render(BitMapBackend::new(&png, SIZE).into_drawing_area(), fig).map_err(|e| format!("{}: {e}", png.display()))?;
+    render(SVGBackend::new(&svg, SIZE).into_drawing_area(), fig).map_err(|e| format!("{}: {e}", svg.display()))?;
+    Ok(vec![png, svg])
+}
+
+/// Axis range with a margin: multiplicative on a log axis, additive otherwise.
+fn range(values: impl Iterator<Item = f64>, log: bool) -> (f64, f64) {
+    let (mut lo, mut hi) = values.filter(|v| v.is_finite() && (!log || *v > 0.0)).fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| (l.min(v), h.max(v)));
+    if !lo.is_finite() {
+        (lo, hi) = (1.0, 10.0);
+    }
+    if log {
+        (lo / 1.6, hi * 1.6)
+    } else {
+        let pad = ((hi - lo) * 0.08).max(0.5);
+        (lo - pad, hi + pad)
+    }
+}
+
+/// Compact tick labels: 1k, 2.5M, 120, 0.05.
+fn tick(v: f64) -> String {
+    let a = v.abs();
+    let (x, unit) = if a >= 1e9 {
+        (v / 1e9, "G")
+    } else if a >= 1e6 {
+        (v / 1e6, "M")
+    } else if a >= 1e3 {
+        (v / 1e3, "k")
+    } else {
+        (v, "")
+    };
+    // Two decimals at most, trailing zeros dropped: 84.5, 2.5M, 0.05, 86.
+    let s = format!("{x:.2}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    format!("{s}{unit}")
+}
+
+fn style(mark: Mark) -> (RGBColor, u32) {
+    match mark {
+        Mark::Dot => (RGBColor(150, 150, 150), 4),
+        Mark::Labelled => (RGBColor(31, 90, 180), 6),
+        Mark::Front => (RGBColor(200, 40, 40), 8),
+        Mark::Published => (RGBColor(230, 140, 0), 8),
+    }
+}
+
+type DrawResult<E> = Result<(), DrawingAreaErrorKind<E>>;
+
+pub fn render<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, fig: &Figure) -> DrawResult<DB::ErrorType> {
+    root.fill(&WHITE)?;
+    let all = || fig.series.iter().flat_map(|s| s.points.iter());
+    let (x0, x1) = range(all().map(|p| p.0), fig.x_log);
+    let (y0, y1) = range(all().map(|p| p.1), fig.y_log);
+    let mut builder = ChartBuilder::on(&root);
+    builder.caption(&fig.title, (FONT, 26)).margin(20).margin_right(40).x_label_area_size(65).y_label_area_size(90);
+    match (fig.x_log, fig.y_log) {
+        (true, true) => {
+            let mut c = builder.build_cartesian_2d((x0..x1).log_scale(), (y0..y1).log_scale())?;
+            draw_chart(&mut c, fig, [(x0, x1), (y0, y1)])?;
+        }
+        (true, false) => {
+            let mut c = builder.build_cartesian_2d((x0..x1).log_scale(), y0..y1)?;
+            draw_chart(&mut c, fig, [(x0, x1), (y0, y1)])?;
+        }
+        (false, true) => {
+            let mut c = builder.build_cartesian_2d(x0..x1, (y0..y1).log_scale())?;
+            draw_chart(&mut c, fig, [(x0, x1), (y0, y1)])?;
+        }
+        (false, false) => {
+            let mut c = builder.build_cartesian_2d(x0..x1, y0..y1)?;
+            draw_chart(&mut c, fig, [(x0, x1), (y0, y1)])?;
+        }
+    }
+    root.present()
+}
+
+fn draw_chart<'a, DB, X, Y>(chart: &mut ChartContext<'a, DB, Cartesian2d<X, Y>>, fig: &Figure, ranges: [(f64, f64); 2]) -> DrawResult<DB::ErrorType>
+where
+    DB: DrawingBackend + 'a,
+    X: Ranged<ValueType = f64> + ValueFormatter<f64>,
+    Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
+{
+    chart
+        .configure_mesh()
+        .x_desc(&fig.x_label)
+        .y_desc(&fig.y_label)
+        .axis_desc_style((FONT, 20))
+        .label_style((FONT, 16))
+        .x_label_formatter(&|v| tick(*v))
+        .y_label_formatter(&|v| tick(*v))
+        .y_labels(15)
+        .light_line_style(RGBColor(235, 235, 235))
+        .bold_line_style(RGBColor(215, 215, 215))
+        .draw()?;
+    for s in &fig.series {
+        let (color, size) = style(s.mark);
+        let pts = s.points.iter().map(|p| (p.0, p.1));
+        match s.mark {
+            Mark::Dot => {
+                chart.draw_series(pts.map(|p| Circle::new(p, size, color.filled())))?.label(&s.label).legend(move |(x, y)| Circle::new((x, y), size, color.filled()));
+            }
+            Mark::Front => {
+                // A staircase: a front point holds its accuracy until the next one.
+                let mut stairs = Vec::new();
+                for (i, p) in s.points.iter().enumerate() {
+                    if i > 0 {
+                        stairs.push((p.0, s.points[i - 1].1));
+                    }
+                    stairs.push((p.0, p.1));
+                }
+                chart.draw_series(LineSeries::new(stairs, color.stroke_width(2)))?;
+                chart
+                    .draw_series(pts.map(|p| Circle::new(p, size, color.stroke_width(2))))?
+                    .label(&s.label)
+                    .legend(move |(x, y)| PathElement::new(vec![(x - 10, y), (x + 10, y)], color.stroke_width(2)));
+            }
+            Mark::Published => {
+                chart
+                    .draw_series(pts.map(|p| TriangleMarker::new(p, size, color.filled())))?
+                    .label(&s.label)
+                    .legend(move |(x, y)| TriangleMarker::new((x, y), size, color.filled()));
+            }
+            Mark::Labelled => {
+                let labels = place_labels(&s.points, ranges, [fig.x_log, fig.y_log]);
+                chart
+                    .draw_series(labels.into_iter().map(|(x, y, text, dy)| {
+                        EmptyElement::at((x, y)) + Circle::new((0, 0), size, color.filled()) + Text::new(text, (9, -16 + dy), (FONT, 14).into_font().color(&BLACK))
+                    }))?
+                    .label(&s.label)
+                    .legend(move |(x, y)| Circle::new((x, y), size, color.filled()));
+            }
+        }
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font((FONT, 16))
+        .draw()
+}
+
+/// Names of points at the same place joined into one label, and labels that would
+/// sit on top of an earlier one moved down a line: (x, y, text, pixel offset).
+fn place_labels(points: &[(f64, f64, String)], ranges: [(f64, f64); 2], log: [bool; 2]) -> Vec<(f64, f64, String, i32)> {
+    let mut joined: Vec<(f64, f64, String)> = Vec::new();
+    for (x, y, name) in points {
+        match joined.iter_mut().find(|p| p.0 == *x && p.1 == *y) {
+            Some(p) => {
+                p.2.push_str(", ");
+                p.2.push_str(name);
+            }
+            None => joined.push((*x, *y, name.clone())),
+        }
+    }
+    // Position as a fraction of each axis, as drawn.
+    let unit = |v: f64, axis: usize| {
+        let (lo, hi) = ranges[axis];
+        if log[axis] { (v.max(1e-300).ln() - lo.ln()) / (hi.ln() - lo.ln()) } else { (v - lo) / (hi - lo) }
+    };
+    // Approximate plot-area size in pixels, and label boxes (x, y, width) placed so far.
+    let (w, h) = ((SIZE.0 - 170) as f64, (SIZE.1 - 170) as f64);
+    let mut boxes: Vec<(f64, f64, f64)> = Vec::new();
+    joined
+        .into_iter()
+        .map(|(x, y, text)| {
+            let (px, py) = (unit(x, 0) * w + 9.0, (1.0 - unit(y, 1)) * h - 16.0);
+            let width = 7.5 * text.chars().count() as f64;
+            let clear = |dy: f64| boxes.iter().all(|b| (py + dy - b.1).abs() >= 15.0 || px + width <= b.0 || b.0 + b.2 <= px);
+            // Small moves only: a label far from its point would be read as another point's.
+            let dy = [0.0, -13.0, 13.0].into_iter().find(|&d| clear(d)).unwrap_or(0.0);
+            boxes.push((px, py + dy, width));
+            (x, y, text, dy as i32)
+        })
+        .collect()
+}
+
+/// The figures of a sweep: accuracy against each cost (when any accuracy is known)
+/// and each cost against the ReLU count. Returns the files written.
+pub fn sweep_plots(dir: &Path, sweep: &str, network: &str, rows: &[Row], fronts: &[Front], profiles: &[String]) -> Result<Vec<PathBuf>, String> {
+    let mut files = Vec::new();
+    for fig in sweep_figures(sweep, network, rows, fronts, profiles) {
+        let stem = dir.join("plots").join(&fig.0);
+        files.extend(write(&fig.1, &stem)?);
+    }
+    Ok(files)
+}
+
+/// The sweep's figures and their file stems, without drawing them.
+pub fn sweep_figures(sweep: &str, network: &str, rows: &[Row], fronts: &[Front], profiles: &[String]) -> Vec<(String, Figure)> {
+    let mut figs = Vec::new();
+    let named_label = "named configurations";
+    for front in fronts {
+        let m = &front.metric;
+        let source = front.source;
+        let acc = |r: &Row| source.of(r);
+        let at = |r: &Row| (r.cost(m), acc(r));
+        let mut series = Vec::new();
+        let grid: Vec<_> = rows.iter().filter(|r| matches!(r.source, Source::Grid(_))).filter_map(|r| Some((r.cost(m), acc(r)?, r.name.clone()))).collect();
+        if !grid.is_empty() {
+            series.push(Series { label: "grid points".into(), mark: Mark::Dot, points: grid });
+        }
+        let named: Vec<_> = rows.iter().filter(|r| r.source == Source::Named).filter_map(|r| Some((at(r).0, at(r).1?, r.name.clone()))).collect();
+        if !named.is_empty() {
+            let label = if source == AccuracySource::Paper { "named configurations (paper's accuracy at our cost)" } else { named_label };
+            series.push(Series { label: label.into(), mark: Mark::Labelled, points: named });
+        }
+        series.push(Series {
+            label: "Pareto front".into(),
+            mark: Mark::Front,
+            points: front.points.iter().map(|&i| (rows[i].cost(m), acc(&rows[i]).unwrap_or(f64::NAN), rows[i].name.clone())).collect(),
+        });
+        if source == AccuracySource::Measured {
+            // The paper's accuracy for the same plan, at the paper's own cost where its
+            // Table 8 gives one, else at ours.
+            let published: Vec<_> = rows
+                .iter()
+                .filter_map(|r| {
+                    let p = r.paper.as_ref()?;
+                    let x = match m {
+                        Metric::Bytes => p.megabytes.map(|mb| mb * 1e6),
+                        Metric::Rounds => p.rounds.map(|v| v as f64),
+                        _ => None,
+                    };
+                    Some((x.unwrap_or(r.cost(m)), p.accuracy?, r.name.clone()))
+                })
+                .collect();
+            if !published.is_empty() {
+                series.push(Series { label: "paper (Tables 5-8)".into(), mark: Mark::Published, points: published });
+            }
+        }
+        let what = if source == AccuracySource::Paper { "paper's test accuracy (%)" } else { "test accuracy (%)" };
+        figs.push((
+            format!("accuracy-vs-{}", m.id()),
+            Figure {
+                title: format!("{network}, sweep {sweep}: accuracy against {}", short(m)),
+                x_label: m.label(),
+                y_label: what.into(),
+                x_log: *m != Metric::Rounds,
+                y_log: false,
+                series,
+            },
+        ));
+    }
+    for m in metrics(profiles).into_iter().filter(|m| *m != Metric::Relus) {
+        let pick = |named: bool| -> Vec<(f64, f64, String)> {
+            rows.iter().filter(|r| (r.source == Source::Named) == named).map(|r| (r.relus.max(1) as f64, r.cost(&m), r.name.clone())).collect()
+        };
+        let mut series = Vec::new();
+        let grid = pick(false);
+        if !grid.is_empty() {
+            series.push(Series { label: "grid points".into(), mark: Mark::Dot, points: grid });
+        }
+        let named = pick(true);
+        if !named.is_empty() {
+            series.push(Series { label: named_label.into(), mark: Mark::Labelled, points: named });
+        }
+        figs.push((
+            format!("{}-vs-relus", m.id()),
+            Figure {
+                title: format!("{network}, sweep {sweep}: {} against ReLU count", short(&m)),
+                x_label: Metric::Relus.label(),
+                y_label: m.label(),
+                x_log: true,
+                y_log: m != Metric::Rounds,
+                series,
+            },
+        ));
+    }
+    figs
+}
+
+fn short(m: &Metric) -> String {
+    match m {
+        Metric::Relus => "ReLU count".into(),
+        Metric::Bytes => "communication".into(),
+        Metric::Rounds => "rounds".into(),
+        Metric::Seconds(p) => format!("{p} time"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ticks_are_short() {
+        assert_eq!(tick(1000.0), "1k");
+        assert_eq!(tick(2_500_000.0), "2.5M");
+        assert_eq!(tick(86.0), "86");
+        assert_eq!(tick(0.05), "0.05");
+        assert_eq!(tick(84.5), "84.5");
+    }
+
+    #[test]
+    fn log_ranges_leave_a_margin_and_skip_zero() {
+        let (lo, hi) = range([0.0, 10.0, 1000.0].into_iter(), true);
+        assert!(lo > 0.0 && lo < 10.0 && hi > 1000.0);
+    }
+
+    #[test]
+    fn a_figure_renders_to_png_and_svg() {
+        if font_bytes().is_err() {
+            // The skip itself is what the CLI reports; nothing more to check here.
+            return;
+        }
+        let dir = std::env::temp_dir().join(format!("explore-plot-{}", std::process::id()));
+        let fig = Figure {
+            title: "t".into(),
+            x_label: "x (bytes)".into(),
+            y_label: "y (%)".into(),
+            x_log: true,
+            y_log: false,
+            series: vec![
+                Series { label: "a".into(), mark: Mark::Dot, points: vec![(10.0, 80.0, "p".into()), (100.0, 82.0, "q".into())] },
+                Series { label: "f".into(), mark: Mark::Front, points: vec![(10.0, 80.0, "p".into()), (100.0, 82.0, "q".into())] },
+                Series { label: "n".into(), mark: Mark::Labelled, points: vec![(50.0, 81.0, "named".into())] },
+                Series { label: "paper".into(), mark: Mark::Published, points: vec![(60.0, 83.0, "named".into())] },
+            ],
+        };
+        let files = write(&fig, &dir.join("fig")).unwrap();
+        let png = image::open(&files[0]).unwrap();
+        assert_eq!((png.width(), png.height()), SIZE);
+        let svg = std::fs::read_to_string(&files[1]).unwrap();
+        assert!(svg.contains("<svg") && svg.contains("x (bytes)") && svg.contains("named"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,422 @@
+//! Sweep files: one network, its training and simulation settings, network
+//! profiles, and a design space of ReLU-sharing plans to explore.
+//!
+//! ```toml
+//! name = "cifar"
+//! architecture = "../architectures/cifar10.toml"   # relative to this file
+//! dataset = "CIFAR-10"                              # named in the note when data is missing
+//! protocol = "securenn"                             # a built-in table or a protocol file
+//!
+//! [train]                     # the keys of `explore train --config`
+//! epochs = 15
+//!
+//! [simulate]
+//! samples = 2                 # secure inferences per point
+//!
+//! [profile.lan3]              # extra network profiles beside lan and wan
+//! bandwidth_mbps = 1000
+//! rtt_ms = 1
+//!
+//! [[point]]                   # a named point: a plan file, and what the paper reports for it
+//! plan = "../architectures/plans/cifar10/uniform-3x3.toml"
+//! paper = { table = "5", accuracy = 82.65 }
+//!
+//! [[grid]]                    # a grid: every combination of the array-valued keys
+//! name = "patch"
+//! layers = ["relu1", "relu2"] # default: every ReLU layer; an array of arrays is an axis
+//! per_layer = false           # true: each layer takes its own value on each axis
+//! group = "patch"
+//! patch = [1, 2, 3, 4, 8, 16, 32]
+//! decision = "learned"
+//! weights = "public"
+//! ```
+//! In a grid every array is an axis; a rectangular patch or window is an array inside
+//! the axis (`patch = [[3, 2]]`). The other keys are those of a plan's `[relu.LAYER]`
+//! table and are checked the same way.
+
+use super::plan::PlanSpec;
+use super::{from_table, parse_toml, read_text};
+use crate::cost::profile::Profile;
+use crate::error::{Error, Result};
+use crate::train::TrainConfig;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone)]
+pub struct SweepSpec {
+    pub path: PathBuf,
+    /// Names the output folder `output/<name>/`; the file's stem when not given.
+    pub name: String,
+    pub description: Option<String>,
+    /// Resolved against the sweep file's folder.
+    pub architecture: PathBuf,
+    pub dataset: Option<String>,
+    /// A built-in protocol name, or a protocol file resolved against the sweep's folder.
+    pub protocol: String,
+    pub profiles: BTreeMap<String, Profile>,
+    pub train: TrainConfig,
+    /// Images per split to train on (all when absent).
+    pub train_images: Option<usize>,
+    pub simulate: SimulateSettings,
+    pub points: Vec<NamedPoint>,
+    pub grids: Vec<Grid>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SimulateSettings {
+    /// Secure inferences per design point (0 skips the stage).
+    pub samples: usize,
+    pub frac_bits: u32,
+}
+
+impl Default for SimulateSettings {
+    fn default() -> Self {
+        SimulateSettings { samples: 2, frac_bits: 13 }
+    }
+}
+
+/// What the paper reports for a named point, to print and plot beside ours.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Paper {
+    /// Which table of the paper, e.g. "5" or "6 (Fashion-MNIST)".
+    pub table: Option<String>,
+    /// Plaintext test accuracy, percent.
+    pub accuracy: Option<f64>,
+    /// Table 8's secure-inference figures, where it has the row.
+    pub megabytes: Option<f64>,
+    pub rounds: Option<u64>,
+    pub seconds: Option<f64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NamedPoint {
+    pub name: String,
+    pub plan: PlanSpec,
+    pub paper: Option<Paper>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPoint {
+    name: Option<String>,
+    plan: PathBuf,
+    paper: Option<Paper>,
+}
+
+/// One grid of the design space, kept as written until the network's ReLU layers
+/// are known (`expand`).
+#[derive(Debug, Clone)]
+pub struct Grid {
+    pub name: String,
+    /// Each entry is one choice of shared layers; `None`: every ReLU layer.
+    pub layers: Option<Vec<Vec<String>>>,
+    pub per_layer: bool,
+    /// Plan keys in file order (sorted); one value, or several (an axis).
+    pub keys: Vec<(String, Vec<toml::Value>)>,
+}
+
+/// A point of a grid, before it is checked against the network.
+#[derive(Debug, Clone)]
+pub struct GridPoint {
+    pub name: String,
+    /// The axis values that name it, `key=value` joined by `/`.
+    pub parameters: String,
+    /// `Err`: the combination is not a valid plan (reported, skipped).
+    pub plan: std::result::Result<PlanSpec, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSweep {
+    name: Option<String>,
+    description: Option<String>,
+    architecture: PathBuf,
+    dataset: Option<String>,
+    protocol: Option<String>,
+    #[serde(default)]
+    profile: BTreeMap<String, Profile>,
+    #[serde(default)]
+    train: toml::Table,
+    train_images: Option<usize>,
+    #[serde(default)]
+    simulate: SimulateSettings,
+    #[serde(default)]
+    point: Vec<toml::Table>,
+    #[serde(default)]
+    grid: Vec<toml::Table>,
+}
+
+impl SweepSpec {
+    pub fn load(path: &Path) -> Result<SweepSpec> {
+        let text = read_text(path)?;
+        Self::parse(path, &text)
+    }
+
+    pub fn parse(path: &Path, text: &str) -> Result<SweepSpec> {
+        let raw: RawSweep = parse_toml(path, text)?;
+        let folder = path.parent().unwrap_or(Path::new("."));
+        let name = match raw.name {
+            Some(n) if !n.trim().is_empty() => n,
+            Some(_) => return Err(Error::invalid(path, Some("key \"name\"".into()), "must not be empty")),
+            None => path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "sweep".into()),
+        };
+        if name.contains(['/', '\\']) || name.starts_with('.') {
+            return Err(Error::invalid(path, Some("key \"name\"".into()), "names the output folder: no slashes, no leading dot"));
+        }
+        let train: TrainConfig = from_table(path, "[train]", raw.train)?;
+        train.check(path)?;
+        let protocol = match raw.protocol {
+            None => "securenn".to_string(),
+            Some(p) if crate::cost::protocol::ProtocolTable::builtin(&p).is_some() => p,
+            Some(p) => folder.join(p).to_string_lossy().into_owned(),
+        };
+        let mut points = Vec::new();
+        for (i, table) in raw.point.into_iter().enumerate() {
+            let label = format!("[[point]] #{}", i + 1);
+            let rp: RawPoint = from_table(path, &label, table)?;
+            let plan = PlanSpec::load(&folder.join(&rp.plan))?;
+            let name = rp.name.unwrap_or_else(|| plan.name.clone());
+            if points.iter().any(|p: &NamedPoint| p.name == name) {
+                return Err(Error::invalid(path, Some(label), format!("a second point named \"{name}\"")));
+            }
+            points.push(NamedPoint { name, plan, paper: rp.paper });
+        }
+        let grids = raw.grid.into_iter().enumerate().map(|(i, t)| Grid::parse(path, i, t)).collect::<Result<Vec<_>>>()?;
+        if points.is_empty() && grids.is_empty() {
+            return Err(Error::invalid(path, None, "no design points: add [[point]] or [[grid]] tables"));
+        }
+        Ok(SweepSpec {
+            path: path.to_path_buf(),
+            name,
+            description: raw.description,
+            architecture: folder.join(raw.architecture),
+            dataset: raw.dataset,
+            protocol,
+            profiles: raw.profile,
+            train,
+            train_images: raw.train_images,
+            simulate: raw.simulate,
+            points,
+            grids,
+        })
+    }
+}
+
+impl Grid {
+    fn parse(path: &Path, index: usize, mut table: toml::Table) -> Result<Grid> {
+        let label = format!("[[grid]] #{}", index + 1);
+        let at = |key: &str| Some(format!("{label}: key \"{key}\""));
+        let name = match table.remove("name") {
+            Some(toml::Value::String(s)) if !s.is_empty() => s,
+            Some(_) => return Err(Error::syntax(path, at("name"), "must be a non-empty string")),
+            None => return Err(Error::syntax(path, Some(label), "needs key \"name\" (it prefixes the names of its points)")),
+        };
+        let label = format!("[[grid]] \"{name}\"");
+        let at = |key: &str| Some(format!("{label}: key \"{key}\""));
+        let per_layer = match table.remove("per_layer") {
+            None => false,
+            Some(toml::Value::Boolean(b)) => b,
+            Some(_) => return Err(Error::syntax(path, at("per_layer"), "must be true or false")),
+        };
+        let names = |v: &toml::Value| -> Option<Vec<String>> {
+            v.as_array()?.iter().map(|s| s.as_str().map(str::to_string)).collect()
+        };
+        let layers = match table.remove("layers") {
+            None => None,
+            Some(v) => {
+                let sets = if let Some(one) = names(&v) {
+                    vec![one]
+                } else {
+                    v.as_array().and_then(|a| a.iter().map(names).collect::<Option<Vec<_>>>()).ok_or_else(|| {
+                        Error::syntax(path, at("layers"), "must be an array of ReLU layer names, or an array of such arrays (an axis)")
+                    })?
+                };
+                if sets.iter().any(Vec::is_empty) || sets.is_empty() {
+                    return Err(Error::invalid(path, at("layers"), "an empty set of layers"));
+                }
+                if per_layer && sets.len() > 1 {
+                    return Err(Error::invalid(path, at("layers"), "with per_layer = true, give one set of layers"));
+                }
+                Some(sets)
+            }
+        };
+        let mut keys = Vec::new();
+        for (key, value) in table {
+            let values = match value {
+                toml::Value::Array(a) if a.is_empty() => return Err(Error::invalid(path, at(&key), "an empty axis")),
+                toml::Value::Array(a) => a,
+                v => vec![v],
+            };
+            keys.push((key, values));
+        }
+        if !keys.iter().any(|(k, _)| k == "group") {
+            return Err(Error::syntax(path, Some(label), "needs key \"group\" (as in a plan's [relu.LAYER] table)"));
+        }
+        Ok(Grid { name, layers, per_layer, keys })
+    }
+
+    /// Every combination of the grid's axes, over `relu_layers` when the grid names no
+    /// layers. Points whose plan is not valid carry the reason.
+    pub fn expand(&self, path: &Path, relu_layers: &[String]) -> Result<Vec<GridPoint>> {
+        let layer_sets = self.layers.clone().unwrap_or_else(|| vec![relu_layers.to_vec()]);
+        // The axes: (label, layer it applies to or None for all, key, values).
+        let mut axes: Vec<(String, Option<String>, String, Vec<toml::Value>)> = Vec::new();
+        if layer_sets.len() > 1 {
+            let values = layer_sets.iter().map(|s| toml::Value::Array(s.iter().cloned().map(toml::Value::String).collect())).collect();
+            axes.push(("layers".into(), None, "layers".into(), values));
+        }
+        for (key, values) in &self.keys {
+            if self.per_layer && values.len() > 1 {
+                for layer in &layer_sets[0] {
+                    axes.push((format!("{layer}.{key}"), Some(layer.clone()), key.clone(), values.clone()));
+                }
+            } else {
+                axes.push((key.clone(), None, key.clone(), values.clone()));
+            }
+        }
+        let sizes: Vec<usize> = axes.iter().map(|a| a.3.len()).collect();
+        let total: usize = sizes.iter().product();
+        let mut out = Vec::with_capacity(total);
+        let mut index = vec![0usize; axes.len()];
+        for _ in 0..total {
+            let mut chosen_layers = &layer_sets[0];
+            let mut named = Vec::new();
+            let mut relu = toml::Table::new();
+            let value_of = |i: usize| &axes[i].3[index[i]];
+            for (i, (label, _, key, values)) in axes.iter().enumerate() {
+                if values.len() > 1 {
+                    named.push(format!("{label}={}", show(value_of(i))));
+                }
+                if key == "layers" {
+                    chosen_layers = &layer_sets[index[i]];
+                }
+            }
+            for layer in chosen_layers {
+                let mut entry = toml::Table::new();
+                for (i, (_, only, key, _)) in axes.iter().enumerate() {
+                    if key == "layers" || only.as_ref().is_some_and(|l| l != layer) {
+                        continue;
+                    }
+                    entry.insert(key.clone(), value_of(i).clone());
+                }
+                relu.insert(layer.clone(), toml::Value::Table(entry));
+            }
+            let parameters = named.join("/");
+            let name = if parameters.is_empty() { self.name.clone() } else { format!("{}/{parameters}", self.name) };
+            let within = format!("[[grid]] \"{}\" point {name}: ", self.name);
+            let plan = match PlanSpec::from_relu_table(path, &within, name.clone(), relu) {
+                Ok(p) => Ok(p),
+                // A typo'd key or a value of the wrong type is the file's fault: stop.
+                Err(e @ Error::Syntax { .. }) => return Err(e),
+                Err(e) => Err(e.to_string()),
+            };
+            out.push(GridPoint { name, parameters, plan });
+            // Next combination, last axis fastest.
+            for i in (0..axes.len()).rev() {
+                index[i] += 1;
+                if index[i] < sizes[i] {
+                    break;
+                }
+                index[i] = 0;
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// A grid value as it appears in a point's name: `3`, `3x2`, `learned`, `0.2`,
+/// `relu1+relu2`.
+fn show(v: &toml::Value) -> String {
+    match v {
+        toml::Value::String(s) => s.clone(),
+        toml::Value::Integer(i) => i.to_string(),
+        toml::Value::Float(f) => f.to_string(),
+        toml::Value::Boolean(b) => b.to_string(),
+        toml::Value::Array(a) if a.iter().all(|x| x.is_integer()) => a.iter().map(show).collect::<Vec<_>>().join("x"),
+        toml::Value::Array(a) => a.iter().map(show).collect::<Vec<_>>().join("+"),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::plan::Grouping;
+
+    fn parse(text: &str) -> Result<SweepSpec> {
+        SweepSpec::parse(Path::new("sweeps/s.toml"), text)
+    }
+
+    const HEAD: &str = "architecture = \"a.toml\"\n";
+
+    #[test]
+    fn a_grid_is_the_product_of_its_array_keys() {
+        let s = parse(&format!(
+            "{HEAD}[[grid]]\nname = \"patch\"\ngroup = \"patch\"\npatch = [1, 3, [3, 2]]\ndecision = [\"center\", \"mean\"]\n"
+        ))
+        .unwrap();
+        assert_eq!(s.name, "s");
+        assert_eq!(s.architecture, Path::new("sweeps/a.toml"));
+        let points = s.grids[0].expand(&s.path, &["relu1".into(), "relu2".into()]).unwrap();
+        let names: Vec<_> = points.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "patch/decision=center/patch=1",
+                "patch/decision=center/patch=3",
+                "patch/decision=center/patch=3x2",
+                "patch/decision=mean/patch=1",
+                "patch/decision=mean/patch=3",
+                "patch/decision=mean/patch=3x2"
+            ]
+        );
+        let plan = points[2].plan.as_ref().unwrap();
+        assert_eq!(plan.relu.len(), 2);
+        assert!(matches!(plan.relu["relu2"].grouping, Grouping::Patch { size: (3, 2), .. }));
+    }
+
+    #[test]
+    fn per_layer_axes_and_layer_sets() {
+        let s = parse(&format!(
+            "{HEAD}[[grid]]\nname = \"g\"\nlayers = [\"a\", \"b\"]\nper_layer = true\ngroup = \"patch\"\npatch = [2, 4]\n[[grid]]\nname = \"h\"\nlayers = [[\"a\"], [\"a\", \"b\"]]\ngroup = \"channel\"\n"
+        ))
+        .unwrap();
+        let g = s.grids[0].expand(&s.path, &[]).unwrap();
+        assert_eq!(g.len(), 4);
+        assert_eq!(g[1].name, "g/a.patch=2/b.patch=4");
+        let p = g[1].plan.as_ref().unwrap();
+        assert!(matches!(p.relu["b"].grouping, Grouping::Patch { size: (4, 4), .. }));
+        let h = s.grids[1].expand(&s.path, &[]).unwrap();
+        assert_eq!(h.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), ["h/layers=a", "h/layers=a+b"]);
+        assert_eq!(h[0].plan.as_ref().unwrap().relu.len(), 1);
+    }
+
+    #[test]
+    fn invalid_combinations_are_kept_with_the_reason_and_typos_stop() {
+        let s = parse(&format!("{HEAD}[[grid]]\nname = \"g\"\ngroup = [\"patch\", \"channel\"]\npatch = 2\n")).unwrap();
+        let g = s.grids[0].expand(&s.path, &["r".into()]).unwrap();
+        assert!(g[0].plan.is_ok());
+        let reason = g[1].plan.as_ref().unwrap_err();
+        assert!(reason.contains("point g/group=channel") && reason.contains("\"patch\" does not apply"), "{reason}");
+        let s = parse(&format!("{HEAD}[[grid]]\nname = \"g\"\ngroup = \"patch\"\npach = 2\n")).unwrap();
+        let e = s.grids[0].expand(&s.path, &["r".into()]).unwrap_err().to_string();
+        assert!(e.starts_with("sweeps/s.toml: [[grid]] \"g\" point g: [relu.r]") && e.contains("pach"), "{e}");
+    }
+
+    #[test]
+    fn errors_name_the_table_and_key() {
+        let e = parse(HEAD).unwrap_err().to_string();
+        assert!(e.contains("no design points"), "{e}");
+        let e = parse(&format!("{HEAD}[[grid]]\ngroup = \"patch\"\n")).unwrap_err().to_string();
+        assert!(e.contains("[[grid]] #1") && e.contains("\"name\""), "{e}");
+        let e = parse(&format!("{HEAD}[train]\nepochz = 3\n[[grid]]\nname = \"g\"\ngroup = \"channel\"\n")).unwrap_err().to_string();
+        assert!(e.contains("[train]") && e.contains("epochz"), "{e}");
+        let e = parse(&format!("{HEAD}[[point]]\nplan = \"missing.toml\"\n")).unwrap_err().to_string();
+        assert!(e.starts_with("sweeps/missing.toml: cannot read"), "{e}");
+        let e = parse(&format!("{HEAD}[[grid]]\nname = \"g\"\ngroup = \"patch\"\npatch = []\n")).unwrap_err().to_string();
+        assert!(e.contains("key \"patch\": an empty axis"), "{e}");
+    }
+}

@@ -1,0 +1,293 @@
+//! `explore sweep`: every design point of a sweep file through the stages cost ->
+//! training -> secure simulation, each finished stage stored under `output/<sweep>/`
+//! by a key of everything that determines it, then the tables and plots.
+//!
+//! Points run one after another: the two heavy stages are already parallel inside
+//! (training over chunks of each batch, the simulation over its samples), so running
+//! points side by side would not use the two cores better, would hold several models
+//! and datasets' worth of buffers, and would land each finished point later.
+
+pub mod results;
+pub mod store;
+
+use crate::cost::{self, profile, protocol::ProtocolTable};
+use crate::error::{Error, Result};
+use crate::graph::Network;
+use crate::sharing::{self, Planned};
+use crate::spec::sweep::{Paper, SweepSpec};
+use crate::spec::{ArchSpec, PlanSpec};
+use crate::{data, simulate};
+use results::{LayerRelus, Row, SimRecord, Source, TrainRecord};
+use std::path::{Path, PathBuf};
+
+/// Bumped when a stage's stored result would differ for the same inputs (a change to
+/// the training loop or the simulator that the other parts of a key cannot see).
+const STAGE_VERSION: &str = concat!("explore ", env!("CARGO_PKG_VERSION"), " stages 1");
+
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Skip training (accuracy columns stay empty).
+    pub no_train: bool,
+    pub epochs: Option<usize>,
+    pub data: Option<PathBuf>,
+    /// Secure inferences per point, overriding the sweep's `[simulate] samples`.
+    pub samples: Option<usize>,
+    pub train_images: Option<usize>,
+    /// Where `<sweep name>/` goes (`output` by default).
+    pub out_root: PathBuf,
+    /// No progress bars (tests, logs).
+    pub quiet: bool,
+}
+
+/// What a sweep did, for the CLI's summary.
+#[derive(Debug)]
+pub struct Outcome {
+    pub dir: PathBuf,
+    pub rows: Vec<Row>,
+    /// Point name and why it was skipped.
+    pub skipped: Vec<(String, String)>,
+    /// Stages run now, and stages found in the store.
+    pub computed: usize,
+    pub reused: usize,
+    /// Set when no dataset was found: how to add one.
+    pub note: Option<String>,
+    pub plots: Vec<PathBuf>,
+    pub plot_note: Option<String>,
+}
+
+/// A design point before pricing.
+struct Candidate {
+    name: String,
+    source: Source,
+    parameters: String,
+    paper: Option<Paper>,
+    plan: PlanSpec,
+}
+
+pub fn run(spec: &SweepSpec, opts: &Options) -> Result<Outcome> {
+    let arch_text = crate::spec::read_text(&spec.architecture)?;
+    let network = Network::build(&ArchSpec::load(&spec.architecture)?)?;
+    let table = match ProtocolTable::builtin(&spec.protocol) {
+        Some(t) => t,
+        None => ProtocolTable::load(Path::new(&spec.protocol))?,
+    };
+    let profiles = profile::merge(&spec.path, spec.profiles.clone())?;
+    let relu_names: Vec<String> = sharing::relu_layers(&network).map(|n| network.node(n).name.clone()).collect();
+
+    let (candidates, mut skipped) = candidates(spec, &relu_names)?;
+    // Points whose plan does not fit the network are reported and skipped.
+    let mut valid = Vec::new();
+    for c in candidates {
+        match Planned::new(&network, &c.plan) {
+            Ok(_) => valid.push(c),
+            Err(e) => skipped.push((c.name, e.to_string())),
+        }
+    }
+
+    let mut cfg = spec.train.clone();
+    if let Some(e) = opts.epochs {
+        cfg.epochs = e;
+    }
+    let samples = opts.samples.unwrap_or(spec.simulate.samples);
+    let train_images = opts.train_images.or(spec.train_images);
+    let input_shape = network.node(network.input).output.0.clone();
+    let data_dir = data::locate(opts.data.as_deref(), &input_shape);
+    let note = match (&data_dir, opts.no_train) {
+        (None, false) => Some(format!(
+            "no {} data found: accuracy columns are empty; add --data DIR or EXPLORE_DATA=DIR (see README, Datasets)",
+            spec.dataset.as_deref().unwrap_or("training")
+        )),
+        _ => None,
+    };
+    let training = data_dir.is_some() && !opts.no_train;
+    // Identifies the data by where it is and how much of it is used; loading it just
+    // to hash it would make a rerun slow.
+    let data_id = match &data_dir {
+        Some(d) => format!("{} limit {train_images:?}", std::fs::canonicalize(d).unwrap_or(d.clone()).display()),
+        None => String::new(),
+    };
+
+    let dir = opts.out_root.join(&spec.name);
+    let mut dataset: Option<data::Dataset> = None;
+    let bars = Bars::new(valid.len(), opts.quiet);
+    let (mut computed, mut reused) = (0, 0);
+    let baseline_plan = PlanSpec::original();
+    let baseline = cost::price(&Planned::new(&network, &baseline_plan)?, &table, None, &profiles);
+    let mut rows = Vec::new();
+    for c in &valid {
+        // Checked above.
+        let planned = Planned::new(&network, &c.plan)?;
+        bars.point(&c.name);
+        let priced = cost::price(&planned, &table, None, &profiles);
+        let plan_id = format!("{:?}", c.plan.relu);
+        let cfg_id = serde_json::to_string(&cfg).expect("a config serialises");
+
+        let mut trained = None;
+        let mut train_key = None;
+        if training {
+            let key = store::key(&[STAGE_VERSION, "train", &arch_text, &plan_id, &cfg_id, &data_id]);
+            let json = dir.join("train").join(format!("{key}.json"));
+            let ckpt = dir.join("train").join(format!("{key}.safetensors"));
+            let record = match store::read_json::<TrainRecord>(&json).filter(|_| ckpt.is_file()) {
+                Some(r) => {
+                    reused += 1;
+                    r
+                }
+                None => {
+                    bars.stage(&c.name, "training");
+                    let shape = &input_shape;
+                    let path = data_dir.as_deref().expect("training implies a data folder");
+                    if dataset.is_none() {
+                        dataset = Some(bars.suspend(|| data::load(path, train_images, shape))?);
+                    }
+                    let ds = dataset.as_ref().expect("loaded just above");
+                    let tmp = store::temporary(&ckpt);
+                    let report = crate::train_planned(&planned, ds, None, Some(&tmp), &cfg, bars.epoch_bar())?;
+                    std::fs::rename(&tmp, &ckpt).map_err(|source| Error::Write { path: ckpt.clone(), source })?;
+                    let record = TrainRecord::from(&report);
+                    store::write_json(&json, &record)?;
+                    computed += 1;
+                    record
+                }
+            };
+            trained = Some((record, ckpt));
+            train_key = Some(key);
+        }
+
+        let mut sim = None;
+        if samples > 0 {
+            let sim_opts = simulate::Options { samples, seed: cfg.seed, frac: spec.simulate.frac_bits, masking: None };
+            let prediction = serde_json::to_string(&priced).expect("a cost report serialises");
+            let weights = train_key.clone().unwrap_or_else(|| format!("random seed {}", cfg.seed));
+            let inputs = if trained.is_some() { data_id.clone() } else { "generated".into() };
+            let key = store::key(&[STAGE_VERSION, "simulate", &arch_text, &plan_id, &prediction, &format!("{sim_opts:?}"), &weights, &inputs]);
+            let json = dir.join("simulate").join(format!("{key}.json"));
+            let record = match store::read_json::<SimRecord>(&json) {
+                Some(r) => {
+                    reused += 1;
+                    r
+                }
+                None => {
+                    bars.stage(&c.name, "secure simulation");
+                    let ckpt = trained.as_ref().map(|(_, p)| p.as_path());
+                    let data = if trained.is_some() { data_dir.as_deref() } else { None };
+                    let report = crate::simulate_planned(&planned, ckpt, data, &table, &sim_opts)?;
+                    let record = SimRecord::from(&report);
+                    store::write_json(&json, &record)?;
+                    computed += 1;
+                    record
+                }
+            };
+            sim = Some((record, key));
+        }
+
+        let layers = sharing::relu_layers(&network)
+            .map(|n| {
+                let layer = network.node(n);
+                let channels = network.input_shape(n).chw().map_or(1, |(c, _, _)| c);
+                // Cost layers follow the network's order, as `relu_layers` does.
+                let relus = priced.layers.iter().find(|l| l.name == layer.name).map_or(0, |l| l.relus);
+                LayerRelus { name: layer.name.clone(), channels, relus }
+            })
+            .collect();
+        let row = Row::new(
+            c.name.clone(),
+            c.source.clone(),
+            c.parameters.clone(),
+            c.plan.relu.iter().map(|(l, p)| format!("{l}: {p}")).collect::<Vec<_>>().join("; "),
+            c.paper.clone(),
+            layers,
+            &priced,
+            &baseline,
+            cfg.seed,
+            trained.map(|(r, _)| (r, train_key.unwrap_or_default())),
+            sim,
+        );
+        bars.done(&row.summary());
+        rows.push(row);
+    }
+    bars.finish();
+
+    let relu_columns: Vec<String> = relu_names.clone();
+    let profile_names: Vec<String> = profiles.iter().map(|p| p.name.clone()).collect();
+    results::write_results(&dir.join("results.csv"), &rows, &relu_columns, &profile_names)?;
+    let fronts = results::pareto(&rows, &profile_names);
+    results::write_pareto(&dir.join("pareto.csv"), &fronts, &rows)?;
+    results::write_skipped(&dir.join("skipped.csv"), &skipped)?;
+    let (plots, plot_note) = match crate::plot::sweep_plots(&dir, &spec.name, &network.name, &rows, &fronts, &profile_names) {
+        Ok(p) => (p, None),
+        Err(e) => (vec![], Some(e)),
+    };
+    Ok(Outcome { dir, rows, skipped, computed, reused, note, plots, plot_note })
+}
+
+/// Named points first, in file order, then each grid's points.
+fn candidates(spec: &SweepSpec, relu_names: &[String]) -> Result<(Vec<Candidate>, Vec<(String, String)>)> {
+    let mut out: Vec<Candidate> = spec
+        .points
+        .iter()
+        .map(|p| Candidate { name: p.name.clone(), source: Source::Named, parameters: String::new(), paper: p.paper.clone(), plan: p.plan.clone() })
+        .collect();
+    let mut skipped = Vec::new();
+    for grid in &spec.grids {
+        for gp in grid.expand(&spec.path, relu_names)? {
+            if out.iter().any(|c| c.name == gp.name) {
+                return Err(Error::invalid(&spec.path, Some(format!("[[grid]] \"{}\"", grid.name)), format!("a second point named \"{}\"", gp.name)));
+            }
+            match gp.plan {
+                Ok(plan) => out.push(Candidate { name: gp.name, source: Source::Grid(grid.name.clone()), parameters: gp.parameters, paper: None, plan }),
+                Err(reason) => skipped.push((gp.name, reason)),
+            }
+        }
+    }
+    Ok((out, skipped))
+}
+
+/// The sweep's progress: a bar of points, and under it the current training epoch.
+struct Bars {
+    multi: indicatif::MultiProgress,
+    points: indicatif::ProgressBar,
+    quiet: bool,
+}
+
+impl Bars {
+    fn new(total: usize, quiet: bool) -> Bars {
+        let multi = indicatif::MultiProgress::new();
+        if quiet {
+            multi.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+        }
+        let points = multi.add(indicatif::ProgressBar::new(total as u64));
+        points.set_style(
+            indicatif::ProgressStyle::with_template("points [{bar:30}] {pos}/{len} {elapsed} {msg}").expect("a valid template").progress_chars("=> "),
+        );
+        Bars { multi, points, quiet }
+    }
+
+    fn point(&self, name: &str) {
+        self.points.set_message(name.to_string());
+    }
+
+    fn stage(&self, name: &str, stage: &str) {
+        self.points.set_message(format!("{name}: {stage}"));
+    }
+
+    fn epoch_bar(&self) -> indicatif::ProgressBar {
+        self.multi.add(indicatif::ProgressBar::new(0))
+    }
+
+    fn suspend<R>(&self, f: impl FnOnce() -> R) -> R {
+        self.multi.suspend(f)
+    }
+
+    /// One log line per finished point, also when the bars are not drawn.
+    fn done(&self, line: &str) {
+        if !self.quiet {
+            self.multi.suspend(|| eprintln!("{line}"));
+        }
+        self.points.inc(1);
+    }
+
+    fn finish(&self) {
+        self.points.finish_and_clear();
+    }
+}
