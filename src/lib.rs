@@ -5,6 +5,7 @@
 //! protocol table) -> `report` (table, CSV, JSON).
 
 pub mod compare;
+pub mod cluster;
 pub mod cost;
 pub mod data;
 pub mod error;
@@ -89,18 +90,7 @@ pub fn simulate_planned(
     let inputs = match data_dir {
         None => simulate::Inputs::Generated,
         Some(dir) => {
-            let shape = network.node(network.input).output.0.clone();
-            let mut ds = data::load_raw(dir, Some(opts.samples), &shape)?;
-            // Normalise as the checkpoint was trained; without one, by these images.
-            let parse = |key: &str| -> Option<Vec<f32>> {
-                let text = meta.as_ref()?.get(key)?;
-                text.trim_matches(|c| c == '[' || c == ']').split(',').map(|v| v.trim().parse().ok()).collect()
-            };
-            let (mean, std) = match (parse("input_mean"), parse("input_std")) {
-                (Some(m), Some(s)) if m.len() == shape[0] && s.len() == shape[0] => (m, s),
-                _ => data::channel_stats(&ds.test),
-            };
-            data::normalise_with(&mut ds, &mean, &std);
+            let ds = load_as_trained(dir, opts.samples, network, meta.as_ref())?;
             let images = (0..ds.test.len()).map(|i| ds.test.image(i).to_vec()).collect();
             simulate::Inputs::Images { images, labels: ds.test.labels.clone(), source: format!("test images of {}", dir.display()) }
         }
@@ -108,6 +98,28 @@ pub fn simulate_planned(
     // Inference runs batchnorm folded into the layer before it.
     let params = params.folded(network);
     Ok(simulate::simulate(planned, table, opts, &params, &described, &inputs))
+}
+
+/// At most `limit` images per split of the dataset in `dir`, normalised as the
+/// checkpoint with metadata `meta` was trained (without one, by the test images).
+fn load_as_trained(
+    dir: &Path,
+    limit: usize,
+    network: &graph::Network,
+    meta: Option<&std::collections::HashMap<String, String>>,
+) -> error::Result<data::Dataset> {
+    let shape = network.node(network.input).output.0.clone();
+    let mut ds = data::load_raw(dir, Some(limit), &shape)?;
+    let parse = |key: &str| -> Option<Vec<f32>> {
+        let text = meta?.get(key)?;
+        text.trim_matches(|c| c == '[' || c == ']').split(',').map(|v| v.trim().parse().ok()).collect()
+    };
+    let (mean, std) = match (parse("input_mean"), parse("input_std")) {
+        (Some(m), Some(s)) if m.len() == shape[0] && s.len() == shape[0] => (m, s),
+        _ => data::channel_stats(&ds.test),
+    };
+    data::normalise_with(&mut ds, &mean, &std);
+    Ok(ds)
 }
 
 /// The dataset directory for a network (`--data`, `EXPLORE_DATA`, or a known place),
@@ -254,4 +266,146 @@ pub fn record_files(
         std::fs::write(out, bytes).map_err(|source| error::Error::Write { path: out.to_path_buf(), source })?;
     }
     Ok(tv)
+}
+
+/// What `explore cluster` asks for.
+pub struct ClusterRequest<'a> {
+    pub arch: &'a Path,
+    pub plan: Option<&'a Path>,
+    pub weights: &'a Path,
+    pub data_dir: Option<&'a Path>,
+    /// ReLU layers to cluster (their inputs' decision patterns).
+    pub layers: &'a [String],
+    pub window: spec::plan::Window,
+    pub edge: spec::Edge,
+    pub clusters: usize,
+    /// Training images to record.
+    pub samples: usize,
+    /// The assignment file (safetensors); maps go beside it as `<stem>-<layer>.png`.
+    pub out: &'a Path,
+    /// A plan TOML that uses the assignment, when wanted.
+    pub plan_out: Option<&'a Path>,
+}
+
+/// Records a trained network's ReLU patterns on training images, clusters each chosen
+/// layer, and writes the assignment, a cluster map per layer and optionally a plan.
+pub fn cluster_files(req: &ClusterRequest) -> error::Result<cluster::ClusterReport> {
+    use spec::plan::Window;
+    let (network, plan) = load_network_and_plan(req.arch, req.plan)?;
+    let planned = sharing::Planned::new(&network, &plan)?;
+    let (params, meta) = train::checkpoint::load(req.weights, &planned)?;
+    let dir = locate_data(req.arch, &network, req.data_dir)?;
+    let dataset = load_as_trained(&dir, req.samples, &network, Some(&meta))?;
+    let nodes = req
+        .layers
+        .iter()
+        .map(|name| match network.find(name) {
+            Some(n) if network.node(n).op == Some(spec::Op::Relu) => Ok(n),
+            _ => Err(error::Error::invalid(req.arch, Some(format!("--layers {name}")), "no ReLU layer of that name")),
+        })
+        .collect::<error::Result<Vec<_>>>()?;
+    let started = std::time::Instant::now();
+    let prepared = train::net::Prepared::new(&planned);
+    let (patterns, _) = train::record::record(&prepared, &params, &dataset.train, &nodes, req.samples);
+    let record_seconds = started.elapsed().as_secs_f64();
+    let mut layers = Vec::new();
+    let mut tensors: Vec<(String, Vec<u8>, Vec<usize>)> = Vec::new();
+    let write_err = |path: &Path, e: String| error::Error::Write { path: path.to_path_buf(), source: std::io::Error::other(e) };
+    for p in &patterns {
+        let t = std::time::Instant::now();
+        let ids = cluster::cluster_layer(p, req.window, req.edge, req.clusters)
+            .map_err(|m| error::Error::invalid(req.arch, Some(format!("layer \"{}\"", p.layer)), m))?;
+        let seconds = t.elapsed().as_secs_f64();
+        let (c, h, w) = (p.shape[0], p.shape[1], p.shape[2]);
+        let stem = req.out.with_extension("");
+        let map = std::path::PathBuf::from(format!("{}-{}.png", stem.display(), p.layer));
+        cluster::map_image(&ids, (c, h, w), if h <= 16 { 6 } else { 3 }).save(&map).map_err(|e| write_err(&map, e.to_string()))?;
+        // Largest cluster's share of its window, averaged over windows: 1/k when
+        // balanced, near 1 when one background cluster takes almost everything.
+        let rects = sharing::window_rects(h, w, req.window, req.edge);
+        let mut share = 0.0;
+        for ch in 0..c {
+            for ((y0, y1), (x0, x1)) in &rects {
+                let mut count = vec![0usize; req.clusters];
+                for y in *y0..*y1 {
+                    for x in *x0..*x1 {
+                        count[ids[(ch * h + y) * w + x] as usize] += 1;
+                    }
+                }
+                share += *count.iter().max().unwrap_or(&0) as f64 / ((y1 - y0) * (x1 - x0)) as f64;
+            }
+        }
+        layers.push(cluster::ClusterLayer {
+            layer: p.layer.clone(),
+            shape: p.shape.clone(),
+            decisions_per_channel: rects.len() * req.clusters,
+            largest_cluster_share: share / (c * rects.len()) as f64,
+            seconds,
+            map: map.display().to_string(),
+        });
+        tensors.push((p.layer.clone(), ids.iter().flat_map(|v| v.to_le_bytes()).collect(), p.shape.clone()));
+    }
+    let views: Vec<(String, safetensors::tensor::TensorView)> = tensors
+        .iter()
+        .map(|(name, bytes, shape)| {
+            // Bytes and shape come from the same clustering.
+            (name.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::U32, shape.clone(), bytes).expect("shape matches data"))
+        })
+        .collect();
+    let window_text = match req.window {
+        Window::Full => "full".to_string(),
+        Window::Size(h, w) => format!("{h}x{w}"),
+    };
+    let edge_text = if req.edge == spec::Edge::Merge { "merge" } else { "partial" };
+    let mut info = std::collections::HashMap::new();
+    info.insert("architecture".to_string(), network.name.clone());
+    info.insert("weights".to_string(), req.weights.display().to_string());
+    info.insert("images".to_string(), patterns.first().map_or(0, |p| p.images).to_string());
+    info.insert("window".to_string(), window_text.clone());
+    info.insert("edge".to_string(), edge_text.to_string());
+    info.insert("clusters".to_string(), req.clusters.to_string());
+    info.insert("method".to_string(), "single-linkage agglomerative, Hamming distance of ReLU decisions".to_string());
+    let bytes = safetensors::serialize(views, Some(info)).map_err(|e| write_err(req.out, e.to_string()))?;
+    sweep::store::write_atomic(req.out, &bytes)?;
+    if let Some(plan_out) = req.plan_out {
+        // The plan names the assignment by a path relative to itself when they share a folder.
+        let same_folder = std::fs::canonicalize(plan_out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")))
+            .ok()
+            .zip(std::fs::canonicalize(req.out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."))).ok())
+            .is_some_and(|(a, b)| a == b);
+        let assignment = if same_folder {
+            req.out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+        } else {
+            std::fs::canonicalize(req.out).unwrap_or(req.out.to_path_buf()).display().to_string()
+        };
+        let window_toml = match req.window {
+            Window::Full => "\"full\"".to_string(),
+            Window::Size(h, w) if h == w => h.to_string(),
+            Window::Size(h, w) => format!("[{h}, {w}]"),
+        };
+        let mut text = format!(
+            "# Written by explore cluster: {} clusters per {window_text} window of each channel, from the ReLU\n# decisions of {} on {} training images.\nname = \"{}\"\narchitecture = \"{}\"\n",
+            req.clusters,
+            req.weights.display(),
+            patterns.first().map_or(0, |p| p.images),
+            plan_out.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "clusters".into()),
+            network.name
+        );
+        for l in &layers {
+            text += &format!(
+                "\n[relu.{}]\ngroup = \"clusters\"\nwindow = {window_toml}\nclusters = {}\nedge = \"{edge_text}\"\ndecision = \"learned\"\nweights = \"public\"\nassignment = \"{assignment}\"\n",
+                l.layer, req.clusters
+            );
+        }
+        sweep::store::write_atomic(plan_out, text.as_bytes())?;
+    }
+    Ok(cluster::ClusterReport {
+        architecture: network.name.clone(),
+        images: patterns.first().map_or(0, |p| p.images),
+        record_seconds,
+        threads: rayon::current_num_threads(),
+        layers,
+        assignment: req.out.display().to_string(),
+        plan: req.plan_out.map(|p| p.display().to_string()),
+    })
 }

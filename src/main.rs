@@ -79,6 +79,9 @@ enum Command {
         /// No progress bars or per-point lines on standard error.
         #[arg(long, short)]
         quiet: bool,
+        /// Only the sweep's named points (the paper's rows), not its grids.
+        #[arg(long)]
+        named_only: bool,
     },
     /// Run secure inference under SecureNN, message by message, on generated inputs:
     /// measured rounds and bits per layer beside the cost model's prediction, the
@@ -191,6 +194,48 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
+    /// Cluster a trained network's ReLU decisions into shared groups (the paper's
+    /// agglomerative clustering by Hamming distance, per channel and window): writes
+    /// the assignment a `clusters` plan reads, a cluster map PNG per layer, and
+    /// optionally the plan itself.
+    Cluster {
+        /// Architecture TOML.
+        arch: PathBuf,
+        /// The plan the weights were trained under (default: regular ReLU).
+        #[arg(long)]
+        plan: Option<PathBuf>,
+        /// Trained weights (checkpoint from `explore train`).
+        #[arg(long)]
+        weights: PathBuf,
+        /// Dataset directory (as for `explore train`); its training images are used.
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// ReLU layers to cluster, comma-separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        layers: Vec<String>,
+        /// Window to cluster: `full` (the whole map of a channel), `8` or `8x4`.
+        #[arg(long, default_value = "full", value_parser = window)]
+        window: explore::spec::plan::Window,
+        /// Clusters per window.
+        #[arg(long, value_parser = positive)]
+        clusters: usize,
+        /// Windows at the map's edge: partial (smaller windows) or merge (joined to
+        /// their neighbour).
+        #[arg(long, value_enum, default_value_t = EdgeArg::Partial)]
+        edge: EdgeArg,
+        /// Training images whose decisions are clustered.
+        #[arg(long, default_value_t = 2000, value_parser = positive)]
+        samples: usize,
+        /// The assignment file to write (safetensors, one u32 [C, H, W] tensor per
+        /// layer); cluster maps go beside it as <stem>-<layer>.png.
+        #[arg(long, short)]
+        out: PathBuf,
+        /// Also write a plan TOML that shares each layer by these clusters.
+        #[arg(long)]
+        plan_out: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = SimFormat::Table)]
+        format: SimFormat,
+    },
     /// Check everything the tool claims: the cost model against the simulator for
     /// every shipped network and plan (exactly), the simulator against plaintext
     /// fixed point, and the model against the paper's Table 8. Exits 1 on any failure.
@@ -249,6 +294,25 @@ enum Masking {
 }
 
 /// A count of at least 1.
+#[derive(Clone, Copy, ValueEnum)]
+enum EdgeArg {
+    Partial,
+    Merge,
+}
+
+fn window(s: &str) -> std::result::Result<explore::spec::plan::Window, String> {
+    use explore::spec::plan::Window;
+    if s == "full" {
+        return Ok(Window::Full);
+    }
+    let side = |t: &str| t.parse::<usize>().ok().filter(|&v| v > 0);
+    match s.split_once('x') {
+        None => side(s).map(|k| Window::Size(k, k)),
+        Some((h, w)) => side(h).zip(side(w)).map(|(h, w)| Window::Size(h, w)),
+    }
+    .ok_or_else(|| format!("expected full, a side (8) or HxW (8x4), got {s}"))
+}
+
 fn positive(s: &str) -> std::result::Result<usize, String> {
     match s.parse::<usize>() {
         Ok(0) => Err("must be at least 1".into()),
@@ -294,9 +358,9 @@ fn run(cli: Cli) -> Result<()> {
             };
             emit(out, &text)
         }
-        Command::Sweep { sweep, no_train, epochs, data, samples, limit, out_dir, quiet } => {
+        Command::Sweep { sweep, no_train, epochs, data, samples, limit, out_dir, quiet, named_only } => {
             let spec = explore::spec::SweepSpec::load(&sweep)?;
-            let opts = explore::sweep::Options { no_train, epochs, data, samples, train_images: limit, out_root: out_dir, quiet };
+            let opts = explore::sweep::Options { no_train, epochs, data, samples, train_images: limit, out_root: out_dir, quiet, named_only };
             let outcome = explore::sweep::run(&spec, &opts)?;
             let profiles: Vec<String> = outcome.rows.first().map(|r| r.seconds.iter().map(|s| s.0.clone()).collect()).unwrap_or_default();
             let mut text = explore::sweep::results::table(&outcome.rows, &profiles);
@@ -382,6 +446,56 @@ fn run(cli: Cli) -> Result<()> {
                         t += &format!("{:<10} {:<8} {:>16.2} {:>18.4}\n", v.layer, v.op, v.total_variation, v.per_neighbour_pair);
                     }
                     t
+                }
+            };
+            emit(None, &text)
+        }
+        Command::Cluster { arch, plan, weights, data, layers, window, clusters, edge, samples, out, plan_out, format } => {
+            let req = explore::ClusterRequest {
+                arch: &arch,
+                plan: plan.as_deref(),
+                weights: &weights,
+                data_dir: data.as_deref(),
+                layers: &layers,
+                window,
+                edge: match edge {
+                    EdgeArg::Partial => explore::spec::Edge::Partial,
+                    EdgeArg::Merge => explore::spec::Edge::Merge,
+                },
+                clusters,
+                samples,
+                out: &out,
+                plan_out: plan_out.as_deref(),
+            };
+            let r = explore::cluster_files(&req)?;
+            let text = match format {
+                SimFormat::Json => serde_json::to_string_pretty(&r).expect("plain data serializes") + "\n",
+                SimFormat::Table => {
+                    let header: Vec<String> = ["layer", "shape", "decisions/channel", "largest cluster", "seconds", "map"].map(String::from).to_vec();
+                    let rows: Vec<Vec<String>> = r
+                        .layers
+                        .iter()
+                        .map(|l| {
+                            vec![
+                                l.layer.clone(),
+                                format!("{:?}", l.shape),
+                                l.decisions_per_channel.to_string(),
+                                format!("{:.1}%", 100.0 * l.largest_cluster_share),
+                                format!("{:.2}", l.seconds),
+                                l.map.clone(),
+                            ]
+                        })
+                        .collect();
+                    let mut t = format!(
+                        "{}: ReLU decisions of {} training images recorded in {:.1} s ({} threads)\n",
+                        r.architecture, r.images, r.record_seconds, r.threads
+                    );
+                    t += &(report::columns(&header, &rows, 2).join("\n") + "\n");
+                    t += &format!("wrote {}", r.assignment);
+                    if let Some(p) = &r.plan {
+                        t += &format!(" and {p}");
+                    }
+                    t + "\n"
                 }
             };
             emit(None, &text)

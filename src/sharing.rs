@@ -92,16 +92,30 @@ pub fn decisions(relu: &ReluPlan, shape: &Shape) -> std::result::Result<Decision
             let (c, h, w) = map()?;
             Decisions { groups: c * tiles((h, w), size, edge, "patch")?, gated: n }
         }
-        Grouping::Clusters { window, clusters, edge } => {
+        Grouping::Clusters { window, clusters, edge, ref assignment } => {
             let (c, h, w) = map()?;
-            let (windows, area) = match window {
-                Window::Full => (1, h * w),
-                Window::Size(wh, ww) => (tiles((h, w), (wh, ww), edge, "window")?, wh * ww),
-            };
-            if clusters > area {
-                return Err(format!("{clusters} clusters per window is more than the window's {area} activations"));
+            if let Window::Size(wh, ww) = window {
+                tiles((h, w), (wh, ww), edge, "window")?;
             }
-            Decisions { groups: c * windows * clusters, gated: n }
+            let rects = window_rects(h, w, window, edge);
+            // Every window must hold k activations, or some clusters would be empty.
+            let ((y0, y1), (x0, x1)) = *rects.iter().min_by_key(|((y0, y1), (x0, x1))| (y1 - y0) * (x1 - x0)).expect("a map has a window");
+            let area = (y1 - y0) * (x1 - x0);
+            if clusters > area {
+                return Err(match window {
+                    Window::Full => format!("{clusters} clusters is more than the map's {area} activations"),
+                    Window::Size(..) => format!(
+                        "{clusters} clusters per window is more than the {}x{} window's {area} activations{}",
+                        y1 - y0,
+                        x1 - x0,
+                        if edge == crate::spec::Edge::Partial { " (an edge window: edge = \"merge\" joins it to its neighbour)" } else { "" }
+                    ),
+                });
+            }
+            if let Some(a) = assignment {
+                check_assignment(a, (c, h, w), &rects, clusters)?;
+            }
+            Decisions { groups: c * rects.len() * clusters, gated: n }
         }
         Grouping::Partial { fraction } => {
             let (channels, per_channel) = shape.chw().map_or((n, 1), |(c, h, w)| (c, h * w));
@@ -109,6 +123,48 @@ pub fn decisions(relu: &ReluPlan, shape: &Shape) -> std::result::Result<Decision
             Decisions { groups: kept, gated: kept }
         }
     })
+}
+
+/// Start and end of each tile of side `tile` along a side of `side`, by the edge rule.
+pub fn tile_ranges(side: usize, tile: usize, edge: crate::spec::Edge) -> Vec<(usize, usize)> {
+    let count = edge.tiles(side, tile);
+    (0..count).map(|t| (t * tile, if t + 1 == count { side } else { (t + 1) * tile }.min(side))).collect()
+}
+
+/// The windows of an `h x w` map, row by row: ((y0, y1), (x0, x1)) each.
+pub fn window_rects(h: usize, w: usize, window: Window, edge: crate::spec::Edge) -> Vec<((usize, usize), (usize, usize))> {
+    let (rows, cols) = match window {
+        Window::Full => (vec![(0, h)], vec![(0, w)]),
+        Window::Size(wh, ww) => (tile_ranges(h, wh, edge), tile_ranges(w, ww, edge)),
+    };
+    rows.iter().flat_map(|&r| cols.iter().map(move |&c| (r, c))).collect()
+}
+
+/// An assignment fits when it has the map's shape and each window of each channel
+/// uses every cluster id 0..k and no other.
+fn check_assignment(a: &crate::spec::plan::Assignment, (c, h, w): (usize, usize, usize), rects: &[((usize, usize), (usize, usize))], k: usize) -> std::result::Result<(), String> {
+    if a.shape != [c, h, w] {
+        return Err(format!("assignment {} is {:?}, the layer's input is [{c}, {h}, {w}]", a.file.display(), a.shape));
+    }
+    let mut seen = vec![false; k];
+    for ch in 0..c {
+        for ((y0, y1), (x0, x1)) in rects {
+            seen.iter_mut().for_each(|s| *s = false);
+            for y in *y0..*y1 {
+                for x in *x0..*x1 {
+                    let id = a.ids[(ch * h + y) * w + x] as usize;
+                    if id >= k {
+                        return Err(format!("assignment {}: channel {ch}, position ({y}, {x}) is in cluster {id}, but there are {k} per window", a.file.display()));
+                    }
+                    seen[id] = true;
+                }
+            }
+            if let Some(missing) = seen.iter().position(|s| !s) {
+                return Err(format!("assignment {}: channel {ch}, window at ({y0}, {x0}) has no activation in cluster {missing} of {k}", a.file.display()));
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -132,9 +188,9 @@ mod tests {
         let svhn = decisions(&plan(Grouping::Patch { size: (3, 3), edge: Edge::Merge }), &Shape(vec![1, 29, 29])).unwrap();
         assert_eq!(svhn.groups, 81);
         // Table 7: (8x8, 8) is 128 per channel, (32x32, 256) is 256.
-        let w8 = Grouping::Clusters { window: Window::Size(8, 8), clusters: 8, edge: Edge::Partial };
+        let w8 = Grouping::Clusters { window: Window::Size(8, 8), clusters: 8, edge: Edge::Partial, assignment: None };
         assert_eq!(per_channel(w8), 128);
-        assert_eq!(per_channel(Grouping::Clusters { window: Window::Full, clusters: 256, edge: Edge::Partial }), 256);
+        assert_eq!(per_channel(Grouping::Clusters { window: Window::Full, clusters: 256, edge: Edge::Partial, assignment: None }), 256);
     }
 
     #[test]
@@ -176,40 +232,35 @@ pub fn group_map(relu: &ReluPlan, shape: &Shape) -> GroupMap {
     let n = shape.numel();
     let (c, h, w) = shape.chw().unwrap_or((n, 1, 1));
     let mut group_of = vec![u32::MAX; n];
-    // Tiles along one side: (start, end) of each, following the edge rule.
-    let tiles = |side: usize, tile: usize, edge: crate::spec::Edge| -> Vec<(usize, usize)> {
-        let count = edge.tiles(side, tile);
-        (0..count).map(|t| (t * tile, if t + 1 == count { side } else { (t + 1) * tile }.min(side))).collect()
-    };
     let mut next = 0u32;
-    let mut assign_rects = |rows: &[(usize, usize)], cols: &[(usize, usize)], per_rect: usize, group_of: &mut Vec<u32>| {
+    // Numbers groups channel by channel, window by window; `local` gives an
+    // activation's group within its window (of `per_rect`).
+    let mut assign = |rects: &[((usize, usize), (usize, usize))], per_rect: usize, local: &dyn Fn(usize, usize, usize) -> usize, group_of: &mut Vec<u32>| {
         for ch in 0..c {
-            for &(y0, y1) in rows {
-                for &(x0, x1) in cols {
-                    let area = (y1 - y0) * (x1 - x0);
-                    for (i, (y, x)) in (y0..y1).flat_map(|y| (x0..x1).map(move |x| (y, x))).enumerate() {
-                        // Split the rectangle's positions into per_rect runs of near-equal length.
-                        let part = i * per_rect / area;
-                        group_of[(ch * h + y) * w + x] = next + part as u32;
-                    }
-                    next += per_rect as u32;
+            for &((y0, y1), (x0, x1)) in rects {
+                for (i, (y, x)) in (y0..y1).flat_map(|y| (x0..x1).map(move |x| (y, x))).enumerate() {
+                    let idx = (ch * h + y) * w + x;
+                    group_of[idx] = next + local(i, (y1 - y0) * (x1 - x0), idx) as u32;
                 }
+                next += per_rect as u32;
             }
         }
     };
-    match relu.grouping {
+    let whole = |_: usize, _: usize, _: usize| 0;
+    match &relu.grouping {
         Grouping::None => group_of.iter_mut().enumerate().for_each(|(i, g)| *g = i as u32),
         Grouping::Identity => {}
-        Grouping::Channel => assign_rects(&[(0, h)], &[(0, w)], 1, &mut group_of),
-        Grouping::Patch { size, edge } => assign_rects(&tiles(h, size.0, edge), &tiles(w, size.1, edge), 1, &mut group_of),
-        Grouping::Clusters { window, clusters, edge } => {
-            let (rows, cols) = match window {
-                Window::Full => (vec![(0, h)], vec![(0, w)]),
-                Window::Size(wh, ww) => (tiles(h, wh, edge), tiles(w, ww, edge)),
-            };
-            assign_rects(&rows, &cols, clusters, &mut group_of)
+        Grouping::Channel => assign(&window_rects(h, w, Window::Full, crate::spec::Edge::Partial), 1, &whole, &mut group_of),
+        Grouping::Patch { size, edge } => assign(&window_rects(h, w, Window::Size(size.0, size.1), *edge), 1, &whole, &mut group_of),
+        Grouping::Clusters { window, clusters, edge, assignment } => {
+            let rects = window_rects(h, w, *window, *edge);
+            match assignment {
+                Some(a) => assign(&rects, *clusters, &|_, _, idx| a.ids[idx] as usize, &mut group_of),
+                // The stand-in: the window's positions in `clusters` runs of near-equal length.
+                None => assign(&rects, *clusters, &|i, area, _| i * clusters / area, &mut group_of),
+            }
         }
-        Grouping::Partial { fraction } => {
+        &Grouping::Partial { fraction } => {
             let kept = (fraction * c as f64).round() as usize * h * w;
             group_of[..kept].iter_mut().enumerate().for_each(|(i, g)| *g = i as u32);
         }
@@ -244,8 +295,8 @@ mod group_tests {
             Grouping::Identity,
             Grouping::Patch { size: (3, 3), edge: Edge::Partial },
             Grouping::Patch { size: (3, 2), edge: Edge::Merge },
-            Grouping::Clusters { window: Window::Size(4, 4), clusters: 3, edge: Edge::Partial },
-            Grouping::Clusters { window: Window::Full, clusters: 7, edge: Edge::Partial },
+            Grouping::Clusters { window: Window::Size(4, 4), clusters: 3, edge: Edge::Partial, assignment: None },
+            Grouping::Clusters { window: Window::Full, clusters: 7, edge: Edge::Partial, assignment: None },
             Grouping::Partial { fraction: 0.5 },
         ];
         for g in cases {

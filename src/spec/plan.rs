@@ -47,8 +47,10 @@ pub enum Grouping {
     Patch { size: (usize, usize), edge: Edge },
     /// One decision per channel (the paper's "32 x 32").
     Channel,
-    /// `clusters` groups in each window of each channel, found from training data.
-    Clusters { window: Window, clusters: usize, edge: Edge },
+    /// `clusters` groups in each window of each channel, found from training data
+    /// (`explore cluster` writes the assignment; without one, a stand-in partition
+    /// with the same counts).
+    Clusters { window: Window, clusters: usize, edge: Edge, assignment: Option<Assignment> },
     /// No ReLU at all.
     Identity,
     /// Regular ReLU on this fraction of the channels, identity on the rest
@@ -81,6 +83,48 @@ pub enum Window {
     /// The whole map of a channel.
     Full,
     Size(usize, usize),
+}
+
+/// Which cluster each activation of a layer belongs to, numbered 0..k within its
+/// window: a `[C, H, W]` u32 tensor, named after the layer, in a safetensors file.
+#[derive(Clone)]
+pub struct Assignment {
+    pub file: PathBuf,
+    pub shape: Vec<usize>,
+    pub ids: std::sync::Arc<Vec<u32>>,
+    /// SHA-256 of the ids (hex, 16 digits): identifies the assignment in keys and Debug.
+    pub digest: String,
+}
+
+impl PartialEq for Assignment {
+    fn eq(&self, other: &Self) -> bool {
+        self.shape == other.shape && self.ids == other.ids
+    }
+}
+
+impl std::fmt::Debug for Assignment {
+    // The ids themselves would fill pages; their digest identifies them.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Assignment({}, {:?}, sha256 {})", self.file.display(), self.shape, self.digest)
+    }
+}
+
+impl Assignment {
+    /// Reads the tensor named `layer` from `file`.
+    pub fn load(file: &Path, layer: &str) -> std::result::Result<Assignment, String> {
+        use sha2::Digest;
+        let bytes = std::fs::read(file).map_err(|e| format!("cannot read assignment {}: {e}", file.display()))?;
+        let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| format!("{}: not a safetensors file: {e}", file.display()))?;
+        let t = st.tensor(layer).map_err(|_| format!("{} has no tensor \"{layer}\" (write it with explore cluster --layers {layer})", file.display()))?;
+        if t.dtype() != safetensors::Dtype::U32 {
+            return Err(format!("{}: tensor \"{layer}\" is {:?}, expected U32 cluster ids", file.display(), t.dtype()));
+        }
+        let ids: Vec<u32> = t.data().chunks_exact(4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+        let mut h = sha2::Sha256::new();
+        h.update(t.data());
+        let digest = h.finalize()[..8].iter().map(|b| format!("{b:02x}")).collect();
+        Ok(Assignment { file: file.to_path_buf(), shape: t.shape().to_vec(), ids: std::sync::Arc::new(ids), digest })
+    }
 }
 
 /// How a group's one decision is computed from its activations.
@@ -145,7 +189,7 @@ impl std::fmt::Display for ReluPlan {
             Grouping::Channel => write!(f, "channel")?,
             Grouping::Patch { size: (h, w), edge: e } => write!(f, "patch {h}x{w} ({})", edge(e))?,
             Grouping::Clusters { window: Window::Full, clusters, .. } => write!(f, "{clusters} clusters per channel")?,
-            Grouping::Clusters { window: Window::Size(h, w), clusters, edge: e } => {
+            Grouping::Clusters { window: Window::Size(h, w), clusters, edge: e, .. } => {
                 write!(f, "{clusters} clusters per {h}x{w} window ({})", edge(e))?
             }
         }
@@ -225,6 +269,7 @@ struct RawRelu {
     noise: Option<f64>,
     noise_at_inference: Option<bool>,
     noise_mask: Option<NoiseMask>,
+    assignment: Option<PathBuf>,
 }
 
 impl PlanSpec {
@@ -273,14 +318,15 @@ impl PlanSpec {
                 return Err(Error::syntax(path, Some(label), "must be a table, e.g. [relu.relu1] with group = \"patch\""));
             };
             let raw_relu: RawRelu = from_table(path, &label, table)?;
-            let plan = build_relu(&raw_relu).map_err(|m| Error::invalid(path, Some(label), m))?;
+            let folder = path.parent().unwrap_or(Path::new("."));
+            let plan = build_relu(&raw_relu, folder, &layer).map_err(|m| Error::invalid(path, Some(label), m))?;
             relu.insert(layer, plan);
         }
         Ok(relu)
     }
 }
 
-fn build_relu(raw: &RawRelu) -> std::result::Result<ReluPlan, String> {
+fn build_relu(raw: &RawRelu, folder: &Path, layer: &str) -> std::result::Result<ReluPlan, String> {
     use GroupKind as G;
     let group_name = match raw.group {
         G::None => "none",
@@ -296,7 +342,7 @@ fn build_relu(raw: &RawRelu) -> std::result::Result<ReluPlan, String> {
         G::Partial => vec!["partial"],
         G::Patch => vec!["patch", "edge"],
         G::Channel => vec![],
-        G::Clusters => vec!["window", "clusters", "edge"],
+        G::Clusters => vec!["window", "clusters", "edge", "assignment"],
     };
     if matches!(raw.group, G::Patch | G::Channel | G::Clusters) {
         allowed.extend(DECIDE);
@@ -313,6 +359,7 @@ fn build_relu(raw: &RawRelu) -> std::result::Result<ReluPlan, String> {
         ("noise", raw.noise.is_some()),
         ("noise_at_inference", raw.noise_at_inference.is_some()),
         ("noise_mask", raw.noise_mask.is_some()),
+        ("assignment", raw.assignment.is_some()),
     ];
     for (key, set) in present {
         if set && !allowed.contains(&key) {
@@ -346,7 +393,8 @@ fn build_relu(raw: &RawRelu) -> std::result::Result<ReluPlan, String> {
             if clusters == 0 {
                 return Err("key \"clusters\" must be at least 1".into());
             }
-            Grouping::Clusters { window, clusters, edge }
+            let assignment = raw.assignment.as_ref().map(|f| Assignment::load(&folder.join(f), layer)).transpose()?;
+            Grouping::Clusters { window, clusters, edge, assignment }
         }
         G::Partial => {
             let fraction = raw.partial.ok_or("group \"partial\" needs key \"partial\" (fraction of channels that keep ReLU)")?;
@@ -399,8 +447,8 @@ mod tests {
     #[test]
     fn clusters_window_is_a_size_or_full() {
         let p = parse("name = \"x\"\n[relu.a]\ngroup = \"clusters\"\nwindow = \"full\"\nclusters = 256\n[relu.b]\ngroup = \"clusters\"\nwindow = 8\nclusters = 8\n").unwrap();
-        assert_eq!(p.relu["a"].grouping, Grouping::Clusters { window: Window::Full, clusters: 256, edge: Edge::Partial });
-        assert_eq!(p.relu["b"].grouping, Grouping::Clusters { window: Window::Size(8, 8), clusters: 8, edge: Edge::Partial });
+        assert_eq!(p.relu["a"].grouping, Grouping::Clusters { window: Window::Full, clusters: 256, edge: Edge::Partial, assignment: None });
+        assert_eq!(p.relu["b"].grouping, Grouping::Clusters { window: Window::Size(8, 8), clusters: 8, edge: Edge::Partial, assignment: None });
     }
 
     #[test]

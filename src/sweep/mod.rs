@@ -37,6 +37,8 @@ pub struct Options {
     pub out_root: PathBuf,
     /// No progress bars (tests, logs).
     pub quiet: bool,
+    /// Only the named points (the paper's rows), not the grids.
+    pub named_only: bool,
 }
 
 /// What a sweep did, for the CLI's summary.
@@ -74,7 +76,11 @@ pub fn run(spec: &SweepSpec, opts: &Options) -> Result<Outcome> {
     let profiles = profile::merge(&spec.path, spec.profiles.clone())?;
     let relu_names: Vec<String> = sharing::relu_layers(&network).map(|n| network.node(n).name.clone()).collect();
 
-    let (candidates, mut skipped) = candidates(spec, &relu_names)?;
+    let (mut candidates, mut skipped) = candidates(spec, &relu_names)?;
+    if opts.named_only {
+        candidates.retain(|c| c.source == Source::Named);
+        skipped.clear();
+    }
     // Points whose plan does not fit the network are reported and skipped.
     let mut valid = Vec::new();
     for c in candidates {
@@ -108,6 +114,7 @@ pub fn run(spec: &SweepSpec, opts: &Options) -> Result<Outcome> {
     };
 
     let dir = opts.out_root.join(&spec.name);
+    remove_temporaries(&dir);
     let mut dataset: Option<data::Dataset> = None;
     let bars = Bars::new(valid.len(), opts.quiet);
     let (mut computed, mut reused) = (0, 0);
@@ -142,6 +149,7 @@ pub fn run(spec: &SweepSpec, opts: &Options) -> Result<Outcome> {
                     }
                     let ds = dataset.as_ref().expect("loaded just above");
                     let tmp = store::temporary(&ckpt);
+                    std::fs::create_dir_all(dir.join("train")).map_err(|source| Error::Write { path: dir.join("train"), source })?;
                     let report = crate::train_planned(&planned, ds, None, Some(&tmp), &cfg, bars.epoch_bar())?;
                     std::fs::rename(&tmp, &ckpt).map_err(|source| Error::Write { path: ckpt.clone(), source })?;
                     let record = TrainRecord::from(&report);
@@ -219,6 +227,19 @@ pub fn run(spec: &SweepSpec, opts: &Options) -> Result<Outcome> {
         Err(e) => (vec![], Some(e)),
     };
     Ok(Outcome { dir, rows, skipped, computed, reused, note, plots, plot_note })
+}
+
+/// Removes what a killed run was writing (`*.tmpPID` in the stage folders).
+fn remove_temporaries(dir: &Path) {
+    for stage in ["train", "simulate"] {
+        let Ok(entries) = std::fs::read_dir(dir.join(stage)) else { continue };
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().contains(".tmp") {
+                // Best effort: a file that cannot be removed is overwritten or ignored later.
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
 }
 
 /// Named points first, in file order, then each grid's points.

@@ -1,0 +1,205 @@
+//! End to end: `explore sweep` on the shipped CIFAR-10 sweep without data, and on a
+//! small sweep that trains on an IDX dataset written here, killed part-way and resumed.
+
+mod common;
+use common::{explore, scratch, write_idx};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn read_csv(path: &Path) -> (Vec<String>, Vec<Vec<String>>) {
+    let mut r = csv::Reader::from_path(path).unwrap();
+    let header = r.headers().unwrap().iter().map(String::from).collect();
+    let rows = r.records().map(|rec| rec.unwrap().iter().map(String::from).collect()).collect();
+    (header, rows)
+}
+
+fn column<'a>(header: &[String], rows: &'a [Vec<String>], name: &str) -> Vec<&'a str> {
+    let i = header.iter().position(|h| h == name).unwrap_or_else(|| panic!("no column {name}"));
+    rows.iter().map(|r| r[i].as_str()).collect()
+}
+
+#[test]
+fn the_cifar_sweep_without_data_prices_every_point_and_reproduces_table_5_counts() {
+    let out = scratch("sweep-cifar");
+    let o = explore(&["sweep", "sweeps/cifar.toml", "--samples", "0", "--out-dir", out.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(stdout.contains("note: no CIFAR-10 data found: accuracy columns are empty; add --data DIR or EXPLORE_DATA=DIR"), "{stdout}");
+    let dir = out.join("cifar");
+    let (header, rows) = read_csv(&dir.join("results.csv"));
+    let (_, skipped) = read_csv(&dir.join("skipped.csv"));
+    assert_eq!(skipped.len(), 1, "{skipped:?}");
+    assert_eq!(skipped[0][0], "patch-all-layers/patch=16");
+    assert!(skipped[0][1].contains("larger than the 8x8 map"), "{skipped:?}");
+    let names = column(&header, &rows, "point");
+    assert_eq!(rows.len(), 55);
+    assert_eq!(names.iter().collect::<std::collections::HashSet<_>>().len(), rows.len(), "point names are unique");
+    // Table 5: decisions per channel in layers 1 and 2.
+    let per1 = column(&header, &rows, "relus_per_channel_relu1");
+    let per2 = column(&header, &rows, "relus_per_channel_relu2");
+    let tables = column(&header, &rows, "paper_table");
+    let table5: Vec<(&str, &str, &str)> =
+        (0..rows.len()).filter(|&i| tables[i] == "5").map(|i| (names[i], per1[i], per2[i])).collect();
+    assert_eq!(
+        table5,
+        [
+            ("original", "1024", "1024"),
+            ("uniform-3x3", "121", "121"),
+            ("uniform-4x4", "64", "64"),
+            ("uniform-32x32", "1", "1"),
+            ("layer1-only", "1", "1024"),
+            ("layer2-only", "1024", "1"),
+            ("noise", "1", "1"),
+            ("fc-noise", "1", "1"),
+        ]
+    );
+    // The cost columns are the cost model's (explore cost) for the same plan.
+    let i = names.iter().position(|n| *n == "uniform-32x32").unwrap();
+    assert_eq!(column(&header, &rows, "bytes")[i], "54237264");
+    assert_eq!(column(&header, &rows, "rounds")[i], "86");
+    assert!(column(&header, &rows, "test_accuracy_pct").iter().all(|a| a.is_empty()));
+    assert_eq!(column(&header, &rows, "paper_accuracy_pct")[i], "81.13");
+    // Without training, the fronts use the paper's accuracy of the named points.
+    let (ph, pr) = read_csv(&dir.join("pareto.csv"));
+    assert!(column(&ph, &pr, "accuracy_source").iter().all(|s| *s == "paper"));
+    let bytes_front: Vec<&str> =
+        (0..pr.len()).filter(|&j| pr[j][0] == "bytes").map(|j| column(&ph, &pr, "point")[j]).collect();
+    assert_eq!(bytes_front, ["uniform-32x32", "fc-noise", "uniform-3x3", "layer1-only"]);
+    if stdout.contains("no TrueType font") {
+        eprintln!("no font on this machine: plots skipped");
+    } else {
+        for stem in ["accuracy-vs-bytes", "accuracy-vs-relus", "accuracy-vs-seconds_wan", "rounds-vs-relus"] {
+            for ext in ["png", "svg"] {
+                let f = dir.join("plots").join(format!("{stem}.{ext}"));
+                assert!(std::fs::metadata(&f).map(|m| m.len() > 1000).unwrap_or(false), "{}", f.display());
+            }
+        }
+    }
+}
+
+/// A sweep over the Fashion-MNIST network: one named point and a grid of patch sizes
+/// (one too large for the 28x28 map), trained for an epoch on `data`.
+fn write_sweep(dir: &Path) -> std::path::PathBuf {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let text = format!(
+        r#"name = "tiny"
+architecture = "{root}/architectures/fashion_mnist.toml"
+dataset = "Fashion-MNIST"
+[train]
+epochs = 1
+batch_size = 32
+lr = 0.05
+[simulate]
+samples = 2
+[[point]]
+plan = "{root}/architectures/plans/fashion_mnist/original.toml"
+paper = {{ table = "6", accuracy = 92.11 }}
+[[grid]]
+name = "patch"
+layers = ["relu1"]
+group = "patch"
+patch = [2, 4, 7, 14, 28, 56]
+decision = "center"
+"#
+    );
+    let f = dir.join("tiny.toml");
+    std::fs::write(&f, text).unwrap();
+    f
+}
+
+fn stages(stdout: &str) -> (usize, usize) {
+    let line = stdout.lines().find(|l| l.contains("stages computed")).unwrap_or_else(|| panic!("{stdout}"));
+    let num = |before: &str| -> usize {
+        let head = &line[..line.find(before).unwrap()];
+        head.split_whitespace().last().unwrap().parse().unwrap()
+    };
+    (num(" stages computed"), num(" reused"))
+}
+
+#[test]
+fn a_killed_sweep_resumes_without_redoing_finished_points_and_gives_the_same_results() {
+    let dir = scratch("sweep-resume");
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    write_idx(&data, 600, 100);
+    let sweep = write_sweep(&dir);
+    let args = |out: &Path| {
+        vec![
+            "sweep".to_string(),
+            sweep.to_str().unwrap().into(),
+            "--data".into(),
+            data.to_str().unwrap().into(),
+            "--out-dir".into(),
+            out.to_str().unwrap().into(),
+            "--quiet".into(),
+        ]
+    };
+
+    // Start, wait for the first finished training, kill (SIGKILL: no clean-up).
+    let out = dir.join("out");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_explore"))
+        .args(args(&out))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("EXPLORE_DATA")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let train_dir = out.join("tiny/train");
+    let start = Instant::now();
+    let finished = |d: &Path| std::fs::read_dir(d).map(|r| r.filter_map(|e| e.ok()).filter(|e| e.path().extension().is_some_and(|x| x == "json")).count()).unwrap_or(0);
+    while finished(&train_dir) == 0 {
+        assert!(start.elapsed() < Duration::from_secs(120), "no point finished in 2 minutes");
+        assert!(child.try_wait().unwrap().is_none(), "the sweep ended before it could be killed");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!out.join("tiny/results.csv").exists(), "killed before the end");
+    let done_before = finished(&train_dir) + finished(&out.join("tiny/simulate"));
+    assert!(done_before >= 1);
+
+    // Resume: the stored stages are reused, the rest computed; 6 valid points, 2 stages each.
+    let o = explore(&args(&out).iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let (computed, reused) = stages(&stdout);
+    assert_eq!(computed + reused, 12, "{stdout}");
+    assert_eq!(reused, done_before, "{stdout}");
+    assert!(stdout.contains("skipped patch/patch=56"), "{stdout}");
+
+    // A rerun with nothing changed computes nothing.
+    let o = explore(&args(&out).iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(stages(&String::from_utf8_lossy(&o.stdout)), (0, 12));
+
+    // The same sweep uninterrupted gives the same accuracies and secure results.
+    let fresh = dir.join("fresh");
+    let o = explore(&args(&fresh).iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(o.status.success());
+    let (h1, r1) = read_csv(&out.join("tiny/results.csv"));
+    let (h2, r2) = read_csv(&fresh.join("tiny/results.csv"));
+    assert_eq!(r1.len(), 6);
+    for col in ["point", "relus", "bytes", "test_accuracy_pct", "secure_agreement_pct", "secure_accuracy_pct", "secure_counts_exact", "train_key"] {
+        assert_eq!(column(&h1, &r1, col), column(&h2, &r2, col), "{col}");
+    }
+    assert!(column(&h1, &r1, "test_accuracy_pct").iter().all(|a| a.parse::<f64>().is_ok()));
+    assert!(column(&h1, &r1, "secure_counts_exact").iter().all(|e| *e == "true"));
+    assert_eq!(column(&h1, &r1, "accuracy_minus_paper")[0].is_empty(), false);
+    // What the killed run was writing is cleared by the next run.
+    let leftovers: Vec<_> = walk(&out).into_iter().filter(|p| p.to_string_lossy().contains(".tmp")).collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
