@@ -193,6 +193,10 @@ enum Command {
         /// The total-variation table: aligned text, CSV or JSON.
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
+        /// Also draw the total variation per layer (the paper's Figure 3) to
+        /// FIGURE.png and FIGURE.svg.
+        #[arg(long)]
+        figure: Option<PathBuf>,
     },
     /// Cluster a trained network's ReLU decisions into shared groups (the paper's
     /// agglomerative clustering by Hamming distance, per channel and window): writes
@@ -429,8 +433,13 @@ fn run(cli: Cli) -> Result<()> {
             };
             emit(None, &text)
         }
-        Command::Record { arch, plan, weights, data, layers, samples, out, format } => {
+        Command::Record { arch, plan, weights, data, layers, samples, out, format, figure } => {
             let tv = explore::record_files(&arch, plan.as_deref(), &weights, data.as_deref(), &layers, samples, out.as_deref())?;
+            if let Some(stem) = &figure {
+                let network = explore::spec::ArchSpec::load(&arch)?.name;
+                let fig = explore::plot::variation_figure(&network, samples, &tv);
+                explore::plot::write(&fig, stem).map_err(|m| Error::Write { path: stem.clone(), source: std::io::Error::other(m) })?;
+            }
             let text = match format {
                 Format::Json => serde_json::to_string_pretty(&tv).expect("plain data serializes") + "\n",
                 Format::Csv => {

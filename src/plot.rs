@@ -25,6 +25,8 @@ pub enum Mark {
     Front,
     /// Triangles: published figures.
     Published,
+    /// Points joined by a line, in order.
+    Line,
 }
 
 #[derive(Debug, Clone)]
@@ -100,7 +102,7 @@ fn range(values: impl Iterator<Item = f64>, log: bool) -> (f64, f64) {
     if log {
         (lo / 1.6, hi * 1.6)
     } else {
-        let pad = ((hi - lo) * 0.08).max(0.5);
+        let pad = if hi > lo { (hi - lo) * 0.08 } else { (hi.abs() * 0.1).max(0.5) };
         (lo - pad, hi + pad)
     }
 }
@@ -120,6 +122,7 @@ fn tick(v: f64) -> String {
     // Two decimals at most, trailing zeros dropped: 84.5, 2.5M, 0.05, 86.
     let s = format!("{x:.2}");
     let s = s.trim_end_matches('0').trim_end_matches('.');
+    let s = if s == "-0" { "0" } else { s };
     format!("{s}{unit}")
 }
 
@@ -129,6 +132,7 @@ fn style(mark: Mark) -> (RGBColor, u32) {
         Mark::Labelled => (RGBColor(31, 90, 180), 6),
         Mark::Front => (RGBColor(200, 40, 40), 8),
         Mark::Published => (RGBColor(230, 140, 0), 8),
+        Mark::Line => (RGBColor(31, 90, 180), 4),
     }
 }
 
@@ -202,6 +206,13 @@ where
                     .label(&s.label)
                     .legend(move |(x, y)| PathElement::new(vec![(x - 10, y), (x + 10, y)], color.stroke_width(2)));
             }
+            Mark::Line => {
+                chart.draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))?;
+                chart
+                    .draw_series(pts.map(|p| Circle::new(p, size, color.filled())))?
+                    .label(&s.label)
+                    .legend(move |(x, y)| PathElement::new(vec![(x - 10, y), (x + 10, y)], color.stroke_width(2)));
+            }
             Mark::Published => {
                 chart
                     .draw_series(pts.map(|p| TriangleMarker::new(p, size, color.filled())))?
@@ -210,12 +221,13 @@ where
             }
             Mark::Labelled => {
                 let labels = place_labels(&s.points, ranges, [fig.x_log, fig.y_log]);
-                chart
-                    .draw_series(labels.into_iter().map(|(x, y, text, dy)| {
-                        EmptyElement::at((x, y)) + Circle::new((0, 0), size, color.filled()) + Text::new(text, (9, -16 + dy), (FONT, 14).into_font().color(&BLACK))
-                    }))?
-                    .label(&s.label)
-                    .legend(move |(x, y)| Circle::new((x, y), size, color.filled()));
+                let drawn = chart.draw_series(labels.into_iter().map(|(x, y, text, dy)| {
+                    EmptyElement::at((x, y)) + Circle::new((0, 0), size, color.filled()) + Text::new(text, (9, -16 + dy), (FONT, 14).into_font().color(&BLACK))
+                }))?;
+                // An unnamed series of labels gets no legend entry.
+                if !s.label.is_empty() {
+                    drawn.label(&s.label).legend(move |(x, y)| Circle::new((x, y), size, color.filled()));
+                }
             }
         }
     }
@@ -358,6 +370,23 @@ pub fn sweep_figures(sweep: &str, network: &str, rows: &[Row], fronts: &[Front],
     figs
 }
 
+/// The paper's Figure 3: total variation of each layer's output, per pair of
+/// neighbouring activations, along the network; layer names beside the points.
+pub fn variation_figure(network: &str, images: usize, tv: &[crate::train::record::Variation]) -> Figure {
+    let points: Vec<(f64, f64, String)> = tv.iter().enumerate().map(|(i, v)| (i as f64, v.per_neighbour_pair, v.layer.clone())).collect();
+    Figure {
+        title: format!("{network}: total variation across layers ({images} training images)"),
+        x_label: "layer (order in the network)".into(),
+        y_label: "total variation per neighbouring pair".into(),
+        x_log: false,
+        y_log: false,
+        series: vec![
+            Series { label: "mean |difference| of neighbours".into(), mark: Mark::Line, points: points.clone() },
+            Series { label: String::new(), mark: Mark::Labelled, points },
+        ],
+    }
+}
+
 fn short(m: &Metric) -> String {
     match m {
         Metric::Relus => "ReLU count".into(),
@@ -378,6 +407,7 @@ mod tests {
         assert_eq!(tick(86.0), "86");
         assert_eq!(tick(0.05), "0.05");
         assert_eq!(tick(84.5), "84.5");
+        assert_eq!(tick(-0.001), "0");
     }
 
     #[test]

@@ -74,7 +74,16 @@ fn train_then_simulate_with_the_checkpoint() {
         patterns.to_str().unwrap(),
         "--format",
         "json",
+        "--figure",
+        dir.join("tv").to_str().unwrap(),
     ]);
+    // The paper's Figure 3, where the machine has a font to draw its text with.
+    if std::path::Path::new("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf").exists() {
+        let png = image::open(dir.join("tv.png")).unwrap();
+        assert!(png.width() > 500);
+        let svg = std::fs::read_to_string(dir.join("tv.svg")).unwrap();
+        assert!(svg.contains("total variation") && svg.contains("relu1"), "{svg}");
+    }
     assert_eq!(tv[0]["layer"], "conv1");
     assert!(tv[0]["total_variation"].as_f64().unwrap() > 0.0);
     // Header and two u8 tensors of 40 x 32 x 28 x 28 and 40 x 64 x 14 x 14.
