@@ -281,10 +281,34 @@ pub fn group_map(relu: &ReluPlan, shape: &Shape) -> GroupMap {
 #[cfg(test)]
 mod group_tests {
     use super::*;
-    use crate::spec::plan::{Decision, Edge, Noise};
+    use crate::spec::plan::{Assignment, Decision, Edge, Noise};
 
     fn map(grouping: Grouping, shape: &[usize]) -> GroupMap {
         group_map(&ReluPlan { grouping, decision: Decision::Center, noise: Noise::NONE }, &Shape(shape.to_vec()))
+    }
+
+    fn clusters(ids: Vec<u32>, shape: Vec<usize>, k: usize) -> Grouping {
+        let assignment = Assignment { file: "a.safetensors".into(), shape, ids: std::sync::Arc::new(ids), digest: String::new() };
+        Grouping::Clusters { window: Window::Size(2, 2), clusters: k, edge: Edge::Partial, assignment: Some(assignment) }
+    }
+
+    #[test]
+    fn an_assignment_sets_the_groups_and_must_fit_the_windows() {
+        // One channel, 2x4 map, two 2x2 windows, 2 clusters each.
+        let ids = vec![0, 1, 0, 0, 1, 1, 0, 1];
+        let shape = Shape(vec![1, 2, 4]);
+        let g = clusters(ids.clone(), vec![1, 2, 4], 2);
+        let plan = ReluPlan { grouping: g.clone(), decision: Decision::Center, noise: Noise::NONE };
+        assert_eq!(decisions(&plan, &shape).unwrap().groups, 4);
+        // Window 0 holds (0,0) (0,1) (1,0) (1,1): groups 0 + id; window 1: groups 2 + id.
+        assert_eq!(map(g, &shape.0).group_of, [0, 1, 2, 2, 1, 1, 2, 3]);
+        let why = |ids: Vec<u32>, dims: Vec<usize>| {
+            let plan = ReluPlan { grouping: clusters(ids, dims, 2), decision: Decision::Center, noise: Noise::NONE };
+            decisions(&plan, &shape).unwrap_err()
+        };
+        assert!(why(vec![0; 8], vec![1, 2, 4]).contains("has no activation in cluster 1 of 2"));
+        assert!(why(vec![0, 1, 0, 0, 1, 2, 0, 1], vec![1, 2, 4]).contains("is in cluster 2, but there are 2 per window"));
+        assert!(why(ids, vec![2, 2, 2]).contains("is [2, 2, 2], the layer's input is [1, 2, 4]"));
     }
 
     #[test]
