@@ -82,6 +82,10 @@ enum Command {
         /// Only the sweep's named points (the paper's rows), not its grids.
         #[arg(long)]
         named_only: bool,
+        /// Only the points whose name contains TEXT (repeat or comma-separate for several:
+        /// --only patch/ --only uniform).
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
     },
     /// Run secure inference under SecureNN, message by message, on generated inputs:
     /// measured rounds and bits per layer beside the cost model's prediction, the
@@ -362,9 +366,9 @@ fn run(cli: Cli) -> Result<()> {
             };
             emit(out, &text)
         }
-        Command::Sweep { sweep, no_train, epochs, data, samples, limit, out_dir, quiet, named_only } => {
+        Command::Sweep { sweep, no_train, epochs, data, samples, limit, out_dir, quiet, named_only, only } => {
             let spec = explore::spec::SweepSpec::load(&sweep)?;
-            let opts = explore::sweep::Options { no_train, epochs, data, samples, train_images: limit, out_root: out_dir, quiet, named_only };
+            let opts = explore::sweep::Options { no_train, epochs, data, samples, train_images: limit, out_root: out_dir, quiet, named_only, only };
             let outcome = explore::sweep::run(&spec, &opts)?;
             let profiles: Vec<String> = outcome.rows.first().map(|r| r.seconds.iter().map(|s| s.0.clone()).collect()).unwrap_or_default();
             let mut text = explore::sweep::results::table(&outcome.rows, &profiles);

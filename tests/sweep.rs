@@ -66,6 +66,14 @@ fn the_cifar_sweep_without_data_prices_every_point_and_reproduces_table_5_counts
     let bytes_front: Vec<&str> =
         (0..pr.len()).filter(|&j| pr[j][0] == "bytes").map(|j| column(&ph, &pr, "point")[j]).collect();
     assert_eq!(bytes_front, ["uniform-32x32", "fc-noise", "uniform-3x3", "layer1-only"]);
+    // A subset: --only keeps the points whose names contain the text.
+    let o = explore(&["sweep", "sweeps/cifar.toml", "--samples", "0", "--only", "uniform,patch/patch=16", "--out-dir", out.to_str().unwrap()]);
+    assert!(o.status.success());
+    let (h, r) = read_csv(&dir.join("results.csv"));
+    assert_eq!(column(&h, &r, "point"), ["uniform-3x3", "uniform-4x4", "uniform-32x32", "patch/patch=16"]);
+    // Run the whole sweep again last, for the plots below.
+    let o = explore(&["sweep", "sweeps/cifar.toml", "--samples", "0", "--out-dir", out.to_str().unwrap()]);
+    assert!(o.status.success());
     if stdout.contains("no TrueType font") {
         eprintln!("no font on this machine: plots skipped");
     } else {

@@ -39,6 +39,8 @@ pub struct Options {
     pub quiet: bool,
     /// Only the named points (the paper's rows), not the grids.
     pub named_only: bool,
+    /// Only points whose name contains one of these (all when empty).
+    pub only: Vec<String>,
 }
 
 /// What a sweep did, for the CLI's summary.
@@ -79,7 +81,12 @@ pub fn run(spec: &SweepSpec, opts: &Options) -> Result<Outcome> {
     let (mut candidates, mut skipped) = candidates(spec, &relu_names)?;
     if opts.named_only {
         candidates.retain(|c| c.source == Source::Named);
-        skipped.clear();
+    }
+    if !opts.only.is_empty() {
+        candidates.retain(|c| opts.only.iter().any(|o| c.name.contains(o.as_str())));
+    }
+    if opts.named_only || !opts.only.is_empty() {
+        skipped.retain(|(name, _)| !opts.named_only && opts.only.iter().any(|o| name.contains(o.as_str())));
     }
     // Points whose plan does not fit the network are reported and skipped.
     let mut valid = Vec::new();
