@@ -163,7 +163,8 @@ pub fn map_image(ids: &[u32], (c, h, w): (usize, usize, usize), scale: usize) ->
     let rows = c.div_ceil(cols);
     let gap = 2;
     let (tw, th) = (w * scale, h * scale);
-    let mut img = image::RgbImage::from_pixel((cols * (tw + gap) + gap) as u32, (rows * (th + gap) + gap) as u32, image::Rgb([255, 255, 255]));
+    let mut img =
+        image::RgbImage::from_pixel((cols * (tw + gap) + gap) as u32, (rows * (th + gap) + gap) as u32, image::Rgb([255, 255, 255]));
     for ch in 0..c {
         let (ox, oy) = (gap + (ch % cols) * (tw + gap), gap + (ch / cols) * (th + gap));
         for y in 0..h {
@@ -183,7 +184,7 @@ pub fn map_image(ids: &[u32], (c, h, w): (usize, usize, usize), scale: usize) ->
 /// Distinct colours for neighbouring ids: hues stepped by the golden angle.
 fn colour(id: u32) -> image::Rgb<u8> {
     let hue = (id as f64 * 137.507_764) % 360.0;
-    let (s, v) = (0.65, if id % 2 == 0 { 0.95 } else { 0.75 });
+    let (s, v) = (0.65, if id.is_multiple_of(2) { 0.95 } else { 0.75 });
     let c = v * s;
     let x = c * (1.0 - ((hue / 60.0) % 2.0 - 1.0).abs());
     let (r, g, b) = match (hue / 60.0) as u32 {
@@ -224,7 +225,7 @@ mod tests {
     #[test]
     fn correlated_activations_end_in_one_cluster() {
         // Left half of the map follows one random sequence, right half another.
-        let seq = |i: usize, salt: usize| (i.wrapping_mul(2654435761) ^ salt).count_ones() % 2 == 0;
+        let seq = |i: usize, salt: usize| (i.wrapping_mul(2654435761) ^ salt).count_ones().is_multiple_of(2);
         let p = pattern(vec![2, 4, 4], 200, |i, j| if j % 4 < 2 { seq(i, 1) } else { seq(i, 77) });
         let ids = cluster_layer(&p, Window::Full, Edge::Partial, 2).unwrap();
         for ch in 0..2 {

@@ -4,8 +4,8 @@
 //! `sharing` (a plan applied to the graph) -> `cost` (action counts priced by a
 //! protocol table) -> `report` (table, CSV, JSON).
 
-pub mod compare;
 pub mod cluster;
+pub mod compare;
 pub mod cost;
 pub mod data;
 pub mod error;

@@ -368,7 +368,17 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Sweep { sweep, no_train, epochs, data, samples, limit, out_dir, quiet, named_only, only } => {
             let spec = explore::spec::SweepSpec::load(&sweep)?;
-            let opts = explore::sweep::Options { no_train, epochs, data, samples, train_images: limit, out_root: out_dir, quiet, named_only, only };
+            let opts = explore::sweep::Options {
+                no_train,
+                epochs,
+                data,
+                samples,
+                train_images: limit,
+                out_root: out_dir,
+                quiet,
+                named_only,
+                only,
+            };
             let outcome = explore::sweep::run(&spec, &opts)?;
             let profiles: Vec<String> = outcome.rows.first().map(|r| r.seconds.iter().map(|s| s.0.clone()).collect()).unwrap_or_default();
             let mut text = explore::sweep::results::table(&outcome.rows, &profiles);
@@ -484,7 +494,8 @@ fn run(cli: Cli) -> Result<()> {
             let text = match format {
                 SimFormat::Json => serde_json::to_string_pretty(&r).expect("plain data serializes") + "\n",
                 SimFormat::Table => {
-                    let header: Vec<String> = ["layer", "shape", "decisions/channel", "largest cluster", "seconds", "map"].map(String::from).to_vec();
+                    let header: Vec<String> =
+                        ["layer", "shape", "decisions/channel", "largest cluster", "seconds", "map"].map(String::from).to_vec();
                     let rows: Vec<Vec<String>> = r
                         .layers
                         .iter()

@@ -95,7 +95,8 @@ pub fn write(fig: &Figure, stem: &Path) -> Result<Vec<PathBuf>, String> {
 
 /// Axis range with a margin: multiplicative on a log axis, additive otherwise.
 fn range(values: impl Iterator<Item = f64>, log: bool) -> (f64, f64) {
-    let (mut lo, mut hi) = values.filter(|v| v.is_finite() && (!log || *v > 0.0)).fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| (l.min(v), h.max(v)));
+    let (mut lo, mut hi) =
+        values.filter(|v| v.is_finite() && (!log || *v > 0.0)).fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| (l.min(v), h.max(v)));
     if !lo.is_finite() {
         (lo, hi) = (1.0, 10.0);
     }
@@ -166,7 +167,11 @@ pub fn render<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, fig: &Figure) ->
     root.present()
 }
 
-fn draw_chart<'a, DB, X, Y>(chart: &mut ChartContext<'a, DB, Cartesian2d<X, Y>>, fig: &Figure, ranges: [(f64, f64); 2]) -> DrawResult<DB::ErrorType>
+fn draw_chart<'a, DB, X, Y>(
+    chart: &mut ChartContext<'a, DB, Cartesian2d<X, Y>>,
+    fig: &Figure,
+    ranges: [(f64, f64); 2],
+) -> DrawResult<DB::ErrorType>
 where
     DB: DrawingBackend + 'a,
     X: Ranged<ValueType = f64> + ValueFormatter<f64>,
@@ -189,7 +194,10 @@ where
         let pts = s.points.iter().map(|p| (p.0, p.1));
         match s.mark {
             Mark::Dot => {
-                chart.draw_series(pts.map(|p| Circle::new(p, size, color.filled())))?.label(&s.label).legend(move |(x, y)| Circle::new((x, y), size, color.filled()));
+                chart
+                    .draw_series(pts.map(|p| Circle::new(p, size, color.filled())))?
+                    .label(&s.label)
+                    .legend(move |(x, y)| Circle::new((x, y), size, color.filled()));
             }
             Mark::Front => {
                 // A staircase: a front point holds its accuracy until the next one.
@@ -222,7 +230,9 @@ where
             Mark::Labelled => {
                 let labels = place_labels(&s.points, ranges, [fig.x_log, fig.y_log]);
                 let drawn = chart.draw_series(labels.into_iter().map(|(x, y, text, dy)| {
-                    EmptyElement::at((x, y)) + Circle::new((0, 0), size, color.filled()) + Text::new(text, (9, -16 + dy), (FONT, 14).into_font().color(&BLACK))
+                    EmptyElement::at((x, y))
+                        + Circle::new((0, 0), size, color.filled())
+                        + Text::new(text, (9, -16 + dy), (FONT, 14).into_font().color(&BLACK))
                 }))?;
                 // An unnamed series of labels gets no legend entry.
                 if !s.label.is_empty() {
@@ -277,7 +287,14 @@ fn place_labels(points: &[(f64, f64, String)], ranges: [(f64, f64); 2], log: [bo
 
 /// The figures of a sweep: accuracy against each cost (when any accuracy is known)
 /// and each cost against the ReLU count. Returns the files written.
-pub fn sweep_plots(dir: &Path, sweep: &str, network: &str, rows: &[Row], fronts: &[Front], profiles: &[String]) -> Result<Vec<PathBuf>, String> {
+pub fn sweep_plots(
+    dir: &Path,
+    sweep: &str,
+    network: &str,
+    rows: &[Row],
+    fronts: &[Front],
+    profiles: &[String],
+) -> Result<Vec<PathBuf>, String> {
     let mut files = Vec::new();
     for fig in sweep_figures(sweep, network, rows, fronts, profiles) {
         let stem = dir.join("plots").join(&fig.0);
@@ -296,11 +313,16 @@ pub fn sweep_figures(sweep: &str, network: &str, rows: &[Row], fronts: &[Front],
         let acc = |r: &Row| source.of(r);
         let at = |r: &Row| (r.cost(m), acc(r));
         let mut series = Vec::new();
-        let grid: Vec<_> = rows.iter().filter(|r| matches!(r.source, Source::Grid(_))).filter_map(|r| Some((r.cost(m), acc(r)?, r.name.clone()))).collect();
+        let grid: Vec<_> = rows
+            .iter()
+            .filter(|r| matches!(r.source, Source::Grid(_)))
+            .filter_map(|r| Some((r.cost(m), acc(r)?, r.name.clone())))
+            .collect();
         if !grid.is_empty() {
             series.push(Series { label: "grid points".into(), mark: Mark::Dot, points: grid });
         }
-        let named: Vec<_> = rows.iter().filter(|r| r.source == Source::Named).filter_map(|r| Some((at(r).0, at(r).1?, r.name.clone()))).collect();
+        let named: Vec<_> =
+            rows.iter().filter(|r| r.source == Source::Named).filter_map(|r| Some((at(r).0, at(r).1?, r.name.clone()))).collect();
         if !named.is_empty() {
             let label = if source == AccuracySource::Paper { "named configurations (paper's accuracy at our cost)" } else { named_label };
             series.push(Series { label: label.into(), mark: Mark::Labelled, points: named });
@@ -344,7 +366,10 @@ pub fn sweep_figures(sweep: &str, network: &str, rows: &[Row], fronts: &[Front],
     }
     for m in metrics(profiles).into_iter().filter(|m| *m != Metric::Relus) {
         let pick = |named: bool| -> Vec<(f64, f64, String)> {
-            rows.iter().filter(|r| (r.source == Source::Named) == named).map(|r| (r.relus.max(1) as f64, r.cost(&m), r.name.clone())).collect()
+            rows.iter()
+                .filter(|r| (r.source == Source::Named) == named)
+                .map(|r| (r.relus.max(1) as f64, r.cost(&m), r.name.clone()))
+                .collect()
         };
         let mut series = Vec::new();
         let grid = pick(false);

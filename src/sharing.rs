@@ -108,7 +108,11 @@ pub fn decisions(relu: &ReluPlan, shape: &Shape) -> std::result::Result<Decision
                         "{clusters} clusters per window is more than the {}x{} window's {area} activations{}",
                         y1 - y0,
                         x1 - x0,
-                        if edge == crate::spec::Edge::Partial { " (an edge window: edge = \"merge\" joins it to its neighbour)" } else { "" }
+                        if edge == crate::spec::Edge::Partial {
+                            " (an edge window: edge = \"merge\" joins it to its neighbour)"
+                        } else {
+                            ""
+                        }
                     ),
                 });
             }
@@ -125,6 +129,9 @@ pub fn decisions(relu: &ReluPlan, shape: &Shape) -> std::result::Result<Decision
     })
 }
 
+/// A window of a map: rows y0..y1 and columns x0..x1, as ((y0, y1), (x0, x1)).
+pub type Rect = ((usize, usize), (usize, usize));
+
 /// Start and end of each tile of side `tile` along a side of `side`, by the edge rule.
 pub fn tile_ranges(side: usize, tile: usize, edge: crate::spec::Edge) -> Vec<(usize, usize)> {
     let count = edge.tiles(side, tile);
@@ -132,7 +139,7 @@ pub fn tile_ranges(side: usize, tile: usize, edge: crate::spec::Edge) -> Vec<(us
 }
 
 /// The windows of an `h x w` map, row by row: ((y0, y1), (x0, x1)) each.
-pub fn window_rects(h: usize, w: usize, window: Window, edge: crate::spec::Edge) -> Vec<((usize, usize), (usize, usize))> {
+pub fn window_rects(h: usize, w: usize, window: Window, edge: crate::spec::Edge) -> Vec<Rect> {
     let (rows, cols) = match window {
         Window::Full => (vec![(0, h)], vec![(0, w)]),
         Window::Size(wh, ww) => (tile_ranges(h, wh, edge), tile_ranges(w, ww, edge)),
@@ -142,7 +149,12 @@ pub fn window_rects(h: usize, w: usize, window: Window, edge: crate::spec::Edge)
 
 /// An assignment fits when it has the map's shape and each window of each channel
 /// uses every cluster id 0..k and no other.
-fn check_assignment(a: &crate::spec::plan::Assignment, (c, h, w): (usize, usize, usize), rects: &[((usize, usize), (usize, usize))], k: usize) -> std::result::Result<(), String> {
+fn check_assignment(
+    a: &crate::spec::plan::Assignment,
+    (c, h, w): (usize, usize, usize),
+    rects: &[Rect],
+    k: usize,
+) -> std::result::Result<(), String> {
     if a.shape != [c, h, w] {
         return Err(format!("assignment {} is {:?}, the layer's input is [{c}, {h}, {w}]", a.file.display(), a.shape));
     }
@@ -154,13 +166,19 @@ fn check_assignment(a: &crate::spec::plan::Assignment, (c, h, w): (usize, usize,
                 for x in *x0..*x1 {
                     let id = a.ids[(ch * h + y) * w + x] as usize;
                     if id >= k {
-                        return Err(format!("assignment {}: channel {ch}, position ({y}, {x}) is in cluster {id}, but there are {k} per window", a.file.display()));
+                        return Err(format!(
+                            "assignment {}: channel {ch}, position ({y}, {x}) is in cluster {id}, but there are {k} per window",
+                            a.file.display()
+                        ));
                     }
                     seen[id] = true;
                 }
             }
             if let Some(missing) = seen.iter().position(|s| !s) {
-                return Err(format!("assignment {}: channel {ch}, window at ({y0}, {x0}) has no activation in cluster {missing} of {k}", a.file.display()));
+                return Err(format!(
+                    "assignment {}: channel {ch}, window at ({y0}, {x0}) has no activation in cluster {missing} of {k}",
+                    a.file.display()
+                ));
             }
         }
     }
@@ -235,7 +253,7 @@ pub fn group_map(relu: &ReluPlan, shape: &Shape) -> GroupMap {
     let mut next = 0u32;
     // Numbers groups channel by channel, window by window; `local` gives an
     // activation's group within its window (of `per_rect`).
-    let mut assign = |rects: &[((usize, usize), (usize, usize))], per_rect: usize, local: &dyn Fn(usize, usize, usize) -> usize, group_of: &mut Vec<u32>| {
+    let mut assign = |rects: &[Rect], per_rect: usize, local: &dyn Fn(usize, usize, usize) -> usize, group_of: &mut Vec<u32>| {
         for ch in 0..c {
             for &((y0, y1), (x0, x1)) in rects {
                 for (i, (y, x)) in (y0..y1).flat_map(|y| (x0..x1).map(move |x| (y, x))).enumerate() {

@@ -39,8 +39,7 @@ fn the_cifar_sweep_without_data_prices_every_point_and_reproduces_table_5_counts
     let per1 = column(&header, &rows, "relus_per_channel_relu1");
     let per2 = column(&header, &rows, "relus_per_channel_relu2");
     let tables = column(&header, &rows, "paper_table");
-    let table5: Vec<(&str, &str, &str)> =
-        (0..rows.len()).filter(|&i| tables[i] == "5").map(|i| (names[i], per1[i], per2[i])).collect();
+    let table5: Vec<(&str, &str, &str)> = (0..rows.len()).filter(|&i| tables[i] == "5").map(|i| (names[i], per1[i], per2[i])).collect();
     assert_eq!(
         table5,
         [
@@ -63,11 +62,11 @@ fn the_cifar_sweep_without_data_prices_every_point_and_reproduces_table_5_counts
     // Without training, the fronts use the paper's accuracy of the named points.
     let (ph, pr) = read_csv(&dir.join("pareto.csv"));
     assert!(column(&ph, &pr, "accuracy_source").iter().all(|s| *s == "paper"));
-    let bytes_front: Vec<&str> =
-        (0..pr.len()).filter(|&j| pr[j][0] == "bytes").map(|j| column(&ph, &pr, "point")[j]).collect();
+    let bytes_front: Vec<&str> = (0..pr.len()).filter(|&j| pr[j][0] == "bytes").map(|j| column(&ph, &pr, "point")[j]).collect();
     assert_eq!(bytes_front, ["uniform-32x32", "fc-noise", "uniform-3x3", "layer1-only"]);
     // A subset: --only keeps the points whose names contain the text.
-    let o = explore(&["sweep", "sweeps/cifar.toml", "--samples", "0", "--only", "uniform,patch/patch=16", "--out-dir", out.to_str().unwrap()]);
+    let o =
+        explore(&["sweep", "sweeps/cifar.toml", "--samples", "0", "--only", "uniform,patch/patch=16", "--out-dir", out.to_str().unwrap()]);
     assert!(o.status.success());
     let (h, r) = read_csv(&dir.join("results.csv"));
     assert_eq!(column(&h, &r, "point"), ["uniform-3x3", "uniform-4x4", "uniform-32x32", "patch/patch=16"]);
@@ -156,7 +155,11 @@ fn a_killed_sweep_resumes_without_redoing_finished_points_and_gives_the_same_res
         .unwrap();
     let train_dir = out.join("tiny/train");
     let start = Instant::now();
-    let finished = |d: &Path| std::fs::read_dir(d).map(|r| r.filter_map(|e| e.ok()).filter(|e| e.path().extension().is_some_and(|x| x == "json")).count()).unwrap_or(0);
+    let finished = |d: &Path| {
+        std::fs::read_dir(d)
+            .map(|r| r.filter_map(|e| e.ok()).filter(|e| e.path().extension().is_some_and(|x| x == "json")).count())
+            .unwrap_or(0)
+    };
     while finished(&train_dir) == 0 {
         assert!(start.elapsed() < Duration::from_secs(120), "no point finished in 2 minutes");
         assert!(child.try_wait().unwrap().is_none(), "the sweep ended before it could be killed");
@@ -188,12 +191,14 @@ fn a_killed_sweep_resumes_without_redoing_finished_points_and_gives_the_same_res
     let (h1, r1) = read_csv(&out.join("tiny/results.csv"));
     let (h2, r2) = read_csv(&fresh.join("tiny/results.csv"));
     assert_eq!(r1.len(), 6);
-    for col in ["point", "relus", "bytes", "test_accuracy_pct", "secure_agreement_pct", "secure_accuracy_pct", "secure_counts_exact", "train_key"] {
+    for col in
+        ["point", "relus", "bytes", "test_accuracy_pct", "secure_agreement_pct", "secure_accuracy_pct", "secure_counts_exact", "train_key"]
+    {
         assert_eq!(column(&h1, &r1, col), column(&h2, &r2, col), "{col}");
     }
     assert!(column(&h1, &r1, "test_accuracy_pct").iter().all(|a| a.parse::<f64>().is_ok()));
     assert!(column(&h1, &r1, "secure_counts_exact").iter().all(|e| *e == "true"));
-    assert_eq!(column(&h1, &r1, "accuracy_minus_paper")[0].is_empty(), false);
+    assert!(!column(&h1, &r1, "accuracy_minus_paper")[0].is_empty());
     // What the killed run was writing is cleared by the next run.
     let leftovers: Vec<_> = walk(&out).into_iter().filter(|p| p.to_string_lossy().contains(".tmp")).collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");

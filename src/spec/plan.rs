@@ -115,7 +115,9 @@ impl Assignment {
         use sha2::Digest;
         let bytes = std::fs::read(file).map_err(|e| format!("cannot read assignment {}: {e}", file.display()))?;
         let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| format!("{}: not a safetensors file: {e}", file.display()))?;
-        let t = st.tensor(layer).map_err(|_| format!("{} has no tensor \"{layer}\" (write it with explore cluster --layers {layer})", file.display()))?;
+        let t = st
+            .tensor(layer)
+            .map_err(|_| format!("{} has no tensor \"{layer}\" (write it with explore cluster --layers {layer})", file.display()))?;
         if t.dtype() != safetensors::Dtype::U32 {
             return Err(format!("{}: tensor \"{layer}\" is {:?}, expected U32 cluster ids", file.display(), t.dtype()));
         }
@@ -448,7 +450,10 @@ mod tests {
     fn clusters_window_is_a_size_or_full() {
         let p = parse("name = \"x\"\n[relu.a]\ngroup = \"clusters\"\nwindow = \"full\"\nclusters = 256\n[relu.b]\ngroup = \"clusters\"\nwindow = 8\nclusters = 8\n").unwrap();
         assert_eq!(p.relu["a"].grouping, Grouping::Clusters { window: Window::Full, clusters: 256, edge: Edge::Partial, assignment: None });
-        assert_eq!(p.relu["b"].grouping, Grouping::Clusters { window: Window::Size(8, 8), clusters: 8, edge: Edge::Partial, assignment: None });
+        assert_eq!(
+            p.relu["b"].grouping,
+            Grouping::Clusters { window: Window::Size(8, 8), clusters: 8, edge: Edge::Partial, assignment: None }
+        );
     }
 
     #[test]

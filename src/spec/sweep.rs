@@ -221,9 +221,7 @@ impl Grid {
             Some(toml::Value::Boolean(b)) => b,
             Some(_) => return Err(Error::syntax(path, at("per_layer"), "must be true or false")),
         };
-        let names = |v: &toml::Value| -> Option<Vec<String>> {
-            v.as_array()?.iter().map(|s| s.as_str().map(str::to_string)).collect()
-        };
+        let names = |v: &toml::Value| -> Option<Vec<String>> { v.as_array()?.iter().map(|s| s.as_str().map(str::to_string)).collect() };
         let layers = match table.remove("layers") {
             None => None,
             Some(v) => {

@@ -49,7 +49,7 @@ pub struct Outcome {
     pub dir: PathBuf,
     pub rows: Vec<Row>,
     /// Point name and why it was skipped.
-    pub skipped: Vec<(String, String)>,
+    pub skipped: Vec<Skipped>,
     /// Stages run now, and stages found in the store.
     pub computed: usize,
     pub reused: usize,
@@ -58,6 +58,9 @@ pub struct Outcome {
     pub plots: Vec<PathBuf>,
     pub plot_note: Option<String>,
 }
+
+/// A point left out: its name and why.
+pub type Skipped = (String, String);
 
 /// A design point before pricing.
 struct Candidate {
@@ -175,7 +178,8 @@ pub fn run(spec: &SweepSpec, opts: &Options) -> Result<Outcome> {
             let prediction = serde_json::to_string(&priced).expect("a cost report serialises");
             let weights = train_key.clone().unwrap_or_else(|| format!("random seed {}", cfg.seed));
             let inputs = if trained.is_some() { data_id.clone() } else { "generated".into() };
-            let key = store::key(&[STAGE_VERSION, "simulate", &arch_text, &plan_id, &prediction, &format!("{sim_opts:?}"), &weights, &inputs]);
+            let key =
+                store::key(&[STAGE_VERSION, "simulate", &arch_text, &plan_id, &prediction, &format!("{sim_opts:?}"), &weights, &inputs]);
             let json = dir.join("simulate").join(format!("{key}.json"));
             let record = match store::read_json::<SimRecord>(&json) {
                 Some(r) => {
@@ -250,20 +254,36 @@ fn remove_temporaries(dir: &Path) {
 }
 
 /// Named points first, in file order, then each grid's points.
-fn candidates(spec: &SweepSpec, relu_names: &[String]) -> Result<(Vec<Candidate>, Vec<(String, String)>)> {
+fn candidates(spec: &SweepSpec, relu_names: &[String]) -> Result<(Vec<Candidate>, Vec<Skipped>)> {
     let mut out: Vec<Candidate> = spec
         .points
         .iter()
-        .map(|p| Candidate { name: p.name.clone(), source: Source::Named, parameters: String::new(), paper: p.paper.clone(), plan: p.plan.clone() })
+        .map(|p| Candidate {
+            name: p.name.clone(),
+            source: Source::Named,
+            parameters: String::new(),
+            paper: p.paper.clone(),
+            plan: p.plan.clone(),
+        })
         .collect();
     let mut skipped = Vec::new();
     for grid in &spec.grids {
         for gp in grid.expand(&spec.path, relu_names)? {
             if out.iter().any(|c| c.name == gp.name) {
-                return Err(Error::invalid(&spec.path, Some(format!("[[grid]] \"{}\"", grid.name)), format!("a second point named \"{}\"", gp.name)));
+                return Err(Error::invalid(
+                    &spec.path,
+                    Some(format!("[[grid]] \"{}\"", grid.name)),
+                    format!("a second point named \"{}\"", gp.name),
+                ));
             }
             match gp.plan {
-                Ok(plan) => out.push(Candidate { name: gp.name, source: Source::Grid(grid.name.clone()), parameters: gp.parameters, paper: None, plan }),
+                Ok(plan) => out.push(Candidate {
+                    name: gp.name,
+                    source: Source::Grid(grid.name.clone()),
+                    parameters: gp.parameters,
+                    paper: None,
+                    plan,
+                }),
                 Err(reason) => skipped.push((gp.name, reason)),
             }
         }
@@ -286,7 +306,9 @@ impl Bars {
         }
         let points = multi.add(indicatif::ProgressBar::new(total as u64));
         points.set_style(
-            indicatif::ProgressStyle::with_template("points [{bar:30}] {pos}/{len} {elapsed} {msg}").expect("a valid template").progress_chars("=> "),
+            indicatif::ProgressStyle::with_template("points [{bar:30}] {pos}/{len} {elapsed} {msg}")
+                .expect("a valid template")
+                .progress_chars("=> "),
         );
         Bars { multi, points, quiet }
     }

@@ -181,7 +181,12 @@ impl Row {
     pub fn summary(&self) -> String {
         let mut s = format!("{}: {} ReLUs, {} rounds, {:.3} MB", self.name, self.relus, self.rounds, self.bytes as f64 / 1e6);
         if let Some((sim, _)) = &self.sim {
-            s += &format!(", secure {}/{} agree{}", (sim.agreement * sim.samples as f64).round(), sim.samples, if sim.exact { ", counts exact" } else { ", COUNTS DIFFER" });
+            s += &format!(
+                ", secure {}/{} agree{}",
+                (sim.agreement * sim.samples as f64).round(),
+                sim.samples,
+                if sim.exact { ", counts exact" } else { ", COUNTS DIFFER" }
+            );
         }
         if let Some(a) = self.accuracy() {
             s += &format!(", test {a:.2}%");
@@ -322,7 +327,8 @@ pub fn write_results(path: &Path, rows: &[Row], relu_layers: &[String], profiles
         header.push(format!("relus_per_channel_{l}"));
     }
     header.extend(
-        ["relus", "rounds", "rounds_depth", "bytes", "bytes_p0", "bytes_p1", "bytes_p2", "offline_bytes", "saved_bytes_pct"].map(String::from),
+        ["relus", "rounds", "rounds_depth", "bytes", "bytes_p0", "bytes_p1", "bytes_p2", "offline_bytes", "saved_bytes_pct"]
+            .map(String::from),
     );
     for p in profiles {
         header.push(format!("seconds_{p}"));
@@ -499,7 +505,18 @@ mod tests {
             seconds_total: vec![],
             seed: 1,
             train: acc.map(|a| {
-                (TrainRecord { test_accuracy: a, train_seconds: 1.0, epochs: 1, images_per_second: 1.0, train_images: 1, test_images: 1, threads: 1 }, "k".into())
+                (
+                    TrainRecord {
+                        test_accuracy: a,
+                        train_seconds: 1.0,
+                        epochs: 1,
+                        images_per_second: 1.0,
+                        train_images: 1,
+                        test_images: 1,
+                        threads: 1,
+                    },
+                    "k".into(),
+                )
             }),
             sim: None,
         }
@@ -511,12 +528,14 @@ mod tests {
             row("a", 100, 50, Some(0.80)),
             row("b", 10, 10, Some(0.70)),
             row("c", 50, 60, Some(0.75)),
-            row("d", 50, 5, Some(0.60)), // cheapest in bytes
+            row("d", 50, 5, Some(0.60)),   // cheapest in bytes
             row("e", 200, 70, Some(0.80)), // as accurate as a, dearer
-            row("f", 20, 20, None), // not trained: on no front
+            row("f", 20, 20, None),        // not trained: on no front
         ];
         let fronts = pareto(&rows, &[]);
-        let by = |id: &str| fronts.iter().find(|f| f.metric.id() == id).unwrap().points.iter().map(|&i| rows[i].name.as_str()).collect::<Vec<_>>();
+        let by = |id: &str| {
+            fronts.iter().find(|f| f.metric.id() == id).unwrap().points.iter().map(|&i| rows[i].name.as_str()).collect::<Vec<_>>()
+        };
         assert_eq!(by("relus"), ["b", "c", "a"]);
         assert_eq!(by("bytes"), ["d", "b", "a"]);
         // Equal rounds everywhere: only the most accurate (first of equals) remains.
