@@ -142,6 +142,17 @@ type DrawResult<E> = Result<(), DrawingAreaErrorKind<E>>;
 pub fn render<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, fig: &Figure) -> DrawResult<DB::ErrorType> {
     root.fill(&WHITE)?;
     let all = || fig.series.iter().flat_map(|s| s.points.iter());
+    // A log axis over less than a decade would show no tick labels: draw it linear.
+    let wide = |v: Vec<f64>| {
+        let (lo, hi) = v.iter().filter(|x| x.is_finite() && **x > 0.0).fold((f64::INFINITY, 0f64), |(l, h), x| (l.min(*x), h.max(*x)));
+        hi / lo >= 10.0
+    };
+    let fig = &Figure {
+        x_log: fig.x_log && wide(all().map(|p| p.0).collect()),
+        y_log: fig.y_log && wide(all().map(|p| p.1).collect()),
+        ..fig.clone()
+    };
+    let all = || fig.series.iter().flat_map(|s| s.points.iter());
     let (x0, x1) = range(all().map(|p| p.0), fig.x_log);
     let (y0, y1) = range(all().map(|p| p.1), fig.y_log);
     let mut builder = ChartBuilder::on(&root);
