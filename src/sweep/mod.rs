@@ -5,7 +5,7 @@
 //! Points run side by side (one rayon task each) as well as parallel inside (training
 //! over the chunks of each batch, the simulation over its samples): on this 2-core
 //! machine two 1-thread trainings side by side train 1.14x more images per second
-//! than one 2-thread training (README, Sweeps). Results do not depend on it: each
+//! than one 2-thread training, 1.13x and 1.17x in two runs (README, Sweeps). Results do not depend on it: each
 //! stage is deterministic whatever the thread count, and rows keep the sweep's order.
 
 pub mod results;
