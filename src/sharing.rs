@@ -108,7 +108,7 @@ pub fn decisions(relu: &ReluPlan, shape: &Shape) -> std::result::Result<Decision
                         "{clusters} clusters per window is more than the {}x{} window's {area} activations{}",
                         y1 - y0,
                         x1 - x0,
-                        if edge == crate::spec::Edge::Partial {
+                        if matches!(window, Window::Size(wh, ww) if area < wh * ww) {
                             " (an edge window: edge = \"merge\" joins it to its neighbour)"
                         } else {
                             ""

@@ -208,7 +208,7 @@ fn bad_plan_files_give_one_line_and_exit_2() {
         ("unknown-key", "[relu.relu1]\ngroup = \"channel\"\npatchsize = 3\n", "unknown field `patchsize`"),
         ("key-for-other-group", "[relu.relu1]\ngroup = \"identity\"\npatch = 3\n", "key \"patch\" does not apply to group \"identity\""),
         ("flat-channel", "[relu.relu2]\ngroup = \"channel\"\n", "needs a [C, H, W] input, got [2]"),
-        ("too-many-clusters", "[relu.relu1]\ngroup = \"clusters\"\nwindow = 2\nclusters = 5\n", "more than the window's 4 activations"),
+        ("too-many-clusters", "[relu.relu1]\ngroup = \"clusters\"\nwindow = 2\nclusters = 5\n", "more than the 2x2 window's 4 activations"),
         ("weights-without-learned", "[relu.relu1]\ngroup = \"channel\"\nweights = \"secret\"\n", "applies only to decision = \"learned\""),
     ];
     for (name, body, fragment) in &cases {

@@ -18,8 +18,8 @@ use crate::sharing::{self, Planned};
 use crate::spec::sweep::{Paper, SweepSpec};
 use crate::spec::{ArchSpec, PlanSpec};
 use crate::{data, simulate};
-use results::{LayerRelus, Row, SimRecord, Source, TrainRecord};
 use rayon::prelude::*;
+use results::{LayerRelus, Row, SimRecord, Source, TrainRecord};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -375,7 +375,9 @@ impl Bars {
         }
         let points = multi.add(indicatif::ProgressBar::new(total as u64));
         points.set_style(
-            indicatif::ProgressStyle::with_template("points [{bar:30}] {pos}/{len} {elapsed} {msg}").expect("a valid template").progress_chars("=> "),
+            indicatif::ProgressStyle::with_template("points [{bar:30}] {pos}/{len} {elapsed} {msg}")
+                .expect("a valid template")
+                .progress_chars("=> "),
         );
         Bars { multi, points, running: Mutex::new(Vec::new()), quiet }
     }
