@@ -288,10 +288,16 @@ fn place_labels(points: &[(f64, f64, String)], ranges: [(f64, f64); 2], log: [bo
             let (px, py) = (unit(x, 0) * w + 9.0, (1.0 - unit(y, 1)) * h - 16.0);
             let width = 7.5 * text.chars().count() as f64;
             let clear = |dy: f64| boxes.iter().all(|b| (py + dy - b.1).abs() >= 15.0 || px + width <= b.0 || b.0 + b.2 <= px);
-            // Small moves only: a label far from its point would be read as another point's.
-            let dy = [0.0, -13.0, 13.0].into_iter().find(|&d| clear(d)).unwrap_or(0.0);
-            boxes.push((px, py + dy, width));
-            (x, y, text, dy as i32)
+            // Small moves only: a label far from its point would be read as another
+            // point's. Where no place is clear the label is left out (the point stays,
+            // and results.csv names it) rather than printed over another.
+            match [0.0, -14.0, 14.0, -28.0, 28.0].into_iter().find(|&d| clear(d)) {
+                Some(dy) => {
+                    boxes.push((px, py + dy, width));
+                    (x, y, text, dy as i32)
+                }
+                None => (x, y, String::new(), 0),
+            }
         })
         .collect()
 }
