@@ -234,13 +234,7 @@ pub fn record_files(
     let relus: Vec<_> = if layers.is_empty() {
         sharing::relu_layers(&network).collect()
     } else {
-        layers
-            .iter()
-            .map(|name| match network.find(name) {
-                Some(n) if network.node(n).op == Some(spec::Op::Relu) => Ok(n),
-                _ => Err(error::Error::invalid(arch, Some(format!("--layers {name}")), "no ReLU layer of that name")),
-            })
-            .collect::<error::Result<_>>()?
+        relu_nodes(arch, &network, layers)?
     };
     let prepared = train::net::Prepared::new(&planned);
     let (patterns, tv) = train::record::record(&prepared, &params, &dataset.train, &relus, samples);
@@ -266,6 +260,17 @@ pub fn record_files(
         std::fs::write(out, bytes).map_err(|source| error::Error::Write { path: out.to_path_buf(), source })?;
     }
     Ok(tv)
+}
+
+/// The ReLU layers named by `--layers`, or an error naming the first that is not one.
+fn relu_nodes(arch: &Path, network: &graph::Network, names: &[String]) -> error::Result<Vec<petgraph::graph::NodeIndex>> {
+    names
+        .iter()
+        .map(|name| match network.find(name) {
+            Some(n) if network.node(n).op == Some(spec::Op::Relu) => Ok(n),
+            _ => Err(error::Error::invalid(arch, Some(format!("--layers {name}")), "no ReLU layer of that name")),
+        })
+        .collect()
 }
 
 /// What `explore cluster` asks for.
@@ -296,14 +301,7 @@ pub fn cluster_files(req: &ClusterRequest) -> error::Result<cluster::ClusterRepo
     let (params, meta) = train::checkpoint::load(req.weights, &planned)?;
     let dir = locate_data(req.arch, &network, req.data_dir)?;
     let dataset = load_as_trained(&dir, req.samples, &network, Some(&meta))?;
-    let nodes = req
-        .layers
-        .iter()
-        .map(|name| match network.find(name) {
-            Some(n) if network.node(n).op == Some(spec::Op::Relu) => Ok(n),
-            _ => Err(error::Error::invalid(req.arch, Some(format!("--layers {name}")), "no ReLU layer of that name")),
-        })
-        .collect::<error::Result<Vec<_>>>()?;
+    let nodes = relu_nodes(req.arch, &network, req.layers)?;
     let started = std::time::Instant::now();
     let prepared = train::net::Prepared::new(&planned);
     let (patterns, _) = train::record::record(&prepared, &params, &dataset.train, &nodes, req.samples);
