@@ -156,6 +156,26 @@ pub fn cluster_layer(p: &Pattern, window: Window, edge: Edge, k: usize) -> Resul
     Ok(ids)
 }
 
+/// The largest cluster's share of its window, averaged over all windows of all
+/// channels: 1/k when clusters are balanced, near 1 when one (background) cluster
+/// takes almost every activation.
+pub fn largest_share(ids: &[u32], (c, h, w): (usize, usize, usize), rects: &[crate::sharing::Rect], k: usize) -> f64 {
+    let mut share = 0.0;
+    let mut count = vec![0usize; k];
+    for ch in 0..c {
+        for &((y0, y1), (x0, x1)) in rects {
+            count.iter_mut().for_each(|n| *n = 0);
+            for y in y0..y1 {
+                for x in x0..x1 {
+                    count[ids[(ch * h + y) * w + x] as usize] += 1;
+                }
+            }
+            share += *count.iter().max().unwrap_or(&0) as f64 / ((y1 - y0) * (x1 - x0)) as f64;
+        }
+    }
+    share / (c * rects.len()).max(1) as f64
+}
+
 /// A cluster-map picture (the paper's Figures 2 and 4): one tile per channel, each
 /// activation coloured by its cluster, tiles in a near-square grid with white gaps.
 pub fn map_image(ids: &[u32], (c, h, w): (usize, usize, usize), scale: usize) -> image::RgbImage {
@@ -255,6 +275,13 @@ mod tests {
         let p = pattern(vec![1, 3, 3], 4, |_, _| true);
         let e = cluster_layer(&p, Window::Size(2, 2), Edge::Partial, 3).unwrap_err();
         assert!(e.contains("1x1 window") || e.contains("fewer than 3"), "{e}");
+    }
+
+    #[test]
+    fn the_largest_share_is_one_over_k_when_balanced() {
+        let rects = window_rects(2, 2, Window::Full, Edge::Partial);
+        assert_eq!(largest_share(&[0, 1, 0, 1], (1, 2, 2), &rects, 2), 0.5);
+        assert_eq!(largest_share(&[0, 0, 0, 1], (1, 2, 2), &rects, 2), 0.75);
     }
 
     #[test]

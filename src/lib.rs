@@ -231,11 +231,7 @@ pub fn record_files(
     let dir = data::locate(data_dir, &shape)
         .ok_or_else(|| error::Error::invalid(arch, None, "no dataset: pass --data DIR or set EXPLORE_DATA"))?;
     let dataset = data::load(&dir, Some(samples), &shape)?;
-    let relus: Vec<_> = if layers.is_empty() {
-        sharing::relu_layers(&network).collect()
-    } else {
-        relu_nodes(arch, &network, layers)?
-    };
+    let relus: Vec<_> = if layers.is_empty() { sharing::relu_layers(&network).collect() } else { relu_nodes(arch, &network, layers)? };
     let prepared = train::net::Prepared::new(&planned);
     let (patterns, tv) = train::record::record(&prepared, &params, &dataset.train, &relus, samples);
     if let Some(out) = out {
@@ -318,26 +314,12 @@ pub fn cluster_files(req: &ClusterRequest) -> error::Result<cluster::ClusterRepo
         let stem = req.out.with_extension("");
         let map = std::path::PathBuf::from(format!("{}-{}.png", stem.display(), p.layer));
         cluster::map_image(&ids, (c, h, w), if h <= 16 { 6 } else { 3 }).save(&map).map_err(|e| write_err(&map, e.to_string()))?;
-        // Largest cluster's share of its window, averaged over windows: 1/k when
-        // balanced, near 1 when one background cluster takes almost everything.
         let rects = sharing::window_rects(h, w, req.window, req.edge);
-        let mut share = 0.0;
-        for ch in 0..c {
-            for ((y0, y1), (x0, x1)) in &rects {
-                let mut count = vec![0usize; req.clusters];
-                for y in *y0..*y1 {
-                    for x in *x0..*x1 {
-                        count[ids[(ch * h + y) * w + x] as usize] += 1;
-                    }
-                }
-                share += *count.iter().max().unwrap_or(&0) as f64 / ((y1 - y0) * (x1 - x0)) as f64;
-            }
-        }
         layers.push(cluster::ClusterLayer {
             layer: p.layer.clone(),
             shape: p.shape.clone(),
             decisions_per_channel: rects.len() * req.clusters,
-            largest_cluster_share: share / (c * rects.len()) as f64,
+            largest_cluster_share: cluster::largest_share(&ids, (c, h, w), &rects, req.clusters),
             seconds,
             map: map.display().to_string(),
         });
