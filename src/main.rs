@@ -174,16 +174,8 @@ enum Command {
     /// pattern of chosen layers (for clustering) and every layer's total variation
     /// (the paper's Figure 3).
     Record {
-        /// Architecture TOML.
-        arch: PathBuf,
-        #[arg(long)]
-        plan: Option<PathBuf>,
-        /// Trained weights (checkpoint from `explore train`).
-        #[arg(long)]
-        weights: PathBuf,
-        /// Dataset directory (as for `explore train`); its training images are used.
-        #[arg(long)]
-        data: Option<PathBuf>,
+        #[command(flatten)]
+        trained: Trained,
         /// ReLU layers whose patterns to record, comma-separated (default: all).
         #[arg(long, value_delimiter = ',')]
         layers: Vec<String>,
@@ -207,17 +199,8 @@ enum Command {
     /// the assignment a `clusters` plan reads, a cluster map PNG per layer, and
     /// optionally the plan itself.
     Cluster {
-        /// Architecture TOML.
-        arch: PathBuf,
-        /// The plan the weights were trained under (default: regular ReLU).
-        #[arg(long)]
-        plan: Option<PathBuf>,
-        /// Trained weights (checkpoint from `explore train`).
-        #[arg(long)]
-        weights: PathBuf,
-        /// Dataset directory (as for `explore train`); its training images are used.
-        #[arg(long)]
-        data: Option<PathBuf>,
+        #[command(flatten)]
+        trained: Trained,
         /// ReLU layers to cluster, comma-separated.
         #[arg(long, value_delimiter = ',', required = true)]
         layers: Vec<String>,
@@ -302,6 +285,22 @@ enum Masking {
 }
 
 /// A count of at least 1.
+/// A trained network and its training images: what `record` and `cluster` read.
+#[derive(clap::Args)]
+struct Trained {
+    /// Architecture TOML.
+    arch: PathBuf,
+    /// The plan the weights were trained under (default: regular ReLU).
+    #[arg(long)]
+    plan: Option<PathBuf>,
+    /// Trained weights (checkpoint from `explore train`).
+    #[arg(long)]
+    weights: PathBuf,
+    /// Dataset directory (as for `explore train`); its training images are used.
+    #[arg(long)]
+    data: Option<PathBuf>,
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum EdgeArg {
     Partial,
@@ -447,7 +446,7 @@ fn run(cli: Cli) -> Result<()> {
             };
             emit(None, &text)
         }
-        Command::Record { arch, plan, weights, data, layers, samples, out, format, figure } => {
+        Command::Record { trained: Trained { arch, plan, weights, data }, layers, samples, out, format, figure } => {
             let tv = explore::record_files(&arch, plan.as_deref(), &weights, data.as_deref(), &layers, samples, out.as_deref())?;
             if let Some(stem) = &figure {
                 let network = explore::spec::ArchSpec::load(&arch)?.name;
@@ -473,7 +472,17 @@ fn run(cli: Cli) -> Result<()> {
             };
             emit(None, &text)
         }
-        Command::Cluster { arch, plan, weights, data, layers, window, clusters, edge, samples, out, plan_out, format } => {
+        Command::Cluster {
+            trained: Trained { arch, plan, weights, data },
+            layers,
+            window,
+            clusters,
+            edge,
+            samples,
+            out,
+            plan_out,
+            format,
+        } => {
             let req = explore::ClusterRequest {
                 arch: &arch,
                 plan: plan.as_deref(),
