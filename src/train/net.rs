@@ -11,6 +11,7 @@ use crate::sharing::{GroupMap, Planned, group_map};
 use crate::spec::Op;
 use crate::spec::plan::Decision;
 use petgraph::graph::NodeIndex;
+use rayon::prelude::*;
 use std::collections::HashMap;
 
 /// C (m x n, row-major) = A B (+ C when `accumulate`), A and B given by strides.
@@ -213,32 +214,29 @@ pub fn forward(p: &Prepared, params: &Params, x: &[f32], n: usize, mode: Mode) -
                 let lp = &params.layers[&layer.name];
                 let c = lp.weight.len();
                 let plane = in_len / c;
-                let m = (n * plane) as f32;
                 let (mean, var) = match mode {
                     Mode::Train { .. } => {
-                        let (mut mean, mut var) = (vec![0f32; c], vec![0f32; c]);
-                        for b in 0..n {
-                            for ch in 0..c {
-                                mean[ch] += input[b * in_len + ch * plane..][..plane].iter().sum::<f32>();
-                            }
-                        }
-                        mean.iter_mut().for_each(|v| *v /= m);
-                        for b in 0..n {
-                            for ch in 0..c {
-                                var[ch] +=
-                                    input[b * in_len + ch * plane..][..plane].iter().map(|v| (v - mean[ch]) * (v - mean[ch])).sum::<f32>();
-                            }
-                        }
-                        var.iter_mut().for_each(|v| *v /= m);
+                        let (mean, var) = channel_moments(input, n, c, plane);
+                        let m = (n * plane) as f32;
                         norm_stats.push((layer.name.clone(), mean.clone(), var.iter().map(|v| v * m / (m - 1.0).max(1.0)).collect()));
                         (mean, var)
                     }
                     Mode::Eval { .. } => (lp.buffers[..c].to_vec(), lp.buffers[c..].to_vec()),
                 };
                 let inv_std: Vec<f32> = var.iter().map(|v| 1.0 / (v + crate::model::BN_EPS).sqrt()).collect();
-                let xhat: Vec<f32> =
-                    input.iter().enumerate().map(|(i, v)| (v - mean[(i / plane) % c]) * inv_std[(i / plane) % c]).collect();
-                let y = xhat.iter().enumerate().map(|(i, v)| lp.weight[(i / plane) % c] * v + lp.bias[(i / plane) % c]).collect();
+                let mut xhat = vec![0f32; input.len()];
+                let mut y = vec![0f32; input.len()];
+                // One (image, channel) plane per task: no index arithmetic per element.
+                xhat.par_chunks_mut(plane).zip(y.par_chunks_mut(plane)).zip(input.par_chunks(plane)).enumerate().for_each(
+                    |(k, ((xh, yv), xv))| {
+                        let ch = k % c;
+                        let (mu, s, g, b) = (mean[ch], inv_std[ch], lp.weight[ch], lp.bias[ch]);
+                        for ((h, o), &v) in xh.iter_mut().zip(yv.iter_mut()).zip(xv) {
+                            *h = (v - mu) * s;
+                            *o = g * *h + b;
+                        }
+                    },
+                );
                 if matches!(mode, Mode::Train { .. }) {
                     cache[node.index()] = Cache::Norm { xhat, inv_std };
                 }
@@ -401,24 +399,37 @@ pub fn backward(p: &Prepared, params: &Params, pass: &Pass, dlogits: Vec<f32>) -
                 let c = lp.weight.len();
                 let plane = in_len / c;
                 let m = (n * plane) as f32;
-                let (mut sum_dy, mut sum_dy_xhat) = (vec![0f32; c], vec![0f32; c]);
-                for (i, (d, xh)) in dy.iter().zip(xhat).enumerate() {
-                    let ch = (i / plane) % c;
-                    sum_dy[ch] += d;
-                    sum_dy_xhat[ch] += d * xh;
-                }
-                for ch in 0..c {
-                    gp.weight[ch] += sum_dy_xhat[ch];
-                    gp.bias[ch] += sum_dy[ch];
-                }
-                dy.iter()
-                    .zip(xhat)
-                    .enumerate()
-                    .map(|(i, (d, xh))| {
-                        let ch = (i / plane) % c;
-                        lp.weight[ch] * inv_std[ch] / m * (m * d - sum_dy[ch] - xh * sum_dy_xhat[ch])
+                // Per channel, summed in a fixed order whatever the thread count.
+                let sums: Vec<(f32, f32)> = (0..c)
+                    .into_par_iter()
+                    .map(|ch| {
+                        let (mut sd, mut sdx) = (0f32, 0f32);
+                        for b in 0..n {
+                            let at = b * in_len + ch * plane;
+                            for (d, xh) in dy[at..at + plane].iter().zip(&xhat[at..at + plane]) {
+                                sd += d;
+                                sdx += d * xh;
+                            }
+                        }
+                        (sd, sdx)
                     })
-                    .collect()
+                    .collect();
+                for (ch, &(sd, sdx)) in sums.iter().enumerate() {
+                    gp.weight[ch] += sdx;
+                    gp.bias[ch] += sd;
+                }
+                let mut dx = vec![0f32; dy.len()];
+                dx.par_chunks_mut(plane).zip(dy.par_chunks(plane)).zip(xhat.par_chunks(plane)).enumerate().for_each(
+                    |(k, ((out, d), xh))| {
+                        let ch = k % c;
+                        let (sd, sdx) = sums[ch];
+                        let scale = lp.weight[ch] * inv_std[ch] / m;
+                        for ((o, &d), &xh) in out.iter_mut().zip(d).zip(xh) {
+                            *o = scale * (m * d - sd - xh * sdx);
+                        }
+                    },
+                );
+                dx
             }
             Op::Flatten => dy,
         };
@@ -485,4 +496,21 @@ fn relu_backward(
         }
     }
     dx
+}
+
+/// Per-channel mean and (biased) variance of an [n, c, plane] batch, two passes,
+/// each channel summed in a fixed order so results do not depend on thread count.
+fn channel_moments(x: &[f32], n: usize, c: usize, plane: usize) -> (Vec<f32>, Vec<f32>) {
+    let in_len = c * plane;
+    let m = (n * plane) as f32;
+    let planes = |ch: usize| (0..n).map(move |b| &x[b * in_len + ch * plane..][..plane]);
+    let stats: Vec<(f32, f32)> = (0..c)
+        .into_par_iter()
+        .map(|ch| {
+            let mean = planes(ch).map(|p| p.iter().sum::<f32>()).sum::<f32>() / m;
+            let var = planes(ch).map(|p| p.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>()).sum::<f32>() / m;
+            (mean, var)
+        })
+        .collect();
+    stats.into_iter().unzip()
 }
