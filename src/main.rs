@@ -245,7 +245,7 @@ enum Command {
         arch: PathBuf,
         #[arg(long)]
         plan: Option<PathBuf>,
-        /// Protocols, comma-separated: built-in names (securenn, falcon, crypten-ttp)
+        /// Protocols, comma-separated: built-in names (securenn, falcon, crypten-ttp, delphi)
         /// or paths to protocol tables. Default: all built-in.
         #[arg(long, value_delimiter = ',')]
         protocols: Vec<String>,
@@ -257,6 +257,22 @@ enum Command {
     },
     /// Print the built-in SecureNN protocol table, to copy and edit for --protocol.
     Protocol,
+    /// Measure the simulator's local work per action on this machine and print the
+    /// SecureNN table (or --protocol FILE) with a `[compute]` section: estimated
+    /// seconds then add computation to rounds and bits.
+    Calibrate {
+        /// Table to extend (default: the built-in SecureNN table).
+        #[arg(long)]
+        protocol: Option<PathBuf>,
+        /// Threads to measure on (default 1: one image's work among many).
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+        /// Repetitions per measurement; the median is kept.
+        #[arg(long, default_value_t = 3)]
+        repeats: usize,
+        #[arg(short, long)]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -574,6 +590,20 @@ fn run(cli: Cli) -> Result<()> {
             emit(None, &text)
         }
         Command::Protocol => emit(None, SECURENN_TOML),
+        Command::Calibrate { protocol, threads, repeats, out } => {
+            let text = match &protocol {
+                Some(path) => explore::spec::read_text(path)?,
+                None => SECURENN_TOML.to_string(),
+            };
+            let name = protocol.as_deref().unwrap_or(std::path::Path::new("protocols/securenn.toml"));
+            if ProtocolTable::parse(name, &text)?.compute.is_some() {
+                return Err(Error::invalid(name, Some("[compute]".into()), "the table already has one; remove it to measure again"));
+            }
+            // Fails only when the OS refuses to start threads: nothing to recover.
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads.max(1)).build().expect("a thread pool starts");
+            let compute = pool.install(|| explore::calibrate::measure(repeats));
+            emit(out, &(text + &explore::calibrate::section(&compute, threads.max(1), repeats)))
+        }
     }
 }
 

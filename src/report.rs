@@ -118,6 +118,9 @@ pub fn table(r: &CostReport, saving: Option<&Saving>) -> String {
         .map(|e| format!("{} {:.3} s ({} Mbit/s, {} ms per round)", e.profile, e.seconds, e.bandwidth_mbps, e.rtt_ms))
         .collect();
     let _ = writeln!(out, "estimated time per image: {}", est.join("; "));
+    if t.compute_seconds > 0.0 {
+        let _ = writeln!(out, "  (each includes {:.3} s of local computation from the table's [compute] section)", t.compute_seconds);
+    }
     if let Some(s) = saving {
         let _ = writeln!(
             out,

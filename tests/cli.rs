@@ -254,7 +254,7 @@ fn compare_lists_protocols_and_securenn_equals_cost() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let rows: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let names: Vec<&str> = rows.as_array().unwrap().iter().map(|r| r["protocol"].as_str().unwrap()).collect();
-    assert_eq!(names, ["securenn", "falcon", "crypten-ttp"]);
+    assert_eq!(names, ["securenn", "falcon", "crypten-ttp", "delphi"]);
     for r in rows.as_array().unwrap() {
         assert!(r["online_bytes"].as_u64().unwrap() > 0 && r["total_bytes"].as_u64().unwrap() >= r["online_bytes"].as_u64().unwrap());
         let profiles: Vec<&str> = r["timings"].as_array().unwrap().iter().map(|t| t["profile"].as_str().unwrap()).collect();
@@ -267,5 +267,6 @@ fn compare_lists_protocols_and_securenn_equals_cost() {
     assert_eq!(rows[0]["rounds"], cost["total"]["rounds"]);
     assert_eq!(rows[0]["timings"][1]["online_seconds"], cost["estimates"][1]["seconds"]);
     assert!(rows[2]["offline_bytes"].as_u64().unwrap() > 0, "the dealer sends offline");
+    assert!(rows[3]["offline_bytes"].as_u64().unwrap() > rows[3]["online_bytes"].as_u64().unwrap(), "Delphi garbles offline");
     expect_error(&["compare", "architectures/cifar10.toml", "--protocols", "nosuch"], "nosuch", "cannot read");
 }

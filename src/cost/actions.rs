@@ -33,8 +33,9 @@ pub enum MulPurpose {
 #[serde(tag = "action", rename_all = "lowercase")]
 pub enum Action {
     /// A Beaver product of X (`x` elements) and Y (`y`) into Z (`z`). For a matrix
-    /// product m x n times n x v: x = mn, y = nv, z = mv.
-    Product { kind: ProductKind, x: u64, y: u64, z: u64 },
+    /// product m x n times n x v: x = mn, y = nv, z = mv; `macs` = mnv, the
+    /// multiply-accumulates of the plaintext product (for the compute term).
+    Product { kind: ProductKind, x: u64, y: u64, z: u64, macs: u64 },
     /// Secure comparison with zero, one per ReLU decision.
     Drelu { count: u64 },
     /// Elementwise products of secret values.
@@ -69,11 +70,12 @@ pub fn count(planned: &Planned, masking: ConvMasking) -> Vec<LayerActions> {
                         ConvMasking::Im2col => positions * patch,
                         ConvMasking::Tensor => input.numel() as u64,
                     };
-                    (0, vec![Action::Product { kind: ProductKind::Conv, x, y: patch * o, z }, Action::Truncate { count: z }])
+                    let product = Action::Product { kind: ProductKind::Conv, x, y: patch * o, z, macs: positions * patch * o };
+                    (0, vec![product, Action::Truncate { count: z }])
                 }
                 Op::Linear { out_features } => {
                     let (n, v) = (input.numel() as u64, *out_features as u64);
-                    (0, vec![Action::Product { kind: ProductKind::Linear, x: n, y: n * v, z: v }, Action::Truncate { count: v }])
+                    (0, vec![Action::Product { kind: ProductKind::Linear, x: n, y: n * v, z: v, macs: n * v }, Action::Truncate { count: v }])
                 }
                 Op::AvgPool { .. } => (0, vec![Action::Truncate { count: out.numel() as u64 }]),
                 Op::Relu => relu_actions(planned, node),
@@ -111,7 +113,8 @@ fn relu_actions(planned: &Planned, node: NodeIndex) -> (u64, Vec<Action>) {
             Decision::Learned { weights: crate::spec::WeightVisibility::Secret, shared_across_channels } => {
                 let channels = input.chw().map_or(1, |(c, _, _)| c as u64);
                 let y = if shared_across_channels { gated / channels } else { gated };
-                actions.push(Action::Product { kind: ProductKind::Score, x: gated, y, z: groups });
+                // Each activation is multiplied by its weight once.
+                actions.push(Action::Product { kind: ProductKind::Score, x: gated, y, z: groups, macs: gated });
                 actions.push(Action::Truncate { count: groups });
             }
         }

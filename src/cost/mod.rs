@@ -12,7 +12,7 @@ pub mod profile;
 pub mod protocol;
 
 use crate::sharing::Planned;
-use actions::{Action, LayerActions};
+use actions::{Action, LayerActions, MulPurpose};
 use profile::Profile;
 use protocol::{ConvMasking, ProtocolTable};
 use serde::Serialize;
@@ -43,6 +43,8 @@ pub struct LayerCost {
     /// `bits` and `bits_by_party` are online.
     pub offline_bits: u64,
     pub offline_bits_by_party: [u64; 3],
+    /// Local computation, when the table has a `[compute]` section (else 0).
+    pub compute_seconds: f64,
     pub actions: Vec<Action>,
 }
 
@@ -58,6 +60,7 @@ pub struct Total {
     pub offline_bits: u64,
     pub offline_bytes: u64,
     pub offline_bits_by_party: [u64; 3],
+    pub compute_seconds: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -65,7 +68,7 @@ pub struct Estimate {
     pub profile: String,
     pub bandwidth_mbps: f64,
     pub rtt_ms: f64,
-    /// Online: rounds x rtt + online bits / bandwidth.
+    /// Online: rounds x rtt + online bits / bandwidth + local computation.
     pub seconds: f64,
     /// Online plus the offline bits over the same link (offline rounds not modelled).
     pub seconds_total: f64,
@@ -101,6 +104,7 @@ pub fn price(planned: &Planned, table: &ProtocolTable, masking: Option<ConvMaski
         offline_bits: 0,
         offline_bytes: 0,
         offline_bits_by_party: [0; 3],
+        compute_seconds: 0.0,
     };
     for l in &layers {
         total.relus += l.relus;
@@ -108,6 +112,7 @@ pub fn price(planned: &Planned, table: &ProtocolTable, masking: Option<ConvMaski
         total.rounds_depth += l.rounds_depth;
         total.bits += l.bits;
         total.offline_bits += l.offline_bits;
+        total.compute_seconds += l.compute_seconds;
         for p in 0..3 {
             total.bits_by_party[p] += l.bits_by_party[p];
             total.offline_bits_by_party[p] += l.offline_bits_by_party[p];
@@ -124,8 +129,8 @@ pub fn price(planned: &Planned, table: &ProtocolTable, masking: Option<ConvMaski
             profile: p.name.clone(),
             bandwidth_mbps: p.bandwidth_mbps,
             rtt_ms: p.rtt_ms,
-            seconds: p.seconds(total.rounds, total.bits),
-            seconds_total: p.seconds(total.rounds, total.bits + total.offline_bits),
+            seconds: p.seconds(total.rounds, total.bits) + total.compute_seconds,
+            seconds_total: p.seconds(total.rounds, total.bits + total.offline_bits) + total.compute_seconds,
         })
         .collect();
     let plan = planned.plan;
@@ -150,24 +155,39 @@ fn price_layer(planned: &Planned, table: &ProtocolTable, la: LayerActions) -> La
     let mut by_party = [0u64; 3];
     let mut offline = [0u64; 3];
     let mut by_protocol = BitsByProtocol::default();
-    for action in &la.actions {
-        let (price_rounds, price_depth, bits, off, family) = match *action {
-            Action::Product { x, y, z, .. } => (
+    let mut actions = la.actions.iter().peekable();
+    while let Some(action) = actions.next() {
+        // A protocol with a one-piece ReLU prices an unshared decision-and-gate pair
+        // (as many gates as decisions) as that ReLU; its bits count as DReLU bits.
+        let fused = match (&table.relu, action) {
+            (Some(relu), &Action::Drelu { count })
+                if matches!(actions.peek(), Some(Action::Mul { purpose: MulPurpose::Gate, count: gated }) if *gated == count) =>
+            {
+                actions.next();
+                Some((relu, count))
+            }
+            _ => None,
+        };
+        let (price_rounds, price_depth, bits, off, family) = match (fused, *action) {
+            (Some((p, count)), _) => {
+                (p.rounds, p.depth, table.unit_bits(p, count), table.unit_offline_bits(p, count), &mut by_protocol.drelu)
+            }
+            (None, Action::Product { x, y, z, .. }) => (
                 table.product.rounds,
                 table.product.depth,
                 table.product_bits(x, y, z),
                 table.product_offline_bits(x, y, z),
                 &mut by_protocol.linear,
             ),
-            Action::Drelu { count } => {
+            (None, Action::Drelu { count }) => {
                 let p = &table.drelu;
                 (p.rounds, p.depth, table.unit_bits(p, count), table.unit_offline_bits(p, count), &mut by_protocol.drelu)
             }
-            Action::Mul { count, .. } => {
+            (None, Action::Mul { count, .. }) => {
                 let p = &table.mul;
                 (p.rounds, p.depth, table.unit_bits(p, count), table.unit_offline_bits(p, count), &mut by_protocol.mul)
             }
-            Action::Truncate { count } => {
+            (None, Action::Truncate { count }) => {
                 let p = &table.truncate;
                 (p.rounds, p.depth, table.unit_bits(p, count), table.unit_offline_bits(p, count), &mut by_protocol.linear)
             }
@@ -181,6 +201,7 @@ fn price_layer(planned: &Planned, table: &ProtocolTable, la: LayerActions) -> La
         }
     }
     let bits: u64 = by_party.iter().sum();
+    let compute_seconds = table.compute.map_or(0.0, |c| la.actions.iter().map(|a| c.seconds(a)).sum());
     LayerCost {
         name: node.name.clone(),
         op: node.op.as_ref().map_or("input", |o| o.kind()).to_string(),
@@ -194,6 +215,7 @@ fn price_layer(planned: &Planned, table: &ProtocolTable, la: LayerActions) -> La
         bits_by_protocol: by_protocol,
         offline_bits: offline.iter().sum(),
         offline_bits_by_party: offline,
+        compute_seconds,
         actions: la.actions,
     }
 }
@@ -210,16 +232,62 @@ mod tests {
     }
 
     fn priced(arch: &str, plan: Option<&str>, masking: Option<ConvMasking>) -> CostReport {
+        priced_under(&ProtocolTable::securenn(), arch, plan, masking)
+    }
+
+    fn priced_under(table: &ProtocolTable, arch: &str, plan: Option<&str>, masking: Option<ConvMasking>) -> CostReport {
         let plan = plan.map(|p| repo(&format!("architectures/plans/{p}.toml")));
-        let (r, _) = crate::cost_files(
-            &repo(&format!("architectures/{arch}.toml")),
-            plan.as_deref(),
-            &ProtocolTable::securenn(),
-            masking,
-            &profile::builtin(),
-        )
-        .unwrap();
+        let (r, _) =
+            crate::cost_files(&repo(&format!("architectures/{arch}.toml")), plan.as_deref(), table, masking, &profile::builtin())
+                .unwrap();
         r
+    }
+
+    #[test]
+    fn a_compute_section_adds_local_work_to_the_estimates() {
+        let mut table = ProtocolTable::securenn();
+        let plain = priced_under(&table, "svhn", None, None);
+        table.compute = Some(protocol::Compute { ns_per_mac: 1.0, ns_per_drelu: 1000.0, ns_per_mul: 10.0, ns_per_truncate: 0.5 });
+        let timed = priced_under(&table, "svhn", None, None);
+        let mut expected = 0.0;
+        for l in &timed.layers {
+            for a in &l.actions {
+                expected += match *a {
+                    Action::Product { macs, .. } => macs as f64,
+                    Action::Drelu { count } => count as f64 * 1000.0,
+                    Action::Mul { count, .. } => count as f64 * 10.0,
+                    Action::Truncate { count } => count as f64 * 0.5,
+                } * 1e-9;
+            }
+        }
+        assert!((timed.total.compute_seconds - expected).abs() < 1e-12 && expected > 0.0);
+        for (a, b) in plain.estimates.iter().zip(&timed.estimates) {
+            assert!((b.seconds - a.seconds - expected).abs() < 1e-9);
+        }
+        // Bits and rounds do not move.
+        assert_eq!((plain.total.bits, plain.total.rounds), (timed.total.bits, timed.total.rounds));
+    }
+
+    #[test]
+    fn a_one_piece_relu_prices_only_unshared_layers() {
+        // Delphi: an unshared ReLU is one garbled circuit (5,376 bits online, one
+        // round); a shared layer pays a circuit per decision and a Beaver Mul (4 l)
+        // per activation.
+        let delphi = ProtocolTable::builtin("delphi").unwrap();
+        let original = priced_under(&delphi, "cifar10", None, None);
+        let l = layer(&original, "relu1");
+        assert_eq!((l.rounds, l.bits, l.bits_by_protocol.mul), (1, 65_536 * 5_376, 0));
+        assert_eq!(l.offline_bits, 65_536 * (5_376 + 156_736));
+        let shared = priced_under(&delphi, "cifar10", Some("cifar10/uniform-32x32"), None);
+        let l = layer(&shared, "relu1");
+        assert_eq!((l.rounds, l.bits_by_protocol.drelu, l.bits_by_protocol.mul), (2, 64 * 5_376, 65_536 * 4 * 64));
+        assert_eq!(l.offline_bits, 64 * (5_376 + 156_736));
+        // Layers the plan leaves alone keep the one-piece price.
+        assert_eq!(layer(&shared, "relu3").bits, layer(&original, "relu3").bits);
+        // SecureNN has no one-piece ReLU: the same pair is a DReLU and a Mul.
+        let securenn = priced("cifar10", None, None);
+        let l = layer(&securenn, "relu1");
+        assert_eq!((l.rounds, l.bits), (10, 65_536 * 88 * 64));
     }
 
     fn layer<'a>(r: &'a CostReport, name: &str) -> &'a LayerCost {

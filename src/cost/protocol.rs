@@ -11,10 +11,11 @@ pub const SECURENN_TOML: &str = include_str!("../../protocols/securenn.toml");
 
 /// Every shipped table, by name: SecureNN first (the default), then the protocols
 /// `explore compare` sets beside it.
-pub const BUILTIN: [(&str, &str); 3] = [
+pub const BUILTIN: [(&str, &str); 4] = [
     ("securenn", SECURENN_TOML),
     ("falcon", include_str!("../../protocols/falcon.toml")),
     ("crypten-ttp", include_str!("../../protocols/crypten-ttp.toml")),
+    ("delphi", include_str!("../../protocols/delphi.toml")),
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
@@ -98,7 +99,33 @@ impl<T: Copy> Priced<T> {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+/// Nanoseconds of local computation per unit of each action, all parties together
+/// on one core (the simulator runs the three parties in one process).
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Compute {
+    /// Per multiply-accumulate of a Beaver product (the three parties' local products).
+    pub ns_per_mac: f64,
+    pub ns_per_drelu: f64,
+    pub ns_per_mul: f64,
+    pub ns_per_truncate: f64,
+}
+
+impl Compute {
+    /// Seconds of local work for one action.
+    pub fn seconds(&self, action: &crate::cost::actions::Action) -> f64 {
+        use crate::cost::actions::Action;
+        let ns = match *action {
+            Action::Product { macs, .. } => macs as f64 * self.ns_per_mac,
+            Action::Drelu { count } => count as f64 * self.ns_per_drelu,
+            Action::Mul { count, .. } => count as f64 * self.ns_per_mul,
+            Action::Truncate { count } => count as f64 * self.ns_per_truncate,
+        };
+        ns * 1e-9
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProtocolTable {
     pub name: String,
@@ -111,6 +138,16 @@ pub struct ProtocolTable {
     pub drelu: Priced<UnitTerms>,
     pub mul: Priced<UnitTerms>,
     pub truncate: Priced<UnitTerms>,
+    /// A whole ReLU as one protocol, for protocols whose ReLU is a single circuit
+    /// (Delphi's garbled ReLU): when set, an unshared ReLU (one decision per
+    /// activation, gating it) is priced as one `relu` instead of a DReLU and a Mul.
+    /// Shared ReLUs still pay a DReLU per group and a Mul per activation.
+    #[serde(default)]
+    pub relu: Option<Priced<UnitTerms>>,
+    /// Local computation per action, for the time model's compute term (measured
+    /// by `explore calibrate`); without it estimates count only the network.
+    #[serde(default)]
+    pub compute: Option<Compute>,
     /// Where the table came from ("built-in" or a path); not part of the file.
     #[serde(skip)]
     pub source: String,
@@ -145,6 +182,11 @@ impl ProtocolTable {
         let t: ProtocolTable = parse_toml(path, text)?;
         if t.ring_bits == 0 || t.field_bits == 0 {
             return Err(Error::invalid(path, None, "ring_bits and field_bits must be at least 1"));
+        }
+        if let Some(c) = &t.compute
+            && ![c.ns_per_mac, c.ns_per_drelu, c.ns_per_mul, c.ns_per_truncate].iter().all(|v| v.is_finite() && *v >= 0.0)
+        {
+            return Err(Error::invalid(path, Some("[compute]".into()), "every ns_per_* must be a finite number >= 0"));
         }
         Ok(ProtocolTable { source: PathBuf::from(path).display().to_string(), ..t })
     }
