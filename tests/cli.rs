@@ -270,3 +270,26 @@ fn compare_lists_protocols_and_securenn_equals_cost() {
     assert!(rows[3]["offline_bytes"].as_u64().unwrap() > rows[3]["online_bytes"].as_u64().unwrap(), "Delphi garbles offline");
     expect_error(&["compare", "architectures/cifar10.toml", "--protocols", "nosuch"], "nosuch", "cannot read");
 }
+
+#[test]
+fn calibrate_writes_a_table_whose_estimates_include_computation() {
+    let dir = scratch("calibrate");
+    let table = dir.join("securenn-here.toml").display().to_string();
+    let o = explore(&["calibrate", "--repeats", "1", "-o", &table]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let json = |protocol: Option<&str>| -> serde_json::Value {
+        let mut args = vec!["cost", "architectures/svhn.toml", "--format", "json"];
+        if let Some(p) = protocol {
+            args.extend(["--protocol", p]);
+        }
+        serde_json::from_slice(&explore(&args).stdout).unwrap()
+    };
+    let (plain, timed) = (json(None), json(Some(&table)));
+    let compute = timed["total"]["compute_seconds"].as_f64().unwrap();
+    assert!(compute > 0.0 && plain["total"]["compute_seconds"] == 0.0);
+    let lan = |v: &serde_json::Value| v["estimates"][0]["seconds"].as_f64().unwrap();
+    assert!((lan(&timed) - lan(&plain) - compute).abs() < 1e-9);
+    assert_eq!(plain["total"]["bits"], timed["total"]["bits"]);
+    assert!(stdout(&explore(&["cost", "architectures/svhn.toml", "--protocol", &table])).contains("of local computation"));
+    expect_error(&["calibrate", "--protocol", &table], &table, "[compute]: the table already has one");
+}
