@@ -34,6 +34,7 @@ fn per_image(images: usize, f: &(dyn Fn(usize) + Sync)) -> f64 {
 }
 
 fn main() {
+    explore::allocator::keep_freed_memory();
     let args: Vec<usize> = std::env::args().skip(1).map(|a| a.parse().expect("IMAGES REPEATS are numbers")).collect();
     let (images, repeats) = (args.first().copied().unwrap_or(4), args.get(1).copied().unwrap_or(3));
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));

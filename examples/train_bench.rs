@@ -29,6 +29,7 @@ fn peak_rss_mib() -> f64 {
 }
 
 fn main() {
+    explore::allocator::keep_freed_memory();
     let args: Vec<usize> = std::env::args().skip(1).map(|a| a.parse().expect("STEPS REPEATS are numbers")).collect();
     let (steps, repeats) = (args.first().copied().unwrap_or(5), args.get(1).copied().unwrap_or(3));
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));

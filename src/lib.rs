@@ -4,6 +4,7 @@
 //! `sharing` (a plan applied to the graph) -> `cost` (action counts priced by a
 //! protocol table) -> `report` (table, CSV, JSON).
 
+pub mod allocator;
 pub mod calibrate;
 pub mod cluster;
 pub mod compare;

@@ -231,13 +231,11 @@ pub fn private_compare_with(ctx: &mut Ctx, x0: &[u8], x1: &[u8], r: &[u64], beta
                     c1[i] = a1 + w1;
                 }
                 // w_i = x_i xor t_i on shares: x_i if t_i = 0, 1 - x_i if t_i = 1.
-                if ti == 0 {
-                    w0 += a0;
-                    w1 += a1;
-                } else {
-                    w0 += 1 + (p - a0);
-                    w1 += p - a1;
-                }
+                // Selected by mask, not by branch: t's bits are random, so a branch
+                // would mispredict half the time.
+                let m = 0u16.wrapping_sub(ti);
+                w0 += (a0 & !m) | ((1 + p - a0) & m);
+                w1 += (a1 & !m) | ((p - a1) & m);
             }
         }
         for i in 0..64 {
