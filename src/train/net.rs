@@ -270,27 +270,39 @@ fn relu_forward(p: &Prepared, params: &Params, node: NodeIndex, x: &[f32], n: us
     };
     let per_position = net.input_shape(node).chw().map_or(len, |(_, h, w)| h * w);
     let shared = matches!(plan.decision, Decision::Learned { shared_across_channels: true, .. });
+    // Weight of each activation in its group's score, laid out like the activations.
+    let weights: Vec<f32> = match (plan.decision, v) {
+        (Decision::Center, _) => Vec::new(),
+        (_, Some(v)) if shared => (0..len).map(|i| v[i % per_position]).collect(),
+        (_, Some(v)) => v.clone(),
+        (_, None) => g.group_of.iter().map(|&grp| if grp == u32::MAX { 0.0 } else { 1.0 / g.size[grp as usize] as f32 }).collect(),
+    };
     for b in 0..n {
         let xb = &x[b * len..(b + 1) * len];
         let sb = &mut score[b * g.groups..(b + 1) * g.groups];
         match plan.decision {
             Decision::Center => sb.iter_mut().zip(&g.center).for_each(|(s, &c)| *s = xb[c as usize]),
             Decision::Mean | Decision::Learned { .. } => {
-                for (i, &grp) in g.group_of.iter().enumerate() {
-                    let w = match v {
-                        Some(v) => v[if shared { i % per_position } else { i }],
-                        None => 1.0 / g.size[grp as usize] as f32,
-                    };
-                    sb[grp as usize] += w * xb[i];
+                for ((&grp, &xi), &w) in g.group_of.iter().zip(xb).zip(&weights) {
+                    sb[grp as usize] += w * xi;
                 }
             }
         }
-        let flips = if noise > 0.0 { rng.bernoulli(len, noise) } else { vec![0; len] };
-        for i in 0..len {
-            let d = (sb[g.group_of[i] as usize] >= 0.0) as u8 ^ flips[i];
-            gate[b * len + i] = d as f32;
-            sign[b * len + i] = if flips[i] == 1 { -1.0 } else { 1.0 };
-            y[b * len + i] = d as f32 * xb[i];
+        let (yb, gb, signb) = (&mut y[b * len..(b + 1) * len], &mut gate[b * len..(b + 1) * len], &mut sign[b * len..(b + 1) * len]);
+        if noise > 0.0 {
+            let flips = rng.bernoulli(len, noise);
+            for i in 0..len {
+                let d = (sb[g.group_of[i] as usize] >= 0.0) as u8 ^ flips[i];
+                gb[i] = d as f32;
+                signb[i] = if flips[i] == 1 { -1.0 } else { 1.0 };
+                yb[i] = d as f32 * xb[i];
+            }
+        } else {
+            for (((o, gt), &grp), &xi) in yb.iter_mut().zip(gb.iter_mut()).zip(&g.group_of).zip(xb) {
+                let d = (sb[grp as usize] >= 0.0) as u8 as f32;
+                *gt = d;
+                *o = d * xi;
+            }
         }
     }
     (y, Cache::Shared { gate, sign, score })
@@ -458,28 +470,36 @@ fn relu_backward(
     let per_position = net.input_shape(node).chw().map_or(len, |(_, h, w)| h * w);
     let mut dx: Vec<f32> = dy.iter().zip(gate).map(|(d, g)| d * g).collect();
     let mut gv = gv;
+    let mut dd = vec![0f32; g.groups];
     for b in 0..n {
+        let at = b * len..(b + 1) * len;
+        let (xb, dyb, signb, dxb) = (&x[at.clone()], &dy[at.clone()], &sign[at.clone()], &mut dx[at]);
         // dL/d(decision of group) through every gated activation, sign-flipped where noise flipped it.
-        let mut dd = vec![0f32; g.groups];
-        for i in 0..len {
-            let k = b * len + i;
-            dd[g.group_of[i] as usize] += dy[k] * x[k] * sign[k];
+        dd.iter_mut().for_each(|d| *d = 0.0);
+        for (((&grp, &xi), &d), &sg) in g.group_of.iter().zip(xb).zip(dyb).zip(signb) {
+            dd[grp as usize] += d * xi * sg;
         }
-        for (grp, d) in dd.iter_mut().enumerate() {
-            let s = score[b * g.groups + grp];
+        for (d, &s) in dd.iter_mut().zip(&score[b * g.groups..(b + 1) * g.groups]) {
             *d *= if s.abs() <= 1.0 { 0.5 } else { 0.0 };
         }
         match plan.decision {
-            Decision::Center => g.center.iter().enumerate().for_each(|(grp, &c)| dx[b * len + c as usize] += dd[grp]),
-            Decision::Mean => (0..len).for_each(|i| dx[b * len + i] += dd[g.group_of[i] as usize] / g.size[g.group_of[i] as usize] as f32),
+            Decision::Center => g.center.iter().enumerate().for_each(|(grp, &c)| dxb[c as usize] += dd[grp]),
+            Decision::Mean => {
+                for (d, &grp) in dxb.iter_mut().zip(&g.group_of) {
+                    *d += dd[grp as usize] / g.size[grp as usize] as f32;
+                }
+            }
             Decision::Learned { shared_across_channels, .. } => {
                 let gv = gv.as_deref_mut().expect("learned decisions have weights");
                 let v = &params.layers[&net.node(node).name].weight;
-                for i in 0..len {
-                    let j = if shared_across_channels { i % per_position } else { i };
-                    let ds = dd[g.group_of[i] as usize];
-                    gv.weight[j] += ds * x[b * len + i];
-                    dx[b * len + i] += ds * v[j];
+                // Shared weights repeat per channel plane; otherwise one per activation.
+                let plane = if shared_across_channels { per_position } else { len };
+                for ((gplane, xplane), dplane) in g.group_of.chunks(plane).zip(xb.chunks(plane)).zip(dxb.chunks_mut(plane)) {
+                    for ((((&grp, &xi), d), gw), &w) in gplane.iter().zip(xplane).zip(dplane).zip(gv.weight.iter_mut()).zip(v) {
+                        let ds = dd[grp as usize];
+                        *gw += ds * xi;
+                        *d += ds * w;
+                    }
                 }
             }
         }
