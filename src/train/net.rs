@@ -289,20 +289,14 @@ fn relu_forward(p: &Prepared, params: &Params, node: NodeIndex, x: &[f32], n: us
             }
         }
         let (yb, gb, signb) = (&mut y[b * len..(b + 1) * len], &mut gate[b * len..(b + 1) * len], &mut sign[b * len..(b + 1) * len]);
-        if noise > 0.0 {
-            let flips = rng.bernoulli(len, noise);
-            for i in 0..len {
-                let d = (sb[g.group_of[i] as usize] >= 0.0) as u8 ^ flips[i];
-                gb[i] = d as f32;
-                signb[i] = if flips[i] == 1 { -1.0 } else { 1.0 };
-                yb[i] = d as f32 * xb[i];
-            }
-        } else {
-            for (((o, gt), &grp), &xi) in yb.iter_mut().zip(gb.iter_mut()).zip(&g.group_of).zip(xb) {
-                let d = (sb[grp as usize] >= 0.0) as u8 as f32;
-                *gt = d;
-                *o = d * xi;
-            }
+        // Without noise no flips are drawn (and the stream is not advanced).
+        let flips = if noise > 0.0 { rng.bernoulli(len, noise) } else { Vec::new() };
+        for (i, (((o, gt), sg), (&grp, &xi))) in yb.iter_mut().zip(gb.iter_mut()).zip(signb.iter_mut()).zip(g.group_of.iter().zip(xb)).enumerate() {
+            let flip = flips.get(i).copied().unwrap_or(0);
+            let d = ((sb[grp as usize] >= 0.0) as u8 ^ flip) as f32;
+            *gt = d;
+            *sg = if flip == 1 { -1.0 } else { 1.0 };
+            *o = d * xi;
         }
     }
     (y, Cache::Shared { gate, sign, score })
