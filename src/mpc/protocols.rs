@@ -158,7 +158,14 @@ pub fn truncate_shares(x: &Shares, frac: u32) -> Shares {
 /// P2 shares the 64 bits of each value over Z_67: `n * 64` elements to each of P0, P1.
 fn deal_bits(rng: &mut Prg, x: &[u64]) -> (Vec<u8>, Vec<u8>) {
     let s0 = rng.field(x.len() * 64);
-    let s1 = (0..x.len() * 64).map(|k| f_sub(bit(x[k / 64], k % 64), s0[k])).collect();
+    let mut s1 = vec![0u8; x.len() * 64];
+    for ((x, s0), s1) in x.iter().zip(s0.chunks_exact(64)).zip(s1.chunks_exact_mut(64)) {
+        for i in 0..64 {
+            // bit - s0 in Z_67, as bit + 67 - s0 < 2 * 67 reduced once.
+            let d = ((x >> i) & 1) as u8 + P - s0[i];
+            s1[i] = if d >= P { d - P } else { d };
+        }
+    }
     (s0, s1)
 }
 
@@ -192,57 +199,50 @@ pub fn private_compare(ctx: &mut Ctx, x0: &[u8], x1: &[u8], r: &[u64], beta: &[u
 }
 
 pub fn private_compare_with(ctx: &mut Ctx, x0: &[u8], x1: &[u8], r: &[u64], beta: &[u8], variant: Variant) -> Vec<u8> {
+    // Values go in blocks, so that a block's common randomness stays in cache.
+    const BLOCK: usize = 64;
     let n = r.len();
     let k01 = &mut ctx.seeds.k01;
-    // Common to P0 and P1 (k01): multipliers s_i in Z_67*, a permutation per value,
-    // and shares of zero that hide each party's d_i from P2.
-    let s = k01.field_nonzero(n * 64);
-    let zero = k01.field(n * 64);
     let (mut d0, mut d1) = (vec![0u8; n * 64], vec![0u8; n * 64]);
-    let p = P as u16;
-    for k in 0..n {
-        let perm = k01.permutation(64);
-        let (xs0, xs1) = (&x0[k * 64..(k + 1) * 64], &x1[k * 64..(k + 1) * 64]);
-        // c_i shares, kept as small integers and reduced mod 67 once: every partial
-        // sum stays below 64 * 67 + 2 * 67, far inside u16.
-        let (mut c0, mut c1) = ([0u16; 64], [0u16; 64]);
-        if beta[k] == 1 && r[k] == u64::MAX {
-            // x <= r always holds: shares of one 0 and 63 ones, from common values u_i
-            // (drawn only here: P0 and P1 both see that the case arises).
-            let u = k01.field(64);
-            for i in 0..64 {
-                c0[i] = u[i] as u16;
-                c1[i] = if i == 0 { f_neg(u[i]) } else { f_sub(1, u[i]) } as u16;
+    let (mut s, mut zero) = ([0u8; BLOCK * 64], [0u8; BLOCK * 64]);
+    for start in (0..n).step_by(BLOCK) {
+        let end = (start + BLOCK).min(n);
+        let (s, zero) = (&mut s[..(end - start) * 64], &mut zero[..(end - start) * 64]);
+        // Common to P0 and P1 (k01): multipliers s_i in Z_67*, shares of zero that hide
+        // each party's d_i from P2, and a permutation per value.
+        k01.fill_field_nonzero(s);
+        k01.fill_field(zero);
+        for k in start..end {
+            let bits = k * 64..(k + 1) * 64;
+            let (c0, c1) = if beta[k] == 1 && r[k] == u64::MAX {
+                // x <= r always holds: shares of one 0 and 63 ones, from common values
+                // u_i (drawn only here: P0 and P1 both see that the case arises).
+                let u = k01.field(64);
+                let c0: [u16; 64] = std::array::from_fn(|i| u[i] as u16);
+                let c1: [u16; 64] = std::array::from_fn(|i| if i == 0 { f_neg(u[i]) } else { f_sub(1, u[i]) } as u16);
+                (c0, c1)
+            } else {
+                compare_terms(&x0[bits.clone()], &x1[bits.clone()], r[k], beta[k])
+            };
+            // d_i = s_i c_i, re-randomised by the zero shares. Both parties' d_i go
+            // side by side in one u16 (P0 low byte), so that one shuffle permutes both.
+            let at = (k - start) * 64;
+            let (s, z) = (&s[at..at + 64], &zero[at..at + 64]);
+            let p = P as u16;
+            let mut d: [u16; 64] = std::array::from_fn(|i| {
+                let (m, z) = (s[i] as u16, z[i] as u16);
+                let e0 = (m * (c0[i] % p) + z) % p;
+                let e1 = (m * (c1[i] % p) + (p - z)) % p;
+                e0 | e1 << 8
+            });
+            // The common permutation, so that P2 cannot tell where a zero sits.
+            if variant == Variant::Secure {
+                k01.shuffle(&mut d);
             }
-        } else {
-            // beta = 0: t = r,     c_i = t_i - x_i + 1 + sum_{j>i} (x_j xor t_j): some c_i = 0 iff x > t.
-            // beta = 1: t = r + 1, c_i = x_i - t_i + 1 + sum_{j>i} (x_j xor t_j): some c_i = 0 iff t > x.
-            // Negative terms enter as p - value; P0 adds the public constants.
-            let t = if beta[k] == 0 { r[k] } else { r[k] + 1 };
-            let (mut w0, mut w1) = (0u16, 0u16);
-            for i in (0..64).rev() {
-                let ti = bit(t, i) as u16;
-                let (a0, a1) = (xs0[i] as u16, xs1[i] as u16);
-                if beta[k] == 0 {
-                    c0[i] = ti + 1 + (p - a0) + w0;
-                    c1[i] = (p - a1) + w1;
-                } else {
-                    c0[i] = a0 + (p - ti) + 1 + w0;
-                    c1[i] = a1 + w1;
-                }
-                // w_i = x_i xor t_i on shares: x_i if t_i = 0, 1 - x_i if t_i = 1.
-                // Selected by mask, not by branch: t's bits are random, so a branch
-                // would mispredict half the time.
-                let m = 0u16.wrapping_sub(ti);
-                w0 += (a0 & !m) | ((1 + p - a0) & m);
-                w1 += (a1 & !m) | ((p - a1) & m);
+            for (i, v) in d.iter().enumerate() {
+                d0[k * 64 + i] = *v as u8;
+                d1[k * 64 + i] = (*v >> 8) as u8;
             }
-        }
-        for i in 0..64 {
-            let (m, z) = (s[k * 64 + i] as u16, zero[k * 64 + i] as u16);
-            let at = k * 64 + if variant == Variant::Secure { perm[i] as usize } else { i };
-            d0[at] = ((m * (c0[i] % p) + z) % p) as u8;
-            d1[at] = ((m * (c1[i] % p) + (p - z)) % p) as u8;
         }
     }
     ctx.net.step();
@@ -250,7 +250,53 @@ pub fn private_compare_with(ctx: &mut Ctx, x0: &[u8], x1: &[u8], r: &[u64], beta
     ctx.net.send_field(P0, P2, Dep::Data, &d0);
     ctx.net.send_field(P1, P2, Dep::Data, &d1);
     // P2: beta' = 1 iff some d_i = 0.
-    (0..n).map(|k| (0..64).any(|i| f_add(d0[k * 64 + i], d1[k * 64 + i]) == 0) as u8).collect()
+    d0.chunks_exact(64)
+        .zip(d1.chunks_exact(64))
+        .map(|(a, b)| a.iter().zip(b).fold(0u8, |found, (a, b)| found | (a + b == P || a + b == 0) as u8))
+        .collect()
+}
+
+/// Each party's shares of PrivateCompare's c_i for one value, before reduction mod 67
+/// (every term is a small integer: sums stay below 64 * 68 + 3 * 67, inside u16).
+///   beta = 0: t = r,     c_i = t_i - x_i + 1 + sum_{j>i} (x_j xor t_j): some c_i = 0 iff x > t;
+///   beta = 1: t = r + 1, c_i = x_i - t_i + 1 + sum_{j>i} (x_j xor t_j): some c_i = 0 iff t > x.
+/// Negative terms enter as p - value; P0 adds the public constants.
+#[inline]
+fn compare_terms(x0: &[u8], x1: &[u8], r: u64, beta: u8) -> ([u16; 64], [u16; 64]) {
+    let p = P as u16;
+    let t = if beta == 0 { r } else { r + 1 };
+    let tb: [u16; 64] = std::array::from_fn(|i| ((t >> i) & 1) as u16);
+    let (a0, a1): ([u16; 64], [u16; 64]) = (std::array::from_fn(|i| x0[i] as u16), std::array::from_fn(|i| x1[i] as u16));
+    // w_i = x_i xor t_i on shares: x_i where t_i = 0, 1 - x_i where t_i = 1 (selected
+    // by mask: t's bits are random, so a branch would mispredict half the time).
+    let xor0: [u16; 64] = std::array::from_fn(|i| {
+        let m = 0u16.wrapping_sub(tb[i]);
+        (a0[i] & !m) | ((1 + p - a0[i]) & m)
+    });
+    let xor1: [u16; 64] = std::array::from_fn(|i| {
+        let m = 0u16.wrapping_sub(tb[i]);
+        (a1[i] & !m) | ((p - a1[i]) & m)
+    });
+    // Suffix sums sum_{j>i} w_j, for both parties side by side.
+    let (mut w0, mut w1) = ([0u16; 64], [0u16; 64]);
+    for i in (0..63).rev() {
+        w0[i] = w0[i + 1] + xor0[i + 1];
+        w1[i] = w1[i + 1] + xor1[i + 1];
+    }
+    let mut c0 = [0u16; 64];
+    let mut c1 = [0u16; 64];
+    if beta == 0 {
+        for i in 0..64 {
+            c0[i] = tb[i] + 1 + (p - a0[i]) + w0[i];
+            c1[i] = (p - a1[i]) + w1[i];
+        }
+    } else {
+        for i in 0..64 {
+            c0[i] = a0[i] + (p - tb[i]) + 1 + w0[i];
+            c1[i] = a1[i] + w1[i];
+        }
+    }
+    (c0, c1)
 }
 
 /// ShareConvert (SecureNN Algorithm 4, with the proof's formula; the printed step 11

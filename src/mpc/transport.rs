@@ -121,11 +121,7 @@ impl Transport {
 
     /// Sends in an earlier step of the same protocol (randomness that rides along).
     pub fn send_in(&mut self, step: Step, from: Party, to: Party, elem: Elem, dep: Dep, data: &[u64]) {
-        let mut h = self.transcript;
-        for w in data {
-            h = (h ^ w).wrapping_mul(0x0100_0000_01b3);
-        }
-        self.transcript = h;
+        self.transcript = hash_words(self.transcript, data);
         self.record(step, from, to, elem, dep, data.len() as u64);
         if self.capture == Some(to) {
             self.captured.push(data.to_vec());
@@ -134,14 +130,7 @@ impl Transport {
 
     /// Sends Z_67 elements in the current step.
     pub fn send_field(&mut self, from: Party, to: Party, dep: Dep, data: &[u8]) {
-        // Hash eight elements at a time: the transcript hash is on the hot path.
-        let mut h = self.transcript;
-        for chunk in data.chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            h = (h ^ u64::from_le_bytes(word)).wrapping_mul(0x0100_0000_01b3);
-        }
-        self.transcript = h;
+        self.transcript = hash_bytes(self.transcript, data);
         self.record(Step(self.steps), from, to, Elem::Field, dep, data.len() as u64);
         if self.capture == Some(to) {
             self.captured.push(data.iter().map(|&x| x as u64).collect());
@@ -191,6 +180,43 @@ impl Transport {
         t
     }
 }
+
+/// Folds a payload into the transcript hash: FNV-1a style over 64-bit words, in
+/// eight independent lanes (word i to lane i mod 8) so that the multiplies overlap,
+/// since the hash sits on the hot path of every send.
+fn hash_words(h: u64, words: &[u64]) -> u64 {
+    let mut lanes: [u64; 8] = std::array::from_fn(|i| h ^ i as u64);
+    let mut blocks = words.chunks_exact(8);
+    for block in &mut blocks {
+        for (lane, w) in lanes.iter_mut().zip(block) {
+            *lane = (*lane ^ w).wrapping_mul(PRIME);
+        }
+    }
+    for (lane, w) in lanes.iter_mut().zip(blocks.remainder()) {
+        *lane = (*lane ^ w).wrapping_mul(PRIME);
+    }
+    lanes.iter().fold(h ^ words.len() as u64, |h, l| (h ^ l).wrapping_mul(PRIME))
+}
+
+/// The same over bytes, eight to a little-endian word (the last one zero-padded).
+fn hash_bytes(h: u64, bytes: &[u8]) -> u64 {
+    let mut lanes: [u64; 8] = std::array::from_fn(|i| h ^ i as u64);
+    let mut blocks = bytes.chunks_exact(64);
+    for block in &mut blocks {
+        for (lane, w) in lanes.iter_mut().zip(block.chunks_exact(8)) {
+            let w = u64::from_le_bytes(w.try_into().expect("chunks of 8"));
+            *lane = (*lane ^ w).wrapping_mul(PRIME);
+        }
+    }
+    for (lane, w) in lanes.iter_mut().zip(blocks.remainder().chunks(8)) {
+        let mut word = [0u8; 8];
+        word[..w.len()].copy_from_slice(w);
+        *lane = (*lane ^ u64::from_le_bytes(word)).wrapping_mul(PRIME);
+    }
+    lanes.iter().fold(h ^ bytes.len() as u64, |h, l| (h ^ l).wrapping_mul(PRIME))
+}
+
+const PRIME: u64 = 0x0100_0000_01b3;
 
 #[cfg(test)]
 mod tests {
