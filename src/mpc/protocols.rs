@@ -199,11 +199,58 @@ pub fn private_compare(ctx: &mut Ctx, x0: &[u8], x1: &[u8], r: &[u64], beta: &[u
 }
 
 pub fn private_compare_with(ctx: &mut Ctx, x0: &[u8], x1: &[u8], r: &[u64], beta: &[u8], variant: Variant) -> Vec<u8> {
+    let n = r.len();
+    let (mut d0, mut d1) = (vec![0u8; n * 64], vec![0u8; n * 64]);
+    masked_terms(&mut ctx.seeds.k01, x0, x1, r, beta, variant, &mut d0, &mut d1);
+    ctx.net.step();
+    // P0 -> P2 and P1 -> P2: the permuted d_i shares, 64 Z_67 elements per value each.
+    ctx.net.send_field(P0, P2, Dep::Data, &d0);
+    ctx.net.send_field(P1, P2, Dep::Data, &d1);
+    // P2: beta' = 1 iff some d_i = 0.
+    d0.chunks_exact(64)
+        .zip(d1.chunks_exact(64))
+        .map(|(a, b)| a.iter().zip(b).fold(0u8, |found, (a, b)| found | (a + b == P || a + b == 0) as u8))
+        .collect()
+}
+
+/// P0's and P1's messages in PrivateCompare, `d0` and `d1`, 64 per value. Compiled
+/// for AVX-512, for AVX2 and for any x86-64, chosen at run time as the ring product is.
+#[allow(clippy::too_many_arguments)]
+fn masked_terms(k01: &mut Prg, x0: &[u8], x1: &[u8], r: &[u64], beta: &[u8], variant: Variant, d0: &mut [u8], d1: &mut [u8]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512bw") && std::arch::is_x86_feature_detected!("avx512vl") {
+            // Safety: the features this function is compiled for were just detected.
+            return unsafe { masked_terms_avx512(k01, x0, x1, r, beta, variant, d0, d1) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // Safety: as above.
+            return unsafe { masked_terms_avx2(k01, x0, x1, r, beta, variant, d0, d1) };
+        }
+    }
+    masked_terms_any(k01, x0, x1, r, beta, variant, d0, d1)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn masked_terms_avx512(k01: &mut Prg, x0: &[u8], x1: &[u8], r: &[u64], beta: &[u8], variant: Variant, d0: &mut [u8], d1: &mut [u8]) {
+    masked_terms_any(k01, x0, x1, r, beta, variant, d0, d1)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn masked_terms_avx2(k01: &mut Prg, x0: &[u8], x1: &[u8], r: &[u64], beta: &[u8], variant: Variant, d0: &mut [u8], d1: &mut [u8]) {
+    masked_terms_any(k01, x0, x1, r, beta, variant, d0, d1)
+}
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn masked_terms_any(k01: &mut Prg, x0: &[u8], x1: &[u8], r: &[u64], beta: &[u8], variant: Variant, d0: &mut [u8], d1: &mut [u8]) {
     // Values go in blocks, so that a block's common randomness stays in cache.
     const BLOCK: usize = 64;
     let n = r.len();
-    let k01 = &mut ctx.seeds.k01;
-    let (mut d0, mut d1) = (vec![0u8; n * 64], vec![0u8; n * 64]);
     let (mut s, mut zero) = ([0u8; BLOCK * 64], [0u8; BLOCK * 64]);
     for start in (0..n).step_by(BLOCK) {
         let end = (start + BLOCK).min(n);
@@ -245,15 +292,6 @@ pub fn private_compare_with(ctx: &mut Ctx, x0: &[u8], x1: &[u8], r: &[u64], beta
             }
         }
     }
-    ctx.net.step();
-    // P0 -> P2 and P1 -> P2: the permuted d_i shares, 64 Z_67 elements per value each.
-    ctx.net.send_field(P0, P2, Dep::Data, &d0);
-    ctx.net.send_field(P1, P2, Dep::Data, &d1);
-    // P2: beta' = 1 iff some d_i = 0.
-    d0.chunks_exact(64)
-        .zip(d1.chunks_exact(64))
-        .map(|(a, b)| a.iter().zip(b).fold(0u8, |found, (a, b)| found | (a + b == P || a + b == 0) as u8))
-        .collect()
 }
 
 /// Each party's shares of PrivateCompare's c_i for one value, before reduction mod 67
@@ -261,7 +299,7 @@ pub fn private_compare_with(ctx: &mut Ctx, x0: &[u8], x1: &[u8], r: &[u64], beta
 ///   beta = 0: t = r,     c_i = t_i - x_i + 1 + sum_{j>i} (x_j xor t_j): some c_i = 0 iff x > t;
 ///   beta = 1: t = r + 1, c_i = x_i - t_i + 1 + sum_{j>i} (x_j xor t_j): some c_i = 0 iff t > x.
 /// Negative terms enter as p - value; P0 adds the public constants.
-#[inline]
+#[inline(always)]
 fn compare_terms(x0: &[u8], x1: &[u8], r: u64, beta: u8) -> ([u16; 64], [u16; 64]) {
     let p = P as u16;
     let t = if beta == 0 { r } else { r + 1 };
