@@ -65,38 +65,81 @@ impl Prg {
         self.fill_below::<1>(out)
     }
 
-    /// Uniform elements of {LOW, ..., 66}, one 16-bit word each by Lemire's method:
-    /// word * base has its high half uniform below base once the words whose low half
-    /// falls under 2^16 mod base are rejected (10 in 65,536 for base 67, 64 for 66).
-    /// The stream of words is read in order and each accepted word makes the next
-    /// element; a block of 64 with no rejection, nearly every block, is mapped in one
-    /// vectorised pass.
+    /// Uniform elements of {LOW, ..., 66}, four from each 32-bit word by Lemire's
+    /// method: word * base^4 has its high half uniform below base^4 once the words
+    /// whose low half falls under 2^32 mod base^4 are rejected (6 in 10,000 for base
+    /// 67, 16 for 66); the four base-`base` digits of that value, lowest first, are the
+    /// elements. Words are read in order and each accepted word makes the next four
+    /// elements; a block of 16 words with no rejection, nearly every block, is mapped
+    /// in one vectorised pass. One byte of the stream per element.
     fn fill_below<const LOW: u8>(&mut self, out: &mut [u8]) {
-        const BLOCK: usize = 64;
+        // The digit extraction vectorises well only with wide registers: compiled for
+        // AVX-512, AVX2 and any x86-64, chosen at run time (same results on each).
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512bw") {
+                // Safety: the features this function is compiled for were just detected.
+                return unsafe { self.fill_below_avx512::<LOW>(out) };
+            }
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // Safety: as above.
+                return unsafe { self.fill_below_avx2::<LOW>(out) };
+            }
+        }
+        self.fill_below_any::<LOW>(out)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512bw")]
+    unsafe fn fill_below_avx512<const LOW: u8>(&mut self, out: &mut [u8]) {
+        self.fill_below_any::<LOW>(out)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn fill_below_avx2<const LOW: u8>(&mut self, out: &mut [u8]) {
+        self.fill_below_any::<LOW>(out)
+    }
+
+    #[inline(always)]
+    fn fill_below_any<const LOW: u8>(&mut self, out: &mut [u8]) {
+        const WORDS: usize = 16;
         let base = (P - LOW) as u32;
-        let reject_below = (1u32 << 16) % base;
-        let mut bytes = [0u8; 2 * BLOCK];
+        let span = (base as u64).pow(4);
+        let reject_below = ((1u64 << 32) % span) as u32;
+        let digits = |w: &[u8], d: &mut [u8]| -> bool {
+            let m = u32::from_le_bytes([w[0], w[1], w[2], w[3]]) as u64 * span;
+            let mut q = (m >> 32) as u32;
+            for x in d.iter_mut() {
+                *x = (q % base) as u8 + LOW;
+                q /= base;
+            }
+            (m as u32) >= reject_below
+        };
+        let mut bytes = [0u8; 4 * WORDS];
+        let mut block = [0u8; 4 * WORDS];
         let mut filled = 0;
         while filled < out.len() {
-            let want = (out.len() - filled).min(BLOCK);
-            self.0.fill_bytes(&mut bytes[..2 * want]);
-            let dst = &mut out[filled..filled + want];
-            let mut rejected = false;
-            for (o, w) in dst.iter_mut().zip(bytes.chunks_exact(2)) {
-                let m = u16::from_le_bytes([w[0], w[1]]) as u32 * base;
-                rejected |= (m & 0xffff) < reject_below;
-                *o = (m >> 16) as u8 + LOW;
+            let want = (out.len() - filled).min(4 * WORDS);
+            let words = want.div_ceil(4);
+            self.0.fill_bytes(&mut bytes[..4 * words]);
+            let mut accepted = true;
+            for (w, d) in bytes.chunks_exact(4).zip(block.chunks_exact_mut(4)) {
+                accepted &= digits(w, d);
             }
-            if !rejected {
+            // (Words past `words` are stale and may reject: only in a last, short block.)
+            if accepted {
+                out[filled..filled + want].copy_from_slice(&block[..want]);
                 filled += want;
                 continue;
             }
-            // Some word was rejected: keep the accepted ones in order, draw the rest.
-            for w in bytes[..2 * want].chunks_exact(2) {
-                let m = u16::from_le_bytes([w[0], w[1]]) as u32 * base;
-                if (m & 0xffff) >= reject_below {
-                    out[filled] = (m >> 16) as u8 + LOW;
-                    filled += 1;
+            // Some word was rejected: keep the accepted words' digits in order.
+            for w in bytes[..4 * words].chunks_exact(4) {
+                let mut d = [0u8; 4];
+                if digits(w, &mut d) {
+                    let take = (out.len() - filled).min(4);
+                    out[filled..filled + take].copy_from_slice(&d[..take]);
+                    filled += take;
                 }
             }
         }
@@ -133,16 +176,25 @@ impl Prg {
     /// mapped in one vectorised pass; a rejection (about 3% of 64-element shuffles)
     /// reads the same words one by one instead and draws more as needed.
     pub fn shuffle<T>(&mut self, v: &mut [T]) {
-        let n = v.len();
-        assert!(n <= 256, "shuffles here are of bit positions");
-        if n < 2 {
+        assert!(v.len() <= 256, "shuffles here are of bit positions");
+        if v.len() < 2 {
             return;
         }
+        let mut js = [0u8; 255];
+        let js = &mut js[..v.len() - 1];
+        self.fisher_yates(js);
+        apply_swaps(v, js);
+    }
+
+    /// The draws of a Fisher-Yates shuffle of js.len() + 1 <= 256 elements: draw d
+    /// is j for i = n - 1 - d, uniform in 0..=i (see `shuffle`, `apply_swaps`).
+    #[inline]
+    pub fn fisher_yates(&mut self, js: &mut [u8]) {
+        let n = js.len() + 1;
+        assert!(n <= 256, "shuffles here are of bit positions");
         let mut bytes = [0u8; 2 * 255];
         let bytes = &mut bytes[..2 * (n - 1)];
         self.0.fill_bytes(bytes);
-        // Draw d chooses j for i = n - 1 - d, from 0..=i.
-        let mut js = [0u8; 255];
         let mut rejected = false;
         for (d, (j, w)) in js.iter_mut().zip(bytes.chunks_exact(2)).enumerate() {
             let bound = (n - d) as u32;
@@ -167,9 +219,6 @@ impl Prg {
                 };
             }
         }
-        for d in 0..n - 1 {
-            v.swap(n - 1 - d, js[d] as usize);
-        }
     }
 
     /// A standard normal value (Box-Muller from two uniforms in (0, 1]).
@@ -183,6 +232,16 @@ impl Prg {
     pub fn bernoulli(&mut self, n: usize, p: f64) -> Vec<u8> {
         let threshold = (p * 2f64.powi(53)) as u64;
         (0..n).map(|_| ((self.0.next_u64() >> 11) < threshold) as u8).collect()
+    }
+}
+
+/// Applies Fisher-Yates draws (from `Prg::fisher_yates`) to `v`, of js.len() + 1
+/// elements: for i from n - 1 down to 1, swap positions i and js[n - 1 - i].
+pub fn apply_swaps<T>(v: &mut [T], js: &[u8]) {
+    let n = v.len();
+    assert_eq!(js.len() + 1, n, "one draw per position but the first");
+    for (d, &j) in js.iter().enumerate() {
+        v.swap(n - 1 - d, j as usize);
     }
 }
 

@@ -4,7 +4,7 @@
 //! each round once. Message sizes are written next to every send.
 
 use super::matmul::matmul;
-use super::prg::{Prg, Seeds};
+use super::prg::{Prg, Seeds, apply_swaps};
 use super::ring::*;
 use super::transport::{Dep, Elem, Party::*, Step, Transport};
 
@@ -252,14 +252,20 @@ fn masked_terms_any(k01: &mut Prg, x0: &[u8], x1: &[u8], r: &[u64], beta: &[u8],
     const BLOCK: usize = 64;
     let n = r.len();
     let (mut s, mut zero) = ([0u8; BLOCK * 64], [0u8; BLOCK * 64]);
+    let mut swaps = [[0u8; 63]; BLOCK];
+    let mut d = [[0u16; 64]; BLOCK];
     for start in (0..n).step_by(BLOCK) {
         let end = (start + BLOCK).min(n);
         let (s, zero) = (&mut s[..(end - start) * 64], &mut zero[..(end - start) * 64]);
+        let (swaps, d) = (&mut swaps[..end - start], &mut d[..end - start]);
         // Common to P0 and P1 (k01): multipliers s_i in Z_67*, shares of zero that hide
         // each party's d_i from P2, and a permutation per value.
         k01.fill_field_nonzero(s);
         k01.fill_field(zero);
-        for k in start..end {
+        for js in swaps.iter_mut() {
+            k01.fisher_yates(js);
+        }
+        for (k, d) in (start..end).zip(d.iter_mut()) {
             let bits = k * 64..(k + 1) * 64;
             let (c0, c1) = if beta[k] == 1 && r[k] == u64::MAX {
                 // x <= r always holds: shares of one 0 and 63 ones, from common values
@@ -269,26 +275,31 @@ fn masked_terms_any(k01: &mut Prg, x0: &[u8], x1: &[u8], r: &[u64], beta: &[u8],
                 let c1: [u16; 64] = std::array::from_fn(|i| if i == 0 { f_neg(u[i]) } else { f_sub(1, u[i]) } as u16);
                 (c0, c1)
             } else {
-                compare_terms(&x0[bits.clone()], &x1[bits.clone()], r[k], beta[k])
+                compare_terms(&x0[bits.clone()], &x1[bits], r[k], beta[k])
             };
             // d_i = s_i c_i, re-randomised by the zero shares. Both parties' d_i go
             // side by side in one u16 (P0 low byte), so that one shuffle permutes both.
             let at = (k - start) * 64;
             let (s, z) = (&s[at..at + 64], &zero[at..at + 64]);
             let p = P as u16;
-            let mut d: [u16; 64] = std::array::from_fn(|i| {
+            *d = std::array::from_fn(|i| {
                 let (m, z) = (s[i] as u16, z[i] as u16);
                 let e0 = (m * (c0[i] % p) + z) % p;
                 let e1 = (m * (c1[i] % p) + (p - z)) % p;
                 e0 | e1 << 8
             });
-            // The common permutation, so that P2 cannot tell where a zero sits.
-            if variant == Variant::Secure {
-                k01.shuffle(&mut d);
+        }
+        // The common permutation, so that P2 cannot tell where a zero sits.
+        if variant == Variant::Secure {
+            for (d, js) in d.iter_mut().zip(swaps.iter()) {
+                apply_swaps(d, js);
             }
-            for (i, v) in d.iter().enumerate() {
-                d0[k * 64 + i] = *v as u8;
-                d1[k * 64 + i] = (*v >> 8) as u8;
+        }
+        let (out0, out1) = (d0[start * 64..end * 64].chunks_exact_mut(64), d1[start * 64..end * 64].chunks_exact_mut(64));
+        for ((d, out0), out1) in d.iter().zip(out0).zip(out1) {
+            for ((v, o0), o1) in d.iter().zip(out0).zip(out1) {
+                *o0 = *v as u8;
+                *o1 = (*v >> 8) as u8;
             }
         }
     }
