@@ -2,6 +2,7 @@
 //! shares, P2 helps with correlated randomness and comparisons, and every message
 //! goes through a `Transport` that counts it.
 
+pub mod chacha;
 pub mod matmul;
 pub mod prg;
 pub mod protocols;

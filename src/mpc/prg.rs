@@ -2,11 +2,11 @@
 //! common one (k01, k02, k12): values a common seed makes are known to both parties
 //! of the pair without any message, so they are never sent and never counted.
 
+use super::chacha::Keystream;
 use super::ring::{ODD, P};
-use rand_chacha::ChaCha8Rng;
-use rand_core::{Rng, SeedableRng};
 
-pub struct Prg(ChaCha8Rng);
+/// One ChaCha8 stream; every draw reads its next bytes in order.
+pub struct Prg(Keystream);
 
 impl Prg {
     /// A generator for one (master seed, purpose) pair: different labels give
@@ -15,7 +15,7 @@ impl Prg {
         let mut key = [0u8; 32];
         key[..8].copy_from_slice(&seed.to_le_bytes());
         key[8..16].copy_from_slice(&fnv1a(label.as_bytes()).to_le_bytes());
-        Prg(ChaCha8Rng::from_seed(key))
+        Prg(Keystream::new(key))
     }
 
     pub fn u64(&mut self) -> u64 {
@@ -188,7 +188,7 @@ impl Prg {
 
     /// The draws of a Fisher-Yates shuffle of js.len() + 1 <= 256 elements: draw d
     /// is j for i = n - 1 - d, uniform in 0..=i (see `shuffle`, `apply_swaps`).
-    #[inline]
+    #[inline(always)]
     pub fn fisher_yates(&mut self, js: &mut [u8]) {
         let n = js.len() + 1;
         assert!(n <= 256, "shuffles here are of bit positions");
@@ -203,21 +203,29 @@ impl Prg {
             *j = (m >> 16) as u8;
         }
         if rejected {
-            let mut words = bytes.chunks_exact(2).map(|w| u16::from_le_bytes([w[0], w[1]]));
-            for d in 0..n - 1 {
-                let bound = (n - d) as u32;
-                js[d] = loop {
-                    let w = words.next().unwrap_or_else(|| {
-                        let mut more = [0u8; 2];
-                        self.0.fill_bytes(&mut more);
-                        u16::from_le_bytes(more)
-                    }) as u32;
-                    let m = w * bound;
-                    if (m & 0xffff) >= REJECT_BELOW[n - d] as u32 {
-                        break (m >> 16) as u8;
-                    }
-                };
-            }
+            self.fisher_yates_one_by_one(bytes, js);
+        }
+    }
+
+    /// `fisher_yates` after a rejected word: the same words read in order, one
+    /// accepted word per draw, more drawn as needed.
+    #[cold]
+    fn fisher_yates_one_by_one(&mut self, bytes: &[u8], js: &mut [u8]) {
+        let n = js.len() + 1;
+        let mut words = bytes.chunks_exact(2).map(|w| u16::from_le_bytes([w[0], w[1]]));
+        for d in 0..n - 1 {
+            let bound = (n - d) as u32;
+            js[d] = loop {
+                let w = words.next().unwrap_or_else(|| {
+                    let mut more = [0u8; 2];
+                    self.0.fill_bytes(&mut more);
+                    u16::from_le_bytes(more)
+                }) as u32;
+                let m = w * bound;
+                if (m & 0xffff) >= REJECT_BELOW[n - d] as u32 {
+                    break (m >> 16) as u8;
+                }
+            };
         }
     }
 

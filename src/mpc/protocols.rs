@@ -200,7 +200,7 @@ pub fn private_compare(ctx: &mut Ctx, x0: &[u8], x1: &[u8], r: &[u64], beta: &[u
 
 pub fn private_compare_with(ctx: &mut Ctx, x0: &[u8], x1: &[u8], r: &[u64], beta: &[u8], variant: Variant) -> Vec<u8> {
     let n = r.len();
-    let (mut d0, mut d1) = (vec![0u8; n * 64], vec![0u8; n * 64]);
+    let (mut d0, mut d1) = (Vec::with_capacity(n * 64), Vec::with_capacity(n * 64));
     masked_terms(&mut ctx.seeds.k01, x0, x1, r, beta, variant, &mut d0, &mut d1);
     ctx.net.step();
     // P0 -> P2 and P1 -> P2: the permuted d_i shares, 64 Z_67 elements per value each.
@@ -213,10 +213,10 @@ pub fn private_compare_with(ctx: &mut Ctx, x0: &[u8], x1: &[u8], r: &[u64], beta
         .collect()
 }
 
-/// P0's and P1's messages in PrivateCompare, `d0` and `d1`, 64 per value. Compiled
+/// P0's and P1's messages in PrivateCompare, appended to `d0` and `d1`, 64 per value. Compiled
 /// for AVX-512, for AVX2 and for any x86-64, chosen at run time as the ring product is.
 #[allow(clippy::too_many_arguments)]
-fn masked_terms(k01: &mut Prg, x0: &[u8], x1: &[u8], r: &[u64], beta: &[u8], variant: Variant, d0: &mut [u8], d1: &mut [u8]) {
+fn masked_terms(k01: &mut Prg, x0: &[u8], x1: &[u8], r: &[u64], beta: &[u8], variant: Variant, d0: &mut Vec<u8>, d1: &mut Vec<u8>) {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx512bw") && std::arch::is_x86_feature_detected!("avx512vl") {
@@ -234,20 +234,20 @@ fn masked_terms(k01: &mut Prg, x0: &[u8], x1: &[u8], r: &[u64], beta: &[u8], var
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn masked_terms_avx512(k01: &mut Prg, x0: &[u8], x1: &[u8], r: &[u64], beta: &[u8], variant: Variant, d0: &mut [u8], d1: &mut [u8]) {
+unsafe fn masked_terms_avx512(k01: &mut Prg, x0: &[u8], x1: &[u8], r: &[u64], beta: &[u8], variant: Variant, d0: &mut Vec<u8>, d1: &mut Vec<u8>) {
     masked_terms_any(k01, x0, x1, r, beta, variant, d0, d1)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn masked_terms_avx2(k01: &mut Prg, x0: &[u8], x1: &[u8], r: &[u64], beta: &[u8], variant: Variant, d0: &mut [u8], d1: &mut [u8]) {
+unsafe fn masked_terms_avx2(k01: &mut Prg, x0: &[u8], x1: &[u8], r: &[u64], beta: &[u8], variant: Variant, d0: &mut Vec<u8>, d1: &mut Vec<u8>) {
     masked_terms_any(k01, x0, x1, r, beta, variant, d0, d1)
 }
 
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn masked_terms_any(k01: &mut Prg, x0: &[u8], x1: &[u8], r: &[u64], beta: &[u8], variant: Variant, d0: &mut [u8], d1: &mut [u8]) {
+fn masked_terms_any(k01: &mut Prg, x0: &[u8], x1: &[u8], r: &[u64], beta: &[u8], variant: Variant, d0: &mut Vec<u8>, d1: &mut Vec<u8>) {
     // Values go in blocks, so that a block's common randomness stays in cache.
     const BLOCK: usize = 64;
     let n = r.len();
@@ -295,12 +295,9 @@ fn masked_terms_any(k01: &mut Prg, x0: &[u8], x1: &[u8], r: &[u64], beta: &[u8],
                 apply_swaps(d, js);
             }
         }
-        let (out0, out1) = (d0[start * 64..end * 64].chunks_exact_mut(64), d1[start * 64..end * 64].chunks_exact_mut(64));
-        for ((d, out0), out1) in d.iter().zip(out0).zip(out1) {
-            for ((v, o0), o1) in d.iter().zip(out0).zip(out1) {
-                *o0 = *v as u8;
-                *o1 = (*v >> 8) as u8;
-            }
+        for d in d.iter() {
+            d0.extend_from_slice(&d.map(|v| v as u8));
+            d1.extend_from_slice(&d.map(|v| (v >> 8) as u8));
         }
     }
 }
@@ -309,43 +306,36 @@ fn masked_terms_any(k01: &mut Prg, x0: &[u8], x1: &[u8], r: &[u64], beta: &[u8],
 /// (every term is a small integer: sums stay below 64 * 68 + 3 * 67, inside u16).
 ///   beta = 0: t = r,     c_i = t_i - x_i + 1 + sum_{j>i} (x_j xor t_j): some c_i = 0 iff x > t;
 ///   beta = 1: t = r + 1, c_i = x_i - t_i + 1 + sum_{j>i} (x_j xor t_j): some c_i = 0 iff t > x.
-/// Negative terms enter as p - value; P0 adds the public constants.
+/// Negative terms enter as p - value; P0 adds the public constants. The two parties'
+/// terms travel packed in one u32 (P0 low half, P1 high half; no half ever borrows
+/// from or carries into the other), so that one chain of adds makes both suffix sums.
 #[inline(always)]
 fn compare_terms(x0: &[u8], x1: &[u8], r: u64, beta: u8) -> ([u16; 64], [u16; 64]) {
-    let p = P as u16;
-    let t = if beta == 0 { r } else { r + 1 };
-    let tb: [u16; 64] = std::array::from_fn(|i| ((t >> i) & 1) as u16);
-    let (a0, a1): ([u16; 64], [u16; 64]) = (std::array::from_fn(|i| x0[i] as u16), std::array::from_fn(|i| x1[i] as u16));
-    // w_i = x_i xor t_i on shares: x_i where t_i = 0, 1 - x_i where t_i = 1 (selected
-    // by mask: t's bits are random, so a branch would mispredict half the time).
-    let xor0: [u16; 64] = std::array::from_fn(|i| {
-        let m = 0u16.wrapping_sub(tb[i]);
-        (a0[i] & !m) | ((1 + p - a0[i]) & m)
+    const HIGH: u32 = 1 << 16;
+    let p = P as u32;
+    // The caller has handled r = 2^64 - 1 with beta = 1.
+    let t = r + beta as u64;
+    let tb: [u32; 64] = std::array::from_fn(|i| ((t >> i) & 1) as u32);
+    let a: [u32; 64] = std::array::from_fn(|i| x0[i] as u32 | (x1[i] as u32) * HIGH);
+    // w_i = x_i xor t_i on shares: x_i where t_i = 0, 1 - x_i where t_i = 1, i.e.
+    // (1 + p - x_i0) and (p - x_i1). Selected by masks, as t's bits and beta are
+    // random and branches on them would mispredict half the time.
+    let xor: [u32; 64] = std::array::from_fn(|i| {
+        let m = 0u32.wrapping_sub(tb[i]);
+        (a[i] & !m) | (((1 + p) + p * HIGH - a[i]) & m)
     });
-    let xor1: [u16; 64] = std::array::from_fn(|i| {
-        let m = 0u16.wrapping_sub(tb[i]);
-        (a1[i] & !m) | ((p - a1[i]) & m)
-    });
-    // Suffix sums sum_{j>i} w_j, for both parties side by side.
-    let (mut w0, mut w1) = ([0u16; 64], [0u16; 64]);
+    // Suffix sums sum_{j>i} w_j.
+    let mut w = [0u32; 64];
     for i in (0..63).rev() {
-        w0[i] = w0[i + 1] + xor0[i + 1];
-        w1[i] = w1[i + 1] + xor1[i + 1];
+        w[i] = w[i + 1] + xor[i + 1];
     }
-    let mut c0 = [0u16; 64];
-    let mut c1 = [0u16; 64];
-    if beta == 0 {
-        for i in 0..64 {
-            c0[i] = tb[i] + 1 + (p - a0[i]) + w0[i];
-            c1[i] = (p - a1[i]) + w1[i];
-        }
-    } else {
-        for i in 0..64 {
-            c0[i] = a0[i] + (p - tb[i]) + 1 + w0[i];
-            c1[i] = a1[i] + w1[i];
-        }
-    }
-    (c0, c1)
+    let mb = 0u32.wrapping_sub(beta as u32);
+    let c: [u32; 64] = std::array::from_fn(|i| {
+        let when_0 = (tb[i] + 1 + p) + p * HIGH - a[i];
+        let when_1 = a[i] + (p + 1 - tb[i]);
+        ((when_0 & !mb) | (when_1 & mb)) + w[i]
+    });
+    (std::array::from_fn(|i| c[i] as u16), std::array::from_fn(|i| (c[i] >> 16) as u16))
 }
 
 /// ShareConvert (SecureNN Algorithm 4, with the proof's formula; the printed step 11
