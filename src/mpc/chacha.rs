@@ -20,6 +20,8 @@ pub struct Keystream {
     buf: [u8; BUFFER],
     /// Bytes of `buf` already handed out.
     pos: usize,
+    /// Where `bytes` joins the end of one buffer to the start of the next.
+    carry: [u8; BUFFER],
     /// The portable path keeps its own generator, positioned at `block`.
     fallback: Option<Box<ChaCha8Rng>>,
 }
@@ -27,7 +29,7 @@ pub struct Keystream {
 impl Keystream {
     pub fn new(key: [u8; 32]) -> Keystream {
         let fallback = if wide_kernel_available() { None } else { Some(Box::new(ChaCha8Rng::from_seed(key))) };
-        Keystream { key, block: 0, buf: [0; BUFFER], pos: BUFFER, fallback }
+        Keystream { key, block: 0, buf: [0; BUFFER], pos: BUFFER, carry: [0; BUFFER], fallback }
     }
 
     /// The next `out.len()` bytes of the stream.
@@ -42,6 +44,23 @@ impl Keystream {
             self.pos += take;
             done += take;
         }
+    }
+
+    /// The next `n` bytes (n <= BUFFER), borrowed straight from the buffer where they
+    /// lie in one piece of it (copying every draw cost 5% of secure inference).
+    #[inline]
+    pub fn bytes(&mut self, n: usize) -> &[u8] {
+        if self.pos + n <= BUFFER {
+            self.pos += n;
+            return &self.buf[self.pos - n..self.pos];
+        }
+        assert!(n <= BUFFER, "at most one buffer at a time");
+        let tail = BUFFER - self.pos;
+        self.carry[..tail].copy_from_slice(&self.buf[self.pos..]);
+        self.refill();
+        self.carry[tail..n].copy_from_slice(&self.buf[..n - tail]);
+        self.pos = n - tail;
+        &self.carry[..n]
     }
 
     /// The next eight bytes, little-endian.
@@ -222,6 +241,17 @@ mod tests {
         let mut expected = [0u8; BUFFER];
         reference.fill_bytes(&mut expected);
         assert_eq!(wide, expected);
+    }
+
+    #[test]
+    fn borrowed_bytes_are_the_next_bytes() {
+        let mut a = Keystream::new([2; 32]);
+        let mut b = Keystream::new([2; 32]);
+        for n in (1..300).step_by(7) {
+            let mut expected = vec![0u8; n];
+            b.fill_bytes(&mut expected);
+            assert_eq!(a.bytes(n), &expected[..]);
+        }
     }
 
     #[test]

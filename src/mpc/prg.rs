@@ -116,25 +116,27 @@ impl Prg {
             }
             (m as u32) >= reject_below
         };
-        let mut bytes = [0u8; 4 * WORDS];
-        let mut block = [0u8; 4 * WORDS];
         let mut filled = 0;
         while filled < out.len() {
             let want = (out.len() - filled).min(4 * WORDS);
             let words = want.div_ceil(4);
-            self.0.fill_bytes(&mut bytes[..4 * words]);
-            let mut accepted = true;
-            for (w, d) in bytes.chunks_exact(4).zip(block.chunks_exact_mut(4)) {
-                accepted &= digits(w, d);
+            let bytes = self.0.bytes(4 * words);
+            if words == WORDS {
+                // A whole block, as fixed-size arrays so that the loop vectorises.
+                let bytes: &[u8; 4 * WORDS] = bytes.try_into().expect("a whole block");
+                let mut block = [0u8; 4 * WORDS];
+                let mut accepted = true;
+                for (w, d) in bytes.chunks_exact(4).zip(block.chunks_exact_mut(4)) {
+                    accepted &= digits(w, d);
+                }
+                if accepted {
+                    out[filled..filled + want].copy_from_slice(&block);
+                    filled += want;
+                    continue;
+                }
             }
-            // (Words past `words` are stale and may reject: only in a last, short block.)
-            if accepted {
-                out[filled..filled + want].copy_from_slice(&block[..want]);
-                filled += want;
-                continue;
-            }
-            // Some word was rejected: keep the accepted words' digits in order.
-            for w in bytes[..4 * words].chunks_exact(4) {
+            // A short last block, or a rejected word: each accepted word's digits in order.
+            for w in bytes.chunks_exact(4) {
                 let mut d = [0u8; 4];
                 if digits(w, &mut d) {
                     let take = (out.len() - filled).min(4);
@@ -192,9 +194,7 @@ impl Prg {
     pub fn fisher_yates(&mut self, js: &mut [u8]) {
         let n = js.len() + 1;
         assert!(n <= 256, "shuffles here are of bit positions");
-        let mut bytes = [0u8; 2 * 255];
-        let bytes = &mut bytes[..2 * (n - 1)];
-        self.0.fill_bytes(bytes);
+        let bytes = self.0.bytes(2 * (n - 1));
         let mut rejected = false;
         for (d, (j, w)) in js.iter_mut().zip(bytes.chunks_exact(2)).enumerate() {
             let bound = (n - d) as u32;
@@ -203,7 +203,9 @@ impl Prg {
             *j = (m >> 16) as u8;
         }
         if rejected {
-            self.fisher_yates_one_by_one(bytes, js);
+            let mut saved = [0u8; 2 * 255];
+            saved[..bytes.len()].copy_from_slice(bytes);
+            self.fisher_yates_one_by_one(&saved[..2 * (n - 1)], js);
         }
     }
 
