@@ -4,7 +4,7 @@
 //! each round once. Message sizes are written next to every send.
 
 use super::matmul::matmul;
-use super::prg::{Prg, Seeds, apply_swaps};
+use super::prg::{Prg, Seeds, shuffle_with};
 use super::ring::*;
 use super::transport::{Dep, Elem, Party::*, Step, Transport};
 
@@ -155,15 +155,27 @@ pub fn truncate_shares(x: &Shares, frac: u32) -> Shares {
     }
 }
 
-/// P2 shares the 64 bits of each value over Z_67: `n * 64` elements to each of P0, P1.
+/// P2 shares the 64 bits of each value over Z_67: `n * 64` elements to each of P0,
+/// P1. Bit 8 b + q of a value goes to place 8 q + b of its 64: the bits as an 8 x 8
+/// matrix, bytes (b) across and bit within the byte (q) down, stored row by row.
+/// PrivateCompare's sums over higher bits then run down eight bytes at once (see
+/// `compare_terms`); the order on the wire is P2's choice and costs nothing.
 fn deal_bits(rng: &mut Prg, x: &[u64]) -> (Vec<u8>, Vec<u8>) {
     let s0 = rng.field(x.len() * 64);
     let mut s1 = vec![0u8; x.len() * 64];
+    // Eight bit shares at a time, one per byte of a u64 (no byte ever carries into
+    // the next: every intermediate stays below 2^7).
+    const ONES: u64 = 0x0101_0101_0101_0101;
     for ((x, s0), s1) in x.iter().zip(s0.chunks_exact(64)).zip(s1.chunks_exact_mut(64)) {
-        for i in 0..64 {
-            // bit - s0 in Z_67, as bit + 67 - s0 < 2 * 67 reduced once.
-            let d = ((x >> i) & 1) as u8 + P - s0[i];
-            s1[i] = if d >= P { d - P } else { d };
+        for (q, (s0, s1)) in s0.chunks_exact(8).zip(s1.chunks_exact_mut(8)).enumerate() {
+            // Byte b: bit 8 b + q of x, i.e. bit q of byte b.
+            let bits = (x >> q) & ONES;
+            let s0 = u64::from_le_bytes(s0.try_into().expect("eight shares"));
+            // bit - s0 in Z_67: bit + (67 - s0) <= 68, minus 67 where it reaches 67
+            // (then d + 61 has its top bit set).
+            let d = bits + (ONES * P as u64 - s0);
+            let reached = ((d + ONES * 61) >> 7) & ONES;
+            s1.copy_from_slice(&(d - reached * P as u64).to_le_bytes());
         }
     }
     (s0, s1)
@@ -191,7 +203,7 @@ pub enum Variant {
 }
 
 /// PrivateCompare (SecureNN Algorithm 3): P0, P1 hold Z_67 shares of the bits of x
-/// (`x0`, `x1`, 64 per value, least significant first), both know the public r and a
+/// (`x0`, `x1`, 64 per value, placed as `deal_bits` places them), both know the public r and a
 /// common bit beta. P2 learns beta' = beta XOR (x > r), and nothing else.
 /// 1 round, 2 * 64 log p bits per value.
 pub fn private_compare(ctx: &mut Ctx, x0: &[u8], x1: &[u8], r: &[u64], beta: &[u8]) -> Vec<u8> {
@@ -292,7 +304,7 @@ fn masked_terms_any(k01: &mut Prg, x0: &[u8], x1: &[u8], r: &[u64], beta: &[u8],
         // The common permutation, so that P2 cannot tell where a zero sits.
         if variant == Variant::Secure {
             for (d, js) in d.iter_mut().zip(swaps.iter()) {
-                apply_swaps(d, js);
+                shuffle_with(d, js);
             }
         }
         for d in d.iter() {
@@ -306,36 +318,58 @@ fn masked_terms_any(k01: &mut Prg, x0: &[u8], x1: &[u8], r: &[u64], beta: &[u8],
 /// (every term is a small integer: sums stay below 64 * 68 + 3 * 67, inside u16).
 ///   beta = 0: t = r,     c_i = t_i - x_i + 1 + sum_{j>i} (x_j xor t_j): some c_i = 0 iff x > t;
 ///   beta = 1: t = r + 1, c_i = x_i - t_i + 1 + sum_{j>i} (x_j xor t_j): some c_i = 0 iff t > x.
-/// Negative terms enter as p - value; P0 adds the public constants. The two parties'
-/// terms travel packed in one u32 (P0 low half, P1 high half; no half ever borrows
-/// from or carries into the other), so that one chain of adds makes both suffix sums.
+/// Negative terms enter as p - value; P0 adds the public constants. Inputs and
+/// outputs are placed as `deal_bits` places bits; the order of the c_i does not matter, since they
+/// are permuted before P2 sees them.
+///
+/// The two parties' terms travel packed in one u32 (P0 low half, P1 high half; no
+/// half ever borrows from or carries into the other). The sum over the bits above i
+/// splits into the bits above i in its own byte (seven steps down the bit-rows, eight
+/// bytes per step) and all of the higher bytes (one short scan of byte totals).
 #[inline(always)]
 fn compare_terms(x0: &[u8], x1: &[u8], r: u64, beta: u8) -> ([u16; 64], [u16; 64]) {
     const HIGH: u32 = 1 << 16;
+    type Rows = [[u32; 8]; 8];
     let p = P as u32;
     // The caller has handled r = 2^64 - 1 with beta = 1.
     let t = r + beta as u64;
-    let tb: [u32; 64] = std::array::from_fn(|i| ((t >> i) & 1) as u32);
-    let a: [u32; 64] = std::array::from_fn(|i| x0[i] as u32 | (x1[i] as u32) * HIGH);
-    // w_i = x_i xor t_i on shares: x_i where t_i = 0, 1 - x_i where t_i = 1, i.e.
-    // (1 + p - x_i0) and (p - x_i1). Selected by masks, as t's bits and beta are
-    // random and branches on them would mispredict half the time.
-    let xor: [u32; 64] = std::array::from_fn(|i| {
-        let m = 0u32.wrapping_sub(tb[i]);
-        (a[i] & !m) | (((1 + p) + p * HIGH - a[i]) & m)
-    });
-    // Suffix sums sum_{j>i} w_j.
-    let mut w = [0u32; 64];
-    for i in (0..63).rev() {
-        w[i] = w[i + 1] + xor[i + 1];
+    // Row q, column b: bit 8 b + q of t, the packed shares, and w = x xor t on shares:
+    // x_i where t_i = 0, 1 - x_i where t_i = 1, i.e. (1 + p - x_i0) and (p - x_i1).
+    // Selected by masks, as t's bits and beta are random and branches on them would
+    // mispredict half the time. (Plain loops: nested array::from_fn did not inline.)
+    let (mut tb, mut a, mut xor): (Rows, Rows, Rows) = ([[0; 8]; 8], [[0; 8]; 8], [[0; 8]; 8]);
+    for q in 0..8 {
+        let t_row = ((t >> q) & 0x0101_0101_0101_0101).to_le_bytes();
+        for b in 0..8 {
+            tb[q][b] = t_row[b] as u32;
+            a[q][b] = x0[8 * q + b] as u32 | (x1[8 * q + b] as u32) * HIGH;
+            let m = 0u32.wrapping_sub(tb[q][b]);
+            xor[q][b] = (a[q][b] & !m) | (((1 + p) + p * HIGH - a[q][b]) & m);
+        }
+    }
+    // Above i = 8 b + q: the higher bits of byte b, then every bit of bytes above b.
+    let mut within = [[0u32; 8]; 8];
+    for q in (0..7).rev() {
+        for b in 0..8 {
+            within[q][b] = within[q + 1][b] + xor[q + 1][b];
+        }
+    }
+    let mut bytes_above = [0u32; 8];
+    for b in (0..7).rev() {
+        bytes_above[b] = bytes_above[b + 1] + within[0][b + 1] + xor[0][b + 1];
     }
     let mb = 0u32.wrapping_sub(beta as u32);
-    let c: [u32; 64] = std::array::from_fn(|i| {
-        let when_0 = (tb[i] + 1 + p) + p * HIGH - a[i];
-        let when_1 = a[i] + (p + 1 - tb[i]);
-        ((when_0 & !mb) | (when_1 & mb)) + w[i]
-    });
-    (std::array::from_fn(|i| c[i] as u16), std::array::from_fn(|i| (c[i] >> 16) as u16))
+    let (mut c0, mut c1) = ([0u16; 64], [0u16; 64]);
+    for q in 0..8 {
+        for b in 0..8 {
+            let when_0 = (tb[q][b] + 1 + p) + p * HIGH - a[q][b];
+            let when_1 = a[q][b] + (p + 1 - tb[q][b]);
+            let c = ((when_0 & !mb) | (when_1 & mb)) + within[q][b] + bytes_above[b];
+            c0[8 * q + b] = c as u16;
+            c1[8 * q + b] = (c >> 16) as u16;
+        }
+    }
+    (c0, c1)
 }
 
 /// ShareConvert (SecureNN Algorithm 4, with the proof's formula; the printed step 11
@@ -495,6 +529,19 @@ mod tests {
         assert_eq!(z.reveal(), matmul(&[1, 2, 3, 4, 5, 6], &[7, 8, 9, 10, 11, u64::MAX], 2, 3, 2));
         let m = mul(&mut c, &x, &x);
         assert_eq!(m.reveal(), vec![1, 4, 9, 16, 25, 36]);
+    }
+
+    #[test]
+    fn bit_shares_sit_in_byte_by_bit_order() {
+        let mut c = ctx();
+        let xs = [0x8000_0000_0000_0001u64, 0x0123_4567_89ab_cdef];
+        let (s0, s1) = deal_bits(&mut c.seeds.own[2], &xs);
+        for (k, x) in xs.iter().enumerate() {
+            for bit in 0..64 {
+                let at = k * 64 + 8 * (bit % 8) + bit / 8;
+                assert_eq!(f_add(s0[at], s1[at]) as u64, (x >> bit) & 1, "value {k}, bit {bit}");
+            }
+        }
     }
 
     #[test]
