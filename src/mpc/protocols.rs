@@ -4,7 +4,7 @@
 //! each round once. Message sizes are written next to every send.
 
 use super::matmul::matmul;
-use super::prg::{Prg, Seeds, shuffle_with};
+use super::prg::{Prg, Seeds, shuffled};
 use super::ring::*;
 use super::transport::{Dep, Elem, Party::*, Step, Transport};
 
@@ -301,13 +301,9 @@ fn masked_terms_any(k01: &mut Prg, x0: &[u8], x1: &[u8], r: &[u64], beta: &[u8],
                 e0 | e1 << 8
             });
         }
-        // The common permutation, so that P2 cannot tell where a zero sits.
-        if variant == Variant::Secure {
-            for (d, js) in d.iter_mut().zip(swaps.iter()) {
-                shuffle_with(d, js);
-            }
-        }
-        for d in d.iter() {
+        for (d, js) in d.iter().zip(swaps.iter()) {
+            // The common permutation, so that P2 cannot tell where a zero sits.
+            let d = if variant == Variant::Secure { shuffled(d, js) } else { *d };
             d0.extend_from_slice(&d.map(|v| v as u8));
             d1.extend_from_slice(&d.map(|v| (v >> 8) as u8));
         }
