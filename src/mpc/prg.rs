@@ -2,7 +2,7 @@
 //! common one (k01, k02, k12): values a common seed makes are known to both parties
 //! of the pair without any message, so they are never sent and never counted.
 
-use super::chacha::Keystream;
+use super::chacha::{BUFFER, Keystream};
 use super::ring::{ODD, P};
 
 /// One ChaCha8 stream; every draw reads its next bytes in order.
@@ -24,21 +24,22 @@ impl Prg {
 
     /// Uniform elements of Z_L.
     pub fn ring(&mut self, n: usize) -> Vec<u64> {
-        (0..n).map(|_| self.0.next_u64()).collect()
+        let mut out = Vec::with_capacity(n);
+        while out.len() < n {
+            let take = (n - out.len()).min(BUFFER / 8);
+            out.extend(self.0.bytes(8 * take).chunks_exact(8).map(le_word));
+        }
+        out
     }
 
     /// Uniform elements of Z_(L-1): reject the one value outside it.
     pub fn odd(&mut self, n: usize) -> Vec<u64> {
-        (0..n)
-            .map(|_| {
-                loop {
-                    let v = self.0.next_u64();
-                    if v != ODD {
-                        break v;
-                    }
-                }
-            })
-            .collect()
+        let mut out = Vec::with_capacity(n);
+        while out.len() < n {
+            let take = (n - out.len()).min(BUFFER / 8);
+            out.extend(self.0.bytes(8 * take).chunks_exact(8).map(le_word).filter(|&w| w != ODD));
+        }
+        out
     }
 
     /// Uniform elements of Z_67.
@@ -275,6 +276,12 @@ fn inside_out<T: Copy>(v: &[T], js: &[u8], out: &mut [T]) {
         out[i] = out[j];
         out[j] = v[i];
     }
+}
+
+/// Eight bytes as a little-endian word.
+#[inline(always)]
+fn le_word(bytes: &[u8]) -> u64 {
+    u64::from_le_bytes(bytes.try_into().expect("eight bytes"))
 }
 
 /// 2^16 mod b for b in 0..=256 (0 for b = 0, never used): Lemire's rejection
