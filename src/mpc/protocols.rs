@@ -213,7 +213,7 @@ pub fn private_compare(ctx: &mut Ctx, x0: &[u8], x1: &[u8], r: &[u64], beta: &[u
 pub fn private_compare_with(ctx: &mut Ctx, x0: &[u8], x1: &[u8], r: &[u64], beta: &[u8], variant: Variant) -> Vec<u8> {
     let n = r.len();
     let (mut d0, mut d1) = (Vec::with_capacity(n * 64), Vec::with_capacity(n * 64));
-    masked_terms(&mut ctx.seeds.k01, x0, x1, r, beta, variant, &mut d0, &mut d1);
+    masked_terms(&mut ctx.seeds.k01, &Compare { x0, x1, r, beta, variant }, &mut d0, &mut d1);
     ctx.net.step();
     // P0 -> P2 and P1 -> P2: the permuted d_i shares, 64 Z_67 elements per value each.
     ctx.net.send_field(P0, P2, Dep::Data, &d0);
@@ -225,41 +225,48 @@ pub fn private_compare_with(ctx: &mut Ctx, x0: &[u8], x1: &[u8], r: &[u64], beta
         .collect()
 }
 
-/// P0's and P1's messages in PrivateCompare, appended to `d0` and `d1`, 64 per value. Compiled
-/// for AVX-512, for AVX2 and for any x86-64, chosen at run time as the ring product is.
-#[allow(clippy::too_many_arguments)]
-fn masked_terms(k01: &mut Prg, x0: &[u8], x1: &[u8], r: &[u64], beta: &[u8], variant: Variant, d0: &mut Vec<u8>, d1: &mut Vec<u8>) {
+/// What P0 and P1 hold for a PrivateCompare (see `private_compare`).
+struct Compare<'a> {
+    x0: &'a [u8],
+    x1: &'a [u8],
+    r: &'a [u64],
+    beta: &'a [u8],
+    variant: Variant,
+}
+
+/// P0's and P1's messages in PrivateCompare, appended to `d0` and `d1`, 64 per value.
+/// Compiled for AVX-512, for AVX2 and for any x86-64, chosen at run time as the ring
+/// product is.
+fn masked_terms(k01: &mut Prg, input: &Compare, d0: &mut Vec<u8>, d1: &mut Vec<u8>) {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx512bw") && std::arch::is_x86_feature_detected!("avx512vl") {
             // Safety: the features this function is compiled for were just detected.
-            return unsafe { masked_terms_avx512(k01, x0, x1, r, beta, variant, d0, d1) };
+            return unsafe { masked_terms_avx512(k01, input, d0, d1) };
         }
         if std::arch::is_x86_feature_detected!("avx2") {
             // Safety: as above.
-            return unsafe { masked_terms_avx2(k01, x0, x1, r, beta, variant, d0, d1) };
+            return unsafe { masked_terms_avx2(k01, input, d0, d1) };
         }
     }
-    masked_terms_any(k01, x0, x1, r, beta, variant, d0, d1)
+    masked_terms_any(k01, input, d0, d1)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn masked_terms_avx512(k01: &mut Prg, x0: &[u8], x1: &[u8], r: &[u64], beta: &[u8], variant: Variant, d0: &mut Vec<u8>, d1: &mut Vec<u8>) {
-    masked_terms_any(k01, x0, x1, r, beta, variant, d0, d1)
+unsafe fn masked_terms_avx512(k01: &mut Prg, input: &Compare, d0: &mut Vec<u8>, d1: &mut Vec<u8>) {
+    masked_terms_any(k01, input, d0, d1)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn masked_terms_avx2(k01: &mut Prg, x0: &[u8], x1: &[u8], r: &[u64], beta: &[u8], variant: Variant, d0: &mut Vec<u8>, d1: &mut Vec<u8>) {
-    masked_terms_any(k01, x0, x1, r, beta, variant, d0, d1)
+unsafe fn masked_terms_avx2(k01: &mut Prg, input: &Compare, d0: &mut Vec<u8>, d1: &mut Vec<u8>) {
+    masked_terms_any(k01, input, d0, d1)
 }
 
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn masked_terms_any(k01: &mut Prg, x0: &[u8], x1: &[u8], r: &[u64], beta: &[u8], variant: Variant, d0: &mut Vec<u8>, d1: &mut Vec<u8>) {
+fn masked_terms_any(k01: &mut Prg, input: &Compare, d0: &mut Vec<u8>, d1: &mut Vec<u8>) {
+    let Compare { x0, x1, r, beta, variant } = *input;
     // Values go in blocks, so that a block's common randomness stays in cache.
     const BLOCK: usize = 64;
     let n = r.len();
@@ -315,8 +322,8 @@ fn masked_terms_any(k01: &mut Prg, x0: &[u8], x1: &[u8], r: &[u64], beta: &[u8],
 ///   beta = 0: t = r,     c_i = t_i - x_i + 1 + sum_{j>i} (x_j xor t_j): some c_i = 0 iff x > t;
 ///   beta = 1: t = r + 1, c_i = x_i - t_i + 1 + sum_{j>i} (x_j xor t_j): some c_i = 0 iff t > x.
 /// Negative terms enter as p - value; P0 adds the public constants. Inputs and
-/// outputs are placed as `deal_bits` places bits; the order of the c_i does not matter, since they
-/// are permuted before P2 sees them.
+/// outputs are placed as `deal_bits` places bits; the order of the c_i does not
+/// matter, since they are permuted before P2 sees them.
 ///
 /// The two parties' terms travel packed in one u32 (P0 low half, P1 high half; no
 /// half ever borrows from or carries into the other). The sum over the bits above i
@@ -338,7 +345,7 @@ fn compare_terms(x0: &[u8], x1: &[u8], r: u64, beta: u8) -> ([u16; 64], [u16; 64
         let t_row = ((t >> q) & 0x0101_0101_0101_0101).to_le_bytes();
         for b in 0..8 {
             tb[q][b] = t_row[b] as u32;
-            a[q][b] = x0[8 * q + b] as u32 | (x1[8 * q + b] as u32) * HIGH;
+            a[q][b] = x0[8 * q + b] as u32 | ((x1[8 * q + b] as u32) * HIGH);
             let m = 0u32.wrapping_sub(tb[q][b]);
             xor[q][b] = (a[q][b] & !m) | (((1 + p) + p * HIGH - a[q][b]) & m);
         }
