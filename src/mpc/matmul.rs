@@ -40,33 +40,47 @@ unsafe fn matmul_avx2(a: &[u64], b: &[u64], c: &mut [u64], m: usize, n: usize, v
 }
 
 /// Rows of C per register tile.
-const MR: usize = 4;
+const MR: usize = 8;
 /// Columns of C per register tile: two 512-bit vectors.
 const NR: usize = 16;
+/// Depth of a packed slice of a B panel: KC x NR elements, 16 KiB, stay in L1.
+const KC: usize = 128;
 
-/// C += A B. Register tiles of MR x NR accumulators: each B vector loaded serves MR
-/// rows. Column panels outermost, so a panel of B (n x NR) stays in cache while every
-/// row tile of A passes over it.
+/// C += A B. Register tiles of MR x NR accumulators (16 vectors on AVX-512): each B
+/// vector loaded serves MR rows. Column panels outermost; each panel of B is copied,
+/// KC rows at a time, into a contiguous buffer that stays in L1 while every row tile
+/// of A passes over it. Read in place instead (B's rows are 8 KiB apart for a
+/// CIFAR-10 convolution) the kernel ran at 13.6 G multiply-accumulates per second
+/// here, packed at 17; a register-only loop of the same multiplies runs at 18, the
+/// rate of this CPU's 64-bit vector multiply.
 #[inline(always)]
 fn matmul_into(a: &[u64], b: &[u64], c: &mut [u64], m: usize, n: usize, v: usize) {
     let full_cols = v - v % NR;
     let full_rows = m - m % MR;
+    let mut panel = vec![[0u64; NR]; KC.min(n)];
     for j in (0..full_cols).step_by(NR) {
-        for i in (0..full_rows).step_by(MR) {
-            let mut acc = [[0u64; NR]; MR];
-            for k in 0..n {
-                let brow: &[u64; NR] = b[k * v + j..k * v + j + NR].try_into().expect("NR columns");
-                for (r, acc_r) in acc.iter_mut().enumerate() {
-                    let ar = a[(i + r) * n + k];
-                    for t in 0..NR {
-                        acc_r[t] = acc_r[t].wrapping_add(ar.wrapping_mul(brow[t]));
+        for k0 in (0..n).step_by(KC) {
+            let depth = KC.min(n - k0);
+            for (dk, row) in panel[..depth].iter_mut().enumerate() {
+                let at = (k0 + dk) * v + j;
+                row.copy_from_slice(&b[at..at + NR]);
+            }
+            for i in (0..full_rows).step_by(MR) {
+                let mut acc = [[0u64; NR]; MR];
+                for (dk, brow) in panel[..depth].iter().enumerate() {
+                    let k = k0 + dk;
+                    for (r, acc_r) in acc.iter_mut().enumerate() {
+                        let ar = a[(i + r) * n + k];
+                        for t in 0..NR {
+                            acc_r[t] = acc_r[t].wrapping_add(ar.wrapping_mul(brow[t]));
+                        }
                     }
                 }
-            }
-            for (r, acc_r) in acc.iter().enumerate() {
-                let row = &mut c[(i + r) * v + j..(i + r) * v + j + NR];
-                for t in 0..NR {
-                    row[t] = row[t].wrapping_add(acc_r[t]);
+                for (r, acc_r) in acc.iter().enumerate() {
+                    let row = &mut c[(i + r) * v + j..(i + r) * v + j + NR];
+                    for t in 0..NR {
+                        row[t] = row[t].wrapping_add(acc_r[t]);
+                    }
                 }
             }
         }
@@ -202,7 +216,7 @@ mod tests {
     #[test]
     fn tiled_kernel_matches_the_definition_on_ragged_shapes() {
         let mut g = crate::mpc::prg::Prg::new(5, "mm");
-        for (m, n, v) in [(1, 1, 1), (4, 3, 16), (5, 7, 17), (9, 2, 33), (64, 27, 40), (10, 1024, 1)] {
+        for (m, n, v) in [(1, 1, 1), (4, 3, 16), (5, 7, 17), (9, 2, 33), (64, 27, 40), (10, 1024, 1), (16, 300, 32), (17, 129, 49)] {
             let (a, b) = (g.ring(m * n), g.ring(n * v));
             let mut want = vec![0u64; m * v];
             for i in 0..m {
