@@ -130,8 +130,9 @@ impl Backend for Fixed {
         x.into_iter().map(|v| truncate(v, self.frac)).collect()
     }
     fn add_bias(&mut self, mut x: Vec<u64>, bias: &[f32], per: usize) -> Vec<u64> {
-        for (i, v) in x.iter_mut().enumerate() {
-            *v = v.wrapping_add(encode(bias[i / per] as f64, self.frac));
+        for (values, b) in x.chunks_mut(per).zip(bias) {
+            let b = encode(*b as f64, self.frac);
+            values.iter_mut().for_each(|v| *v = v.wrapping_add(b));
         }
         x
     }
