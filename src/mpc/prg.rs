@@ -2,7 +2,7 @@
 //! common one (k01, k02, k12): values a common seed makes are known to both parties
 //! of the pair without any message, so they are never sent and never counted.
 
-use super::chacha::{BUFFER, Keystream};
+use super::chacha::Keystream;
 use super::ring::{ODD, P};
 
 /// One ChaCha8 stream; every draw reads its next bytes in order.
@@ -26,7 +26,7 @@ impl Prg {
     pub fn ring(&mut self, n: usize) -> Vec<u64> {
         let mut out = Vec::with_capacity(n);
         while out.len() < n {
-            let take = (n - out.len()).min(BUFFER / 8);
+            let take = (n - out.len()).min(self.0.contiguous() / 8).max(1);
             out.extend(self.0.bytes(8 * take).chunks_exact(8).map(le_word));
         }
         out
@@ -36,7 +36,7 @@ impl Prg {
     pub fn odd(&mut self, n: usize) -> Vec<u64> {
         let mut out = Vec::with_capacity(n);
         while out.len() < n {
-            let take = (n - out.len()).min(BUFFER / 8);
+            let take = (n - out.len()).min(self.0.contiguous() / 8).max(1);
             out.extend(self.0.bytes(8 * take).chunks_exact(8).map(le_word).filter(|&w| w != ODD));
         }
         out
@@ -123,15 +123,15 @@ impl Prg {
             let words = want.div_ceil(4);
             let bytes = self.0.bytes(4 * words);
             if words == WORDS {
-                // A whole block, as fixed-size arrays so that the loop vectorises.
+                // A whole block, as fixed-size arrays so that the loop vectorises;
+                // written in place, and rewritten below if a word was rejected.
                 let bytes: &[u8; 4 * WORDS] = bytes.try_into().expect("a whole block");
-                let mut block = [0u8; 4 * WORDS];
+                let block: &mut [u8; 4 * WORDS] = (&mut out[filled..filled + 4 * WORDS]).try_into().expect("a whole block");
                 let mut accepted = true;
                 for (w, d) in bytes.chunks_exact(4).zip(block.chunks_exact_mut(4)) {
                     accepted &= digits(w, d);
                 }
                 if accepted {
-                    out[filled..filled + want].copy_from_slice(&block);
                     filled += want;
                     continue;
                 }
