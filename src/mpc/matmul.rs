@@ -9,6 +9,11 @@
 pub fn matmul(a: &[u64], b: &[u64], m: usize, n: usize, v: usize) -> Vec<u64> {
     assert_eq!(a.len(), m * n, "A is not m x n");
     assert_eq!(b.len(), n * v, "B is not n x v");
+    if v == 1 && n > 0 {
+        // A matrix times a vector (a fully connected layer): one dot product per
+        // row; the tiled kernel would do it all in its scalar edge loop.
+        return a.chunks_exact(n).map(|row| row.iter().zip(b).fold(0u64, |s, (x, y)| s.wrapping_add(x.wrapping_mul(*y)))).collect();
+    }
     let mut c = vec![0u64; m * v];
     #[cfg(target_arch = "x86_64")]
     {
