@@ -46,6 +46,11 @@ impl Keystream {
         }
     }
 
+    /// Bytes of the stream handed out so far.
+    pub fn position(&self) -> u64 {
+        self.block * 64 - (BUFFER - self.pos) as u64
+    }
+
     /// How many bytes `bytes` can hand out next without joining two buffers.
     pub fn contiguous(&self) -> usize {
         if self.pos == BUFFER { BUFFER } else { BUFFER - self.pos }
@@ -257,6 +262,17 @@ mod tests {
             b.fill_bytes(&mut expected);
             assert_eq!(a.bytes(n), &expected[..]);
         }
+    }
+
+    #[test]
+    fn the_position_counts_bytes_handed_out() {
+        let mut ks = Keystream::new([4; 32]);
+        assert_eq!(ks.position(), 0);
+        ks.bytes(100);
+        ks.next_u64();
+        let mut more = [0u8; 2000];
+        ks.fill_bytes(&mut more);
+        assert_eq!(ks.position(), 2108);
     }
 
     #[test]

@@ -18,6 +18,11 @@ impl Prg {
         Prg(Keystream::new(key))
     }
 
+    /// Bytes of the stream drawn so far.
+    pub fn bytes_drawn(&self) -> u64 {
+        self.0.position()
+    }
+
     pub fn u64(&mut self) -> u64 {
         self.0.next_u64()
     }

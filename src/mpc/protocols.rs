@@ -622,6 +622,24 @@ mod tests {
         assert_eq!(t.bits_by_party.iter().sum::<u64>(), 2 * 88 * 64);
     }
 
+    #[test]
+    fn a_drelu_draws_about_740_bytes_of_randomness_per_value() {
+        // 64 bit shares dealt twice, PrivateCompare's multipliers and zero shares
+        // twice (one byte per Z_67 element), two 64-place shuffles (2 bytes per
+        // draw), and 13 ring elements; the simulator's speed rests on this budget.
+        let drawn = |c: &Ctx| -> u64 {
+            c.seeds.own.iter().chain([&c.seeds.k01, &c.seeds.k02, &c.seeds.k12]).map(|g| g.bytes_drawn()).sum()
+        };
+        let mut c = ctx();
+        let n = 4096;
+        let xs: Vec<u64> = c.seeds.own[1].ring(n).iter().map(|v| v >> 2).collect();
+        let a = share(&mut c, &xs);
+        let before = drawn(&c);
+        drelu(&mut c, &a);
+        let per_value = (drawn(&c) - before) as f64 / n as f64;
+        assert!((700.0..780.0).contains(&per_value), "{per_value} bytes per value");
+    }
+
     /// Pearson's statistic of observed counts against expected counts.
     fn chi_square(observed: &[f64], expected: &[f64]) -> f64 {
         // Bins nobody expects contribute nothing (and would divide by zero).
