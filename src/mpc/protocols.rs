@@ -627,9 +627,8 @@ mod tests {
         // 64 bit shares dealt twice, PrivateCompare's multipliers and zero shares
         // twice (one byte per Z_67 element), two 64-place shuffles (2 bytes per
         // draw), and 13 ring elements; the simulator's speed rests on this budget.
-        let drawn = |c: &Ctx| -> u64 {
-            c.seeds.own.iter().chain([&c.seeds.k01, &c.seeds.k02, &c.seeds.k12]).map(|g| g.bytes_drawn()).sum()
-        };
+        let drawn =
+            |c: &Ctx| -> u64 { c.seeds.own.iter().chain([&c.seeds.k01, &c.seeds.k02, &c.seeds.k12]).map(|g| g.bytes_drawn()).sum() };
         let mut c = ctx();
         let n = 4096;
         let xs: Vec<u64> = c.seeds.own[1].ring(n).iter().map(|v| v >> 2).collect();
