@@ -101,21 +101,14 @@ impl Keystream {
 }
 
 fn wide_kernel_available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx512f")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    super::cpu::simd() == super::cpu::Simd::Avx512
 }
 
 /// The sixteen blocks with the state in sixteen 512-bit registers, one block per
 /// lane; written with intrinsics because the portable version below kept the state
 /// in memory and ran slower than `rand_chacha`.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl")]
 fn blocks_avx512(key: &[u8; 32], first: u64, out: &mut [u8; BUFFER]) {
     use std::arch::x86_64::*;
     let word = |w: usize| u32::from_le_bytes(key[4 * w..4 * w + 4].try_into().expect("four bytes")) as i32;

@@ -1,11 +1,12 @@
 //! Ring matrix products and the im2col layout they run convolutions on. This is the
 //! hot loop of secure inference: every linear layer costs five products of its size.
 
+use super::cpu::{Simd, simd};
+
 /// C = A B over Z_2^64, A m x n, B n x v, all row-major.
 ///
-/// The kernel is compiled twice: for AVX-512 (64-bit lane multiplies, `vpmullq`) and
-/// for any x86-64; the CPU is asked at run time which one to use, so one binary is
-/// fast here and still runs everywhere.
+/// The kernel is compiled for AVX-512 (64-bit lane multiplies, `vpmullq`), AVX2 and
+/// any x86-64; `cpu::simd` picks one at run time.
 pub fn matmul(a: &[u64], b: &[u64], m: usize, n: usize, v: usize) -> Vec<u64> {
     assert_eq!(a.len(), m * n, "A is not m x n");
     assert_eq!(b.len(), n * v, "B is not n x v");
@@ -15,25 +16,19 @@ pub fn matmul(a: &[u64], b: &[u64], m: usize, n: usize, v: usize) -> Vec<u64> {
         return a.chunks_exact(n).map(|row| row.iter().zip(b).fold(0u64, |s, (x, y)| s.wrapping_add(x.wrapping_mul(*y)))).collect();
     }
     let mut c = vec![0u64; m * v];
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512dq") {
-            // Safety: the features this function is compiled for were just detected.
-            unsafe { matmul_avx512(a, b, &mut c, m, n, v) };
-            return c;
-        }
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // Safety: as above.
-            unsafe { matmul_avx2(a, b, &mut c, m, n, v) };
-            return c;
-        }
+    match simd() {
+        // Safety: `simd` found the features these variants are compiled for.
+        #[cfg(target_arch = "x86_64")]
+        Simd::Avx512 => unsafe { matmul_avx512(a, b, &mut c, m, n, v) },
+        #[cfg(target_arch = "x86_64")]
+        Simd::Avx2 => unsafe { matmul_avx2(a, b, &mut c, m, n, v) },
+        _ => matmul_into(a, b, &mut c, m, n, v),
     }
-    matmul_into(a, b, &mut c, m, n, v);
     c
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512dq")]
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl")]
 unsafe fn matmul_avx512(a: &[u64], b: &[u64], c: &mut [u64], m: usize, n: usize, v: usize) {
     matmul_into(a, b, c, m, n, v)
 }

@@ -3,6 +3,7 @@
 //! of the pair without any message, so they are never sent and never counted.
 
 use super::chacha::Keystream;
+use super::cpu::{Simd, simd};
 use super::ring::{ODD, P};
 
 /// One ChaCha8 stream; every draw reads its next bytes in order.
@@ -54,13 +55,6 @@ impl Prg {
         out
     }
 
-    /// Uniform elements of Z_67 \ {0}.
-    pub fn field_nonzero(&mut self, n: usize) -> Vec<u8> {
-        let mut out = vec![0; n];
-        self.fill_field_nonzero(&mut out);
-        out
-    }
-
     /// Fills `out` with uniform elements of Z_67.
     pub fn fill_field(&mut self, out: &mut [u8]) {
         self.fill_below::<0>(out)
@@ -79,24 +73,19 @@ impl Prg {
     /// elements; a block of 16 words with no rejection, nearly every block, is mapped
     /// in one vectorised pass. One byte of the stream per element.
     fn fill_below<const LOW: u8>(&mut self, out: &mut [u8]) {
-        // The digit extraction vectorises well only with wide registers: compiled for
-        // AVX-512, AVX2 and any x86-64, chosen at run time (same results on each).
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512bw") {
-                // Safety: the features this function is compiled for were just detected.
-                return unsafe { self.fill_below_avx512::<LOW>(out) };
-            }
-            if std::arch::is_x86_feature_detected!("avx2") {
-                // Safety: as above.
-                return unsafe { self.fill_below_avx2::<LOW>(out) };
-            }
+        // The digit extraction vectorises well only with wide registers.
+        match simd() {
+            // Safety: `simd` found the features these variants are compiled for.
+            #[cfg(target_arch = "x86_64")]
+            Simd::Avx512 => unsafe { self.fill_below_avx512::<LOW>(out) },
+            #[cfg(target_arch = "x86_64")]
+            Simd::Avx2 => unsafe { self.fill_below_avx2::<LOW>(out) },
+            _ => self.fill_below_any::<LOW>(out),
         }
-        self.fill_below_any::<LOW>(out)
     }
 
     #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f,avx512bw")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl")]
     unsafe fn fill_below_avx512<const LOW: u8>(&mut self, out: &mut [u8]) {
         self.fill_below_any::<LOW>(out)
     }
@@ -171,26 +160,6 @@ impl Prg {
         ((self.0.next_u64() as u128 * n as u128) >> 64) as usize
     }
 
-    /// A uniform permutation of 0..n (n <= 256).
-    pub fn permutation(&mut self, n: usize) -> Vec<u8> {
-        let mut p: Vec<u8> = (0..n).map(|i| i as u8).collect();
-        self.shuffle(&mut p);
-        p
-    }
-
-    /// Permutes `v` uniformly (at most 256 elements), by Fisher-Yates (see
-    /// `fisher_yates` and `shuffle_with`).
-    pub fn shuffle<T: Copy>(&mut self, v: &mut [T]) {
-        assert!(v.len() <= 256, "shuffles here are of bit positions");
-        if v.len() < 2 {
-            return;
-        }
-        let mut js = [0u8; 255];
-        let js = &mut js[..v.len() - 1];
-        self.fisher_yates(js);
-        shuffle_with(v, js);
-    }
-
     /// The draws of a Fisher-Yates shuffle of js.len() + 1 <= 256 elements: draw d is
     /// uniform in 0..=(n - 1 - d), from a 16-bit word by Lemire's method with
     /// rejection. The words for all draws are taken at once and mapped in one
@@ -251,36 +220,22 @@ impl Prg {
     }
 }
 
-/// Shuffles `v` (js.len() + 1 <= 256 elements) with draws from `Prg::fisher_yates`,
-/// "inside out": after step i the first i + 1 places hold a uniform permutation of
-/// v[0..=i], and draw n - 1 - i (uniform in 0..=i) picks the place v[i] takes, whose
-/// element moves up to place i. Writing a fresh array this way, rather than swapping
-/// in place, took a 64-element shuffle from 58 to 42 ns here: in-place swaps make
-/// loads wait on recent stores to nearby places.
-pub fn shuffle_with<T: Copy>(v: &mut [T], js: &[u8]) {
-    let mut out = [v[0]; 256];
-    inside_out(v, js, &mut out[..v.len()]);
-    v.copy_from_slice(&out[..v.len()]);
-}
-
-/// `shuffle_with` for an array, returning the shuffled copy.
+/// `v` shuffled (N <= 256) with draws from `Prg::fisher_yates`, "inside out": after
+/// step i the first i + 1 places hold a uniform permutation of v[0..=i], and draw
+/// N - 1 - i (uniform in 0..=i) picks the place v[i] takes, whose element moves up to
+/// place i. Writing a fresh array this way, rather than swapping in place, took a
+/// 64-element shuffle from 58 to 42 ns here: in-place swaps make loads wait on
+/// recent stores to nearby places.
 #[inline(always)]
 pub fn shuffled<T: Copy, const N: usize>(v: &[T; N], js: &[u8]) -> [T; N] {
+    assert_eq!(js.len() + 1, N, "one draw per place but the first");
     let mut out = *v;
-    inside_out(v, js, &mut out);
-    out
-}
-
-#[inline(always)]
-fn inside_out<T: Copy>(v: &[T], js: &[u8], out: &mut [T]) {
-    let n = v.len();
-    assert!(js.len() + 1 == n && out.len() == n, "one draw per place but the first");
-    out[0] = v[0];
-    for i in 1..n {
-        let j = js[n - 1 - i] as usize;
+    for i in 1..N {
+        let j = js[N - 1 - i] as usize;
         out[i] = out[j];
         out[j] = v[i];
     }
+    out
 }
 
 /// Eight bytes as a little-endian word.
@@ -340,15 +295,22 @@ mod tests {
         assert_ne!(Prg::new(7, "a").ring(4), Prg::new(7, "b").ring(4));
     }
 
+    /// A uniform permutation of 0..N as PrivateCompare makes them.
+    fn permutation<const N: usize>(g: &mut Prg) -> [u8; N] {
+        let mut js = [0u8; 255];
+        g.fisher_yates(&mut js[..N - 1]);
+        shuffled(&std::array::from_fn(|i| i as u8), &js[..N - 1])
+    }
+
     #[test]
     fn permutations_are_uniform_over_positions() {
         let mut g = Prg::new(2, "perm");
         let mut where_zero = [0usize; 8];
         for _ in 0..8000 {
-            let p = g.permutation(8);
-            let mut seen = p.clone();
+            let p = permutation::<8>(&mut g);
+            let mut seen = p;
             seen.sort();
-            assert_eq!(seen, (0..8).collect::<Vec<u8>>());
+            assert_eq!(seen, std::array::from_fn(|i| i as u8));
             where_zero[p.iter().position(|&x| x == 0).unwrap()] += 1;
         }
         assert!(where_zero.iter().all(|&c| (850..1150).contains(&c)), "{where_zero:?}");
@@ -361,8 +323,8 @@ mod tests {
         let mut g = Prg::new(5, "shuffle");
         let mut counts = [0f64; 256];
         for _ in 0..256 * 100 {
-            let p = g.permutation(256);
-            let mut seen = p.clone();
+            let p = permutation::<256>(&mut g);
+            let mut seen = p;
             seen.sort();
             assert!(seen.iter().enumerate().all(|(i, &x)| x as usize == i));
             counts[p.iter().position(|&x| x == 0).unwrap()] += 1.0;
@@ -380,6 +342,8 @@ mod tests {
             counts[*x as usize] += 1;
         }
         assert!(counts.iter().all(|&c| (1700..2300).contains(&c)), "{counts:?}");
-        assert!(Prg::new(1, "g").field_nonzero(10_000).iter().all(|&x| x != 0 && x < 67));
+        let mut nonzero = vec![0u8; 10_000];
+        Prg::new(1, "g").fill_field_nonzero(&mut nonzero);
+        assert!(nonzero.iter().all(|&x| x != 0 && x < 67));
     }
 }

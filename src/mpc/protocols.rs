@@ -3,6 +3,7 @@
 //! values of a layer: one message carries a whole layer's elements, so a layer pays
 //! each round once. Message sizes are written next to every send.
 
+use super::cpu::{Simd, simd};
 use super::matmul::matmul;
 use super::prg::{Prg, Seeds, shuffled};
 use super::ring::*;
@@ -238,22 +239,18 @@ struct Compare<'a> {
 /// Compiled for AVX-512, for AVX2 and for any x86-64, chosen at run time as the ring
 /// product is.
 fn masked_terms(k01: &mut Prg, input: &Compare, d0: &mut Vec<u8>, d1: &mut Vec<u8>) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512bw") && std::arch::is_x86_feature_detected!("avx512vl") {
-            // Safety: the features this function is compiled for were just detected.
-            return unsafe { masked_terms_avx512(k01, input, d0, d1) };
-        }
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // Safety: as above.
-            return unsafe { masked_terms_avx2(k01, input, d0, d1) };
-        }
+    match simd() {
+        // Safety: `simd` found the features these variants are compiled for.
+        #[cfg(target_arch = "x86_64")]
+        Simd::Avx512 => unsafe { masked_terms_avx512(k01, input, d0, d1) },
+        #[cfg(target_arch = "x86_64")]
+        Simd::Avx2 => unsafe { masked_terms_avx2(k01, input, d0, d1) },
+        _ => masked_terms_any(k01, input, d0, d1),
     }
-    masked_terms_any(k01, input, d0, d1)
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl")]
 unsafe fn masked_terms_avx512(k01: &mut Prg, input: &Compare, d0: &mut Vec<u8>, d1: &mut Vec<u8>) {
     masked_terms_any(k01, input, d0, d1)
 }

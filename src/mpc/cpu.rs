@@ -1,0 +1,27 @@
+//! Which vector instructions this CPU has. The hot loops of the simulator are
+//! compiled for AVX-512, for AVX2 and for any x86-64, and each call picks one by
+//! `simd()`, so that one binary is fast here, still runs on any x86-64, and gives the
+//! same results on each.
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Simd {
+    /// AVX-512 F, BW, DQ and VL (every AVX-512 CPU since Skylake-SP has all four).
+    Avx512,
+    Avx2,
+    Baseline,
+}
+
+/// The widest of the three the CPU runs (the standard library caches the answer).
+pub fn simd() -> Simd {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::is_x86_feature_detected as has;
+        if has!("avx512f") && has!("avx512bw") && has!("avx512dq") && has!("avx512vl") {
+            return Simd::Avx512;
+        }
+        if has!("avx2") {
+            return Simd::Avx2;
+        }
+    }
+    Simd::Baseline
+}
