@@ -545,6 +545,27 @@ mod tests {
     }
 
     #[test]
+    fn every_cpu_variant_of_private_compare_sends_the_same_messages() {
+        let mut c = ctx();
+        let (xs, rs) = (c.seeds.own[0].ring(300), c.seeds.own[1].ring(300));
+        let beta = c.seeds.own[1].bits(300);
+        let (x0, x1) = deal_bits(&mut c.seeds.own[2], &xs);
+        let input = Compare { x0: &x0, x1: &x1, r: &rs, beta: &beta, variant: Variant::Secure };
+        let run = |f: &dyn Fn(&mut Prg, &mut Vec<u8>, &mut Vec<u8>)| {
+            let (mut k01, mut d0, mut d1) = (Prg::new(3, "k01"), Vec::new(), Vec::new());
+            f(&mut k01, &mut d0, &mut d1);
+            (d0, d1)
+        };
+        let portable = run(&|k, d0, d1| masked_terms_any(k, &input, d0, d1));
+        assert_eq!(run(&|k, d0, d1| masked_terms(k, &input, d0, d1)), portable);
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // Safety: the variant's features were just detected.
+            assert_eq!(run(&|k, d0, d1| unsafe { masked_terms_avx2(k, &input, d0, d1) }), portable);
+        }
+    }
+
+    #[test]
     fn private_compare_on_edges_and_random() {
         let mut c = ctx();
         let mut xs = edge_values();
