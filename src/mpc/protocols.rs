@@ -551,7 +551,8 @@ mod tests {
         let beta = c.seeds.own[1].bits(300);
         let (x0, x1) = deal_bits(&mut c.seeds.own[2], &xs);
         let input = Compare { x0: &x0, x1: &x1, r: &rs, beta: &beta, variant: Variant::Secure };
-        let run = |f: &dyn Fn(&mut Prg, &mut Vec<u8>, &mut Vec<u8>)| {
+        type Sender<'a> = &'a dyn Fn(&mut Prg, &mut Vec<u8>, &mut Vec<u8>);
+        let run = |f: Sender| {
             let (mut k01, mut d0, mut d1) = (Prg::new(3, "k01"), Vec::new(), Vec::new());
             f(&mut k01, &mut d0, &mut d1);
             (d0, d1)
