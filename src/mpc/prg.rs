@@ -345,6 +345,12 @@ mod tests {
             Prg::new(9, "f").fill_field_nonzero(&mut a);
             Prg::new(9, "f").fill_below_any::<1>(&mut b);
             assert_eq!(a, b, "{n}");
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // Safety: the variant's features were just detected.
+                unsafe { Prg::new(9, "f").fill_below_avx2::<1>(&mut b) };
+                assert_eq!(a, b, "{n}");
+            }
         }
     }
 
