@@ -228,6 +228,13 @@ mod tests {
             let mut generic = vec![0u64; m * v];
             matmul_into(&a, &b, &mut generic, m, n, v);
             assert_eq!(generic, want, "generic {m}x{n}x{v}");
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx2") {
+                let mut avx2 = vec![0u64; m * v];
+                // Safety: the variant's features were just detected.
+                unsafe { matmul_avx2(&a, &b, &mut avx2, m, n, v) };
+                assert_eq!(avx2, want, "avx2 {m}x{n}x{v}");
+            }
         }
     }
 
