@@ -3,6 +3,7 @@
 //! goes through a `Transport` that counts it.
 
 pub mod chacha;
+mod compare;
 pub mod cpu;
 pub mod matmul;
 pub mod prg;

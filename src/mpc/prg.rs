@@ -102,14 +102,17 @@ impl Prg {
         let base = (P - LOW) as u32;
         let span = (base as u64).pow(4);
         let reject_below = ((1u64 << 32) % span) as u32;
+        // The digits of floor(word * base^4 / 2^32), highest first, without a division:
+        // each is the high half of (fraction so far) * base, and the low half is the
+        // next fraction; the last fraction is the low half of word * base^4.
         let digits = |w: &[u8], d: &mut [u8]| -> bool {
-            let m = u32::from_le_bytes([w[0], w[1], w[2], w[3]]) as u64 * span;
-            let mut q = (m >> 32) as u32;
-            for x in d.iter_mut() {
-                *x = (q % base) as u8 + LOW;
-                q /= base;
+            let mut fraction = u32::from_le_bytes([w[0], w[1], w[2], w[3]]);
+            for x in d.iter_mut().rev() {
+                let m = fraction as u64 * base as u64;
+                *x = (m >> 32) as u8 + LOW;
+                fraction = m as u32;
             }
-            (m as u32) >= reject_below
+            fraction >= reject_below
         };
         let mut filled = 0;
         while filled < out.len() {
@@ -228,14 +231,23 @@ impl Prg {
 /// recent stores to nearby places.
 #[inline(always)]
 pub fn shuffled<T: Copy, const N: usize>(v: &[T; N], js: &[u8]) -> [T; N] {
-    assert_eq!(js.len() + 1, N, "one draw per place but the first");
     let mut out = *v;
+    shuffle_into(v, js, &mut out);
+    out
+}
+
+/// `shuffled`, written straight into `out` (whatever it held): a caller that keeps
+/// the result in a larger array saves a copy, and a copy right behind the narrow
+/// stores of the shuffle would wait for them.
+#[inline(always)]
+pub fn shuffle_into<T: Copy, const N: usize>(v: &[T; N], js: &[u8], out: &mut [T; N]) {
+    assert_eq!(js.len() + 1, N, "one draw per place but the first");
+    out[0] = v[0];
     for i in 1..N {
         let j = js[N - 1 - i] as usize;
         out[i] = out[j];
         out[j] = v[i];
     }
-    out
 }
 
 /// Eight bytes as a little-endian word.

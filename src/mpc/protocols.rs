@@ -3,9 +3,10 @@
 //! values of a layer: one message carries a whole layer's elements, so a layer pays
 //! each round once. Message sizes are written next to every send.
 
-use super::cpu::{Simd, simd};
+pub use super::compare::Variant;
+use super::compare::{Compare, masked_terms};
 use super::matmul::matmul;
-use super::prg::{Prg, Seeds, shuffled};
+use super::prg::{Prg, Seeds};
 use super::ring::*;
 use super::transport::{Dep, Elem, Party::*, Step, Transport};
 
@@ -161,7 +162,7 @@ pub fn truncate_shares(x: &Shares, frac: u32) -> Shares {
 /// matrix, bytes (b) across and bit within the byte (q) down, stored row by row.
 /// PrivateCompare's sums over higher bits then run down eight bytes at once (see
 /// `compare_terms`); the order on the wire is P2's choice and costs nothing.
-fn deal_bits(rng: &mut Prg, x: &[u64]) -> (Vec<u8>, Vec<u8>) {
+pub(super) fn deal_bits(rng: &mut Prg, x: &[u64]) -> (Vec<u8>, Vec<u8>) {
     let s0 = rng.field(x.len() * 64);
     let mut s1 = vec![0u8; x.len() * 64];
     // Eight bit shares at a time, one per byte of a u64 (no byte ever carries into
@@ -194,15 +195,6 @@ fn deal_ring(rng: &mut Prg, x: &[u64]) -> (Vec<u64>, Vec<u64>) {
     (s.s0, s.s1)
 }
 
-/// PrivateCompare as specified, or with its permutation left out: then the position
-/// of the zero tells P2 where x and r first differ. Only the security test uses the
-/// leaky variant, to show that its check catches a leak.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Variant {
-    Secure,
-    LeakyNoPermutation,
-}
-
 /// PrivateCompare (SecureNN Algorithm 3): P0, P1 hold Z_67 shares of the bits of x
 /// (`x0`, `x1`, 64 per value, placed as `deal_bits` places them), both know the public r and a
 /// common bit beta. P2 learns beta' = beta XOR (x > r), and nothing else.
@@ -224,152 +216,6 @@ pub fn private_compare_with(ctx: &mut Ctx, x0: &[u8], x1: &[u8], r: &[u64], beta
         .zip(d1.chunks_exact(64))
         .map(|(a, b)| a.iter().zip(b).fold(0u8, |found, (a, b)| found | (a + b == P || a + b == 0) as u8))
         .collect()
-}
-
-/// What P0 and P1 hold for a PrivateCompare (see `private_compare`).
-struct Compare<'a> {
-    x0: &'a [u8],
-    x1: &'a [u8],
-    r: &'a [u64],
-    beta: &'a [u8],
-    variant: Variant,
-}
-
-/// P0's and P1's messages in PrivateCompare, appended to `d0` and `d1`, 64 per value.
-/// Compiled for AVX-512, for AVX2 and for any x86-64, chosen at run time as the ring
-/// product is.
-fn masked_terms(k01: &mut Prg, input: &Compare, d0: &mut Vec<u8>, d1: &mut Vec<u8>) {
-    match simd() {
-        // Safety: `simd` found the features these variants are compiled for.
-        #[cfg(target_arch = "x86_64")]
-        Simd::Avx512 => unsafe { masked_terms_avx512(k01, input, d0, d1) },
-        #[cfg(target_arch = "x86_64")]
-        Simd::Avx2 => unsafe { masked_terms_avx2(k01, input, d0, d1) },
-        _ => masked_terms_any(k01, input, d0, d1),
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl")]
-unsafe fn masked_terms_avx512(k01: &mut Prg, input: &Compare, d0: &mut Vec<u8>, d1: &mut Vec<u8>) {
-    masked_terms_any(k01, input, d0, d1)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn masked_terms_avx2(k01: &mut Prg, input: &Compare, d0: &mut Vec<u8>, d1: &mut Vec<u8>) {
-    masked_terms_any(k01, input, d0, d1)
-}
-
-#[inline(always)]
-fn masked_terms_any(k01: &mut Prg, input: &Compare, d0: &mut Vec<u8>, d1: &mut Vec<u8>) {
-    let Compare { x0, x1, r, beta, variant } = *input;
-    // Values go in blocks, so that a block's common randomness stays in cache.
-    const BLOCK: usize = 64;
-    let n = r.len();
-    let (mut s, mut zero) = ([0u8; BLOCK * 64], [0u8; BLOCK * 64]);
-    let mut swaps = [[0u8; 63]; BLOCK];
-    let mut d = [[0u16; 64]; BLOCK];
-    for start in (0..n).step_by(BLOCK) {
-        let end = (start + BLOCK).min(n);
-        let (s, zero) = (&mut s[..(end - start) * 64], &mut zero[..(end - start) * 64]);
-        let (swaps, d) = (&mut swaps[..end - start], &mut d[..end - start]);
-        // Common to P0 and P1 (k01): multipliers s_i in Z_67*, shares of zero that hide
-        // each party's d_i from P2, and a permutation per value.
-        k01.fill_field_nonzero(s);
-        k01.fill_field(zero);
-        for js in swaps.iter_mut() {
-            k01.fisher_yates(js);
-        }
-        for (k, d) in (start..end).zip(d.iter_mut()) {
-            let bits = k * 64..(k + 1) * 64;
-            let (c0, c1) = if beta[k] == 1 && r[k] == u64::MAX {
-                // x <= r always holds: shares of one 0 and 63 ones, from common values
-                // u_i (drawn only here: P0 and P1 both see that the case arises).
-                let u = k01.field(64);
-                let c0: [u16; 64] = std::array::from_fn(|i| u[i] as u16);
-                let c1: [u16; 64] = std::array::from_fn(|i| if i == 0 { f_neg(u[i]) } else { f_sub(1, u[i]) } as u16);
-                (c0, c1)
-            } else {
-                compare_terms(&x0[bits.clone()], &x1[bits], r[k], beta[k])
-            };
-            // d_i = s_i c_i, re-randomised by the zero shares. Both parties' d_i go
-            // side by side in one u16 (P0 low byte), so that one shuffle permutes both.
-            let at = (k - start) * 64;
-            let (s, z) = (&s[at..at + 64], &zero[at..at + 64]);
-            let p = P as u16;
-            *d = std::array::from_fn(|i| {
-                let (m, z) = (s[i] as u16, z[i] as u16);
-                let e0 = (m * (c0[i] % p) + z) % p;
-                let e1 = (m * (c1[i] % p) + (p - z)) % p;
-                e0 | e1 << 8
-            });
-        }
-        for (d, js) in d.iter().zip(swaps.iter()) {
-            // The common permutation, so that P2 cannot tell where a zero sits.
-            let d = if variant == Variant::Secure { shuffled(d, js) } else { *d };
-            d0.extend_from_slice(&d.map(|v| v as u8));
-            d1.extend_from_slice(&d.map(|v| (v >> 8) as u8));
-        }
-    }
-}
-
-/// Each party's shares of PrivateCompare's c_i for one value, before reduction mod 67
-/// (every term is a small integer: sums stay below 64 * 68 + 3 * 67, inside u16).
-///   beta = 0: t = r,     c_i = t_i - x_i + 1 + sum_{j>i} (x_j xor t_j): some c_i = 0 iff x > t;
-///   beta = 1: t = r + 1, c_i = x_i - t_i + 1 + sum_{j>i} (x_j xor t_j): some c_i = 0 iff t > x.
-/// Negative terms enter as p - value; P0 adds the public constants. Inputs and
-/// outputs are placed as `deal_bits` places bits; the order of the c_i does not
-/// matter, since they are permuted before P2 sees them.
-///
-/// The two parties' terms travel packed in one u32 (P0 low half, P1 high half; no
-/// half ever borrows from or carries into the other). The sum over the bits above i
-/// splits into the bits above i in its own byte (seven steps down the bit-rows, eight
-/// bytes per step) and all of the higher bytes (one short scan of byte totals).
-#[inline(always)]
-fn compare_terms(x0: &[u8], x1: &[u8], r: u64, beta: u8) -> ([u16; 64], [u16; 64]) {
-    const HIGH: u32 = 1 << 16;
-    type Rows = [[u32; 8]; 8];
-    let p = P as u32;
-    // The caller has handled r = 2^64 - 1 with beta = 1.
-    let t = r + beta as u64;
-    // Row q, column b: bit 8 b + q of t, the packed shares, and w = x xor t on shares:
-    // x_i where t_i = 0, 1 - x_i where t_i = 1, i.e. (1 + p - x_i0) and (p - x_i1).
-    // Selected by masks, as t's bits and beta are random and branches on them would
-    // mispredict half the time. (Plain loops: nested array::from_fn did not inline.)
-    let (mut tb, mut a, mut xor): (Rows, Rows, Rows) = ([[0; 8]; 8], [[0; 8]; 8], [[0; 8]; 8]);
-    for q in 0..8 {
-        let t_row = ((t >> q) & 0x0101_0101_0101_0101).to_le_bytes();
-        for b in 0..8 {
-            tb[q][b] = t_row[b] as u32;
-            a[q][b] = x0[8 * q + b] as u32 | ((x1[8 * q + b] as u32) * HIGH);
-            let m = 0u32.wrapping_sub(tb[q][b]);
-            xor[q][b] = (a[q][b] & !m) | (((1 + p) + p * HIGH - a[q][b]) & m);
-        }
-    }
-    // Above i = 8 b + q: the higher bits of byte b, then every bit of bytes above b.
-    let mut within = [[0u32; 8]; 8];
-    for q in (0..7).rev() {
-        for b in 0..8 {
-            within[q][b] = within[q + 1][b] + xor[q + 1][b];
-        }
-    }
-    let mut bytes_above = [0u32; 8];
-    for b in (0..7).rev() {
-        bytes_above[b] = bytes_above[b + 1] + within[0][b + 1] + xor[0][b + 1];
-    }
-    let mb = 0u32.wrapping_sub(beta as u32);
-    let (mut c0, mut c1) = ([0u16; 64], [0u16; 64]);
-    for q in 0..8 {
-        for b in 0..8 {
-            let when_0 = (tb[q][b] + 1 + p) + p * HIGH - a[q][b];
-            let when_1 = a[q][b] + (p + 1 - tb[q][b]);
-            let c = ((when_0 & !mb) | (when_1 & mb)) + within[q][b] + bytes_above[b];
-            c0[8 * q + b] = c as u16;
-            c1[8 * q + b] = (c >> 16) as u16;
-        }
-    }
-    (c0, c1)
 }
 
 /// ShareConvert (SecureNN Algorithm 4, with the proof's formula; the printed step 11
@@ -541,28 +387,6 @@ mod tests {
                 let at = k * 64 + 8 * (bit % 8) + bit / 8;
                 assert_eq!(f_add(s0[at], s1[at]) as u64, (x >> bit) & 1, "value {k}, bit {bit}");
             }
-        }
-    }
-
-    #[test]
-    fn every_cpu_variant_of_private_compare_sends_the_same_messages() {
-        let mut c = ctx();
-        let (xs, rs) = (c.seeds.own[0].ring(300), c.seeds.own[1].ring(300));
-        let beta = c.seeds.own[1].bits(300);
-        let (x0, x1) = deal_bits(&mut c.seeds.own[2], &xs);
-        let input = Compare { x0: &x0, x1: &x1, r: &rs, beta: &beta, variant: Variant::Secure };
-        type Sender<'a> = &'a dyn Fn(&mut Prg, &mut Vec<u8>, &mut Vec<u8>);
-        let run = |f: Sender| {
-            let (mut k01, mut d0, mut d1) = (Prg::new(3, "k01"), Vec::new(), Vec::new());
-            f(&mut k01, &mut d0, &mut d1);
-            (d0, d1)
-        };
-        let portable = run(&|k, d0, d1| masked_terms_any(k, &input, d0, d1));
-        assert_eq!(run(&|k, d0, d1| masked_terms(k, &input, d0, d1)), portable);
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // Safety: the variant's features were just detected.
-            assert_eq!(run(&|k, d0, d1| unsafe { masked_terms_avx2(k, &input, d0, d1) }), portable);
         }
     }
 

@@ -1,0 +1,390 @@
+//! PrivateCompare's local arithmetic (SecureNN Algorithm 3, steps 2-5 for P0 and
+//! P1): for every value, the 64 masked and permuted terms d_i that each of them sends
+//! P2. The protocol around it, with its messages, is `protocols::private_compare`.
+//! This is the hottest loop of secure inference (a third of a CIFAR-10 image before
+//! the AVX-512 version), so it comes twice: portable code, and AVX-512 code that
+//! works on one value's 64 terms per register. A test checks they send the same bytes.
+
+use super::cpu::{Simd, simd};
+use super::prg::{Prg, shuffle_into, shuffled};
+use super::ring::*;
+
+/// PrivateCompare as specified, or with its permutation left out: then the position
+/// of the zero tells P2 where x and r first differ. Only the security test uses the
+/// leaky variant, to show that its check catches a leak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Variant {
+    Secure,
+    LeakyNoPermutation,
+}
+
+/// What P0 and P1 hold for a PrivateCompare (see `protocols::private_compare`).
+pub(super) struct Compare<'a> {
+    pub x0: &'a [u8],
+    pub x1: &'a [u8],
+    pub r: &'a [u64],
+    pub beta: &'a [u8],
+    pub variant: Variant,
+}
+
+impl Compare<'_> {
+    /// beta = 1 and r = 2^64 - 1: x <= r holds whatever x is, and c_i has no formula.
+    fn is_corner(&self, k: usize) -> bool {
+        self.beta[k] == 1 && self.r[k] == u64::MAX
+    }
+}
+
+/// One value's share of the common randomness (k01): multipliers s_i in Z_67*, shares
+/// of zero that hide each party's d_i from P2, and the draws of its permutation.
+struct Draws<'a> {
+    s: &'a [u8; 64],
+    zero: &'a [u8; 64],
+    js: &'a [u8; 63],
+}
+
+/// P0's and P1's messages in PrivateCompare, appended to `d0` and `d1`, 64 per value.
+pub(super) fn masked_terms(k01: &mut Prg, input: &Compare, d0: &mut Vec<u8>, d1: &mut Vec<u8>) {
+    match simd() {
+        // Safety: `simd` found the features these variants are compiled for.
+        #[cfg(target_arch = "x86_64")]
+        Simd::Avx512 => unsafe { masked_terms_avx512(k01, input, d0, d1) },
+        #[cfg(target_arch = "x86_64")]
+        Simd::Avx2 => unsafe { masked_terms_avx2(k01, input, d0, d1) },
+        _ => masked_terms_any(k01, input, d0, d1),
+    }
+}
+
+/// Values go in blocks, so that a block's common randomness stays in cache.
+const BLOCK: usize = 64;
+
+/// The common randomness (k01) of a block of values, drawn in one order that every
+/// variant keeps: multipliers s_i in Z_67*, shares of zero that hide each party's
+/// d_i from P2, and the draws of each value's permutation.
+struct Block {
+    s: [u8; BLOCK * 64],
+    zero: [u8; BLOCK * 64],
+    swaps: [[u8; 63]; BLOCK],
+}
+
+impl Block {
+    fn new() -> Block {
+        Block { s: [0; BLOCK * 64], zero: [0; BLOCK * 64], swaps: [[0; 63]; BLOCK] }
+    }
+
+    /// Draws for the next `m` values.
+    #[inline(always)]
+    fn draw(&mut self, k01: &mut Prg, m: usize) {
+        k01.fill_field_nonzero(&mut self.s[..m * 64]);
+        k01.fill_field(&mut self.zero[..m * 64]);
+        for js in &mut self.swaps[..m] {
+            k01.fisher_yates(js);
+        }
+    }
+
+    /// Value i's part.
+    fn draws(&self, i: usize) -> Draws<'_> {
+        let places = i * 64..(i + 1) * 64;
+        Draws {
+            s: self.s[places.clone()].try_into().expect("64 places"),
+            zero: self.zero[places].try_into().expect("64 places"),
+            js: &self.swaps[i],
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn masked_terms_avx2(k01: &mut Prg, input: &Compare, d0: &mut Vec<u8>, d1: &mut Vec<u8>) {
+    masked_terms_any(k01, input, d0, d1)
+}
+
+#[inline(always)]
+fn masked_terms_any(k01: &mut Prg, input: &Compare, d0: &mut Vec<u8>, d1: &mut Vec<u8>) {
+    let (n, mut block) = (input.r.len(), Block::new());
+    for start in (0..n).step_by(BLOCK) {
+        let m = (n - start).min(BLOCK);
+        block.draw(k01, m);
+        for i in 0..m {
+            let draws = block.draws(i);
+            let d = masked_value(k01, input, start + i, &draws);
+            // The common permutation, so that P2 cannot tell where a zero sits.
+            let d = if input.variant == Variant::Secure { shuffled(&d, draws.js) } else { d };
+            d0.extend_from_slice(&d.map(|v| v as u8));
+            d1.extend_from_slice(&d.map(|v| (v >> 8) as u8));
+        }
+    }
+}
+
+/// One value's d_i = s_i c_i, re-randomised by the zero shares, before the
+/// permutation. Both parties' d_i go side by side in one u16 (P0 low byte), so that
+/// one shuffle permutes both.
+#[inline(always)]
+fn masked_value(k01: &mut Prg, input: &Compare, k: usize, draws: &Draws) -> [u16; 64] {
+    let bits = k * 64..(k + 1) * 64;
+    let (c0, c1) = if input.is_corner(k) {
+        corner_terms(k01)
+    } else {
+        compare_terms(&input.x0[bits.clone()], &input.x1[bits], input.r[k], input.beta[k])
+    };
+    let p = P as u16;
+    std::array::from_fn(|i| {
+        let (m, z) = (draws.s[i] as u16, draws.zero[i] as u16);
+        let e0 = (m * (c0[i] % p) + z) % p;
+        let e1 = (m * (c1[i] % p) + (p - z)) % p;
+        e0 | e1 << 8
+    })
+}
+
+/// The corner case (`Compare::is_corner`): shares of one 0 and 63 ones, from common
+/// values u_i (drawn only here: P0 and P1 both see that the case arises).
+#[cold]
+fn corner_terms(k01: &mut Prg) -> ([u16; 64], [u16; 64]) {
+    let u = k01.field(64);
+    let c0 = std::array::from_fn(|i| u[i] as u16);
+    let c1 = std::array::from_fn(|i| if i == 0 { f_neg(u[i]) } else { f_sub(1, u[i]) } as u16);
+    (c0, c1)
+}
+
+/// Each party's shares of PrivateCompare's c_i for one value, before reduction mod 67
+/// (every term is a small integer: sums stay below 64 * 68 + 3 * 67, inside u16).
+///   beta = 0: t = r,     c_i = t_i - x_i + 1 + sum_{j>i} (x_j xor t_j): some c_i = 0 iff x > t;
+///   beta = 1: t = r + 1, c_i = x_i - t_i + 1 + sum_{j>i} (x_j xor t_j): some c_i = 0 iff t > x.
+/// Negative terms enter as p - value; P0 adds the public constants. Inputs and
+/// outputs are placed as `deal_bits` places bits; the order of the c_i does not
+/// matter, since they are permuted before P2 sees them.
+///
+/// The two parties' terms travel packed in one u32 (P0 low half, P1 high half; no
+/// half ever borrows from or carries into the other). The sum over the bits above i
+/// splits into the bits above i in its own byte (seven steps down the bit-rows, eight
+/// bytes per step) and all of the higher bytes (one short scan of byte totals).
+#[inline(always)]
+fn compare_terms(x0: &[u8], x1: &[u8], r: u64, beta: u8) -> ([u16; 64], [u16; 64]) {
+    const HIGH: u32 = 1 << 16;
+    type Rows = [[u32; 8]; 8];
+    let p = P as u32;
+    // The caller has handled r = 2^64 - 1 with beta = 1.
+    let t = r + beta as u64;
+    // Row q, column b: bit 8 b + q of t, the packed shares, and w = x xor t on shares:
+    // x_i where t_i = 0, 1 - x_i where t_i = 1, i.e. (1 + p - x_i0) and (p - x_i1).
+    // Selected by masks, as t's bits and beta are random and branches on them would
+    // mispredict half the time. (Plain loops: nested array::from_fn did not inline.)
+    let (mut tb, mut a, mut xor): (Rows, Rows, Rows) = ([[0; 8]; 8], [[0; 8]; 8], [[0; 8]; 8]);
+    for q in 0..8 {
+        let t_row = ((t >> q) & 0x0101_0101_0101_0101).to_le_bytes();
+        for b in 0..8 {
+            tb[q][b] = t_row[b] as u32;
+            a[q][b] = x0[8 * q + b] as u32 | ((x1[8 * q + b] as u32) * HIGH);
+            let m = 0u32.wrapping_sub(tb[q][b]);
+            xor[q][b] = (a[q][b] & !m) | (((1 + p) + p * HIGH - a[q][b]) & m);
+        }
+    }
+    // Above i = 8 b + q: the higher bits of byte b, then every bit of bytes above b.
+    let mut within = [[0u32; 8]; 8];
+    for q in (0..7).rev() {
+        for b in 0..8 {
+            within[q][b] = within[q + 1][b] + xor[q + 1][b];
+        }
+    }
+    let mut bytes_above = [0u32; 8];
+    for b in (0..7).rev() {
+        bytes_above[b] = bytes_above[b + 1] + within[0][b + 1] + xor[0][b + 1];
+    }
+    let mb = 0u32.wrapping_sub(beta as u32);
+    let (mut c0, mut c1) = ([0u16; 64], [0u16; 64]);
+    for q in 0..8 {
+        for b in 0..8 {
+            let when_0 = (tb[q][b] + 1 + p) + p * HIGH - a[q][b];
+            let when_1 = a[q][b] + (p + 1 - tb[q][b]);
+            let c = ((when_0 & !mb) | (when_1 & mb)) + within[q][b] + bytes_above[b];
+            c0[8 * q + b] = c as u16;
+            c1[8 * q + b] = (c >> 16) as u16;
+        }
+    }
+    (c0, c1)
+}
+
+/// 0, 1, ..., 63: permuted by `shuffled`, it says which term each place receives.
+#[cfg(target_arch = "x86_64")]
+const PLACES: [u8; 64] = {
+    let mut p = [0u8; 64];
+    let mut i = 0;
+    while i < 64 {
+        p[i] = i as u8;
+        i += 1;
+    }
+    p
+};
+
+/// `masked_terms_any` with each value's 64 terms in one register per party: bytes
+/// reduced mod 67 after every step, as both shares and all sums stay below 67.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl")]
+unsafe fn masked_terms_avx512(k01: &mut Prg, input: &Compare, d0: &mut Vec<u8>, d1: &mut Vec<u8>) {
+    use std::arch::x86_64::*;
+    let (n, mut block) = (input.r.len(), Block::new());
+    let mut places = [[0u8; 64]; BLOCK];
+    for start in (0..n).step_by(BLOCK) {
+        let m = (n - start).min(BLOCK);
+        block.draw(k01, m);
+        // The block's permutations first, apart from the arithmetic: the shuffles are
+        // chains of narrow stores, and a wide load right behind them would stall.
+        for (places, js) in places.iter_mut().zip(&block.swaps[..m]) {
+            match input.variant {
+                Variant::Secure => shuffle_into(&PLACES, js, places),
+                Variant::LeakyNoPermutation => *places = PLACES,
+            }
+        }
+        for (i, places) in places[..m].iter().enumerate() {
+            let (k, draws) = (start + i, block.draws(i));
+            let (lo, hi) = if input.is_corner(k) {
+                let d = masked_value(k01, input, k, &draws);
+                // Safety: each load reads 32 of d's 64 u16.
+                unsafe { (_mm512_loadu_si512(d.as_ptr().cast()), _mm512_loadu_si512(d[32..].as_ptr().cast())) }
+            } else {
+                // Safety: this function's features are those `masked_value_avx512` needs.
+                unsafe { masked_value_avx512(input, k, &draws) }
+            };
+            // Safety: the load reads `places`' 64 bytes, stores write 32 bytes each of b0, b1.
+            unsafe {
+                // Place i receives term places[i], as `shuffled` would move it.
+                let at = _mm512_loadu_si512(places.as_ptr().cast());
+                let (at_lo, at_hi) =
+                    (_mm512_cvtepu8_epi16(_mm512_castsi512_si256(at)), _mm512_cvtepu8_epi16(_mm512_extracti64x4_epi64::<1>(at)));
+                let (lo, hi) = (_mm512_permutex2var_epi16(lo, at_lo, hi), _mm512_permutex2var_epi16(lo, at_hi, hi));
+                let (mut b0, mut b1) = ([0u8; 64], [0u8; 64]);
+                _mm256_storeu_si256(b0.as_mut_ptr().cast(), _mm512_cvtepi16_epi8(lo));
+                _mm256_storeu_si256(b0[32..].as_mut_ptr().cast(), _mm512_cvtepi16_epi8(hi));
+                _mm256_storeu_si256(b1.as_mut_ptr().cast(), _mm512_cvtepi16_epi8(_mm512_srli_epi16::<8>(lo)));
+                _mm256_storeu_si256(b1[32..].as_mut_ptr().cast(), _mm512_cvtepi16_epi8(_mm512_srli_epi16::<8>(hi)));
+                d0.extend_from_slice(&b0);
+                d1.extend_from_slice(&b1);
+            }
+        }
+    }
+}
+
+/// `masked_value` for a value that is not a corner case, as two registers of 32
+/// packed u16 (places 0-31, 32-63). The same formulas as `compare_terms`, on 64 byte
+/// lanes: lane 8 q + b holds bit 8 b + q, so the sums over higher bits run down the
+/// eight 64-bit rows (within a byte of x) and then along row 0's bytes (the bytes above).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl")]
+#[inline]
+unsafe fn masked_value_avx512(input: &Compare, k: usize, draws: &Draws) -> (std::arch::x86_64::__m512i, std::arch::x86_64::__m512i) {
+    use std::arch::x86_64::*;
+    let (p, one, zero) = (_mm512_set1_epi8(P as i8), _mm512_set1_epi8(1), _mm512_setzero_si512());
+    // a + b and a - b in Z_67 for bytes below 67: the sum (below 134) minus 67 where
+    // that does not wrap below zero; the difference plus 67 where it wrapped.
+    let add = |a, b| {
+        let s = _mm512_add_epi8(a, b);
+        _mm512_min_epu8(s, _mm512_sub_epi8(s, p))
+    };
+    let sub = |a, b| {
+        let d = _mm512_sub_epi8(a, b);
+        _mm512_min_epu8(d, _mm512_add_epi8(d, p))
+    };
+    let at = k * 64;
+    // Safety: each load reads 64 bytes: a value's bit shares and its draws.
+    let (x0, x1, s, z) = unsafe {
+        (
+            _mm512_loadu_si512(input.x0[at..at + 64].as_ptr().cast()),
+            _mm512_loadu_si512(input.x1[at..at + 64].as_ptr().cast()),
+            _mm512_loadu_si512(draws.s.as_ptr().cast()),
+            _mm512_loadu_si512(draws.zero.as_ptr().cast()),
+        )
+    };
+    let beta = input.beta[k];
+    let t = input.r[k] + beta as u64;
+    // Row q, byte b: bit 8 b + q of t.
+    let rows = _mm512_srlv_epi64(_mm512_set1_epi64(t as i64), _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0));
+    let tb = _mm512_and_si512(rows, _mm512_set1_epi64(0x0101_0101_0101_0101));
+    let t_set = _mm512_test_epi8_mask(tb, tb);
+    // w = x xor t on shares: x where t_i = 0; 1 - x_i0 and -x_i1 where t_i = 1.
+    let w0 = _mm512_mask_blend_epi8(t_set, x0, sub(one, x0));
+    let w1 = _mm512_mask_blend_epi8(t_set, x1, sub(zero, x1));
+    // Sum of w over the bits above each place.
+    let above = |w| {
+        // Rows below q (higher bits of the same byte): shift rows up and scan.
+        let mut within = _mm512_alignr_epi64::<1>(zero, w);
+        within = add(within, _mm512_alignr_epi64::<1>(zero, within));
+        within = add(within, _mm512_alignr_epi64::<2>(zero, within));
+        within = add(within, _mm512_alignr_epi64::<4>(zero, within));
+        // Row 0 now holds each byte's total; bytes above b: shift bytes down and scan.
+        let mut bytes = _mm512_srli_epi64::<8>(add(w, within));
+        bytes = add(bytes, _mm512_srli_epi64::<8>(bytes));
+        bytes = add(bytes, _mm512_srli_epi64::<16>(bytes));
+        bytes = add(bytes, _mm512_srli_epi64::<32>(bytes));
+        add(within, _mm512_broadcastq_epi64(_mm512_castsi512_si128(bytes)))
+    };
+    // beta = 0: c_i = t_i - x_i + 1 + sum, shares t_i + 1 - x_i0 and -x_i1;
+    // beta = 1: c_i = x_i - t_i + 1 + sum, shares x_i0 + 1 - t_i and x_i1.
+    let b_set: __mmask64 = 0u64.wrapping_sub(beta as u64);
+    let c0 = _mm512_mask_blend_epi8(b_set, sub(_mm512_add_epi8(tb, one), x0), sub(add(x0, one), tb));
+    let c1 = _mm512_mask_blend_epi8(b_set, sub(zero, x1), x1);
+    let (c0, c1) = (add(c0, above(w0)), add(c1, above(w1)));
+    // d_i0 = s_i c_i0 + z_i and d_i1 = s_i c_i1 - z_i, in 16-bit lanes: products
+    // below 67^2 reduce by Barrett's method (floor(2^16 / 67) = 978 underestimates
+    // the quotient by at most one, so one conditional subtraction finishes).
+    let (p16, magic) = (_mm512_set1_epi16(P as i16), _mm512_set1_epi16(978));
+    let reduce = |x| {
+        let r = _mm512_sub_epi16(x, _mm512_mullo_epi16(_mm512_mulhi_epu16(x, magic), p16));
+        _mm512_min_epu16(r, _mm512_sub_epi16(r, p16))
+    };
+    let half = |widen: &dyn Fn(__m512i) -> __m512i| {
+        let (s, z, c0, c1) = (widen(s), widen(z), widen(c0), widen(c1));
+        let e0 = reduce(_mm512_add_epi16(_mm512_mullo_epi16(s, c0), z));
+        let e1 = reduce(_mm512_add_epi16(_mm512_mullo_epi16(s, c1), _mm512_sub_epi16(p16, z)));
+        _mm512_or_si512(e0, _mm512_slli_epi16::<8>(e1))
+    };
+    (half(&|v| _mm512_cvtepu8_epi16(_mm512_castsi512_si256(v))), half(&|v| _mm512_cvtepu8_epi16(_mm512_extracti64x4_epi64::<1>(v))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mpc::protocols::deal_bits;
+
+    /// Random values and bounds, with corner cases (beta = 1, r = 2^64 - 1), equal
+    /// values and a ragged last block.
+    fn inputs(g: &mut Prg) -> (Vec<u64>, Vec<u64>, Vec<u8>) {
+        let n = 300;
+        let (mut xs, mut rs, mut beta) = (g.ring(n), g.ring(n), g.bits(n));
+        for k in [3, 64, 65, 299] {
+            (rs[k], beta[k]) = (u64::MAX, 1);
+        }
+        xs[10] = rs[10];
+        xs[11] = rs[11].wrapping_add(1);
+        (xs, rs, beta)
+    }
+
+    #[test]
+    fn every_cpu_variant_of_private_compare_sends_the_same_messages() {
+        let mut g = Prg::new(5, "inputs");
+        let (xs, rs, beta) = inputs(&mut g);
+        let (x0, x1) = deal_bits(&mut g, &xs);
+        for variant in [Variant::Secure, Variant::LeakyNoPermutation] {
+            let input = Compare { x0: &x0, x1: &x1, r: &rs, beta: &beta, variant };
+            type Sender<'a> = &'a dyn Fn(&mut Prg, &mut Vec<u8>, &mut Vec<u8>);
+            let run = |f: Sender| {
+                let (mut k01, mut d0, mut d1) = (Prg::new(3, "k01"), Vec::new(), Vec::new());
+                f(&mut k01, &mut d0, &mut d1);
+                (d0, d1, k01.bytes_drawn())
+            };
+            let portable = run(&|k, d0, d1| masked_terms_any(k, &input, d0, d1));
+            assert_eq!(portable.0.len(), 64 * xs.len());
+            assert_eq!(run(&|k, d0, d1| masked_terms(k, &input, d0, d1)), portable);
+            #[cfg(target_arch = "x86_64")]
+            {
+                use std::arch::is_x86_feature_detected as has;
+                if has!("avx2") {
+                    // Safety: the variant's features were just detected.
+                    assert_eq!(run(&|k, d0, d1| unsafe { masked_terms_avx2(k, &input, d0, d1) }), portable);
+                }
+                if has!("avx512f") && has!("avx512bw") && has!("avx512dq") && has!("avx512vl") {
+                    // Safety: as above.
+                    assert_eq!(run(&|k, d0, d1| unsafe { masked_terms_avx512(k, &input, d0, d1) }), portable);
+                }
+            }
+        }
+    }
+}
