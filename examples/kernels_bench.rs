@@ -2,15 +2,16 @@
 //!
 //!     cargo run --release --example kernels_bench
 //!
-//! - the ChaCha8 keystream behind every party's randomness, against `rand_chacha`'s
-//!   ChaCha8Rng (the same stream), in GB/s;
+//! - the two keystreams, in GB/s: AES-128 in counter mode (the parties'
+//!   randomness), and ChaCha8 (everything else) against `rand_chacha`'s ChaCha8Rng,
+//!   the same stream;
 //! - the ring matrix product on a CIFAR-10 convolution's shape (64 x 576 times
 //!   576 x 1024), against a loop of the same 64-bit vector multiply-adds on registers
 //!   alone (AVX-512 machines only), in G multiply-accumulates per second.
 //!
 //! Each figure is the median of five runs.
 
-use explore::mpc::chacha::Keystream;
+use explore::mpc::keystream::Keystream;
 use explore::mpc::matmul::matmul;
 use explore::mpc::prg::Prg;
 use rand_chacha::ChaCha8Rng;
@@ -35,12 +36,17 @@ fn median_rate(work: f64, mut f: impl FnMut()) -> f64 {
 
 fn main() {
     explore::allocator::keep_freed_memory();
-    let mut buf = vec![0u8; 1 << 24];
-    let mut ours = Keystream::new([1; 32]);
+    // 128 MiB in pieces of 32 KiB, which stay in cache as the protocols' draws do (one
+    // large buffer would measure the memory's write speed instead).
+    let mut buf = vec![0u8; 1 << 15];
+    let pieces = 4096;
+    let mut ours = Keystream::chacha8([1; 32]);
     let mut theirs = ChaCha8Rng::from_seed([1; 32]);
-    let len = buf.len() as f64;
-    println!("ChaCha8 keystream: {:.2} GB/s", median_rate(len, || ours.fill_bytes(&mut buf)) / 1e9);
-    println!("rand_chacha ChaCha8Rng: {:.2} GB/s", median_rate(len, || theirs.fill_bytes(&mut buf)) / 1e9);
+    let len = (buf.len() * pieces) as f64;
+    let mut aes = Keystream::aes128([1; 16]);
+    println!("AES-128-CTR keystream: {:.2} GB/s", median_rate(len, || (0..pieces).for_each(|_| aes.fill_bytes(&mut buf))) / 1e9);
+    println!("ChaCha8 keystream: {:.2} GB/s", median_rate(len, || (0..pieces).for_each(|_| ours.fill_bytes(&mut buf))) / 1e9);
+    println!("rand_chacha ChaCha8Rng: {:.2} GB/s", median_rate(len, || (0..pieces).for_each(|_| theirs.fill_bytes(&mut buf))) / 1e9);
 
     let (m, n, v) = (64, 576, 1024);
     let mut g = Prg::new(1, "kernels");

@@ -1,95 +1,41 @@
-//! The ChaCha8 keystream behind every generator of the simulation, sixteen blocks
-//! (1 KiB) at a time.
+//! ChaCha8 blocks for `Keystream`: the stream of every generator outside the
+//! protocol (model initialisation, training, generated inputs).
 //!
 //! The stream is exactly `rand_chacha::ChaCha8Rng`'s (key = seed, stream 0, block
 //! counter from 0), so it is the same on every CPU. Where AVX-512 is present the
-//! sixteen blocks are computed side by side, one block per 32-bit lane, with native
-//! rotates (9.4 to 10.2 GB/s here against 5.6 for `rand_chacha`: `cargo run
-//! --release --example kernels_bench`). Elsewhere `rand_chacha` computes them.
+//! sixteen blocks of a refill are computed side by side, one block per 32-bit lane,
+//! with native rotates (`cargo run --release --example kernels_bench` compares it
+//! with `rand_chacha`). Elsewhere `rand_chacha` computes them.
 
+use super::keystream::BUFFER;
 use rand_chacha::ChaCha8Rng;
 use rand_core::{Rng, SeedableRng};
 
-/// Bytes per refill: sixteen 64-byte blocks.
-pub const BUFFER: usize = 1024;
-
-pub struct Keystream {
+pub struct ChaCha8 {
     key: [u8; 32],
-    /// The next block to compute.
+    /// The next 64-byte block to compute.
     block: u64,
-    buf: [u8; BUFFER],
-    /// Bytes of `buf` already handed out.
-    pos: usize,
-    /// Where `bytes` joins the end of one buffer to the start of the next.
-    carry: [u8; BUFFER],
     /// The portable path keeps its own generator, positioned at `block`.
     fallback: Option<Box<ChaCha8Rng>>,
 }
 
-impl Keystream {
-    pub fn new(key: [u8; 32]) -> Keystream {
+impl ChaCha8 {
+    pub fn new(key: [u8; 32]) -> ChaCha8 {
         let fallback = if wide_kernel_available() { None } else { Some(Box::new(ChaCha8Rng::from_seed(key))) };
-        Keystream { key, block: 0, buf: [0; BUFFER], pos: BUFFER, carry: [0; BUFFER], fallback }
+        ChaCha8 { key, block: 0, fallback }
     }
 
-    /// The next `out.len()` bytes of the stream.
-    pub fn fill_bytes(&mut self, out: &mut [u8]) {
-        let mut done = 0;
-        while done < out.len() {
-            if self.pos == BUFFER {
-                self.refill();
-            }
-            let take = (out.len() - done).min(BUFFER - self.pos);
-            out[done..done + take].copy_from_slice(&self.buf[self.pos..self.pos + take]);
-            self.pos += take;
-            done += take;
-        }
-    }
-
-    /// Bytes of the stream handed out so far.
-    pub fn position(&self) -> u64 {
-        self.block * 64 - (BUFFER - self.pos) as u64
-    }
-
-    /// How many bytes `bytes` can hand out next without joining two buffers.
-    pub fn contiguous(&self) -> usize {
-        if self.pos == BUFFER { BUFFER } else { BUFFER - self.pos }
-    }
-
-    /// The next `n` bytes (n <= BUFFER), borrowed straight from the buffer where they
-    /// lie in one piece of it (copying every draw cost 5% of secure inference).
-    #[inline]
-    pub fn bytes(&mut self, n: usize) -> &[u8] {
-        if self.pos + n <= BUFFER {
-            self.pos += n;
-            return &self.buf[self.pos - n..self.pos];
-        }
-        assert!(n <= BUFFER, "at most one buffer at a time");
-        let tail = BUFFER - self.pos;
-        self.carry[..tail].copy_from_slice(&self.buf[self.pos..]);
-        self.refill();
-        self.carry[tail..n].copy_from_slice(&self.buf[..n - tail]);
-        self.pos = n - tail;
-        &self.carry[..n]
-    }
-
-    /// The next eight bytes, little-endian.
-    #[inline]
-    pub fn next_u64(&mut self) -> u64 {
-        u64::from_le_bytes(self.bytes(8).try_into().expect("eight bytes"))
-    }
-
-    fn refill(&mut self) {
+    /// The next BUFFER bytes of the stream.
+    pub fn fill(&mut self, out: &mut [u8; BUFFER]) {
         match &mut self.fallback {
-            Some(rng) => rng.fill_bytes(&mut self.buf),
+            Some(rng) => rng.fill_bytes(out),
             // Safety: `fallback` is None only where `wide_kernel_available` said yes.
             #[cfg(target_arch = "x86_64")]
-            None => unsafe { blocks_avx512(&self.key, self.block, &mut self.buf) },
+            None => unsafe { blocks_avx512(&self.key, self.block, out) },
             #[cfg(not(target_arch = "x86_64"))]
             None => unreachable!("no wide kernel off x86-64"),
         }
         self.block += (BUFFER / 64) as u64;
-        self.pos = 0;
     }
 }
 
@@ -194,30 +140,21 @@ fn blocks_avx512(key: &[u8; 32], first: u64, out: &mut [u8; BUFFER]) {
 mod tests {
     use super::*;
 
-    /// Reads `n` bytes in pieces of varying sizes, to cross refill boundaries.
-    fn read(ks: &mut Keystream, n: usize) -> Vec<u8> {
-        let mut out = vec![0u8; n];
-        let mut at = 0;
-        let mut size = 1;
-        while at < n {
-            let take = size.min(n - at);
-            ks.fill_bytes(&mut out[at..at + take]);
-            at += take;
-            size = size * 3 % 1000 + 1;
-        }
-        out
-    }
-
     #[test]
     fn the_stream_is_rand_chachas_chacha8() {
-        for seed in [[0u8; 32], [7u8; 32], std::array::from_fn(|i| (i * 37) as u8)] {
-            let mut reference = vec![0u8; 5 * BUFFER + 100];
-            ChaCha8Rng::from_seed(seed).fill_bytes(&mut reference);
-            assert_eq!(read(&mut Keystream::new(seed), reference.len()), reference);
-            // The portable path, whatever this CPU has.
-            let mut portable = Keystream::new(seed);
-            portable.fallback = Some(Box::new(ChaCha8Rng::from_seed(seed)));
-            assert_eq!(read(&mut portable, reference.len()), reference);
+        for key in [[0u8; 32], [7u8; 32], std::array::from_fn(|i| (i * 37) as u8)] {
+            let mut reference = vec![0u8; 5 * BUFFER];
+            ChaCha8Rng::from_seed(key).fill_bytes(&mut reference);
+            // The kernel this CPU picks, and the portable path whatever this CPU has.
+            let mut portable = ChaCha8::new(key);
+            portable.fallback = Some(Box::new(ChaCha8Rng::from_seed(key)));
+            for mut source in [ChaCha8::new(key), portable] {
+                let mut out = [0u8; BUFFER];
+                for expected in reference.chunks_exact(BUFFER) {
+                    source.fill(&mut out);
+                    assert_eq!(&out[..], expected);
+                }
+            }
         }
     }
 
@@ -237,41 +174,5 @@ mod tests {
         let mut expected = [0u8; BUFFER];
         reference.fill_bytes(&mut expected);
         assert_eq!(wide, expected);
-    }
-
-    #[test]
-    fn borrowed_bytes_are_the_next_bytes() {
-        let mut a = Keystream::new([2; 32]);
-        let mut b = Keystream::new([2; 32]);
-        for n in (1..300).step_by(7) {
-            let mut expected = vec![0u8; n];
-            b.fill_bytes(&mut expected);
-            assert_eq!(a.bytes(n), &expected[..]);
-        }
-    }
-
-    #[test]
-    fn the_position_counts_bytes_handed_out() {
-        let mut ks = Keystream::new([4; 32]);
-        assert_eq!(ks.position(), 0);
-        ks.bytes(100);
-        ks.next_u64();
-        let mut more = [0u8; 2000];
-        ks.fill_bytes(&mut more);
-        assert_eq!(ks.position(), 2108);
-    }
-
-    #[test]
-    fn u64s_are_the_next_eight_bytes() {
-        let mut a = Keystream::new([1; 32]);
-        let mut b = Keystream::new([1; 32]);
-        let mut skip = [0u8; 3];
-        a.fill_bytes(&mut skip);
-        b.fill_bytes(&mut skip);
-        for _ in 0..300 {
-            let mut w = [0u8; 8];
-            b.fill_bytes(&mut w);
-            assert_eq!(a.next_u64(), u64::from_le_bytes(w));
-        }
     }
 }

@@ -25,3 +25,15 @@ pub fn simd() -> Simd {
     }
     Simd::Baseline
 }
+
+/// Whether the CPU has VAES with AVX-512 (AES rounds on 512-bit registers) and the
+/// AES-NI key schedule: the fast path of the protocol's keystream.
+pub fn vaes() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::is_x86_feature_detected as has;
+        has!("avx512f") && has!("vaes") && has!("aes")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}

@@ -2,9 +2,11 @@
 //! shares, P2 helps with correlated randomness and comparisons, and every message
 //! goes through a `Transport` that counts it.
 
+pub mod aes;
 pub mod chacha;
 mod compare;
 pub mod cpu;
+pub mod keystream;
 pub mod matmul;
 pub mod prg;
 pub mod protocols;

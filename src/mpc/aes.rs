@@ -1,0 +1,157 @@
+//! AES-128 in counter mode for `Keystream`: the stream of the parties' generators
+//! (their own and the pairwise common ones). Block i of the stream is AES_k(i), i a
+//! 128-bit little-endian counter from 0, the usual way MPC implementations expand a
+//! seed. Where the CPU has VAES (AES rounds on four blocks per 512-bit register) the
+//! 64 blocks of a refill are computed here, at 1.7 times ChaCha8's speed on this
+//! machine (`cargo run --release --example kernels_bench`: 16.7 and 16.9 GB/s against
+//! 9.9 and 10.3); elsewhere the `aes` crate computes the same blocks (with AES-NI,
+//! ARMv8 or constant-time software).
+
+use super::keystream::BUFFER;
+use aes::cipher::{BlockEncrypt, KeyInit};
+
+/// AES blocks per refill.
+const BLOCKS: usize = BUFFER / 16;
+
+pub struct Aes128Ctr {
+    /// The expanded key, where the VAES kernel runs.
+    round_keys: Option<[[u8; 16]; 11]>,
+    cipher: aes::Aes128,
+    /// The next counter.
+    block: u64,
+}
+
+impl Aes128Ctr {
+    pub fn new(key: [u8; 16]) -> Aes128Ctr {
+        #[cfg(target_arch = "x86_64")]
+        // Safety: `vaes` implies AES-NI, which `expand_key` needs.
+        let round_keys = super::cpu::vaes().then(|| unsafe { expand_key(key) });
+        #[cfg(not(target_arch = "x86_64"))]
+        let round_keys = None;
+        Aes128Ctr { round_keys, cipher: aes::Aes128::new(&key.into()), block: 0 }
+    }
+
+    /// The next BUFFER bytes of the stream.
+    pub fn fill(&mut self, out: &mut [u8; BUFFER]) {
+        match &self.round_keys {
+            // Safety: round keys exist only where `cpu::vaes` found the kernel's features.
+            #[cfg(target_arch = "x86_64")]
+            Some(keys) => unsafe { blocks_vaes(keys, self.block, out) },
+            _ => self.fill_portable(out),
+        }
+        // A stream would need 2^68 bytes to run past a 64-bit counter.
+        self.block += BLOCKS as u64;
+    }
+
+    fn fill_portable(&self, out: &mut [u8; BUFFER]) {
+        let mut blocks: [aes::Block; BLOCKS] = std::array::from_fn(|i| ((self.block + i as u64) as u128).to_le_bytes().into());
+        self.cipher.encrypt_blocks(&mut blocks);
+        for (out, block) in out.chunks_exact_mut(16).zip(&blocks) {
+            out.copy_from_slice(block);
+        }
+    }
+}
+
+/// The eleven round keys of AES-128, with AES-NI's key-schedule step.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "aes")]
+fn expand_key(key: [u8; 16]) -> [[u8; 16]; 11] {
+    use std::arch::x86_64::*;
+    /// Round key r + 1 from round key r: its words xored cumulatively (two shifted
+    /// xors), then with the rotated, substituted last word and the round constant.
+    #[target_feature(enable = "aes")]
+    fn next<const RCON: i32>(k: __m128i) -> __m128i {
+        let t = _mm_shuffle_epi32::<0xff>(_mm_aeskeygenassist_si128::<RCON>(k));
+        let k = _mm_xor_si128(k, _mm_slli_si128::<4>(k));
+        let k = _mm_xor_si128(k, _mm_slli_si128::<8>(k));
+        _mm_xor_si128(k, t)
+    }
+    // Safety: an unaligned load of the key's 16 bytes.
+    let k0 = unsafe { _mm_loadu_si128(key.as_ptr().cast()) };
+    let k1 = next::<0x01>(k0);
+    let k2 = next::<0x02>(k1);
+    let k3 = next::<0x04>(k2);
+    let k4 = next::<0x08>(k3);
+    let k5 = next::<0x10>(k4);
+    let k6 = next::<0x20>(k5);
+    let k7 = next::<0x40>(k6);
+    let k8 = next::<0x80>(k7);
+    let k9 = next::<0x1b>(k8);
+    let k10 = next::<0x36>(k9);
+    let mut out = [[0u8; 16]; 11];
+    for (out, k) in out.iter_mut().zip([k0, k1, k2, k3, k4, k5, k6, k7, k8, k9, k10]) {
+        // Safety: an unaligned store of 16 bytes into a 16-byte array.
+        unsafe { _mm_storeu_si128(out.as_mut_ptr().cast(), k) };
+    }
+    out
+}
+
+/// 64 blocks from counter `first`, four per register: two passes of eight registers,
+/// so that the eight independent AES chains hide each round's latency.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,vaes")]
+fn blocks_vaes(keys: &[[u8; 16]; 11], first: u64, out: &mut [u8; BUFFER]) {
+    use std::arch::x86_64::*;
+    // Safety: unaligned loads of 16-byte arrays.
+    let rk: [__m512i; 11] = std::array::from_fn(|r| _mm512_broadcast_i32x4(unsafe { _mm_loadu_si128(keys[r].as_ptr().cast()) }));
+    for pass in 0..2 {
+        let mut x: [__m512i; 8] = std::array::from_fn(|i| {
+            // Lane q of register i: counter c + q, high half zero.
+            let c = first.wrapping_add((32 * pass + 4 * i) as u64) as i64;
+            let counters = _mm512_set_epi64(0, c.wrapping_add(3), 0, c.wrapping_add(2), 0, c.wrapping_add(1), 0, c);
+            _mm512_xor_si512(counters, rk[0])
+        });
+        for rk in &rk[1..10] {
+            for x in &mut x {
+                *x = _mm512_aesenc_epi128(*x, *rk);
+            }
+        }
+        for (i, x) in x.iter().enumerate() {
+            let at = 512 * pass + 64 * i;
+            // Safety: an unaligned store of 64 bytes at `at`, with at + 64 <= BUFFER.
+            unsafe { _mm512_storeu_si512(out[at..at + 64].as_mut_ptr().cast(), _mm512_aesenclast_epi128(*x, rk[10])) };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_stream_is_aes_of_the_counter() {
+        // FIPS-197 Appendix C.1: this key encrypts 00112233...ff to 69c4e0d8...c55a.
+        let key: [u8; 16] = std::array::from_fn(|i| i as u8);
+        let mut block: aes::Block = std::array::from_fn::<u8, 16, _>(|i| (i as u8) * 0x11).into();
+        aes::Aes128::new(&key.into()).encrypt_block(&mut block);
+        let expected = [0x69, 0xc4, 0xe0, 0xd8, 0x6a, 0x7b, 0x04, 0x30, 0xd8, 0xcd, 0xb7, 0x80, 0x70, 0xb4, 0xc5, 0x5a];
+        assert_eq!(block.as_slice(), expected);
+        // The stream: blocks AES_k(0), AES_k(1), ... from the kernel this CPU picks.
+        let mut ctr = Aes128Ctr::new(key);
+        let mut out = [0u8; BUFFER];
+        for refill in 0..3u64 {
+            ctr.fill(&mut out);
+            for (i, got) in out.chunks_exact(16).enumerate() {
+                let mut b: aes::Block = ((64 * refill + i as u64) as u128).to_le_bytes().into();
+                aes::Aes128::new(&key.into()).encrypt_block(&mut b);
+                assert_eq!(got, b.as_slice(), "refill {refill}, block {i}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_vaes_kernel_gives_the_portable_blocks() {
+        for key in [[0u8; 16], [0xa5; 16], std::array::from_fn(|i| (i * 37) as u8)] {
+            let (mut fast, mut portable) = (Aes128Ctr::new(key), Aes128Ctr::new(key));
+            portable.round_keys = None;
+            // Counters near a 32-bit boundary too.
+            for start in [0, (1u64 << 32) - 7] {
+                (fast.block, portable.block) = (start, start);
+                let (mut a, mut b) = ([0u8; BUFFER], [0u8; BUFFER]);
+                fast.fill(&mut a);
+                portable.fill(&mut b);
+                assert_eq!(a, b);
+            }
+        }
+    }
+}
