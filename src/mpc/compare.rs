@@ -297,17 +297,8 @@ fn shuffle_places(swaps: &[[u8; 63]], out: &mut [[u8; 64]]) {
 #[inline]
 unsafe fn masked_value_avx512(input: &Compare, k: usize, draws: &Draws) -> (std::arch::x86_64::__m512i, std::arch::x86_64::__m512i) {
     use std::arch::x86_64::*;
-    let (p, one, zero) = (_mm512_set1_epi8(P as i8), _mm512_set1_epi8(1), _mm512_setzero_si512());
-    // a + b and a - b in Z_67 for bytes below 67: the sum (below 134) minus 67 where
-    // that does not wrap below zero; the difference plus 67 where it wrapped.
-    let add = |a, b| {
-        let s = _mm512_add_epi8(a, b);
-        _mm512_min_epu8(s, _mm512_sub_epi8(s, p))
-    };
-    let sub = |a, b| {
-        let d = _mm512_sub_epi8(a, b);
-        _mm512_min_epu8(d, _mm512_add_epi8(d, p))
-    };
+    use z67::{add, bit_rows, sub};
+    let (one, zero) = (_mm512_set1_epi8(1), _mm512_setzero_si512());
     let at = k * 64;
     // Safety: each load reads 64 bytes: a value's bit shares and its draws.
     let (x0, x1, s, z) = unsafe {
@@ -320,9 +311,7 @@ unsafe fn masked_value_avx512(input: &Compare, k: usize, draws: &Draws) -> (std:
     };
     let beta = input.beta[k];
     let t = input.r[k] + beta as u64;
-    // Row q, byte b: bit 8 b + q of t.
-    let rows = _mm512_srlv_epi64(_mm512_set1_epi64(t as i64), _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0));
-    let tb = _mm512_and_si512(rows, _mm512_set1_epi64(0x0101_0101_0101_0101));
+    let tb = bit_rows(t);
     let t_set = _mm512_test_epi8_mask(tb, tb);
     // w = x xor t on shares: x where t_i = 0; 1 - x_i0 and -x_i1 where t_i = 1.
     let w0 = _mm512_mask_blend_epi8(t_set, x0, sub(one, x0));
@@ -362,6 +351,80 @@ unsafe fn masked_value_avx512(input: &Compare, k: usize, draws: &Draws) -> (std:
         _mm512_or_si512(e0, _mm512_slli_epi16::<8>(e1))
     };
     (half(&|v| _mm512_cvtepu8_epi16(_mm512_castsi512_si256(v))), half(&|v| _mm512_cvtepu8_epi16(_mm512_extracti64x4_epi64::<1>(v))))
+}
+
+/// Z_67 on 64 bytes at a time (AVX-512 BW), for elements below 67.
+#[cfg(target_arch = "x86_64")]
+mod z67 {
+    use super::P;
+    use std::arch::x86_64::*;
+
+    /// a + b: the sum (below 134) minus 67 where that does not wrap below zero.
+    #[target_feature(enable = "avx512f,avx512bw")]
+    #[inline]
+    pub fn add(a: __m512i, b: __m512i) -> __m512i {
+        let s = _mm512_add_epi8(a, b);
+        _mm512_min_epu8(s, _mm512_sub_epi8(s, _mm512_set1_epi8(P as i8)))
+    }
+
+    /// a - b: the difference plus 67 where it wrapped.
+    #[target_feature(enable = "avx512f,avx512bw")]
+    #[inline]
+    pub fn sub(a: __m512i, b: __m512i) -> __m512i {
+        let d = _mm512_sub_epi8(a, b);
+        _mm512_min_epu8(d, _mm512_add_epi8(d, _mm512_set1_epi8(P as i8)))
+    }
+
+    /// The 64 bits of x as bytes 0 or 1, placed as `deal_bits` places them: byte b of
+    /// row (64-bit lane) q holds bit 8 b + q.
+    #[target_feature(enable = "avx512f,avx512bw")]
+    #[inline]
+    pub fn bit_rows(x: u64) -> __m512i {
+        let rows = _mm512_srlv_epi64(_mm512_set1_epi64(x as i64), _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0));
+        _mm512_and_si512(rows, _mm512_set1_epi64(0x0101_0101_0101_0101))
+    }
+}
+
+/// P2's dealing of bit shares (`protocols::deal_bits`): given P0's random shares
+/// `s0`, P1's are bit - s0 in Z_67, 64 per value in the byte-by-bit layout.
+pub(super) fn bit_shares(x: &[u64], s0: &[u8], s1: &mut [u8]) {
+    match simd() {
+        // Safety: `simd` found the features this variant is compiled for.
+        #[cfg(target_arch = "x86_64")]
+        Simd::Avx512 => unsafe { bit_shares_avx512(x, s0, s1) },
+        _ => bit_shares_any(x, s0, s1),
+    }
+}
+
+fn bit_shares_any(x: &[u64], s0: &[u8], s1: &mut [u8]) {
+    // Eight bit shares at a time, one per byte of a u64 (no byte ever carries into
+    // the next: every intermediate stays below 2^7).
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    for ((x, s0), s1) in x.iter().zip(s0.chunks_exact(64)).zip(s1.chunks_exact_mut(64)) {
+        for (q, (s0, s1)) in s0.chunks_exact(8).zip(s1.chunks_exact_mut(8)).enumerate() {
+            // Byte b: bit 8 b + q of x, i.e. bit q of byte b.
+            let bits = (x >> q) & ONES;
+            let s0 = u64::from_le_bytes(s0.try_into().expect("eight shares"));
+            // bit - s0 in Z_67: bit + (67 - s0) <= 68, minus 67 where it reaches 67
+            // (then d + 61 has its top bit set).
+            let d = bits + (ONES * P as u64 - s0);
+            let reached = ((d + ONES * 61) >> 7) & ONES;
+            s1.copy_from_slice(&(d - reached * P as u64).to_le_bytes());
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl")]
+unsafe fn bit_shares_avx512(x: &[u64], s0: &[u8], s1: &mut [u8]) {
+    use std::arch::x86_64::*;
+    for ((x, s0), s1) in x.iter().zip(s0.chunks_exact(64)).zip(s1.chunks_exact_mut(64)) {
+        // Safety: a 64-byte load from and a 64-byte store into 64-byte chunks.
+        unsafe {
+            let s0 = _mm512_loadu_si512(s0.as_ptr().cast());
+            _mm512_storeu_si512(s1.as_mut_ptr().cast(), z67::sub(z67::bit_rows(*x), s0));
+        }
+    }
 }
 
 #[cfg(test)]
@@ -411,5 +474,24 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn every_cpu_variant_deals_the_same_bit_shares() {
+        let mut g = Prg::new(6, "bits");
+        let mut xs = g.ring(100);
+        xs.extend([0, u64::MAX, 1 << 63, 1]);
+        let s0 = g.field(64 * xs.len());
+        let mut portable = vec![0u8; s0.len()];
+        bit_shares_any(&xs, &s0, &mut portable);
+        for (k, x) in xs.iter().enumerate() {
+            for bit in 0..64 {
+                let at = k * 64 + 8 * (bit % 8) + bit / 8;
+                assert_eq!(f_add(s0[at], portable[at]) as u64, (x >> bit) & 1);
+            }
+        }
+        let mut chosen = vec![0u8; s0.len()];
+        bit_shares(&xs, &s0, &mut chosen);
+        assert_eq!(chosen, portable);
     }
 }

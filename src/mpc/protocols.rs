@@ -4,7 +4,7 @@
 //! each round once. Message sizes are written next to every send.
 
 pub use super::compare::Variant;
-use super::compare::{Compare, masked_terms};
+use super::compare::{Compare, bit_shares, masked_terms};
 use super::matmul::matmul;
 use super::prg::{Prg, Seeds};
 use super::ring::*;
@@ -147,8 +147,7 @@ fn mul_in(ctx: &mut Ctx, x: &Shares, y: &Shares, c1_step: Option<Step>) -> Share
     let (a0, b0, c0) = (ctx.seeds.k02.ring(n), ctx.seeds.k02.ring(n), ctx.seeds.k02.ring(n));
     let (a1, b1) = (ctx.seeds.k12.ring(n), ctx.seeds.k12.ring(n));
     // P2: C1 = (A0 + A1)(B0 + B1) - C0.
-    let c1: Vec<u64> =
-        (0..n).map(|i| a0[i].wrapping_add(a1[i]).wrapping_mul(b0[i].wrapping_add(b1[i])).wrapping_sub(c0[i])).collect();
+    let c1: Vec<u64> = (0..n).map(|i| a0[i].wrapping_add(a1[i]).wrapping_mul(b0[i].wrapping_add(b1[i])).wrapping_sub(c0[i])).collect();
     let step = c1_step.unwrap_or_else(|| ctx.net.step());
     // P2 -> P1: C1, n ring elements. Data-independent.
     ctx.net.send_in(step, P2, P1, Elem::Ring, Dep::Fresh, &c1);
@@ -196,21 +195,7 @@ pub fn truncate_shares(x: &Shares, frac: u32) -> Shares {
 pub(super) fn deal_bits(rng: &mut Prg, x: &[u64]) -> (Vec<u8>, Vec<u8>) {
     let s0 = rng.field(x.len() * 64);
     let mut s1 = vec![0u8; x.len() * 64];
-    // Eight bit shares at a time, one per byte of a u64 (no byte ever carries into
-    // the next: every intermediate stays below 2^7).
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    for ((x, s0), s1) in x.iter().zip(s0.chunks_exact(64)).zip(s1.chunks_exact_mut(64)) {
-        for (q, (s0, s1)) in s0.chunks_exact(8).zip(s1.chunks_exact_mut(8)).enumerate() {
-            // Byte b: bit 8 b + q of x, i.e. bit q of byte b.
-            let bits = (x >> q) & ONES;
-            let s0 = u64::from_le_bytes(s0.try_into().expect("eight shares"));
-            // bit - s0 in Z_67: bit + (67 - s0) <= 68, minus 67 where it reaches 67
-            // (then d + 61 has its top bit set).
-            let d = bits + (ONES * P as u64 - s0);
-            let reached = ((d + ONES * 61) >> 7) & ONES;
-            s1.copy_from_slice(&(d - reached * P as u64).to_le_bytes());
-        }
-    }
+    bit_shares(x, &s0, &mut s1);
     (s0, s1)
 }
 
