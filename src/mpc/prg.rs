@@ -101,7 +101,9 @@ impl Prg {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl")]
     unsafe fn fill_below_avx512<const LOW: u8>(&mut self, out: &mut [u8]) {
-        self.fill_below_any::<LOW>(out)
+        let reject_below = Self::reject_below::<LOW>();
+        // (Closures inherit this function's features, so the call needs no `unsafe`.)
+        self.fill_below_with::<LOW>(out, |words, block| block_avx512::<LOW>(words, block, reject_below))
     }
 
     #[cfg(target_arch = "x86_64")]
@@ -112,45 +114,56 @@ impl Prg {
 
     #[inline(always)]
     fn fill_below_any<const LOW: u8>(&mut self, out: &mut [u8]) {
-        const WORDS: usize = 16;
-        let base = (P - LOW) as u32;
-        let span = (base as u64).pow(4);
-        let reject_below = ((1u64 << 32) % span) as u32;
-        // The digits of floor(word * base^4 / 2^32), highest first, without a division:
-        // each is the high half of (fraction so far) * base, and the low half is the
-        // next fraction; the last fraction is the low half of word * base^4.
-        let digits = |w: &[u8], d: &mut [u8]| -> bool {
-            let mut fraction = u32::from_le_bytes([w[0], w[1], w[2], w[3]]);
-            for x in d.iter_mut().rev() {
-                let m = fraction as u64 * base as u64;
-                *x = (m >> 32) as u8 + LOW;
-                fraction = m as u32;
+        self.fill_below_with::<LOW>(out, |words, block| {
+            // Fixed-size arrays, so that the loop vectorises.
+            let mut accepted = true;
+            for (w, d) in words.chunks_exact(4).zip(block.chunks_exact_mut(4)) {
+                accepted &= Self::digits::<LOW>(w, d);
             }
-            fraction >= reject_below
-        };
+            accepted
+        })
+    }
+
+    /// 2^32 mod base^4: words whose low half of word * base^4 falls below it are rejected.
+    fn reject_below<const LOW: u8>() -> u32 {
+        ((1u64 << 32) % ((P - LOW) as u64).pow(4)) as u32
+    }
+
+    /// One word's four elements, lowest digit first, and whether the word is accepted.
+    /// The digits of floor(word * base^4 / 2^32), highest first, come without a
+    /// division: each is the high half of (fraction so far) * base, and the low half is
+    /// the next fraction; the last fraction is the low half of word * base^4.
+    #[inline(always)]
+    fn digits<const LOW: u8>(w: &[u8], d: &mut [u8]) -> bool {
+        let base = (P - LOW) as u64;
+        let mut fraction = u32::from_le_bytes([w[0], w[1], w[2], w[3]]);
+        for x in d.iter_mut().rev() {
+            let m = fraction as u64 * base;
+            *x = (m >> 32) as u8 + LOW;
+            fraction = m as u32;
+        }
+        fraction >= Self::reject_below::<LOW>()
+    }
+
+    /// `fill_below` with `block` mapping a whole block of 16 words to 64 elements in
+    /// place, and saying whether every word was accepted.
+    #[inline(always)]
+    fn fill_below_with<const LOW: u8>(&mut self, out: &mut [u8], block: impl Fn(&[u8; 64], &mut [u8; 64]) -> bool) {
         let mut filled = 0;
         while filled < out.len() {
-            let want = (out.len() - filled).min(4 * WORDS);
-            let words = want.div_ceil(4);
-            let bytes = self.0.bytes(4 * words);
-            if want == 4 * WORDS {
-                // A whole block, as fixed-size arrays so that the loop vectorises;
-                // written in place, and rewritten below if a word was rejected.
-                let bytes: &[u8; 4 * WORDS] = bytes.try_into().expect("a whole block");
-                let block: &mut [u8; 4 * WORDS] = (&mut out[filled..filled + 4 * WORDS]).try_into().expect("a whole block");
-                let mut accepted = true;
-                for (w, d) in bytes.chunks_exact(4).zip(block.chunks_exact_mut(4)) {
-                    accepted &= digits(w, d);
-                }
-                if accepted {
-                    filled += want;
-                    continue;
-                }
+            let want = (out.len() - filled).min(64);
+            let bytes = self.0.bytes(4 * want.div_ceil(4));
+            // A whole block is written in place, and rewritten below if a word was rejected.
+            if want == 64
+                && block(bytes.try_into().expect("a whole block"), (&mut out[filled..filled + 64]).try_into().expect("a whole block"))
+            {
+                filled += want;
+                continue;
             }
             // A short last block, or a rejected word: each accepted word's digits in order.
             for w in bytes.chunks_exact(4) {
                 let mut d = [0u8; 4];
-                if digits(w, &mut d) {
+                if Self::digits::<LOW>(w, &mut d) {
                     let take = (out.len() - filled).min(4);
                     out[filled..filled + take].copy_from_slice(&d[..take]);
                     filled += take;
@@ -234,6 +247,44 @@ impl Prg {
     pub fn bernoulli(&mut self, n: usize, p: f64) -> Vec<u8> {
         let threshold = (p * 2f64.powi(53)) as u64;
         (0..n).map(|_| ((self.0.next_u64() >> 11) < threshold) as u8).collect()
+    }
+}
+
+/// `Prg::digits` for 16 words at once: the even words in the low halves of eight
+/// 64-bit lanes, the odd words in another eight, each step one 32 x 32-bit multiply
+/// per lane; the four digits of a word packed into its 32 bits, lowest first.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl")]
+#[inline]
+fn block_avx512<const LOW: u8>(words: &[u8; 64], out: &mut [u8; 64], reject_below: u32) -> bool {
+    use std::arch::x86_64::*;
+    let base = _mm512_set1_epi64((P - LOW) as i64);
+    // Each fraction * base < 2^39, so digit k (highest first) sits at bits 32-39 of
+    // product k; shifted into byte 3 - k of its word and masked.
+    let digits = |f: __m512i| -> (__m512i, __mmask8) {
+        let m1 = _mm512_mul_epu32(f, base);
+        let m2 = _mm512_mul_epu32(m1, base);
+        let m3 = _mm512_mul_epu32(m2, base);
+        let m4 = _mm512_mul_epu32(m3, base);
+        let byte = |m: __m512i, shift: u32, mask: i64| {
+            _mm512_and_si512(_mm512_srl_epi64(m, _mm_cvtsi32_si128(shift as i32)), _mm512_set1_epi64(mask))
+        };
+        let packed = _mm512_or_si512(
+            _mm512_or_si512(byte(m1, 8, 0xff00_0000), byte(m2, 16, 0x00ff_0000)),
+            _mm512_or_si512(byte(m3, 24, 0x0000_ff00), _mm512_srli_epi64::<32>(m4)),
+        );
+        let accepted =
+            _mm512_cmpge_epu64_mask(_mm512_and_si512(m4, _mm512_set1_epi64(0xffff_ffff)), _mm512_set1_epi64(reject_below as i64));
+        (packed, accepted)
+    };
+    // Safety: a 64-byte load from and a 64-byte store into 64-byte arrays.
+    unsafe {
+        let w = _mm512_loadu_si512(words.as_ptr().cast());
+        let (even, even_ok) = digits(w);
+        let (odd, odd_ok) = digits(_mm512_srli_epi64::<32>(w));
+        let packed = _mm512_add_epi8(_mm512_or_si512(even, _mm512_slli_epi64::<32>(odd)), _mm512_set1_epi8(LOW as i8));
+        _mm512_storeu_si512(out.as_mut_ptr().cast(), packed);
+        even_ok == 0xff && odd_ok == 0xff
     }
 }
 
