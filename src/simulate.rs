@@ -85,6 +85,10 @@ pub struct TotalSim {
     pub secure_seconds_per_image: f64,
     /// Plaintext fixed-point inference alone, per image, one thread.
     pub plaintext_fixed_seconds_per_image: f64,
+    /// A digest of every message of every sample, payloads included, in sample order
+    /// (16 hex digits; FNV-style, a fingerprint rather than a cryptographic hash): equal
+    /// seeds give equal digests on any machine and any thread count.
+    pub transcript: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -132,6 +136,8 @@ struct Sample {
     agrees_fixed: bool,
     fixed_secs: f64,
     secure_secs: f64,
+    /// The hash of the sample's transcript.
+    transcript: u64,
 }
 
 /// Where the inputs of a simulation come from.
@@ -178,6 +184,7 @@ fn run_sample(planned: &Planned, params: &Params, inputs: &Inputs, masking: Conv
         agrees_fixed: secure_class == argmax(&decode(fixed_out.last().expect("layers"))),
         fixed_secs,
         secure_secs,
+        transcript: secure.ctx.net.transcript,
     }
 }
 
@@ -201,7 +208,9 @@ pub fn simulate(planned: &Planned, table: &ProtocolTable, opts: &Options, params
     let mut max_error = vec![0u64; n_layers];
     let mut measured: Option<Vec<Tally>> = None;
     let (mut agree, mut agree_fixed, mut fixed_secs, mut secure_secs, mut correct) = (0usize, 0usize, 0.0, 0.0, 0usize);
+    let mut transcripts = Vec::with_capacity(8 * results.len());
     for r in results {
+        transcripts.extend_from_slice(&r.transcript.to_le_bytes());
         for (m, e) in max_error.iter_mut().zip(&r.max_error) {
             *m = (*m).max(*e);
         }
@@ -256,6 +265,7 @@ pub fn simulate(planned: &Planned, table: &ProtocolTable, opts: &Options, params
         threads: rayon::current_num_threads(),
         secure_seconds_per_image: secure_secs / samples,
         plaintext_fixed_seconds_per_image: fixed_secs / samples,
+        transcript: format!("{:016x}", crate::mpc::prg::fnv1a(&transcripts)),
     };
     SimReport {
         architecture: net.name.clone(),
@@ -341,5 +351,6 @@ pub fn table(r: &SimReport) -> String {
         t.seconds_per_image,
         t.threads
     );
+    let _ = writeln!(out, "transcript {} (every message of every sample; equal seeds give equal transcripts)", t.transcript);
     out
 }

@@ -243,6 +243,7 @@ fn simulate_json_has_the_documented_fields() {
     assert_eq!(v["total"]["agreement"], 1.0);
     assert!(v["total"]["seconds_per_image"].as_f64().unwrap() > 0.0);
     assert_eq!(v["total"]["samples"], 2);
+    assert_eq!(v["total"]["transcript"].as_str().unwrap().len(), 16);
     let f = "architectures/plans/cifar10/uniform-32x32.toml";
     expect_error(&["simulate", "architectures/svhn.toml", "--plan", f], f, "plan is for \"cifar10-minionn\"");
 }

@@ -77,9 +77,15 @@ fn outputs_track_plaintext_fixed_point_and_classes_agree() {
 }
 
 #[test]
-fn same_seed_same_report_figures() {
-    let a = sim("svhn", Some("architectures/plans/svhn/fc-noise.toml"), Options { samples: 2, ..Options::default() });
-    let b = sim("svhn", Some("architectures/plans/svhn/fc-noise.toml"), Options { samples: 2, ..Options::default() });
+fn same_seed_same_report_figures_and_transcript_on_any_thread_count() {
+    let on = |threads: usize, seed: u64| {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        pool.install(|| sim("svhn", Some("architectures/plans/svhn/fc-noise.toml"), Options { samples: 3, seed, ..Options::default() }))
+    };
+    let (a, b) = (on(1, 1), on(2, 1));
     let strip = |r: &SimReport| r.layers.iter().map(|l| (l.measured, l.max_error_lsb)).collect::<Vec<_>>();
     assert_eq!(strip(&a), strip(&b));
+    assert_eq!(a.total.transcript, b.total.transcript);
+    assert_eq!(a.total.transcript.len(), 16);
+    assert_ne!(on(2, 2).total.transcript, a.total.transcript, "another seed, another transcript");
 }
