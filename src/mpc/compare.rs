@@ -1,9 +1,10 @@
 //! PrivateCompare's local arithmetic (SecureNN Algorithm 3, steps 2-5 for P0 and
 //! P1): for every value, the 64 masked and permuted terms d_i that each of them sends
-//! P2. The protocol around it, with its messages, is `protocols::private_compare`.
-//! This is the hottest loop of secure inference (a third of a CIFAR-10 image before
-//! the AVX-512 version), so it comes twice: portable code, and AVX-512 code that
-//! works on one value's 64 terms per register. A test checks they send the same bytes.
+//! P2; and P2's dealing of the bit shares they start from. The protocol around it,
+//! with its messages, is `protocols::private_compare`. This is the hottest loop of
+//! secure inference (`kernels_bench` times it), so it comes twice: portable code, and
+//! AVX-512 code that works on one value's 64 terms per register. Tests check that
+//! both send the same bytes.
 
 use super::cpu::{Simd, simd};
 use super::prg::{Prg, shuffle_into, shuffled};
@@ -263,7 +264,7 @@ unsafe fn masked_terms_avx512(k01: &mut Prg, input: &Compare, d0: &mut Vec<u8>, 
 
 /// `shuffle_into(&PLACES, js, out)` for each value, four at a time: four independent
 /// chains of loads and stores side by side keep the CPU busy while each waits on its
-/// own recent stores (124 against 133 ns per PrivateCompare value in a throwaway loop).
+/// own recent stores (a few percent of PrivateCompare against one at a time, here).
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 fn shuffle_places(swaps: &[[u8; 63]], out: &mut [[u8; 64]]) {
