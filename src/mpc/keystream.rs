@@ -11,7 +11,8 @@ pub const BUFFER: usize = 1024;
 
 enum Source {
     ChaCha8(ChaCha8),
-    Aes128(Aes128Ctr),
+    /// Boxed: its expanded keys make it several times ChaCha8's size.
+    Aes128(Box<Aes128Ctr>),
 }
 
 pub struct Keystream {
@@ -33,7 +34,7 @@ impl Keystream {
 
     /// AES-128 of the block counter 0, 1, 2, ... under this key.
     pub fn aes128(key: [u8; 16]) -> Keystream {
-        Keystream::from(Source::Aes128(Aes128Ctr::new(key)))
+        Keystream::from(Source::Aes128(Box::new(Aes128Ctr::new(key))))
     }
 
     fn from(source: Source) -> Keystream {
