@@ -190,49 +190,67 @@ impl Prg {
         ((self.0.next_u64() as u128 * n as u128) >> 64) as usize
     }
 
-    /// The draws of a Fisher-Yates shuffle of js.len() + 1 <= 256 elements: draw d is
-    /// uniform in 0..=(n - 1 - d), from a 16-bit word by Lemire's method with
-    /// rejection. The words for all draws are taken at once and mapped in one
-    /// vectorised pass; a rejection (about 3% of 64-element shuffles) reads the same
-    /// words one by one instead and takes more as needed.
+    /// The 63 draws of a Fisher-Yates shuffle of 64 places: draw d is uniform in
+    /// 0..=(63 - d). Four draws come from one 32-bit word, by Lemire's method on the
+    /// product of their four bounds (below 2^24, so at most one word in 256 is
+    /// rejected) and digits extracted highest first as in `digits`: 64 bytes of the
+    /// stream per shuffle. All 16 words are mapped in one vectorised pass; after a
+    /// rejection (under 1% of shuffles) the same words are read again in order, each
+    /// accepted word serving the next four draws, and more are drawn as needed.
+    pub fn fisher_yates(&mut self, js: &mut [u8; 63]) {
+        self.fisher_yates_each(std::slice::from_mut(js))
+    }
+
+    /// `fisher_yates` for each of several shuffles, in order.
     #[inline(always)]
-    pub fn fisher_yates(&mut self, js: &mut [u8]) {
-        let n = js.len() + 1;
-        assert!(n <= 256, "shuffles here are of bit positions");
-        let bytes = self.0.bytes(2 * (n - 1));
-        let mut rejected = false;
-        for (d, (j, w)) in js.iter_mut().zip(bytes.chunks_exact(2)).enumerate() {
-            let bound = (n - d) as u32;
-            let m = u16::from_le_bytes([w[0], w[1]]) as u32 * bound;
-            rejected |= (m & 0xffff) < REJECT_BELOW[n - d] as u32;
-            *j = (m >> 16) as u8;
-        }
-        if rejected {
-            let mut saved = [0u8; 2 * 255];
-            saved[..bytes.len()].copy_from_slice(bytes);
-            self.fisher_yates_one_by_one(&saved[..2 * (n - 1)], js);
+    pub fn fisher_yates_each(&mut self, many: &mut [[u8; 63]]) {
+        match simd() {
+            // Safety: `simd` found the features this variant is compiled for.
+            #[cfg(target_arch = "x86_64")]
+            Simd::Avx512 => unsafe { self.fisher_yates_each_avx512(many) },
+            _ => many.iter_mut().for_each(|js| self.fisher_yates_with(js, draws_any)),
         }
     }
 
-    /// `fisher_yates` after a rejected word: the same words read in order, one
-    /// accepted word per draw, more drawn as needed.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl")]
+    unsafe fn fisher_yates_each_avx512(&mut self, many: &mut [[u8; 63]]) {
+        // (A closure: it inherits this function's features, a function item does not.)
+        many.iter_mut().for_each(|js| self.fisher_yates_with(js, |words, out| draws_avx512(words, out)))
+    }
+
+    /// One shuffle's draws, with `map` turning 16 words into 64 draws (the last always
+    /// 0) and saying whether every word was accepted.
+    #[inline(always)]
+    fn fisher_yates_with(&mut self, js: &mut [u8; 63], map: impl Fn(&[u8; 64], &mut [u8; 64]) -> bool) {
+        let bytes: &[u8; 64] = self.0.bytes(64).try_into().expect("16 words");
+        let mut all = [0u8; 64];
+        if map(bytes, &mut all) {
+            js.copy_from_slice(&all[..63]);
+        } else {
+            let words = std::array::from_fn(|g| u32::from_le_bytes(bytes[4 * g..4 * g + 4].try_into().expect("4 bytes")));
+            self.fisher_yates_word_by_word(words, js);
+        }
+    }
+
+    /// `fisher_yates` after a rejected word.
     #[cold]
-    fn fisher_yates_one_by_one(&mut self, bytes: &[u8], js: &mut [u8]) {
-        let n = js.len() + 1;
-        let mut words = bytes.chunks_exact(2).map(|w| u16::from_le_bytes([w[0], w[1]]));
-        for d in 0..n - 1 {
-            let bound = (n - d) as u32;
-            js[d] = loop {
+    fn fisher_yates_word_by_word(&mut self, words: [u32; 16], js: &mut [u8; 63]) {
+        let mut words = words.into_iter();
+        for g in 0..16 {
+            let (digits, _) = loop {
                 let w = words.next().unwrap_or_else(|| {
-                    let mut more = [0u8; 2];
+                    let mut more = [0u8; 4];
                     self.0.fill_bytes(&mut more);
-                    u16::from_le_bytes(more)
-                }) as u32;
-                let m = w * bound;
-                if (m & 0xffff) >= REJECT_BELOW[n - d] as u32 {
-                    break (m >> 16) as u8;
+                    u32::from_le_bytes(more)
+                });
+                let (digits, fraction) = group_draws(w, g);
+                if fraction >= GROUP_REJECT_BELOW[g] {
+                    break (digits, fraction);
                 }
             };
+            let group = &mut js[4 * g..(4 * g + 4).min(63)];
+            group.copy_from_slice(&digits[..group.len()]);
         }
     }
 
@@ -321,17 +339,97 @@ fn le_word(bytes: &[u8]) -> u64 {
     u64::from_le_bytes(bytes.try_into().expect("eight bytes"))
 }
 
-/// 2^16 mod b for b in 0..=256 (0 for b = 0, never used): Lemire's rejection
-/// threshold, tabled because a division per draw took a sixth of PrivateCompare.
-const REJECT_BELOW: [u16; 257] = {
-    let mut t = [0u16; 257];
-    let mut b = 1;
-    while b <= 256 {
-        t[b] = ((1u32 << 16) % b as u32) as u16;
-        b += 1;
+/// Bound of draw 4 g + k of a 64-place shuffle, at [k][g]: 64 - (4 g + k), and 1 for
+/// the missing 64th draw (its digit is always 0 and leaves the fraction as it is).
+const DRAW_BOUNDS: [[u32; 16]; 4] = {
+    let mut t = [[1u32; 16]; 4];
+    let mut d = 0;
+    while d < 63 {
+        t[d % 4][d / 4] = 64 - d as u32;
+        d += 1;
     }
     t
 };
+
+/// 2^32 mod the product of group g's four bounds: Lemire's rejection threshold.
+const GROUP_REJECT_BELOW: [u32; 16] = {
+    let mut t = [0u32; 16];
+    let mut g = 0;
+    while g < 16 {
+        let product = DRAW_BOUNDS[0][g] as u64 * DRAW_BOUNDS[1][g] as u64 * DRAW_BOUNDS[2][g] as u64 * DRAW_BOUNDS[3][g] as u64;
+        t[g] = ((1u64 << 32) % product) as u32;
+        g += 1;
+    }
+    t
+};
+
+/// Group g's four draws from one word, and the last fraction (the word is accepted
+/// where it is at least `GROUP_REJECT_BELOW[g]`).
+fn group_draws(word: u32, g: usize) -> ([u8; 4], u32) {
+    let (mut digits, mut fraction) = ([0u8; 4], word);
+    for (k, digit) in digits.iter_mut().enumerate() {
+        let m = fraction as u64 * DRAW_BOUNDS[k][g] as u64;
+        *digit = (m >> 32) as u8;
+        fraction = m as u32;
+    }
+    (digits, fraction)
+}
+
+/// The 16 groups of four draws from 16 words (see `Prg::fisher_yates`), group g's in
+/// bytes 4 g to 4 g + 3, and whether every word was accepted.
+#[inline(always)]
+fn draws_any(words: &[u8; 64], out: &mut [u8; 64]) -> bool {
+    let mut accepted = true;
+    for (g, (w, out)) in words.chunks_exact(4).zip(out.chunks_exact_mut(4)).enumerate() {
+        let (digits, fraction) = group_draws(u32::from_le_bytes(w.try_into().expect("4 bytes")), g);
+        out.copy_from_slice(&digits);
+        accepted &= fraction >= GROUP_REJECT_BELOW[g];
+    }
+    accepted
+}
+
+/// `draws_any` with the even words in the low halves of eight 64-bit lanes and the
+/// odd words in another eight: four 32 x 32-bit multiplies per register, each lane
+/// with its own group's bounds.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl")]
+#[inline]
+fn draws_avx512(words: &[u8; 64], out: &mut [u8; 64]) -> bool {
+    use std::arch::x86_64::*;
+    // Lane i of the `parity` register holds group 2 i + parity.
+    let bounds = |k: usize, parity: usize| {
+        let b: [i64; 8] = std::array::from_fn(|i| DRAW_BOUNDS[k][2 * i + parity] as i64);
+        // Safety: an unaligned load of 8 u64.
+        unsafe { _mm512_loadu_si512(b.as_ptr().cast()) }
+    };
+    let reject: [[i64; 8]; 2] = std::array::from_fn(|parity| std::array::from_fn(|i| GROUP_REJECT_BELOW[2 * i + parity] as i64));
+    let low32 = _mm512_set1_epi64(0xffff_ffff);
+    // Digit k (the high half of product k, below 64) goes to byte k of its word.
+    let map = |f: __m512i, parity: usize| -> (__m512i, __mmask8) {
+        let m1 = _mm512_mul_epu32(f, bounds(0, parity));
+        let m2 = _mm512_mul_epu32(m1, bounds(1, parity));
+        let m3 = _mm512_mul_epu32(m2, bounds(2, parity));
+        let m4 = _mm512_mul_epu32(m3, bounds(3, parity));
+        let byte = |m: __m512i, shift: u32, mask: i64| {
+            _mm512_and_si512(_mm512_srl_epi64(m, _mm_cvtsi32_si128(shift as i32)), _mm512_set1_epi64(mask))
+        };
+        let packed = _mm512_or_si512(
+            _mm512_or_si512(_mm512_srli_epi64::<32>(m1), byte(m2, 24, 0xff00)),
+            _mm512_or_si512(byte(m3, 16, 0xff_0000), byte(m4, 8, 0xff00_0000)),
+        );
+        // Safety: an unaligned load of 8 u64.
+        let threshold = unsafe { _mm512_loadu_si512(reject[parity].as_ptr().cast()) };
+        (packed, _mm512_cmpge_epu64_mask(_mm512_and_si512(m4, low32), threshold))
+    };
+    // Safety: a 64-byte load from and a 64-byte store into 64-byte arrays.
+    unsafe {
+        let w = _mm512_loadu_si512(words.as_ptr().cast());
+        let (even, even_ok) = map(w, 0);
+        let (odd, odd_ok) = map(_mm512_srli_epi64::<32>(w), 1);
+        _mm512_storeu_si512(out.as_mut_ptr().cast(), _mm512_or_si512(even, _mm512_slli_epi64::<32>(odd)));
+        even_ok & odd_ok == 0xff
+    }
+}
 
 /// The generators of one protocol run.
 pub struct Seeds {
@@ -372,43 +470,76 @@ mod tests {
         assert_ne!(Prg::new(7, "a").ring(4), Prg::new(7, "b").ring(4));
     }
 
-    /// A uniform permutation of 0..N as PrivateCompare makes them.
-    fn permutation<const N: usize>(g: &mut Prg) -> [u8; N] {
-        let mut js = [0u8; 255];
-        g.fisher_yates(&mut js[..N - 1]);
-        shuffled(&std::array::from_fn(|i| i as u8), &js[..N - 1])
+    /// Pearson's statistic of counts against a uniform expectation.
+    fn chi_square_uniform(counts: &[f64]) -> f64 {
+        let e = counts.iter().sum::<f64>() / counts.len() as f64;
+        counts.iter().map(|c| (c - e) * (c - e) / e).sum()
     }
 
     #[test]
-    fn permutations_are_uniform_over_positions() {
-        let mut g = Prg::new(2, "perm");
-        let mut where_zero = [0usize; 8];
-        for _ in 0..8000 {
-            let p = permutation::<8>(&mut g);
+    fn permutations_and_their_draws_are_uniform() {
+        let mut g = Prg::protocol(2, "perm");
+        let (mut where_zero, mut first, mut fourth, mut last) = ([0f64; 64], [0f64; 64], [0f64; 61], [0f64; 2]);
+        for _ in 0..64_000 {
+            let mut js = [0u8; 63];
+            g.fisher_yates(&mut js);
+            first[js[0] as usize] += 1.0;
+            fourth[js[3] as usize] += 1.0;
+            last[js[62] as usize] += 1.0;
+            let p: [u8; 64] = shuffled(&std::array::from_fn(|i| i as u8), &js);
             let mut seen = p;
             seen.sort();
             assert_eq!(seen, std::array::from_fn(|i| i as u8));
-            where_zero[p.iter().position(|&x| x == 0).unwrap()] += 1;
+            where_zero[p.iter().position(|&x| x == 0).unwrap()] += 1.0;
         }
-        assert!(where_zero.iter().all(|&c| (850..1150).contains(&c)), "{where_zero:?}");
+        // Critical values at p = 0.001: 103.4 (63 degrees of freedom), 100.9 (60), 10.8 (1).
+        for (name, counts, critical) in [
+            ("zero's place", &where_zero[..], 103.4),
+            ("draw 0", &first[..], 103.4),
+            ("draw 3", &fourth[..], 100.9),
+            ("draw 62", &last[..], 10.8),
+        ] {
+            let x2 = chi_square_uniform(counts);
+            assert!(x2 < critical, "{name}: chi-square {x2:.1}");
+        }
+    }
+
+    /// The draws of one shuffle the plain way: each group of four from the next
+    /// accepted word of the stream.
+    fn reference_draws(g: &mut Prg) -> [u8; 63] {
+        let mut js = [0u8; 63];
+        for (group, &reject_below) in GROUP_REJECT_BELOW.iter().enumerate() {
+            let digits = loop {
+                let mut w = [0u8; 4];
+                g.0.fill_bytes(&mut w);
+                let (digits, fraction) = group_draws(u32::from_le_bytes(w), group);
+                if fraction >= reject_below {
+                    break digits;
+                }
+            };
+            let at = 4 * group..(4 * group + 4).min(63);
+            let len = at.len();
+            js[at].copy_from_slice(&digits[..len]);
+        }
+        js
     }
 
     #[test]
-    fn long_shuffles_are_uniform_through_the_rejection_path() {
-        // With 256 elements about half of all shuffles meet a rejected word, so both
-        // ways of mapping words to swaps are exercised.
-        let mut g = Prg::new(5, "shuffle");
-        let mut counts = [0f64; 256];
-        for _ in 0..256 * 100 {
-            let p = permutation::<256>(&mut g);
-            let mut seen = p;
-            seen.sort();
-            assert!(seen.iter().enumerate().all(|(i, &x)| x as usize == i));
-            counts[p.iter().position(|&x| x == 0).unwrap()] += 1.0;
+    fn every_cpu_variant_of_the_shuffle_draws_follows_the_plain_rule_through_rejections_too() {
+        let (mut fast, mut portable, mut plain) = (Prg::protocol(5, "shuffle"), Prg::protocol(5, "shuffle"), Prg::protocol(5, "shuffle"));
+        let mut rejections = 0;
+        for _ in 0..100_000 {
+            let before = fast.bytes_drawn();
+            let (mut js, mut js_portable) = ([0u8; 63], [0u8; 63]);
+            fast.fisher_yates(&mut js);
+            portable.fisher_yates_with(&mut js_portable, draws_any);
+            rejections += (fast.bytes_drawn() - before > 64) as usize;
+            let expected = reference_draws(&mut plain);
+            assert_eq!((js, js_portable), (expected, expected));
+            assert_eq!((fast.bytes_drawn(), portable.bytes_drawn()), (plain.bytes_drawn(), plain.bytes_drawn()));
         }
-        // Chi-square against uniform, 255 degrees of freedom: 330.5 at p = 0.001.
-        let x2: f64 = counts.iter().map(|c| (c - 100.0) * (c - 100.0) / 100.0).sum();
-        assert!(x2 < 330.5, "chi-square {x2:.1}");
+        // About 0.7% of shuffles meet a rejected word.
+        assert!((300..1500).contains(&rejections), "{rejections} shuffles with a rejection");
     }
 
     #[test]
