@@ -238,7 +238,7 @@ impl Prg {
     fn fisher_yates_word_by_word(&mut self, words: [u32; 16], js: &mut [u8; 63]) {
         let mut words = words.into_iter();
         for g in 0..16 {
-            let (digits, _) = loop {
+            let digits = loop {
                 let w = words.next().unwrap_or_else(|| {
                     let mut more = [0u8; 4];
                     self.0.fill_bytes(&mut more);
@@ -246,7 +246,7 @@ impl Prg {
                 });
                 let (digits, fraction) = group_draws(w, g);
                 if fraction >= GROUP_REJECT_BELOW[g] {
-                    break (digits, fraction);
+                    break digits;
                 }
             };
             let group = &mut js[4 * g..(4 * g + 4).min(63)];
