@@ -2,9 +2,9 @@
 //! (their own and the pairwise common ones). Block i of the stream is AES_k(i), i a
 //! 128-bit little-endian counter from 0, the usual way MPC implementations expand a
 //! seed. Where the CPU has VAES (AES rounds on four blocks per 512-bit register) the
-//! 64 blocks of a refill are computed here, at 1.7 times ChaCha8's speed on this
-//! machine (`cargo run --release --example kernels_bench`: 16.7 and 16.9 GB/s against
-//! 9.9 and 10.3); elsewhere the `aes` crate computes the same blocks (with AES-NI,
+//! 64 blocks of a refill are computed here, at about twice ChaCha8's speed on this
+//! machine (`cargo run --release --example kernels_bench`, two runs: 17.8 and 19.2
+//! GB/s against 9.5); elsewhere the `aes` crate computes the same blocks (with AES-NI,
 //! ARMv8 or constant-time software).
 
 use super::keystream::BUFFER;
@@ -14,41 +14,50 @@ use aes::cipher::{BlockEncrypt, KeyInit};
 const BLOCKS: usize = BUFFER / 16;
 
 pub struct Aes128Ctr {
-    /// The expanded key, where the VAES kernel runs.
-    round_keys: Option<[[u8; 16]; 11]>,
-    cipher: aes::Aes128,
+    kernel: Kernel,
     /// The next counter.
     block: u64,
+}
+
+/// Who computes the blocks.
+enum Kernel {
+    /// Our VAES code, with the expanded key.
+    #[cfg(target_arch = "x86_64")]
+    Vaes([[u8; 16]; 11]),
+    /// The `aes` crate.
+    Portable(Box<aes::Aes128>),
 }
 
 impl Aes128Ctr {
     pub fn new(key: [u8; 16]) -> Aes128Ctr {
         #[cfg(target_arch = "x86_64")]
-        // Safety: `vaes` implies AES-NI, which `expand_key` needs.
-        let round_keys = super::cpu::vaes().then(|| unsafe { expand_key(key) });
-        #[cfg(not(target_arch = "x86_64"))]
-        let round_keys = None;
-        Aes128Ctr { round_keys, cipher: aes::Aes128::new(&key.into()), block: 0 }
+        if super::cpu::vaes() {
+            // Safety: `vaes` implies AES-NI, which `expand_key` needs.
+            return Aes128Ctr { kernel: Kernel::Vaes(unsafe { expand_key(key) }), block: 0 };
+        }
+        Aes128Ctr::portable(key)
+    }
+
+    fn portable(key: [u8; 16]) -> Aes128Ctr {
+        Aes128Ctr { kernel: Kernel::Portable(Box::new(aes::Aes128::new(&key.into()))), block: 0 }
     }
 
     /// The next BUFFER bytes of the stream.
     pub fn fill(&mut self, out: &mut [u8; BUFFER]) {
-        match &self.round_keys {
-            // Safety: round keys exist only where `cpu::vaes` found the kernel's features.
+        match &self.kernel {
+            // Safety: the VAES kernel is chosen only where `cpu::vaes` found its features.
             #[cfg(target_arch = "x86_64")]
-            Some(keys) => unsafe { blocks_vaes(keys, self.block, out) },
-            _ => self.fill_portable(out),
+            Kernel::Vaes(keys) => unsafe { blocks_vaes(keys, self.block, out) },
+            Kernel::Portable(cipher) => {
+                let mut blocks: [aes::Block; BLOCKS] = std::array::from_fn(|i| ((self.block + i as u64) as u128).to_le_bytes().into());
+                cipher.encrypt_blocks(&mut blocks);
+                for (out, block) in out.chunks_exact_mut(16).zip(&blocks) {
+                    out.copy_from_slice(block);
+                }
+            }
         }
         // A stream would need 2^68 bytes to run past a 64-bit counter.
         self.block += BLOCKS as u64;
-    }
-
-    fn fill_portable(&self, out: &mut [u8; BUFFER]) {
-        let mut blocks: [aes::Block; BLOCKS] = std::array::from_fn(|i| ((self.block + i as u64) as u128).to_le_bytes().into());
-        self.cipher.encrypt_blocks(&mut blocks);
-        for (out, block) in out.chunks_exact_mut(16).zip(&blocks) {
-            out.copy_from_slice(block);
-        }
     }
 }
 
@@ -142,8 +151,7 @@ mod tests {
     #[test]
     fn the_vaes_kernel_gives_the_portable_blocks() {
         for key in [[0u8; 16], [0xa5; 16], std::array::from_fn(|i| (i * 37) as u8)] {
-            let (mut fast, mut portable) = (Aes128Ctr::new(key), Aes128Ctr::new(key));
-            portable.round_keys = None;
+            let (mut fast, mut portable) = (Aes128Ctr::new(key), Aes128Ctr::portable(key));
             // Counters near a 32-bit boundary too.
             for start in [0, (1u64 << 32) - 7] {
                 (fast.block, portable.block) = (start, start);

@@ -77,7 +77,7 @@ impl Block {
     fn draw(&mut self, k01: &mut Prg, m: usize) {
         k01.fill_field_nonzero(&mut self.s[..m * 64]);
         k01.fill_field(&mut self.zero[..m * 64]);
-        k01.fisher_yates_each(&mut self.swaps[..m]);
+        k01.fisher_yates(&mut self.swaps[..m]);
     }
 
     /// Value i's part.

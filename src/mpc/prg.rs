@@ -190,31 +190,27 @@ impl Prg {
         ((self.0.next_u64() as u128 * n as u128) >> 64) as usize
     }
 
-    /// The 63 draws of a Fisher-Yates shuffle of 64 places: draw d is uniform in
-    /// 0..=(63 - d). Four draws come from one 32-bit word, by Lemire's method on the
-    /// product of their four bounds (below 2^24, so at most one word in 256 is
-    /// rejected) and digits extracted highest first as in `digits`: 64 bytes of the
-    /// stream per shuffle. All 16 words are mapped in one vectorised pass; after a
-    /// rejection (under 1% of shuffles) the same words are read again in order, each
-    /// accepted word serving the next four draws, and more are drawn as needed.
-    pub fn fisher_yates(&mut self, js: &mut [u8; 63]) {
-        self.fisher_yates_each(std::slice::from_mut(js))
-    }
-
-    /// `fisher_yates` for each of several shuffles, in order.
+    /// The 63 draws of a Fisher-Yates shuffle of 64 places, for each of `many`
+    /// shuffles in order: draw d is uniform in 0..=(63 - d). Four draws come from one
+    /// 32-bit word, by Lemire's method on the product of their four bounds (below 2^24,
+    /// so at most one word in 256 is rejected) and digits extracted highest first as in
+    /// `digits`: 64 bytes of the stream per shuffle. A shuffle's 16 words are mapped in
+    /// one vectorised pass; after a rejection (under 1% of shuffles) the same words are
+    /// read again in order, each accepted word serving the next four draws, and more
+    /// are drawn as needed.
     #[inline(always)]
-    pub fn fisher_yates_each(&mut self, many: &mut [[u8; 63]]) {
+    pub fn fisher_yates(&mut self, many: &mut [[u8; 63]]) {
         match simd() {
             // Safety: `simd` found the features this variant is compiled for.
             #[cfg(target_arch = "x86_64")]
-            Simd::Avx512 => unsafe { self.fisher_yates_each_avx512(many) },
+            Simd::Avx512 => unsafe { self.fisher_yates_avx512(many) },
             _ => many.iter_mut().for_each(|js| self.fisher_yates_with(js, draws_any)),
         }
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl")]
-    unsafe fn fisher_yates_each_avx512(&mut self, many: &mut [[u8; 63]]) {
+    unsafe fn fisher_yates_avx512(&mut self, many: &mut [[u8; 63]]) {
         // (A closure: it inherits this function's features, a function item does not.)
         many.iter_mut().for_each(|js| self.fisher_yates_with(js, |words, out| draws_avx512(words, out)))
     }
@@ -482,7 +478,7 @@ mod tests {
         let (mut where_zero, mut first, mut fourth, mut last) = ([0f64; 64], [0f64; 64], [0f64; 61], [0f64; 2]);
         for _ in 0..64_000 {
             let mut js = [0u8; 63];
-            g.fisher_yates(&mut js);
+            g.fisher_yates(std::slice::from_mut(&mut js));
             first[js[0] as usize] += 1.0;
             fourth[js[3] as usize] += 1.0;
             last[js[62] as usize] += 1.0;
@@ -531,7 +527,7 @@ mod tests {
         for _ in 0..100_000 {
             let before = fast.bytes_drawn();
             let (mut js, mut js_portable) = ([0u8; 63], [0u8; 63]);
-            fast.fisher_yates(&mut js);
+            fast.fisher_yates(std::slice::from_mut(&mut js));
             portable.fisher_yates_with(&mut js_portable, draws_any);
             rejections += (fast.bytes_drawn() - before > 64) as usize;
             let expected = reference_draws(&mut plain);
