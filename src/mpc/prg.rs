@@ -101,9 +101,8 @@ impl Prg {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl")]
     unsafe fn fill_below_avx512<const LOW: u8>(&mut self, out: &mut [u8]) {
-        let reject_below = Self::reject_below::<LOW>();
         // (Closures inherit this function's features, so the call needs no `unsafe`.)
-        self.fill_below_with::<LOW>(out, |words, block| block_avx512::<LOW>(words, block, reject_below))
+        self.fill_below_with::<LOW>(out, |words, block| block_avx512::<LOW>(words, block, const { reject_below(LOW) }))
     }
 
     #[cfg(target_arch = "x86_64")]
@@ -124,11 +123,6 @@ impl Prg {
         })
     }
 
-    /// 2^32 mod base^4: words whose low half of word * base^4 falls below it are rejected.
-    fn reject_below<const LOW: u8>() -> u32 {
-        ((1u64 << 32) % ((P - LOW) as u64).pow(4)) as u32
-    }
-
     /// One word's four elements, lowest digit first, and whether the word is accepted.
     /// The digits of floor(word * base^4 / 2^32), highest first, come without a
     /// division: each is the high half of (fraction so far) * base, and the low half is
@@ -142,7 +136,7 @@ impl Prg {
             *x = (m >> 32) as u8 + LOW;
             fraction = m as u32;
         }
-        fraction >= Self::reject_below::<LOW>()
+        fraction >= const { reject_below(LOW) }
     }
 
     /// `fill_below` with `block` mapping a whole block of 16 words to 64 elements in
@@ -302,7 +296,13 @@ fn block_avx512<const LOW: u8>(words: &[u8; 64], out: &mut [u8; 64], reject_belo
     }
 }
 
-/// `v` shuffled (N <= 256) with draws from `Prg::fisher_yates`, "inside out": after
+/// 2^32 mod base^4 for the draws of {low, ..., 66} (base 67 - low): words whose low
+/// half of word * base^4 falls below it are rejected. A constant for each `low`.
+const fn reject_below(low: u8) -> u32 {
+    ((1u64 << 32) % ((P - low) as u64).pow(4)) as u32
+}
+
+/// `v` shuffled with draws from `Prg::fisher_yates` (N = 64 there), "inside out": after
 /// step i the first i + 1 places hold a uniform permutation of v[0..=i], and draw
 /// N - 1 - i (uniform in 0..=i) picks the place v[i] takes, whose element moves up to
 /// place i. Writing a fresh array this way, rather than swapping in place, took a
