@@ -91,10 +91,53 @@ impl Block {
     }
 }
 
+/// `masked_terms_any` with each value's 64 terms in two registers per party (bytes
+/// reduced mod 67 after every step, as in the AVX-512 kernel), permuted by byte
+/// shuffles within 16-byte lanes (AVX2 has no shuffle across a whole register).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn masked_terms_avx2(k01: &mut Prg, input: &Compare, d0: &mut Vec<u8>, d1: &mut Vec<u8>) {
-    masked_terms_any(k01, input, d0, d1)
+    use std::arch::x86_64::*;
+    let (n, mut block) = (input.r.len(), Block::new());
+    let mut places = [[0u8; 64]; BLOCK];
+    for start in (0..n).step_by(BLOCK) {
+        let m = (n - start).min(BLOCK);
+        block.draw(k01, m);
+        // The block's permutations first, as in the AVX-512 kernel.
+        match input.variant {
+            Variant::Secure => shuffle_places(&block.swaps[..m], &mut places[..m]),
+            Variant::LeakyNoPermutation => places[..m].fill(PLACES),
+        }
+        for (i, places) in places[..m].iter().enumerate() {
+            let (k, draws) = (start + i, block.draws(i));
+            let (e0, e1) = if input.is_corner(k) {
+                let d = masked_value(k01, input, k, &draws);
+                let (b0, b1): ([u8; 64], [u8; 64]) = (d.map(|v| v as u8), d.map(|v| (v >> 8) as u8));
+                // Safety: each load reads 32 of b0's or b1's 64 bytes.
+                unsafe {
+                    (
+                        [_mm256_loadu_si256(b0.as_ptr().cast()), _mm256_loadu_si256(b0[32..].as_ptr().cast())],
+                        [_mm256_loadu_si256(b1.as_ptr().cast()), _mm256_loadu_si256(b1[32..].as_ptr().cast())],
+                    )
+                }
+            } else {
+                // Safety: this function's features are those `masked_value_avx2` needs.
+                unsafe { masked_value_avx2(input, k, &draws) }
+            };
+            // Safety: the load reads `places`' 64 bytes; the stores write 32 bytes each of b0, b1.
+            unsafe {
+                let at = [_mm256_loadu_si256(places.as_ptr().cast()), _mm256_loadu_si256(places[32..].as_ptr().cast())];
+                let (p0, p1) = (z67x2::permute(e0, at), z67x2::permute(e1, at));
+                let (mut b0, mut b1) = ([0u8; 64], [0u8; 64]);
+                _mm256_storeu_si256(b0.as_mut_ptr().cast(), p0[0]);
+                _mm256_storeu_si256(b0[32..].as_mut_ptr().cast(), p0[1]);
+                _mm256_storeu_si256(b1.as_mut_ptr().cast(), p1[0]);
+                _mm256_storeu_si256(b1[32..].as_mut_ptr().cast(), p1[1]);
+                d0.extend_from_slice(&b0);
+                d1.extend_from_slice(&b1);
+            }
+        }
+    }
 }
 
 #[inline(always)]
@@ -381,6 +424,162 @@ mod z67 {
     pub fn bit_rows(x: u64) -> __m512i {
         let rows = _mm512_srlv_epi64(_mm512_set1_epi64(x as i64), _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0));
         _mm512_and_si512(rows, _mm512_set1_epi64(0x0101_0101_0101_0101))
+    }
+}
+
+/// `masked_value` for a value that is not a corner case, as two registers of bytes
+/// per party (places 0-31, 32-63). The layout and formulas of `masked_value_avx512`:
+/// rows q = 0-3 sit in the first register, 4-7 in the second.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn masked_value_avx2(
+    input: &Compare,
+    k: usize,
+    draws: &Draws,
+) -> ([std::arch::x86_64::__m256i; 2], [std::arch::x86_64::__m256i; 2]) {
+    use std::arch::x86_64::*;
+    use z67x2::{Pair, add, bit_rows, blend, sub};
+    let (one, zero) = (_mm256_set1_epi8(1), _mm256_setzero_si256());
+    let at = k * 64;
+    let load = |b: &[u8]| -> Pair {
+        // Safety: callers pass 64-byte slices; each load reads 32 of them.
+        unsafe { [_mm256_loadu_si256(b.as_ptr().cast()), _mm256_loadu_si256(b[32..].as_ptr().cast())] }
+    };
+    let (x0, x1, s, z) = (load(&input.x0[at..at + 64]), load(&input.x1[at..at + 64]), load(draws.s), load(draws.zero));
+    let beta = input.beta[k];
+    let tb = bit_rows(input.r[k] + beta as u64);
+    // Bytes 0xff where t_i = 1.
+    let t_set = tb.map(|t| _mm256_cmpeq_epi8(t, one));
+    let ones = [one, one];
+    let zeros = [zero, zero];
+    // w = x xor t on shares: x where t_i = 0; 1 - x_i0 and -x_i1 where t_i = 1.
+    let w0 = blend(x0, sub(ones, x0), t_set);
+    let w1 = blend(x1, sub(zeros, x1), t_set);
+    // Sum of w over the bits above each place (see `masked_value_avx512`).
+    let above = |w: Pair| {
+        // Rows q + 1.. of the same byte: shift rows down by 1, 2 and 4 and scan.
+        let down1 = |v: Pair| {
+            // Row q takes row q + 1; the second register's row 0 crosses over.
+            let lo =
+                _mm256_blend_epi32::<0b1100_0000>(_mm256_permute4x64_epi64::<0b00_11_10_01>(v[0]), _mm256_permute4x64_epi64::<0>(v[1]));
+            let hi = _mm256_blend_epi32::<0b1100_0000>(_mm256_permute4x64_epi64::<0b00_11_10_01>(v[1]), zero);
+            [lo, hi]
+        };
+        let down2 = |v: Pair| [_mm256_permute2x128_si256::<0x21>(v[0], v[1]), _mm256_permute2x128_si256::<0x81>(v[1], v[1])];
+        let mut within = down1(w);
+        within = add(within, down1(within));
+        within = add(within, down2(within));
+        within = add(within, [within[1], zero]);
+        // Row 0 now holds each byte's total; bytes above b: shift bytes down and scan.
+        let row0 = add(w, within)[0];
+        let mut bytes = _mm256_srli_epi64::<8>(row0);
+        bytes = add([bytes, zero], [_mm256_srli_epi64::<8>(bytes), zero])[0];
+        bytes = add([bytes, zero], [_mm256_srli_epi64::<16>(bytes), zero])[0];
+        bytes = add([bytes, zero], [_mm256_srli_epi64::<32>(bytes), zero])[0];
+        let row = _mm256_permute4x64_epi64::<0>(bytes);
+        add(within, [row, row])
+    };
+    // beta = 0: c_i = t_i - x_i + 1 + sum, shares t_i + 1 - x_i0 and -x_i1;
+    // beta = 1: c_i = x_i - t_i + 1 + sum, shares x_i0 + 1 - t_i and x_i1.
+    // Blends, not branches: beta is random.
+    let b_set = [_mm256_set1_epi8(0u8.wrapping_sub(beta) as i8); 2];
+    let c0 = blend(sub(tb.map(|t| _mm256_add_epi8(t, one)), x0), sub(add(x0, ones), tb), b_set);
+    let c1 = blend(sub(zeros, x1), x1, b_set);
+    let (c0, c1) = (add(c0, above(w0)), add(c1, above(w1)));
+    // d_i0 = s_i c_i0 + z_i and d_i1 = s_i c_i1 - z_i, in 16-bit lanes, Barrett
+    // reduction as in `masked_value_avx512`.
+    let (p16, magic, low) = (_mm256_set1_epi16(P as i16), _mm256_set1_epi16(978), _mm256_set1_epi16(0xff));
+    let reduce = |x| {
+        let r = _mm256_sub_epi16(x, _mm256_mullo_epi16(_mm256_mulhi_epu16(x, magic), p16));
+        _mm256_min_epu16(r, _mm256_sub_epi16(r, p16))
+    };
+    // Even and odd bytes of each register as 16-bit lanes; the products go back to
+    // their bytes by a shift and an or, so no byte changes place.
+    let mask = |s: __m256i, z: __m256i, c0: __m256i, c1: __m256i| {
+        let (s_even, s_odd) = (_mm256_and_si256(s, low), _mm256_srli_epi16::<8>(s));
+        let (z_even, z_odd) = (_mm256_and_si256(z, low), _mm256_srli_epi16::<8>(z));
+        let party = |c: __m256i, z_even: __m256i, z_odd: __m256i| {
+            let even = reduce(_mm256_add_epi16(_mm256_mullo_epi16(s_even, _mm256_and_si256(c, low)), z_even));
+            let odd = reduce(_mm256_add_epi16(_mm256_mullo_epi16(s_odd, _mm256_srli_epi16::<8>(c)), z_odd));
+            _mm256_or_si256(even, _mm256_slli_epi16::<8>(odd))
+        };
+        (party(c0, z_even, z_odd), party(c1, _mm256_sub_epi16(p16, z_even), _mm256_sub_epi16(p16, z_odd)))
+    };
+    let (a0, a1) = mask(s[0], z[0], c0[0], c1[0]);
+    let (b0, b1) = mask(s[1], z[1], c0[1], c1[1]);
+    ([a0, b0], [a1, b1])
+}
+
+/// Z_67 on 64 bytes held in two AVX2 registers, for elements below 67.
+#[cfg(target_arch = "x86_64")]
+mod z67x2 {
+    use super::P;
+    use std::arch::x86_64::*;
+
+    /// Places 0-31 and 32-63.
+    pub type Pair = [__m256i; 2];
+
+    /// a + b: the sum (below 134) minus 67 where that does not wrap below zero.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    pub fn add(a: Pair, b: Pair) -> Pair {
+        std::array::from_fn(|h| {
+            let s = _mm256_add_epi8(a[h], b[h]);
+            _mm256_min_epu8(s, _mm256_sub_epi8(s, _mm256_set1_epi8(P as i8)))
+        })
+    }
+
+    /// a - b: the difference plus 67 where it wrapped.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    pub fn sub(a: Pair, b: Pair) -> Pair {
+        std::array::from_fn(|h| {
+            let d = _mm256_sub_epi8(a[h], b[h]);
+            _mm256_min_epu8(d, _mm256_add_epi8(d, _mm256_set1_epi8(P as i8)))
+        })
+    }
+
+    /// b where the mask byte is 0xff, else a.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    pub fn blend(a: Pair, b: Pair, mask: Pair) -> Pair {
+        std::array::from_fn(|h| _mm256_blendv_epi8(a[h], b[h], mask[h]))
+    }
+
+    /// The 64 bits of x as bytes 0 or 1 in the layout of `z67::bit_rows`.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    pub fn bit_rows(x: u64) -> Pair {
+        let (all, ones) = (_mm256_set1_epi64x(x as i64), _mm256_set1_epi64x(0x0101_0101_0101_0101));
+        [
+            _mm256_and_si256(_mm256_srlv_epi64(all, _mm256_set_epi64x(3, 2, 1, 0)), ones),
+            _mm256_and_si256(_mm256_srlv_epi64(all, _mm256_set_epi64x(7, 6, 5, 4)), ones),
+        ]
+    }
+
+    /// Place i receives byte at[i] of v (every at[i] below 64). A byte shuffle reaches
+    /// only within a 16-byte lane, so each of v's four lanes is copied to both halves
+    /// of a register and shuffled by the indices that fall in it: (i xor 16 c) + 0x70,
+    /// saturating, keeps i's low four bits where i lies in lane c and elsewhere sets
+    /// the top bit, which makes the shuffle write zero.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    pub fn permute(v: Pair, at: Pair) -> Pair {
+        let lanes = [
+            _mm256_permute2x128_si256::<0x00>(v[0], v[0]),
+            _mm256_permute2x128_si256::<0x11>(v[0], v[0]),
+            _mm256_permute2x128_si256::<0x00>(v[1], v[1]),
+            _mm256_permute2x128_si256::<0x11>(v[1], v[1]),
+        ];
+        at.map(|at| {
+            let mut out = _mm256_setzero_si256();
+            for (c, lane) in lanes.iter().enumerate() {
+                let pick = _mm256_adds_epu8(_mm256_xor_si256(at, _mm256_set1_epi8(16 * c as i8)), _mm256_set1_epi8(0x70));
+                out = _mm256_or_si256(out, _mm256_shuffle_epi8(*lane, pick));
+            }
+            out
+        })
     }
 }
 
