@@ -5,8 +5,8 @@ use super::cpu::{Simd, simd};
 
 /// C = A B over Z_2^64, A m x n, B n x v, all row-major.
 ///
-/// The kernel is compiled for AVX-512 (64-bit lane multiplies, `vpmullq`), AVX2 and
-/// any x86-64; `cpu::simd` picks one at run time.
+/// The tiled kernel is compiled for AVX-512 (64-bit lane multiplies, `vpmullq`) and
+/// for any x86-64; AVX2 has a kernel of its own. `cpu::simd` picks one at run time.
 pub fn matmul(a: &[u64], b: &[u64], m: usize, n: usize, v: usize) -> Vec<u64> {
     assert_eq!(a.len(), m * n, "A is not m x n");
     assert_eq!(b.len(), n * v, "B is not n x v");
@@ -33,10 +33,67 @@ unsafe fn matmul_avx512(a: &[u64], b: &[u64], c: &mut [u64], m: usize, n: usize,
     matmul_into(a, b, c, m, n, v)
 }
 
+/// AVX2 has no 64-bit lane multiply; compiled from `matmul_into` each product took
+/// three 32-bit multiplies and the 8 x 16 tile's 32 accumulators did not fit its 16
+/// registers. Here a x b mod 2^64 = a_lo b_lo + ((a_lo b_hi + a_hi b_lo) mod 2^32) 2^32:
+/// one `vpmuludq` for a_lo b_lo and one `vpmulld` for both cross terms (against b with
+/// its halves swapped, kept in the packed panel), summed into separate accumulators
+/// and combined once per tile. Tiles of 2 rows x 8 columns: 8 accumulators, the
+/// panel's 4 vectors and 2 broadcasts in registers.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn matmul_avx2(a: &[u64], b: &[u64], c: &mut [u64], m: usize, n: usize, v: usize) {
-    matmul_into(a, b, c, m, n, v)
+    use std::arch::x86_64::*;
+    const MR: usize = 2;
+    const NR: usize = 8;
+    let full_cols = v - v % NR;
+    let full_rows = m - m % MR;
+    // Row dk of the panel: B[k0 + dk, j..j + 8], then the same with 32-bit halves swapped.
+    let mut panel = vec![[0u64; 2 * NR]; KC.min(n)];
+    for j in (0..full_cols).step_by(NR) {
+        for k0 in (0..n).step_by(KC) {
+            let depth = KC.min(n - k0);
+            for (dk, row) in panel[..depth].iter_mut().enumerate() {
+                let at = (k0 + dk) * v + j;
+                row[..NR].copy_from_slice(&b[at..at + NR]);
+                for t in 0..NR {
+                    row[NR + t] = b[at + t].rotate_left(32);
+                }
+            }
+            for i in (0..full_rows).step_by(MR) {
+                let (a0, a1) = (&a[i * n + k0..i * n + k0 + depth], &a[(i + 1) * n + k0..(i + 1) * n + k0 + depth]);
+                let zero = _mm256_setzero_si256();
+                let (mut lo, mut cross) = ([zero; 4], [zero; 4]);
+                for ((brow, &x0), &x1) in panel[..depth].iter().zip(a0).zip(a1) {
+                    // Safety: each load reads 4 of the panel row's 16 u64.
+                    let bv = unsafe { [0, 4, 8, 12].map(|t| _mm256_loadu_si256(brow[t..].as_ptr().cast())) };
+                    for (r, x) in [x0, x1].into_iter().enumerate() {
+                        let x = _mm256_set1_epi64x(x as i64);
+                        for h in 0..2 {
+                            lo[2 * r + h] = _mm256_add_epi64(lo[2 * r + h], _mm256_mul_epu32(x, bv[h]));
+                            cross[2 * r + h] = _mm256_add_epi32(cross[2 * r + h], _mm256_mullo_epi32(x, bv[2 + h]));
+                        }
+                    }
+                }
+                for r in 0..MR {
+                    let row = &mut c[(i + r) * v + j..(i + r) * v + j + NR];
+                    for h in 0..2 {
+                        // Both cross halves summed in the low half, moved up.
+                        let x = cross[2 * r + h];
+                        let up = _mm256_slli_epi64::<32>(_mm256_add_epi32(x, _mm256_srli_epi64::<32>(x)));
+                        let at = &mut row[4 * h..4 * h + 4];
+                        // Safety: a 4-u64 load from and store into `at`.
+                        unsafe {
+                            let old = _mm256_loadu_si256(at.as_ptr().cast());
+                            let sum = _mm256_add_epi64(old, _mm256_add_epi64(lo[2 * r + h], up));
+                            _mm256_storeu_si256(at.as_mut_ptr().cast(), sum);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    edges(a, b, c, m, n, v, full_rows, full_cols);
 }
 
 /// Rows of C per register tile.
@@ -85,7 +142,14 @@ fn matmul_into(a: &[u64], b: &[u64], c: &mut [u64], m: usize, n: usize, v: usize
             }
         }
     }
-    // Edges: leftover rows over all columns, leftover columns over the full rows.
+    edges(a, b, c, m, n, v, full_rows, full_cols);
+}
+
+/// What the tiles leave: rows from `full_rows` over all columns, then columns from
+/// `full_cols` over the rows before.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn edges(a: &[u64], b: &[u64], c: &mut [u64], m: usize, n: usize, v: usize, full_rows: usize, full_cols: usize) {
     let edge = |c: &mut [u64], rows: std::ops::Range<usize>, cols: std::ops::Range<usize>| {
         for i in rows {
             for k in 0..n {
