@@ -1,11 +1,11 @@
 //! AES-128 in counter mode for `Keystream`: the stream of the parties' generators
 //! (their own and the pairwise common ones). Block i of the stream is AES_k(i), i a
 //! 128-bit little-endian counter from 0, the usual way MPC implementations expand a
-//! seed. Where the CPU has VAES (AES rounds on four blocks per 512-bit register) the
-//! 64 blocks of a refill are computed here, at about twice ChaCha8's speed on this
-//! machine (`cargo run --release --example kernels_bench`, two runs: 17.8 and 19.2
-//! GB/s against 9.5); elsewhere the `aes` crate computes the same blocks (with AES-NI,
-//! ARMv8 or constant-time software).
+//! seed. Where the CPU has VAES (AES rounds on four blocks per 512-bit register, or
+//! two per 256-bit register without AVX-512) the 64 blocks of a refill are computed
+//! here, at about twice ChaCha8's speed on an AVX-512 machine (`cargo run --release
+//! --example kernels_bench`, two runs: 17.8 and 19.2 GB/s against 9.5); elsewhere the
+//! `aes` crate computes the same blocks (with AES-NI, ARMv8 or constant-time software).
 
 use super::keystream::BUFFER;
 use aes::cipher::{BlockEncrypt, KeyInit};
@@ -21,9 +21,12 @@ pub struct Aes128Ctr {
 
 /// Who computes the blocks.
 enum Kernel {
-    /// Our VAES code, with the expanded key.
+    /// Our VAES code on 512-bit registers, with the expanded key.
     #[cfg(target_arch = "x86_64")]
     Vaes([[u8; 16]; 11]),
+    /// Our VAES code on 256-bit registers (CPUs with VAES but no AVX-512).
+    #[cfg(target_arch = "x86_64")]
+    Vaes256([[u8; 16]; 11]),
     /// The `aes` crate.
     Portable(Box<aes::Aes128>),
 }
@@ -34,6 +37,11 @@ impl Aes128Ctr {
         if super::cpu::vaes() {
             // Safety: `vaes` implies AES-NI, which `expand_key` needs.
             return Aes128Ctr { kernel: Kernel::Vaes(unsafe { expand_key(key) }), block: 0 };
+        }
+        #[cfg(target_arch = "x86_64")]
+        if super::cpu::vaes256() {
+            // Safety: as above.
+            return Aes128Ctr { kernel: Kernel::Vaes256(unsafe { expand_key(key) }), block: 0 };
         }
         Aes128Ctr::portable(key)
     }
@@ -48,6 +56,9 @@ impl Aes128Ctr {
             // Safety: the VAES kernel is chosen only where `cpu::vaes` found its features.
             #[cfg(target_arch = "x86_64")]
             Kernel::Vaes(keys) => unsafe { blocks_vaes(keys, self.block, out) },
+            // Safety: as above, with `cpu::vaes256`.
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Vaes256(keys) => unsafe { blocks_vaes256(keys, self.block, out) },
             Kernel::Portable(cipher) => {
                 let mut blocks: [aes::Block; BLOCKS] = std::array::from_fn(|i| ((self.block + i as u64) as u128).to_le_bytes().into());
                 cipher.encrypt_blocks(&mut blocks);
@@ -123,6 +134,34 @@ fn blocks_vaes(keys: &[[u8; 16]; 11], first: u64, out: &mut [u8; BUFFER]) {
     }
 }
 
+/// `blocks_vaes` with two blocks per 256-bit register: four passes of eight
+/// registers; the round keys are read from memory by the AES instructions, as eight
+/// states and eleven keys would not fit in sixteen registers.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,vaes")]
+fn blocks_vaes256(keys: &[[u8; 16]; 11], first: u64, out: &mut [u8; BUFFER]) {
+    use std::arch::x86_64::*;
+    // Safety: unaligned loads of 16-byte arrays.
+    let rk: [__m256i; 11] = std::array::from_fn(|r| _mm256_broadcastsi128_si256(unsafe { _mm_loadu_si128(keys[r].as_ptr().cast()) }));
+    for pass in 0..4 {
+        let mut x: [__m256i; 8] = std::array::from_fn(|i| {
+            // Lane q of register i: counter c + q, high half zero.
+            let c = first.wrapping_add((16 * pass + 2 * i) as u64) as i64;
+            _mm256_xor_si256(_mm256_set_epi64x(0, c.wrapping_add(1), 0, c), rk[0])
+        });
+        for rk in &rk[1..10] {
+            for x in &mut x {
+                *x = _mm256_aesenc_epi128(*x, *rk);
+            }
+        }
+        for (i, x) in x.iter().enumerate() {
+            let at = 256 * pass + 32 * i;
+            // Safety: an unaligned store of 32 bytes at `at`, with at + 32 <= BUFFER.
+            unsafe { _mm256_storeu_si256(out[at..at + 32].as_mut_ptr().cast(), _mm256_aesenclast_epi128(*x, rk[10])) };
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,6 +184,26 @@ mod tests {
                 aes::Aes128::new(&key.into()).encrypt_block(&mut b);
                 assert_eq!(got, b.as_slice(), "refill {refill}, block {i}");
             }
+        }
+    }
+
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn the_256_bit_vaes_kernel_gives_the_portable_blocks() {
+        if !crate::mpc::cpu::vaes256() {
+            return;
+        }
+        let key: [u8; 16] = std::array::from_fn(|i| (i * 37) as u8);
+        // Safety: `vaes256` found the features.
+        let keys = unsafe { expand_key(key) };
+        for start in [0, (1u64 << 32) - 7] {
+            let mut portable = Aes128Ctr::portable(key);
+            portable.block = start;
+            let (mut a, mut b) = ([0u8; BUFFER], [0u8; BUFFER]);
+            // Safety: as above.
+            unsafe { blocks_vaes256(&keys, start, &mut a) };
+            portable.fill(&mut b);
+            assert_eq!(a, b);
         }
     }
 

@@ -37,3 +37,15 @@ pub fn vaes() -> bool {
     #[cfg(not(target_arch = "x86_64"))]
     false
 }
+
+/// Whether the CPU has VAES on 256-bit registers (AVX2) and AES-NI: the keystream's
+/// path where AVX-512 is missing.
+pub fn vaes256() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::is_x86_feature_detected as has;
+        has!("avx2") && has!("vaes") && has!("aes")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
