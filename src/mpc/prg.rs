@@ -108,7 +108,14 @@ impl Prg {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
     unsafe fn fill_below_avx2<const LOW: u8>(&mut self, out: &mut [u8]) {
-        self.fill_below_any::<LOW>(out)
+        let bounds = [[(P - LOW) as u32; 16]; 4];
+        let reject = [const { reject_below(LOW) }; 16];
+        self.fill_below_with::<LOW>(out, |words, block| {
+            // Digit k (highest first) is element 3 - k of its word.
+            let accepted = digit_groups_avx2::<true>(words, block, &bounds, &reject);
+            block.iter_mut().for_each(|x| *x += LOW);
+            accepted
+        })
     }
 
     #[inline(always)]
@@ -198,8 +205,18 @@ impl Prg {
             // Safety: `simd` found the features this variant is compiled for.
             #[cfg(target_arch = "x86_64")]
             Simd::Avx512 => unsafe { self.fisher_yates_avx512(many) },
+            #[cfg(target_arch = "x86_64")]
+            Simd::Avx2 => unsafe { self.fisher_yates_avx2(many) },
             _ => many.iter_mut().for_each(|js| self.fisher_yates_with(js, draws_any)),
         }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn fisher_yates_avx2(&mut self, many: &mut [[u8; 63]]) {
+        many.iter_mut().for_each(|js| {
+            self.fisher_yates_with(js, |words, out| digit_groups_avx2::<false>(words, out, &DRAW_BOUNDS, &GROUP_REJECT_BELOW))
+        })
     }
 
     #[cfg(target_arch = "x86_64")]
@@ -427,6 +444,42 @@ fn draws_avx512(words: &[u8; 64], out: &mut [u8; 64]) -> bool {
     }
 }
 
+/// Four digits from each of 16 words by Lemire's method, the AVX2 form of `digits`
+/// and `group_draws`: word g's k-th product (highest digit first) uses bound
+/// `bounds[k][g]`, and its digit goes to byte 3 - k of the word's four (`REVERSED`,
+/// as `digits` places them) or to byte k (as `group_draws` does). Words sit in the
+/// low halves of 64-bit lanes, four per register. Says whether every word's last
+/// fraction reached its `reject` threshold.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+fn digit_groups_avx2<const REVERSED: bool>(words: &[u8; 64], out: &mut [u8; 64], bounds: &[[u32; 16]; 4], reject: &[u32; 16]) -> bool {
+    use std::arch::x86_64::*;
+    let lanes = |v: &[u32; 16], q: usize| _mm256_set_epi64x(v[4 * q + 3] as i64, v[4 * q + 2] as i64, v[4 * q + 1] as i64, v[4 * q] as i64);
+    let mut rejected = _mm256_setzero_si256();
+    for q in 0..4 {
+        // Safety: a 16-byte load from and a 16-byte store into 64-byte arrays, at 16 q.
+        unsafe {
+            let mut m = _mm256_cvtepu32_epi64(_mm_loadu_si128(words[16 * q..].as_ptr().cast()));
+            let mut packed = _mm256_setzero_si256();
+            for (k, bound) in bounds.iter().enumerate() {
+                // Fraction times bound < 2^39: the digit is bits 32-39, the next fraction the low half.
+                m = _mm256_mul_epu32(m, lanes(bound, q));
+                let byte = if REVERSED { 3 - k } else { k };
+                let digit = _mm256_srli_epi64::<32>(m);
+                packed = _mm256_or_si256(packed, _mm256_sllv_epi64(digit, _mm256_set1_epi64x(8 * byte as i64)));
+            }
+            // Lanes hold values below 2^32, so a signed compare orders them.
+            let fraction = _mm256_and_si256(m, _mm256_set1_epi64x(0xffff_ffff));
+            rejected = _mm256_or_si256(rejected, _mm256_cmpgt_epi64(lanes(reject, q), fraction));
+            // The four lanes' low halves, side by side.
+            let low = _mm256_permutevar8x32_epi32(packed, _mm256_set_epi32(7, 5, 3, 1, 6, 4, 2, 0));
+            _mm_storeu_si128(out[16 * q..].as_mut_ptr().cast(), _mm256_castsi256_si128(low));
+        }
+    }
+    _mm256_testz_si256(rejected, rejected) == 1
+}
+
 /// The generators of one protocol run.
 pub struct Seeds {
     /// Private to P0, P1, P2.
@@ -523,6 +576,8 @@ mod tests {
     #[test]
     fn every_cpu_variant_of_the_shuffle_draws_follows_the_plain_rule_through_rejections_too() {
         let (mut fast, mut portable, mut plain) = (Prg::protocol(5, "shuffle"), Prg::protocol(5, "shuffle"), Prg::protocol(5, "shuffle"));
+        #[cfg(target_arch = "x86_64")]
+        let mut avx2 = Prg::protocol(5, "shuffle");
         let mut rejections = 0;
         for _ in 0..100_000 {
             let before = fast.bytes_drawn();
@@ -533,6 +588,13 @@ mod tests {
             let expected = reference_draws(&mut plain);
             assert_eq!((js, js_portable), (expected, expected));
             assert_eq!((fast.bytes_drawn(), portable.bytes_drawn()), (plain.bytes_drawn(), plain.bytes_drawn()));
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx2") {
+                let mut js_avx2 = [0u8; 63];
+                // Safety: the variant's features were just detected.
+                unsafe { avx2.fisher_yates_avx2(std::slice::from_mut(&mut js_avx2)) };
+                assert_eq!((js_avx2, avx2.bytes_drawn()), (expected, plain.bytes_drawn()));
+            }
         }
         // About 0.7% of shuffles meet a rejected word.
         assert!((300..1500).contains(&rejections), "{rejections} shuffles with a rejection");
@@ -553,6 +615,10 @@ mod tests {
             if std::arch::is_x86_feature_detected!("avx2") {
                 // Safety: the variant's features were just detected.
                 unsafe { Prg::new(9, "f").fill_below_avx2::<1>(&mut b) };
+                assert_eq!(a, b, "{n}");
+                Prg::new(9, "f").fill_below_any::<0>(&mut a);
+                // Safety: as above.
+                unsafe { Prg::new(9, "f").fill_below_avx2::<0>(&mut b) };
                 assert_eq!(a, b, "{n}");
             }
         }
