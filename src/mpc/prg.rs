@@ -110,12 +110,8 @@ impl Prg {
     unsafe fn fill_below_avx2<const LOW: u8>(&mut self, out: &mut [u8]) {
         let bounds = [[(P - LOW) as u32; 16]; 4];
         let reject = [const { reject_below(LOW) }; 16];
-        self.fill_below_with::<LOW>(out, |words, block| {
-            // Digit k (highest first) is element 3 - k of its word.
-            let accepted = digit_groups_avx2::<true>(words, block, &bounds, &reject);
-            block.iter_mut().for_each(|x| *x += LOW);
-            accepted
-        })
+        // Digit k (highest first) is element 3 - k of its word.
+        self.fill_below_with::<LOW>(out, |words, block| digit_groups_avx2::<true>(words, block, &bounds, &reject, LOW))
     }
 
     #[inline(always)]
@@ -215,7 +211,7 @@ impl Prg {
     #[target_feature(enable = "avx2")]
     unsafe fn fisher_yates_avx2(&mut self, many: &mut [[u8; 63]]) {
         many.iter_mut().for_each(|js| {
-            self.fisher_yates_with(js, |words, out| digit_groups_avx2::<false>(words, out, &DRAW_BOUNDS, &GROUP_REJECT_BELOW))
+            self.fisher_yates_with(js, |words, out| digit_groups_avx2::<false>(words, out, &DRAW_BOUNDS, &GROUP_REJECT_BELOW, 0))
         })
     }
 
@@ -448,12 +444,19 @@ fn draws_avx512(words: &[u8; 64], out: &mut [u8; 64]) -> bool {
 /// and `group_draws`: word g's k-th product (highest digit first) uses bound
 /// `bounds[k][g]`, and its digit goes to byte 3 - k of the word's four (`REVERSED`,
 /// as `digits` places them) or to byte k (as `group_draws` does). Words sit in the
-/// low halves of 64-bit lanes, four per register. Says whether every word's last
-/// fraction reached its `reject` threshold.
+/// low halves of 64-bit lanes, four per register. `low` is added to every digit (in
+/// the kernel: a pass over the stored block would wait on its narrow stores). Says
+/// whether every word's last fraction reached its `reject` threshold.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 #[inline]
-fn digit_groups_avx2<const REVERSED: bool>(words: &[u8; 64], out: &mut [u8; 64], bounds: &[[u32; 16]; 4], reject: &[u32; 16]) -> bool {
+fn digit_groups_avx2<const REVERSED: bool>(
+    words: &[u8; 64],
+    out: &mut [u8; 64],
+    bounds: &[[u32; 16]; 4],
+    reject: &[u32; 16],
+    low: u8,
+) -> bool {
     use std::arch::x86_64::*;
     let lanes = |v: &[u32; 16], q: usize| _mm256_set_epi64x(v[4 * q + 3] as i64, v[4 * q + 2] as i64, v[4 * q + 1] as i64, v[4 * q] as i64);
     let mut rejected = _mm256_setzero_si256();
@@ -461,13 +464,14 @@ fn digit_groups_avx2<const REVERSED: bool>(words: &[u8; 64], out: &mut [u8; 64],
         // Safety: a 16-byte load from and a 16-byte store into 64-byte arrays, at 16 q.
         unsafe {
             let mut m = _mm256_cvtepu32_epi64(_mm_loadu_si128(words[16 * q..].as_ptr().cast()));
-            let mut packed = _mm256_setzero_si256();
+            let mut packed = _mm256_set1_epi32(i32::from_le_bytes([low; 4]));
             for (k, bound) in bounds.iter().enumerate() {
                 // Fraction times bound < 2^39: the digit is bits 32-39, the next fraction the low half.
                 m = _mm256_mul_epu32(m, lanes(bound, q));
                 let byte = if REVERSED { 3 - k } else { k };
                 let digit = _mm256_srli_epi64::<32>(m);
-                packed = _mm256_or_si256(packed, _mm256_sllv_epi64(digit, _mm256_set1_epi64x(8 * byte as i64)));
+                // Digits are below 67, so adding them to `low` never carries into the next byte.
+                packed = _mm256_add_epi64(packed, _mm256_sllv_epi64(digit, _mm256_set1_epi64x(8 * byte as i64)));
             }
             // Lanes hold values below 2^32, so a signed compare orders them.
             let fraction = _mm256_and_si256(m, _mm256_set1_epi64x(0xffff_ffff));
