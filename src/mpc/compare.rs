@@ -593,7 +593,24 @@ pub(super) fn bit_shares(x: &[u64], s0: &[u8], s1: &mut [u8]) {
         // Safety: `simd` found the features this variant is compiled for.
         #[cfg(target_arch = "x86_64")]
         Simd::Avx512 => unsafe { bit_shares_avx512(x, s0, s1) },
+        #[cfg(target_arch = "x86_64")]
+        Simd::Avx2 => unsafe { bit_shares_avx2(x, s0, s1) },
         _ => bit_shares_any(x, s0, s1),
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn bit_shares_avx2(x: &[u64], s0: &[u8], s1: &mut [u8]) {
+    use std::arch::x86_64::*;
+    for ((x, s0), s1) in x.iter().zip(s0.chunks_exact(64)).zip(s1.chunks_exact_mut(64)) {
+        // Safety: 32-byte loads from and stores into 64-byte chunks, at 0 and 32.
+        unsafe {
+            let s0 = [_mm256_loadu_si256(s0.as_ptr().cast()), _mm256_loadu_si256(s0[32..].as_ptr().cast())];
+            let s1_ = z67x2::sub(z67x2::bit_rows(*x), s0);
+            _mm256_storeu_si256(s1.as_mut_ptr().cast(), s1_[0]);
+            _mm256_storeu_si256(s1[32..].as_mut_ptr().cast(), s1_[1]);
+        }
     }
 }
 
@@ -694,5 +711,11 @@ mod tests {
         let mut chosen = vec![0u8; s0.len()];
         bit_shares(&xs, &s0, &mut chosen);
         assert_eq!(chosen, portable);
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // Safety: the variant's features were just detected.
+            unsafe { bit_shares_avx2(&xs, &s0, &mut chosen) };
+            assert_eq!(chosen, portable);
+        }
     }
 }
