@@ -283,7 +283,7 @@ mod tests {
     #[test]
     fn tiled_kernel_matches_the_definition_on_ragged_shapes() {
         let mut g = crate::mpc::prg::Prg::new(5, "mm");
-        for (m, n, v) in [(1, 1, 1), (4, 3, 16), (5, 7, 17), (9, 2, 33), (64, 27, 40), (10, 1024, 1), (16, 300, 32), (17, 129, 49)] {
+        for (m, n, v) in [(1, 1, 1), (4, 3, 16), (5, 7, 17), (9, 2, 33), (64, 27, 40), (10, 1024, 1), (16, 300, 32), (17, 129, 49), (6, 1100, 20)] {
             let (a, b) = (g.ring(m * n), g.ring(n * v));
             let mut want = vec![0u64; m * v];
             for i in 0..m {
