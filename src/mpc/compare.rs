@@ -2,9 +2,9 @@
 //! P1): for every value, the 64 masked and permuted terms d_i that each of them sends
 //! P2; and P2's dealing of the bit shares they start from. The protocol around it,
 //! with its messages, is `protocols::private_compare`. This is the hottest loop of
-//! secure inference (`kernels_bench` times it), so it comes twice: portable code, and
-//! AVX-512 code that works on one value's 64 terms per register. Tests check that
-//! both send the same bytes.
+//! secure inference (`kernels_bench` times it), so it comes three times: portable
+//! code, AVX-512 code that works on one value's 64 terms per register, and AVX2 code
+//! with two registers per value. Tests check that all send the same bytes.
 
 use super::cpu::{Simd, simd};
 use super::prg::{Prg, shuffle_into, shuffled};
