@@ -105,7 +105,7 @@ unsafe fn masked_terms_avx2(k01: &mut Prg, input: &Compare, d0: &mut Vec<u8>, d1
         block.draw(k01, m);
         // The block's permutations first, as in the AVX-512 kernel.
         match input.variant {
-            Variant::Secure => shuffle_places(&block.swaps[..m], &mut places[..m]),
+            Variant::Secure => shuffle_places::<true>(&block.swaps[..m], &mut places[..m]),
             Variant::LeakyNoPermutation => places[..m].fill(PLACES),
         }
         for (i, places) in places[..m].iter().enumerate() {
@@ -271,7 +271,7 @@ unsafe fn masked_terms_avx512(k01: &mut Prg, input: &Compare, d0: &mut Vec<u8>, 
         // The block's permutations first, apart from the arithmetic: the shuffles are
         // chains of narrow stores, and a wide load right behind them would stall.
         match input.variant {
-            Variant::Secure => shuffle_places(&block.swaps[..m], &mut places[..m]),
+            Variant::Secure => shuffle_places::<false>(&block.swaps[..m], &mut places[..m]),
             Variant::LeakyNoPermutation => places[..m].fill(PLACES),
         }
         for (i, places) in places[..m].iter().enumerate() {
@@ -305,31 +305,48 @@ unsafe fn masked_terms_avx512(k01: &mut Prg, input: &Compare, d0: &mut Vec<u8>, 
 
 /// `shuffle_into(&PLACES, js, out)` for each value, four at a time: four independent
 /// chains of loads and stores side by side keep the CPU busy while each waits on its
-/// own recent stores (a few percent of PrivateCompare against one at a time on an
-/// AVX-512 machine). The places are shuffled as 32-bit words and narrowed after:
-/// byte stores and loads took 54 ns per shuffle on this session's AVX2 machine,
-/// words 43-45 (a throwaway loop over 65,536 shuffles, two runs).
+/// own recent stores (a few percent of PrivateCompare against one at a time on the
+/// AVX-512 machine). With `WORDS` the places are shuffled as 32-bit words and
+/// narrowed after: on the AVX2 machine byte stores and loads took 54 ns per shuffle,
+/// words 43-45 (a throwaway loop over 65,536 shuffles, two runs); the AVX-512 kernel
+/// keeps bytes, as measured there.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-fn shuffle_places(swaps: &[[u8; 63]], out: &mut [[u8; 64]]) {
+fn shuffle_places<const WORDS: bool>(swaps: &[[u8; 63]], out: &mut [[u8; 64]]) {
     const K: usize = 4;
     for (js, out) in swaps.chunks_exact(K).zip(out.chunks_exact_mut(K)) {
-        let mut words = [[0u32; 64]; K];
-        for i in 1..64 {
-            for (js, words) in js.iter().zip(words.iter_mut()) {
-                // Draw 63 - i is at most i (the mask only spares a bounds check).
-                let j = js[63 - i] as usize & 63;
-                words[i] = words[j];
-                words[j] = i as u32;
+        let (js, out): (&[[u8; 63]; K], &mut [[u8; 64]; K]) = (js.try_into().expect("K values"), out.try_into().expect("K values"));
+        if WORDS {
+            let mut words = [[0u32; 64]; K];
+            inside_out(js, &mut words);
+            for (out, words) in out.iter_mut().zip(&words) {
+                *out = words.map(|w| w as u8);
             }
-        }
-        for (out, words) in out.iter_mut().zip(&words) {
-            *out = words.map(|w| w as u8);
+        } else {
+            inside_out(js, out);
         }
     }
     let done = swaps.len() / K * K;
     for (js, out) in swaps[done..].iter().zip(&mut out[done..]) {
         shuffle_into(&PLACES, js, out);
+    }
+}
+
+/// K shuffles of the places 0..64 side by side, as `shuffle_into` does one (whatever
+/// `places` held).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn inside_out<T: Copy + From<u8>, const K: usize>(js: &[[u8; 63]; K], places: &mut [[T; 64]; K]) {
+    for places in places.iter_mut() {
+        places[0] = T::from(0);
+    }
+    for i in 1..64 {
+        for (js, places) in js.iter().zip(places.iter_mut()) {
+            // Draw 63 - i is at most i (the mask only spares a bounds check).
+            let j = js[63 - i] as usize & 63;
+            places[i] = places[j];
+            places[j] = T::from(i as u8);
+        }
     }
 }
 
