@@ -98,44 +98,55 @@ impl Block {
 #[target_feature(enable = "avx2")]
 unsafe fn masked_terms_avx2(k01: &mut Prg, input: &Compare, d0: &mut Vec<u8>, d1: &mut Vec<u8>) {
     use std::arch::x86_64::*;
+    for_each_value::<true>(k01, input, |k01, k, draws, places| {
+        let (e0, e1) = if input.is_corner(k) {
+            let d = masked_value(k01, input, k, draws);
+            let (b0, b1): ([u8; 64], [u8; 64]) = (d.map(|v| v as u8), d.map(|v| (v >> 8) as u8));
+            // Safety: each load reads 32 of b0's or b1's 64 bytes.
+            unsafe {
+                (
+                    [_mm256_loadu_si256(b0.as_ptr().cast()), _mm256_loadu_si256(b0[32..].as_ptr().cast())],
+                    [_mm256_loadu_si256(b1.as_ptr().cast()), _mm256_loadu_si256(b1[32..].as_ptr().cast())],
+                )
+            }
+        } else {
+            // Safety: this function's features are those `masked_value_avx2` needs.
+            unsafe { masked_value_avx2(input, k, draws) }
+        };
+        // Safety: the load reads `places`' 64 bytes; the stores write 32 bytes each of b0, b1.
+        unsafe {
+            let at = [_mm256_loadu_si256(places.as_ptr().cast()), _mm256_loadu_si256(places[32..].as_ptr().cast())];
+            let (p0, p1) = (z67x2::permute(e0, at), z67x2::permute(e1, at));
+            let (mut b0, mut b1) = ([0u8; 64], [0u8; 64]);
+            _mm256_storeu_si256(b0.as_mut_ptr().cast(), p0[0]);
+            _mm256_storeu_si256(b0[32..].as_mut_ptr().cast(), p0[1]);
+            _mm256_storeu_si256(b1.as_mut_ptr().cast(), p1[0]);
+            _mm256_storeu_si256(b1[32..].as_mut_ptr().cast(), p1[1]);
+            d0.extend_from_slice(&b0);
+            d1.extend_from_slice(&b1);
+        }
+    })
+}
+
+/// The vector kernels' walk over the values: a block's common randomness drawn, its
+/// permutations made (as 32-bit words with `WORDS`, see `shuffle_places`), then
+/// `term(k01, k, draws, places)` for each value k of the block in order. The
+/// permutations come first, apart from the arithmetic: the shuffles are chains of
+/// narrow stores, and a wide load right behind them would stall.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn for_each_value<const WORDS: bool>(k01: &mut Prg, input: &Compare, mut term: impl FnMut(&mut Prg, usize, &Draws, &[u8; 64])) {
     let (n, mut block) = (input.r.len(), Block::new());
     let mut places = [[0u8; 64]; BLOCK];
     for start in (0..n).step_by(BLOCK) {
         let m = (n - start).min(BLOCK);
         block.draw(k01, m);
-        // The block's permutations first, as in the AVX-512 kernel.
         match input.variant {
-            Variant::Secure => shuffle_places::<true>(&block.swaps[..m], &mut places[..m]),
+            Variant::Secure => shuffle_places::<WORDS>(&block.swaps[..m], &mut places[..m]),
             Variant::LeakyNoPermutation => places[..m].fill(PLACES),
         }
         for (i, places) in places[..m].iter().enumerate() {
-            let (k, draws) = (start + i, block.draws(i));
-            let (e0, e1) = if input.is_corner(k) {
-                let d = masked_value(k01, input, k, &draws);
-                let (b0, b1): ([u8; 64], [u8; 64]) = (d.map(|v| v as u8), d.map(|v| (v >> 8) as u8));
-                // Safety: each load reads 32 of b0's or b1's 64 bytes.
-                unsafe {
-                    (
-                        [_mm256_loadu_si256(b0.as_ptr().cast()), _mm256_loadu_si256(b0[32..].as_ptr().cast())],
-                        [_mm256_loadu_si256(b1.as_ptr().cast()), _mm256_loadu_si256(b1[32..].as_ptr().cast())],
-                    )
-                }
-            } else {
-                // Safety: this function's features are those `masked_value_avx2` needs.
-                unsafe { masked_value_avx2(input, k, &draws) }
-            };
-            // Safety: the load reads `places`' 64 bytes; the stores write 32 bytes each of b0, b1.
-            unsafe {
-                let at = [_mm256_loadu_si256(places.as_ptr().cast()), _mm256_loadu_si256(places[32..].as_ptr().cast())];
-                let (p0, p1) = (z67x2::permute(e0, at), z67x2::permute(e1, at));
-                let (mut b0, mut b1) = ([0u8; 64], [0u8; 64]);
-                _mm256_storeu_si256(b0.as_mut_ptr().cast(), p0[0]);
-                _mm256_storeu_si256(b0[32..].as_mut_ptr().cast(), p0[1]);
-                _mm256_storeu_si256(b1.as_mut_ptr().cast(), p1[0]);
-                _mm256_storeu_si256(b1[32..].as_mut_ptr().cast(), p1[1]);
-                d0.extend_from_slice(&b0);
-                d1.extend_from_slice(&b1);
-            }
+            term(k01, start + i, &block.draws(i), places);
         }
     }
 }
@@ -263,44 +274,31 @@ const PLACES: [u8; 64] = {
 #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl")]
 unsafe fn masked_terms_avx512(k01: &mut Prg, input: &Compare, d0: &mut Vec<u8>, d1: &mut Vec<u8>) {
     use std::arch::x86_64::*;
-    let (n, mut block) = (input.r.len(), Block::new());
-    let mut places = [[0u8; 64]; BLOCK];
-    for start in (0..n).step_by(BLOCK) {
-        let m = (n - start).min(BLOCK);
-        block.draw(k01, m);
-        // The block's permutations first, apart from the arithmetic: the shuffles are
-        // chains of narrow stores, and a wide load right behind them would stall.
-        match input.variant {
-            Variant::Secure => shuffle_places::<false>(&block.swaps[..m], &mut places[..m]),
-            Variant::LeakyNoPermutation => places[..m].fill(PLACES),
+    for_each_value::<false>(k01, input, |k01, k, draws, places| {
+        let (lo, hi) = if input.is_corner(k) {
+            let d = masked_value(k01, input, k, draws);
+            // Safety: each load reads 32 of d's 64 u16.
+            unsafe { (_mm512_loadu_si512(d.as_ptr().cast()), _mm512_loadu_si512(d[32..].as_ptr().cast())) }
+        } else {
+            // Safety: this function's features are those `masked_value_avx512` needs.
+            unsafe { masked_value_avx512(input, k, draws) }
+        };
+        // Safety: the load reads `places`' 64 bytes, stores write 32 bytes each of b0, b1.
+        unsafe {
+            // Place i receives term places[i], as `shuffled` would move it.
+            let at = _mm512_loadu_si512(places.as_ptr().cast());
+            let (at_lo, at_hi) =
+                (_mm512_cvtepu8_epi16(_mm512_castsi512_si256(at)), _mm512_cvtepu8_epi16(_mm512_extracti64x4_epi64::<1>(at)));
+            let (lo, hi) = (_mm512_permutex2var_epi16(lo, at_lo, hi), _mm512_permutex2var_epi16(lo, at_hi, hi));
+            let (mut b0, mut b1) = ([0u8; 64], [0u8; 64]);
+            _mm256_storeu_si256(b0.as_mut_ptr().cast(), _mm512_cvtepi16_epi8(lo));
+            _mm256_storeu_si256(b0[32..].as_mut_ptr().cast(), _mm512_cvtepi16_epi8(hi));
+            _mm256_storeu_si256(b1.as_mut_ptr().cast(), _mm512_cvtepi16_epi8(_mm512_srli_epi16::<8>(lo)));
+            _mm256_storeu_si256(b1[32..].as_mut_ptr().cast(), _mm512_cvtepi16_epi8(_mm512_srli_epi16::<8>(hi)));
+            d0.extend_from_slice(&b0);
+            d1.extend_from_slice(&b1);
         }
-        for (i, places) in places[..m].iter().enumerate() {
-            let (k, draws) = (start + i, block.draws(i));
-            let (lo, hi) = if input.is_corner(k) {
-                let d = masked_value(k01, input, k, &draws);
-                // Safety: each load reads 32 of d's 64 u16.
-                unsafe { (_mm512_loadu_si512(d.as_ptr().cast()), _mm512_loadu_si512(d[32..].as_ptr().cast())) }
-            } else {
-                // Safety: this function's features are those `masked_value_avx512` needs.
-                unsafe { masked_value_avx512(input, k, &draws) }
-            };
-            // Safety: the load reads `places`' 64 bytes, stores write 32 bytes each of b0, b1.
-            unsafe {
-                // Place i receives term places[i], as `shuffled` would move it.
-                let at = _mm512_loadu_si512(places.as_ptr().cast());
-                let (at_lo, at_hi) =
-                    (_mm512_cvtepu8_epi16(_mm512_castsi512_si256(at)), _mm512_cvtepu8_epi16(_mm512_extracti64x4_epi64::<1>(at)));
-                let (lo, hi) = (_mm512_permutex2var_epi16(lo, at_lo, hi), _mm512_permutex2var_epi16(lo, at_hi, hi));
-                let (mut b0, mut b1) = ([0u8; 64], [0u8; 64]);
-                _mm256_storeu_si256(b0.as_mut_ptr().cast(), _mm512_cvtepi16_epi8(lo));
-                _mm256_storeu_si256(b0[32..].as_mut_ptr().cast(), _mm512_cvtepi16_epi8(hi));
-                _mm256_storeu_si256(b1.as_mut_ptr().cast(), _mm512_cvtepi16_epi8(_mm512_srli_epi16::<8>(lo)));
-                _mm256_storeu_si256(b1[32..].as_mut_ptr().cast(), _mm512_cvtepi16_epi8(_mm512_srli_epi16::<8>(hi)));
-                d0.extend_from_slice(&b0);
-                d1.extend_from_slice(&b1);
-            }
-        }
-    }
+    })
 }
 
 /// `shuffle_into(&PLACES, js, out)` for each value, four at a time: four independent
