@@ -457,7 +457,7 @@ unsafe fn masked_value_avx2(
     draws: &Draws,
 ) -> ([std::arch::x86_64::__m256i; 2], [std::arch::x86_64::__m256i; 2]) {
     use std::arch::x86_64::*;
-    use z67x2::{Pair, add, bit_rows, blend, sub};
+    use z67x2::{Pair, add, add1, bit_rows, blend, sub};
     let (one, zero) = (_mm256_set1_epi8(1), _mm256_setzero_si256());
     let at = k * 64;
     let load = |b: &[u8]| -> Pair {
@@ -488,13 +488,13 @@ unsafe fn masked_value_avx2(
         let mut within = down1(w);
         within = add(within, down1(within));
         within = add(within, down2(within));
-        within = add(within, [within[1], zero]);
+        // Down 4 rows: the second register's rows are added to the first's; its own get nothing.
+        within = [add1(within[0], within[1]), within[1]];
         // Row 0 now holds each byte's total; bytes above b: shift bytes down and scan.
-        let row0 = add(w, within)[0];
-        let mut bytes = _mm256_srli_epi64::<8>(row0);
-        bytes = add([bytes, zero], [_mm256_srli_epi64::<8>(bytes), zero])[0];
-        bytes = add([bytes, zero], [_mm256_srli_epi64::<16>(bytes), zero])[0];
-        bytes = add([bytes, zero], [_mm256_srli_epi64::<32>(bytes), zero])[0];
+        let mut bytes = _mm256_srli_epi64::<8>(add1(w[0], within[0]));
+        bytes = add1(bytes, _mm256_srli_epi64::<8>(bytes));
+        bytes = add1(bytes, _mm256_srli_epi64::<16>(bytes));
+        bytes = add1(bytes, _mm256_srli_epi64::<32>(bytes));
         let row = _mm256_permute4x64_epi64::<0>(bytes);
         add(within, [row, row])
     };
@@ -542,10 +542,15 @@ mod z67x2 {
     #[target_feature(enable = "avx2")]
     #[inline]
     pub fn add(a: Pair, b: Pair) -> Pair {
-        std::array::from_fn(|h| {
-            let s = _mm256_add_epi8(a[h], b[h]);
-            _mm256_min_epu8(s, _mm256_sub_epi8(s, _mm256_set1_epi8(P as i8)))
-        })
+        [add1(a[0], b[0]), add1(a[1], b[1])]
+    }
+
+    /// `add` on one register.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    pub fn add1(a: __m256i, b: __m256i) -> __m256i {
+        let s = _mm256_add_epi8(a, b);
+        _mm256_min_epu8(s, _mm256_sub_epi8(s, _mm256_set1_epi8(P as i8)))
     }
 
     /// a - b: the difference plus 67 where it wrapped.

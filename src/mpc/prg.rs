@@ -477,8 +477,8 @@ fn digit_groups_avx2<const REVERSED: bool>(
             let fraction = _mm256_and_si256(m, _mm256_set1_epi64x(0xffff_ffff));
             rejected = _mm256_or_si256(rejected, _mm256_cmpgt_epi64(lanes(reject, q), fraction));
             // The four lanes' low halves, side by side.
-            let low = _mm256_permutevar8x32_epi32(packed, _mm256_set_epi32(7, 5, 3, 1, 6, 4, 2, 0));
-            _mm_storeu_si128(out[16 * q..].as_mut_ptr().cast(), _mm256_castsi256_si128(low));
+            let side_by_side = _mm256_permutevar8x32_epi32(packed, _mm256_set_epi32(7, 5, 3, 1, 6, 4, 2, 0));
+            _mm_storeu_si128(out[16 * q..].as_mut_ptr().cast(), _mm256_castsi256_si128(side_by_side));
         }
     }
     _mm256_testz_si256(rejected, rejected) == 1
