@@ -48,10 +48,10 @@ unsafe fn matmul_avx2(a: &[u64], b: &[u64], c: &mut [u64], m: usize, n: usize, v
     const NR: usize = 8;
     let full_cols = v - v % NR;
     let full_rows = m - m % MR;
-    // Row dk of the panel: B[k0 + dk, j..j + 8], then the same with 32-bit halves swapped.
     // Deeper panels than the AVX-512 kernel's (64 KiB, in L2): with 128 rows the
     // kernel ran at 3.5-6.0 G/s here, with 512 at 4.4-6.2 in the same four runs.
     const KC: usize = 512;
+    // Row dk of the panel: B[k0 + dk, j..j + 8], then the same with 32-bit halves swapped.
     let mut panel = vec![[0u64; 2 * NR]; KC.min(n)];
     for j in (0..full_cols).step_by(NR) {
         for k0 in (0..n).step_by(KC) {
