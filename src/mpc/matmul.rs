@@ -33,63 +33,109 @@ unsafe fn matmul_avx512(a: &[u64], b: &[u64], c: &mut [u64], m: usize, n: usize,
     matmul_into(a, b, c, m, n, v)
 }
 
-/// AVX2 has no 64-bit lane multiply; compiled from `matmul_into` each product took
-/// three 32-bit multiplies and the 8 x 16 tile's 32 accumulators did not fit its 16
-/// registers. Here a x b mod 2^64 = a_lo b_lo + ((a_lo b_hi + a_hi b_lo) mod 2^32) 2^32:
-/// one `vpmuludq` for a_lo b_lo and one `vpmulld` for both cross terms (against b with
-/// its halves swapped, kept in the packed panel), summed into separate accumulators
-/// and combined once per tile. Tiles of 2 rows x 8 columns: 8 accumulators, the
-/// panel's 4 vectors and 2 broadcasts in registers.
+/// AVX2 has no 64-bit lane multiply, and its integer multiplies (one 256-bit one per
+/// cycle here) bound the kernel, so it does half of them: Winograd's inner product,
+/// which holds in any commutative ring, over pairs of depths k = 2q, 2q + 1:
+///
+///   sum_k a_k b_k = sum_q (a_2q + b_2q+1)(a_2q+1 + b_2q) - sum_q a_2q a_2q+1 - sum_q b_2q b_2q+1,
+///
+/// where the first correction depends on A's row alone and the second on B's column
+/// alone, each computed once per panel. Each product x y mod 2^64 is
+/// x_lo y_lo + ((x_lo y_hi + x_hi y_lo) mod 2^32) 2^32: one `vpmuludq` for x_lo y_lo
+/// and one `vpmulld` against y with its 32-bit halves swapped for both cross terms,
+/// summed into separate accumulators and combined once per tile. Tiles of 2 rows x 8
+/// columns: 8 accumulators, a pair's 4 panel vectors and 4 broadcasts. Compiled from
+/// `matmul_into` each product took three 32-bit multiplies and the 8 x 16 tile did
+/// not fit the 16 registers; one `vpmuludq` and one `vpmulld` per product (against a
+/// swapped copy of B kept in the panel) ran at 3.5 G/s on a CIFAR-10 convolution
+/// where this kernel runs at 5.6 (`kernels_bench`).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn matmul_avx2(a: &[u64], b: &[u64], c: &mut [u64], m: usize, n: usize, v: usize) {
     use std::arch::x86_64::*;
     const MR: usize = 2;
     const NR: usize = 8;
+    // Depth of a panel; even, so that no pair straddles two panels. A block's panel
+    // (256 pairs, 32 KiB) ran as fast as one half as deep.
+    const KC: usize = 512;
     let full_cols = v - v % NR;
     let full_rows = m - m % MR;
-    // Deeper panels than the AVX-512 kernel's (64 KiB, in L2): with 128 rows the
-    // kernel ran at 3.5-6.0 G/s here, with 512 at 4.4-6.2 in the same four runs.
-    const KC: usize = 512;
-    // Row dk of the panel: B[k0 + dk, j..j + 8], then the same with 32-bit halves swapped.
-    let mut panel = vec![[0u64; 2 * NR]; KC.min(n)];
-    for j in (0..full_cols).step_by(NR) {
-        for k0 in (0..n).step_by(KC) {
+    let pairs_of = |depth: usize| depth.div_ceil(2);
+    // A's row terms, one per row and panel: sum over the panel's pairs of a_2q a_2q+1.
+    let panels = n.div_ceil(KC);
+    let mut row_terms = vec![0u64; full_rows * panels];
+    for i in 0..full_rows {
+        for (p, k0) in (0..n).step_by(KC).enumerate() {
+            let row = &a[i * n + k0..i * n + (k0 + KC).min(n)];
+            row_terms[i * panels + p] = row.chunks(2).fold(0u64, |s, pair| match pair {
+                [x, y] => s.wrapping_add(x.wrapping_mul(*y)),
+                _ => s,
+            });
+        }
+    }
+    // Pair q of a block's panel: B[k0 + 2q, j..j + 8] then B[k0 + 2q + 1, j..j + 8]
+    // (zero past the depth). GROUP blocks are packed together so that each row of B is
+    // read 512 bytes at a time: read 64 bytes per block, with rows 8 KiB apart (a
+    // CIFAR-10 convolution), they mapped onto a few cache sets and came from L3.
+    const GROUP: usize = 8;
+    let max_pairs = pairs_of(KC.min(n));
+    let mut panels_buf = vec![[0u64; 2 * NR]; GROUP * max_pairs];
+    let mut col_terms = [[0u64; NR]; GROUP];
+    for j0 in (0..full_cols).step_by(GROUP * NR) {
+        let blocks = GROUP.min((full_cols - j0) / NR);
+        for (p, k0) in (0..n).step_by(KC).enumerate() {
             let depth = KC.min(n - k0);
-            for (dk, row) in panel[..depth].iter_mut().enumerate() {
-                let at = (k0 + dk) * v + j;
-                row[..NR].copy_from_slice(&b[at..at + NR]);
-                for t in 0..NR {
-                    row[NR + t] = b[at + t].rotate_left(32);
-                }
-            }
-            for i in (0..full_rows).step_by(MR) {
-                let (a0, a1) = (&a[i * n + k0..i * n + k0 + depth], &a[(i + 1) * n + k0..(i + 1) * n + k0 + depth]);
-                let zero = _mm256_setzero_si256();
-                let (mut lo, mut cross) = ([zero; 4], [zero; 4]);
-                for ((brow, &x0), &x1) in panel[..depth].iter().zip(a0).zip(a1) {
-                    // Safety: each load reads 4 of the panel row's 16 u64.
-                    let bv = unsafe { [0, 4, 8, 12].map(|t| _mm256_loadu_si256(brow[t..].as_ptr().cast())) };
-                    for (r, x) in [x0, x1].into_iter().enumerate() {
-                        let x = _mm256_set1_epi64x(x as i64);
-                        for h in 0..2 {
-                            lo[2 * r + h] = _mm256_add_epi64(lo[2 * r + h], _mm256_mul_epu32(x, bv[h]));
-                            cross[2 * r + h] = _mm256_add_epi32(cross[2 * r + h], _mm256_mullo_epi32(x, bv[2 + h]));
+            let pairs = pairs_of(depth);
+            for q in 0..pairs {
+                for half in 0..2 {
+                    let k = k0 + 2 * q + half;
+                    for g in 0..blocks {
+                        let row = &mut panels_buf[g * max_pairs + q][half * NR..(half + 1) * NR];
+                        if k < k0 + depth {
+                            let at = k * v + j0 + g * NR;
+                            row.copy_from_slice(&b[at..at + NR]);
+                        } else {
+                            row.fill(0);
                         }
                     }
                 }
-                for r in 0..MR {
-                    let row = &mut c[(i + r) * v + j..(i + r) * v + j + NR];
-                    for h in 0..2 {
-                        // Both cross halves summed in the low half, moved up.
-                        let x = cross[2 * r + h];
-                        let up = _mm256_slli_epi64::<32>(_mm256_add_epi32(x, _mm256_srli_epi64::<32>(x)));
-                        let at = &mut row[4 * h..4 * h + 4];
-                        // Safety: a 4-u64 load from and store into `at`.
-                        unsafe {
-                            let old = _mm256_loadu_si256(at.as_ptr().cast());
-                            let sum = _mm256_add_epi64(old, _mm256_add_epi64(lo[2 * r + h], up));
-                            _mm256_storeu_si256(at.as_mut_ptr().cast(), sum);
+            }
+            for (g, terms) in col_terms[..blocks].iter_mut().enumerate() {
+                *terms = [0; NR];
+                for row in &panels_buf[g * max_pairs..g * max_pairs + pairs] {
+                    for t in 0..NR {
+                        terms[t] = terms[t].wrapping_add(row[t].wrapping_mul(row[NR + t]));
+                    }
+                }
+            }
+            for g in 0..blocks {
+                let (j, panel) = (j0 + g * NR, &panels_buf[g * max_pairs..g * max_pairs + pairs]);
+                for i in (0..full_rows).step_by(MR) {
+                    let zero = _mm256_setzero_si256();
+                    let (mut lo, mut cross) = ([zero; 4], [zero; 4]);
+                    let (a0, a1) = (&a[i * n + k0..i * n + k0 + depth], &a[(i + 1) * n + k0..(i + 1) * n + k0 + depth]);
+                    let whole = depth / 2;
+                    for q in 0..whole {
+                        // Safety (both steps): AVX2 is enabled in this function.
+                        unsafe { pair_step(&mut lo, &mut cross, &panel[q], [[a0[2 * q], a0[2 * q + 1]], [a1[2 * q], a1[2 * q + 1]]]) };
+                    }
+                    if depth % 2 == 1 {
+                        unsafe { pair_step(&mut lo, &mut cross, &panel[whole], [[a0[depth - 1], 0], [a1[depth - 1], 0]]) };
+                    }
+                    for r in 0..MR {
+                        let out = &mut c[(i + r) * v + j..(i + r) * v + j + NR];
+                        let fix = _mm256_set1_epi64x(row_terms[(i + r) * panels + p] as i64);
+                        for h in 0..2 {
+                            let x = cross[2 * r + h];
+                            let up = _mm256_slli_epi64::<32>(_mm256_add_epi32(x, _mm256_srli_epi64::<32>(x)));
+                            let (at, terms) = (&mut out[4 * h..4 * h + 4], &col_terms[g][4 * h..4 * h + 4]);
+                            // Safety: 4-u64 loads from `at` and `terms`, a store into `at`.
+                            unsafe {
+                                let old = _mm256_loadu_si256(at.as_ptr().cast());
+                                let terms = _mm256_add_epi64(fix, _mm256_loadu_si256(terms.as_ptr().cast()));
+                                let sum = _mm256_sub_epi64(_mm256_add_epi64(lo[2 * r + h], up), terms);
+                                _mm256_storeu_si256(at.as_mut_ptr().cast(), _mm256_add_epi64(old, sum));
+                            }
                         }
                     }
                 }
@@ -97,6 +143,34 @@ unsafe fn matmul_avx2(a: &[u64], b: &[u64], c: &mut [u64], m: usize, n: usize, v
         }
     }
     edges(a, b, c, m, n, v, full_rows, full_cols);
+}
+
+/// One pair of depths in `matmul_avx2`'s 2 x 8 tile: for rows r and column
+/// vectors h, (a_2q + b_2q+1)(a_2q+1 + b_2q) into the low-product and cross-term
+/// accumulators.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn pair_step(
+    lo: &mut [std::arch::x86_64::__m256i; 4],
+    cross: &mut [std::arch::x86_64::__m256i; 4],
+    brow: &[u64; 16],
+    x: [[u64; 2]; 2],
+) {
+    use std::arch::x86_64::*;
+    // Safety: the caller enables AVX2; each load reads 4 of the panel row's 16 u64.
+    unsafe {
+        let bv = [0, 4, 8, 12].map(|t| _mm256_loadu_si256(brow[t..].as_ptr().cast()));
+        for (r, [x0, x1]) in x.into_iter().enumerate() {
+            let (x0, x1) = (_mm256_set1_epi64x(x0 as i64), _mm256_set1_epi64x(x1 as i64));
+            for h in 0..2 {
+                let s = _mm256_add_epi64(x0, bv[2 + h]);
+                let t = _mm256_add_epi64(x1, bv[h]);
+                let swapped = _mm256_shuffle_epi32::<0b10_11_00_01>(t);
+                lo[2 * r + h] = _mm256_add_epi64(lo[2 * r + h], _mm256_mul_epu32(s, t));
+                cross[2 * r + h] = _mm256_add_epi32(cross[2 * r + h], _mm256_mullo_epi32(s, swapped));
+            }
+        }
+    }
 }
 
 /// Rows of C per register tile.
@@ -283,7 +357,19 @@ mod tests {
     #[test]
     fn tiled_kernel_matches_the_definition_on_ragged_shapes() {
         let mut g = crate::mpc::prg::Prg::new(5, "mm");
-        for (m, n, v) in [(1, 1, 1), (4, 3, 16), (5, 7, 17), (9, 2, 33), (64, 27, 40), (10, 1024, 1), (16, 300, 32), (17, 129, 49), (6, 1100, 20)] {
+        for (m, n, v) in [
+            (1, 1, 1),
+            (4, 3, 16),
+            (5, 7, 17),
+            (9, 2, 33),
+            (64, 27, 40),
+            (10, 1024, 1),
+            (16, 300, 32),
+            (17, 129, 49),
+            (6, 1100, 20),
+            (5, 1025, 150),
+            (4, 33, 72),
+        ] {
             let (a, b) = (g.ring(m * n), g.ring(n * v));
             let mut want = vec![0u64; m * v];
             for i in 0..m {
