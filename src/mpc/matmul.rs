@@ -115,9 +115,9 @@ unsafe fn matmul_avx2(a: &[u64], b: &[u64], c: &mut [u64], m: usize, n: usize, v
                     let (mut lo, mut cross) = ([zero; 4], [zero; 4]);
                     let (a0, a1) = (&a[i * n + k0..i * n + k0 + depth], &a[(i + 1) * n + k0..(i + 1) * n + k0 + depth]);
                     let whole = depth / 2;
-                    for q in 0..whole {
+                    for ((brow, x0), x1) in panel[..whole].iter().zip(a0.chunks_exact(2)).zip(a1.chunks_exact(2)) {
                         // Safety (both steps): AVX2 is enabled in this function.
-                        unsafe { pair_step(&mut lo, &mut cross, &panel[q], [[a0[2 * q], a0[2 * q + 1]], [a1[2 * q], a1[2 * q + 1]]]) };
+                        unsafe { pair_step(&mut lo, &mut cross, brow, [[x0[0], x0[1]], [x1[0], x1[1]]]) };
                     }
                     if depth % 2 == 1 {
                         unsafe { pair_step(&mut lo, &mut cross, &panel[whole], [[a0[depth - 1], 0], [a1[depth - 1], 0]]) };
