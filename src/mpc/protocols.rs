@@ -194,8 +194,7 @@ pub fn truncate_shares(x: &Shares, frac: u32) -> Shares {
 /// `compare_terms`); the order on the wire is P2's choice and costs nothing.
 pub(super) fn deal_bits(rng: &mut Prg, x: &[u64]) -> (Vec<u8>, Vec<u8>) {
     let s0 = rng.field(x.len() * 64);
-    let mut s1 = vec![0u8; x.len() * 64];
-    bit_shares(x, &s0, &mut s1);
+    let s1 = bit_shares(x, &s0);
     (s0, s1)
 }
 
