@@ -70,6 +70,14 @@ pub struct Tally {
     pub bits_by_family: [u64; 3],
 }
 
+/// See `Transport::clocks`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Clocks {
+    steps: u64,
+    clock: [u64; 3],
+    pending: [u64; 3],
+}
+
 pub struct Transport {
     ring_bits: u64,
     field_bits: u64,
@@ -159,6 +167,17 @@ impl Transport {
         }
         let bits = count * if elem == Elem::Field { self.field_bits } else { self.ring_bits };
         self.log.push(Message { from, to, step: step.0, depth, elem, count, bits, family: self.family });
+    }
+
+    /// Where the step count and the parties' clocks stand: parts of one protocol run
+    /// one after another from the same `Clocks` (`protocols::side_by_side`) use the
+    /// same steps at the same depths, as they would if each message carried all parts.
+    pub fn clocks(&self) -> Clocks {
+        Clocks { steps: self.steps, clock: self.clock, pending: self.pending }
+    }
+
+    pub fn set_clocks(&mut self, c: Clocks) {
+        (self.steps, self.clock, self.pending) = (c.steps, c.clock, c.pending);
     }
 
     /// A mark to tally from: `tally_since(mark)` covers everything after it.
