@@ -238,8 +238,14 @@ fn edges(a: &[u64], b: &[u64], c: &mut [u64], m: usize, n: usize, v: usize, full
             }
         }
     };
-    edge(c, full_rows..m, 0..v);
-    edge(c, 0..full_rows, full_cols..v);
+    // (An empty range of columns still walked all of A: 37,000 steps for nothing per
+    // CIFAR-10 convolution product.)
+    if full_rows < m {
+        edge(c, full_rows..m, 0..v);
+    }
+    if full_cols < v {
+        edge(c, 0..full_rows, full_cols..v);
+    }
 }
 
 /// Geometry of a 2-D convolution or pooling window over a [C, H, W] map.
