@@ -47,8 +47,8 @@ unsafe fn matmul_avx512(a: &[u64], b: &[u64], c: &mut [u64], m: usize, n: usize,
 /// columns: 8 accumulators, a pair's 4 panel vectors and 4 broadcasts. Compiled from
 /// `matmul_into` each product took three 32-bit multiplies and the 8 x 16 tile did
 /// not fit the 16 registers; one `vpmuludq` and one `vpmulld` per product (against a
-/// swapped copy of B kept in the panel) ran at 3.5 G/s on a CIFAR-10 convolution
-/// where this kernel runs at 5.6 (`kernels_bench`).
+/// swapped copy of B kept in the panel) ran at 2.7-5.6 G/s on a CIFAR-10 convolution
+/// where this kernel runs at 5.2-8.9 (`kernels_bench`, alternating runs).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn matmul_avx2(a: &[u64], b: &[u64], c: &mut [u64], m: usize, n: usize, v: usize) {
@@ -61,7 +61,8 @@ unsafe fn matmul_avx2(a: &[u64], b: &[u64], c: &mut [u64], m: usize, n: usize, v
     let full_cols = v - v % NR;
     let full_rows = m - m % MR;
     let pairs_of = |depth: usize| depth.div_ceil(2);
-    // A's row terms, one per row and panel: sum over the panel's pairs of a_2q a_2q+1.
+    // A's row terms, one per row and panel: sum over the panel's pairs of a_2q a_2q+1
+    // (an odd last depth pairs with zero).
     let panels = n.div_ceil(KC);
     let mut row_terms = vec![0u64; full_rows * panels];
     for i in 0..full_rows {
@@ -73,10 +74,10 @@ unsafe fn matmul_avx2(a: &[u64], b: &[u64], c: &mut [u64], m: usize, n: usize, v
             });
         }
     }
-    // Pair q of a block's panel: B[k0 + 2q, j..j + 8] then B[k0 + 2q + 1, j..j + 8]
-    // (zero past the depth). GROUP blocks are packed together so that each row of B is
-    // read 512 bytes at a time: read 64 bytes per block, with rows 8 KiB apart (a
-    // CIFAR-10 convolution), they mapped onto a few cache sets and came from L3.
+    // Pair q of a block's panel: B[k0 + 2q, j..j + 8] then B[k0 + 2q + 1, j..j + 8].
+    // GROUP blocks are packed together so that each row of B is read 512 bytes at a
+    // time: read 64 bytes per block, with rows 8 KiB apart (a CIFAR-10 convolution),
+    // they mapped onto a few cache sets and came from L3.
     const GROUP: usize = 8;
     let max_pairs = pairs_of(KC.min(n));
     let mut panels_buf = vec![[0u64; 2 * NR]; GROUP * max_pairs];
@@ -86,28 +87,8 @@ unsafe fn matmul_avx2(a: &[u64], b: &[u64], c: &mut [u64], m: usize, n: usize, v
         for (p, k0) in (0..n).step_by(KC).enumerate() {
             let depth = KC.min(n - k0);
             let pairs = pairs_of(depth);
-            for q in 0..pairs {
-                for half in 0..2 {
-                    let k = k0 + 2 * q + half;
-                    for g in 0..blocks {
-                        let row = &mut panels_buf[g * max_pairs + q][half * NR..(half + 1) * NR];
-                        if k < k0 + depth {
-                            let at = k * v + j0 + g * NR;
-                            row.copy_from_slice(&b[at..at + NR]);
-                        } else {
-                            row.fill(0);
-                        }
-                    }
-                }
-            }
-            for (g, terms) in col_terms[..blocks].iter_mut().enumerate() {
-                *terms = [0; NR];
-                for row in &panels_buf[g * max_pairs..g * max_pairs + pairs] {
-                    for t in 0..NR {
-                        terms[t] = terms[t].wrapping_add(row[t].wrapping_mul(row[NR + t]));
-                    }
-                }
-            }
+            let rows = (k0..k0 + depth).map(|k| &b[k * v + j0..k * v + j0 + blocks * NR]);
+            pack_pairs(rows, &mut panels_buf, max_pairs, &mut col_terms[..blocks]);
             for g in 0..blocks {
                 let (j, panel) = (j0 + g * NR, &panels_buf[g * max_pairs..g * max_pairs + pairs]);
                 for i in (0..full_rows).step_by(MR) {
@@ -143,6 +124,32 @@ unsafe fn matmul_avx2(a: &[u64], b: &[u64], c: &mut [u64], m: usize, n: usize, v
         }
     }
     edges(a, b, c, m, n, v, full_rows, full_cols);
+}
+
+/// Packs rows of B (each `blocks` x 8 wide, in order of depth) into the pair panels of
+/// `matmul_avx2`, block g's at `panels[g * stride..]` (zero past the last row), and
+/// sets each block's column terms, sum over pairs of b_2q b_2q+1.
+fn pack_pairs<'b>(rows: impl ExactSizeIterator<Item = &'b [u64]>, panels: &mut [[u64; 16]], stride: usize, col_terms: &mut [[u64; 8]]) {
+    let depth = rows.len();
+    let pairs = depth.div_ceil(2);
+    for (k, row) in rows.enumerate() {
+        for (g, block) in row.chunks_exact(8).enumerate() {
+            panels[g * stride + k / 2][8 * (k % 2)..][..8].copy_from_slice(block);
+        }
+    }
+    for (g, terms) in col_terms.iter_mut().enumerate() {
+        let panel = &mut panels[g * stride..g * stride + pairs];
+        if depth % 2 == 1 {
+            // An odd last depth pairs with a row of zeros.
+            panel[pairs - 1][8..].fill(0);
+        }
+        *terms = [0; 8];
+        for row in panel.iter() {
+            for t in 0..8 {
+                terms[t] = terms[t].wrapping_add(row[t].wrapping_mul(row[8 + t]));
+            }
+        }
+    }
 }
 
 /// One pair of depths in `matmul_avx2`'s 2 x 8 tile: for rows r and column
