@@ -352,8 +352,8 @@ pub fn compute_msb(ctx: &mut Ctx, y: &Shares, early: Option<Step>) -> Shares {
 ///
 /// A layer's values go through in parts of `DRELU_PART`, side by side (same steps,
 /// same depths, as if each message carried every part): a part's byte shares (64 per
-/// value) then stay in L2. Whole 64 x 32 x 32 layers at once took 462 ns per value
-/// here, parts of 8,192 and 2,048 values 411 and 408.
+/// value) then stay in L2. A whole 64 x 32 x 32 layer at once went through L3:
+/// `kernels_bench` gave 494-810 ns per value then, 422-631 in parts (alternating runs).
 pub fn drelu(ctx: &mut Ctx, a: &Shares) -> Shares {
     side_by_side(ctx, a, DRELU_PART, drelu_part)
 }
