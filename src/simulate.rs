@@ -64,6 +64,13 @@ pub struct LayerSim {
     /// Largest |secure - plaintext fixed point| over the samples, in units of the
     /// last fractional bit.
     pub max_error_lsb: u64,
+    /// Wall seconds of this layer's secure inference per image (mean over the
+    /// samples): all three parties' local work, one image per thread, as in
+    /// `TotalSim::secure_seconds_per_image`.
+    pub seconds: f64,
+    /// The cost model's local computation for this layer, when the protocol table
+    /// has a `[compute]` section (`explore calibrate` writes one); else null.
+    pub predicted_seconds: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -86,6 +93,9 @@ pub struct TotalSim {
     pub secure_seconds_per_image: f64,
     /// Plaintext fixed-point inference alone, per image, one thread, likewise.
     pub plaintext_fixed_seconds_per_image: f64,
+    /// The cost model's local computation per image (the sum of the layers'), when
+    /// the protocol table has a `[compute]` section; else null.
+    pub predicted_seconds_per_image: Option<f64>,
     /// A digest of every message of every sample, payloads included, in sample order
     /// (16 hex digits; FNV-style, a fingerprint rather than a cryptographic hash): equal
     /// seeds give equal digests on any machine and any thread count.
@@ -137,6 +147,8 @@ struct Sample {
     agrees_fixed: bool,
     fixed_secs: f64,
     secure_secs: f64,
+    /// Secure inference's wall seconds per layer.
+    layer_secs: Vec<f64>,
     /// The hash of the sample's transcript.
     transcript: u64,
 }
@@ -198,6 +210,7 @@ fn run_sample(planned: &Planned, params: &Params, inputs: &Inputs, masking: Conv
         agrees_fixed: secure_class == argmax(&decode(fixed_out.last().expect("layers"))),
         fixed_secs,
         secure_secs,
+        layer_secs: secure.layer_seconds,
         transcript: secure.ctx.net.transcript,
     }
 }
@@ -220,6 +233,7 @@ pub fn simulate(planned: &Planned, table: &ProtocolTable, opts: &Options, params
         (0..samples).into_par_iter().map(|sample| run_sample(planned, params, inputs, masking, opts, sample)).collect();
     let wall_secs = wall.elapsed().as_secs_f64();
     let mut max_error = vec![0u64; n_layers];
+    let mut layer_secs = vec![0.0; n_layers];
     let mut measured: Option<Vec<Tally>> = None;
     let (mut agree, mut agree_fixed, mut fixed_secs, mut secure_secs, mut correct) = (0usize, 0usize, 0.0, 0.0, 0usize);
     let mut transcripts = Vec::with_capacity(8 * results.len());
@@ -227,6 +241,9 @@ pub fn simulate(planned: &Planned, table: &ProtocolTable, opts: &Options, params
         transcripts.extend_from_slice(&r.transcript.to_le_bytes());
         for (m, e) in max_error.iter_mut().zip(&r.max_error) {
             *m = (*m).max(*e);
+        }
+        for (s, t) in layer_secs.iter_mut().zip(&r.layer_secs) {
+            *s += t / samples as f64;
         }
         // Messages do not depend on the data: every sample sends the same counts.
         if let Some(first) = &measured {
@@ -251,6 +268,8 @@ pub fn simulate(planned: &Planned, table: &ProtocolTable, opts: &Options, params
             measured: measured.get(i).map(Counts::measured).unwrap_or_else(|| Counts::measured(&Tally::default())),
             predicted: predicted(c),
             max_error_lsb: max_error[i],
+            seconds: layer_secs[i],
+            predicted_seconds: table.compute.is_some().then_some(c.compute_seconds),
         })
         .collect();
     let sum = |f: &dyn Fn(&LayerSim) -> Counts| {
@@ -279,6 +298,7 @@ pub fn simulate(planned: &Planned, table: &ProtocolTable, opts: &Options, params
         threads: rayon::current_num_threads(),
         secure_seconds_per_image: secure_secs / samples,
         plaintext_fixed_seconds_per_image: fixed_secs / samples,
+        predicted_seconds_per_image: table.compute.is_some().then(|| layers.iter().filter_map(|l| l.predicted_seconds).sum()),
         transcript: format!("{:016x}", crate::mpc::prg::fnv1a(&transcripts)),
     };
     SimReport {
@@ -308,7 +328,23 @@ pub fn table(r: &SimReport) -> String {
         r.architecture, r.plan, r.protocol, r.conv_masking, r.frac_bits
     );
     let _ = writeln!(out, "weights: {}; inputs: {}; {} sample(s)\n", r.weights, r.inputs, r.total.samples);
-    let header = ["layer", "op", "rounds", "pred", "depth", "P0 bits", "P1 bits", "P2 bits", "pred bits", "match", "max err (lsb)"];
+    // Time columns: measured, then the cost model's compute term where the table has one.
+    let timed = r.total.predicted_seconds_per_image.is_some();
+    let ms = |s: f64| format!("{:.2}", 1e3 * s);
+    let time_cells = |measured: f64, predicted: Option<f64>| {
+        let mut cells = vec![ms(measured)];
+        if timed {
+            cells.push(predicted.map_or(String::new(), ms));
+        }
+        cells
+    };
+    let mut header: Vec<String> =
+        ["layer", "op", "rounds", "pred", "depth", "P0 bits", "P1 bits", "P2 bits", "pred bits", "match", "max err (lsb)", "ms"]
+            .map(String::from)
+            .to_vec();
+    if timed {
+        header.push("pred ms".into());
+    }
     let mut rows: Vec<Vec<String>> = r
         .layers
         .iter()
@@ -326,23 +362,31 @@ pub fn table(r: &SimReport) -> String {
                 if l.measured == l.predicted { "yes" } else { "NO" }.to_string(),
                 l.max_error_lsb.to_string(),
             ]
+            .into_iter()
+            .chain(time_cells(l.seconds, l.predicted_seconds))
+            .collect()
         })
         .collect();
     let t = &r.total;
-    rows.push(vec![
-        "total".into(),
-        String::new(),
-        t.measured.rounds.to_string(),
-        t.predicted.rounds.to_string(),
-        t.measured.rounds_depth.to_string(),
-        t.measured.bits_by_party[0].to_string(),
-        t.measured.bits_by_party[1].to_string(),
-        t.measured.bits_by_party[2].to_string(),
-        t.predicted.bits.to_string(),
-        if t.measured == t.predicted { "yes" } else { "NO" }.to_string(),
-        String::new(),
-    ]);
-    for line in crate::report::columns(&header.map(String::from), &rows, 2) {
+    rows.push(
+        vec![
+            "total".into(),
+            String::new(),
+            t.measured.rounds.to_string(),
+            t.predicted.rounds.to_string(),
+            t.measured.rounds_depth.to_string(),
+            t.measured.bits_by_party[0].to_string(),
+            t.measured.bits_by_party[1].to_string(),
+            t.measured.bits_by_party[2].to_string(),
+            t.predicted.bits.to_string(),
+            if t.measured == t.predicted { "yes" } else { "NO" }.to_string(),
+            String::new(),
+        ]
+        .into_iter()
+        .chain(time_cells(r.layers.iter().map(|l| l.seconds).sum(), t.predicted_seconds_per_image))
+        .collect(),
+    );
+    for line in crate::report::columns(&header, &rows, 2) {
         let _ = writeln!(out, "{line}");
     }
     let _ = writeln!(

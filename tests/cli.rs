@@ -238,6 +238,8 @@ fn simulate_json_has_the_documented_fields() {
     for l in v["layers"].as_array().unwrap() {
         assert_eq!(l["measured"], l["predicted"], "{}", l["name"]);
         assert!(l["max_error_lsb"].is_u64());
+        assert!(l["seconds"].as_f64().unwrap() >= 0.0);
+        assert!(l["predicted_seconds"].is_null(), "no [compute] section in the built-in table");
     }
     assert_eq!(v["total"]["measured"]["rounds"], 26);
     assert_eq!(v["total"]["agreement"], 1.0);

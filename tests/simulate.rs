@@ -89,3 +89,36 @@ fn same_seed_same_report_figures_and_transcript_on_any_thread_count() {
     assert_eq!(a.total.transcript.len(), 16);
     assert_ne!(on(2, 2).total.transcript, a.total.transcript, "another seed, another transcript");
 }
+
+#[test]
+fn layer_times_add_up_within_the_secure_time_and_meet_the_compute_model() {
+    // Each layer is timed inside the timed secure run, so their sum cannot exceed it.
+    let r = sim("svhn", None, Options { samples: 2, ..Options::default() });
+    let sum: f64 = r.layers.iter().map(|l| l.seconds).sum();
+    assert!(sum > 0.0 && sum <= r.total.secure_seconds_per_image, "{sum} against {}", r.total.secure_seconds_per_image);
+    for l in r.layers.iter().filter(|l| l.op == "relu" || l.op == "conv") {
+        assert!(l.seconds > 0.0, "layer {}", l.name);
+    }
+    // Without a [compute] section there is no predicted time; with one, each layer's
+    // is the cost model's compute term.
+    assert!(r.layers.iter().all(|l| l.predicted_seconds.is_none()) && r.total.predicted_seconds_per_image.is_none());
+    let mut table = ProtocolTable::securenn();
+    table.compute = Some(explore::cost::protocol::Compute { ns_per_mac: 1.0, ns_per_drelu: 500.0, ns_per_mul: 20.0, ns_per_truncate: 1.0 });
+    let arch = root().join("architectures/svhn.toml");
+    let timed = explore::simulate_files(&arch, None, None, None, &table, &Options::default()).unwrap();
+    let priced = explore::cost::price(
+        &explore::sharing::Planned::new(
+            &explore::graph::Network::build(&explore::spec::ArchSpec::load(&arch).unwrap()).unwrap(),
+            &explore::spec::PlanSpec::original(),
+        )
+        .unwrap(),
+        &table,
+        None,
+        &[],
+    );
+    for (l, c) in timed.layers.iter().zip(&priced.layers) {
+        assert_eq!(l.predicted_seconds, Some(c.compute_seconds), "layer {}", l.name);
+    }
+    assert!((timed.total.predicted_seconds_per_image.unwrap() - priced.total.compute_seconds).abs() < 1e-12);
+    assert!(explore::simulate::table(&timed).contains("pred ms"));
+}

@@ -201,7 +201,8 @@ fn price_layer(planned: &Planned, table: &ProtocolTable, la: LayerActions) -> La
         }
     }
     let bits: u64 = by_party.iter().sum();
-    let compute_seconds = table.compute.map_or(0.0, |c| la.actions.iter().map(|a| c.seconds(a)).sum());
+    // A fold from +0: `sum` over no actions gives -0, which prints as "-0".
+    let compute_seconds = table.compute.map_or(0.0, |c| la.actions.iter().fold(0.0, |s, a| s + c.seconds(a)));
     LayerCost {
         name: node.name.clone(),
         op: node.op.as_ref().map_or("input", |o| o.kind()).to_string(),

@@ -10,6 +10,7 @@ use crate::mpc::ring::encode;
 use crate::mpc::transport::{Family, Tally};
 use crate::mpc::{Ctx, Shares};
 use petgraph::graph::NodeIndex;
+use std::time::Instant;
 
 pub struct Secure {
     pub ctx: Ctx,
@@ -17,13 +18,26 @@ pub struct Secure {
     /// The model owner's and the client's randomness for sharing their inputs.
     owner: Prg,
     mark: (usize, u64, u64),
+    /// When the current layer began.
+    layer_start: Instant,
     /// Messages tallied per layer, in execution order.
     pub layers: Vec<(NodeIndex, Tally)>,
+    /// Wall seconds per layer, in the same order: all three parties' local work on
+    /// this thread (message passing costs no time in the simulation).
+    pub layer_seconds: Vec<f64>,
 }
 
 impl Secure {
     pub fn new(seed: u64, frac: u32, masking: ConvMasking) -> Secure {
-        Secure { ctx: Ctx::new(seed, frac), masking, owner: Prg::new(seed, "owner"), mark: (0, 0, 0), layers: Vec::new() }
+        Secure {
+            ctx: Ctx::new(seed, frac),
+            masking,
+            owner: Prg::new(seed, "owner"),
+            mark: (0, 0, 0),
+            layer_start: Instant::now(),
+            layers: Vec::new(),
+            layer_seconds: Vec::new(),
+        }
     }
 
     fn encode_share(&mut self, x: impl Iterator<Item = u64>) -> Shares {
@@ -132,8 +146,10 @@ impl Backend for Secure {
     }
     fn begin_layer(&mut self, _node: NodeIndex) {
         self.mark = self.ctx.net.mark();
+        self.layer_start = Instant::now();
     }
     fn end_layer(&mut self, node: NodeIndex) {
+        self.layer_seconds.push(self.layer_start.elapsed().as_secs_f64());
         let t = self.ctx.net.tally_since(self.mark);
         self.layers.push((node, t));
     }
