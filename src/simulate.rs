@@ -330,14 +330,6 @@ pub fn table(r: &SimReport) -> String {
     let _ = writeln!(out, "weights: {}; inputs: {}; {} sample(s)\n", r.weights, r.inputs, r.total.samples);
     // Time columns: measured, then the cost model's compute term where the table has one.
     let timed = r.total.predicted_seconds_per_image.is_some();
-    let ms = |s: f64| format!("{:.2}", 1e3 * s);
-    let time_cells = |measured: f64, predicted: Option<f64>| {
-        let mut cells = vec![ms(measured)];
-        if timed {
-            cells.push(predicted.map_or(String::new(), ms));
-        }
-        cells
-    };
     let mut header: Vec<String> =
         ["layer", "op", "rounds", "pred", "depth", "P0 bits", "P1 bits", "P2 bits", "pred bits", "match", "max err (lsb)", "ms"]
             .map(String::from)
@@ -345,47 +337,36 @@ pub fn table(r: &SimReport) -> String {
     if timed {
         header.push("pred ms".into());
     }
+    // One row: the layer's (or the total's) name, op and error cell, then its counts and times.
+    let row = |name: &str, op: &str, m: &Counts, p: &Counts, err: String, secs: f64, pred_secs: Option<f64>| {
+        let ms = |s: f64| format!("{:.2}", 1e3 * s);
+        let mut cells = vec![
+            name.to_string(),
+            op.to_string(),
+            m.rounds.to_string(),
+            p.rounds.to_string(),
+            m.rounds_depth.to_string(),
+            m.bits_by_party[0].to_string(),
+            m.bits_by_party[1].to_string(),
+            m.bits_by_party[2].to_string(),
+            p.bits.to_string(),
+            if m == p { "yes" } else { "NO" }.to_string(),
+            err,
+            ms(secs),
+        ];
+        if timed {
+            cells.push(pred_secs.map_or(String::new(), ms));
+        }
+        cells
+    };
     let mut rows: Vec<Vec<String>> = r
         .layers
         .iter()
-        .map(|l| {
-            vec![
-                l.name.clone(),
-                l.op.clone(),
-                l.measured.rounds.to_string(),
-                l.predicted.rounds.to_string(),
-                l.measured.rounds_depth.to_string(),
-                l.measured.bits_by_party[0].to_string(),
-                l.measured.bits_by_party[1].to_string(),
-                l.measured.bits_by_party[2].to_string(),
-                l.predicted.bits.to_string(),
-                if l.measured == l.predicted { "yes" } else { "NO" }.to_string(),
-                l.max_error_lsb.to_string(),
-            ]
-            .into_iter()
-            .chain(time_cells(l.seconds, l.predicted_seconds))
-            .collect()
-        })
+        .map(|l| row(&l.name, &l.op, &l.measured, &l.predicted, l.max_error_lsb.to_string(), l.seconds, l.predicted_seconds))
         .collect();
     let t = &r.total;
-    rows.push(
-        vec![
-            "total".into(),
-            String::new(),
-            t.measured.rounds.to_string(),
-            t.predicted.rounds.to_string(),
-            t.measured.rounds_depth.to_string(),
-            t.measured.bits_by_party[0].to_string(),
-            t.measured.bits_by_party[1].to_string(),
-            t.measured.bits_by_party[2].to_string(),
-            t.predicted.bits.to_string(),
-            if t.measured == t.predicted { "yes" } else { "NO" }.to_string(),
-            String::new(),
-        ]
-        .into_iter()
-        .chain(time_cells(r.layers.iter().map(|l| l.seconds).sum(), t.predicted_seconds_per_image))
-        .collect(),
-    );
+    let layer_secs = r.layers.iter().map(|l| l.seconds).sum();
+    rows.push(row("total", "", &t.measured, &t.predicted, String::new(), layer_secs, t.predicted_seconds_per_image));
     for line in crate::report::columns(&header, &rows, 2) {
         let _ = writeln!(out, "{line}");
     }
