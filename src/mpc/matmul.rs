@@ -58,7 +58,6 @@ unsafe fn matmul_avx2(a: &[u64], b: &[u64], c: &mut [u64], m: usize, n: usize, v
     // Depth of a panel; even, so that no pair straddles two panels. A block's panel
     // (256 pairs, 32 KiB) ran as fast as one half as deep.
     const KC: usize = 512;
-    let full_cols = v - v % NR;
     let full_rows = m - m % MR;
     let pairs_of = |depth: usize| depth.div_ceil(2);
     // A's row terms, one per row and panel: sum over the panel's pairs of a_2q a_2q+1
@@ -82,15 +81,20 @@ unsafe fn matmul_avx2(a: &[u64], b: &[u64], c: &mut [u64], m: usize, n: usize, v
     let max_pairs = pairs_of(KC.min(n));
     let mut panels_buf = vec![[0u64; 2 * NR]; GROUP * max_pairs];
     let mut col_terms = [[0u64; NR]; GROUP];
-    for j0 in (0..full_cols).step_by(GROUP * NR) {
-        let blocks = GROUP.min((full_cols - j0) / NR);
+    // A last block narrower than NR is packed with zero columns and stored in part: in
+    // the scalar edge loop, 4 columns left over (a 64 x 512 x 36 product, SVHN's conv2)
+    // took longer than the 32 before them.
+    for j0 in (0..v).step_by(GROUP * NR) {
+        let end = v.min(j0 + GROUP * NR);
+        let blocks = (end - j0).div_ceil(NR);
         for (p, k0) in (0..n).step_by(KC).enumerate() {
             let depth = KC.min(n - k0);
             let pairs = pairs_of(depth);
-            let rows = (k0..k0 + depth).map(|k| &b[k * v + j0..k * v + j0 + blocks * NR]);
+            let rows = (k0..k0 + depth).map(|k| &b[k * v + j0..k * v + end]);
             pack_pairs(rows, &mut panels_buf, max_pairs, &mut col_terms[..blocks]);
             for g in 0..blocks {
                 let (j, panel) = (j0 + g * NR, &panels_buf[g * max_pairs..g * max_pairs + pairs]);
+                let width = NR.min(v - j);
                 for i in (0..full_rows).step_by(MR) {
                     let zero = _mm256_setzero_si256();
                     let (mut lo, mut cross) = ([zero; 4], [zero; 4]);
@@ -104,18 +108,31 @@ unsafe fn matmul_avx2(a: &[u64], b: &[u64], c: &mut [u64], m: usize, n: usize, v
                         unsafe { pair_step(&mut lo, &mut cross, &panel[whole], [[a0[depth - 1], 0], [a1[depth - 1], 0]]) };
                     }
                     for r in 0..MR {
-                        let out = &mut c[(i + r) * v + j..(i + r) * v + j + NR];
                         let fix = _mm256_set1_epi64x(row_terms[(i + r) * panels + p] as i64);
+                        let mut sums = [0u64; NR];
                         for h in 0..2 {
                             let x = cross[2 * r + h];
                             let up = _mm256_slli_epi64::<32>(_mm256_add_epi32(x, _mm256_srli_epi64::<32>(x)));
-                            let (at, terms) = (&mut out[4 * h..4 * h + 4], &col_terms[g][4 * h..4 * h + 4]);
-                            // Safety: 4-u64 loads from `at` and `terms`, a store into `at`.
+                            let (at, terms) = (&mut sums[4 * h..4 * h + 4], &col_terms[g][4 * h..4 * h + 4]);
+                            // Safety: a 4-u64 load from `terms`, a store into `at`.
                             unsafe {
-                                let old = _mm256_loadu_si256(at.as_ptr().cast());
                                 let terms = _mm256_add_epi64(fix, _mm256_loadu_si256(terms.as_ptr().cast()));
                                 let sum = _mm256_sub_epi64(_mm256_add_epi64(lo[2 * r + h], up), terms);
-                                _mm256_storeu_si256(at.as_mut_ptr().cast(), _mm256_add_epi64(old, sum));
+                                _mm256_storeu_si256(at.as_mut_ptr().cast(), sum);
+                            }
+                        }
+                        let out = &mut c[(i + r) * v + j..][..width];
+                        if width == NR {
+                            // Safety: 4-u64 loads and stores within `out` and `sums`.
+                            unsafe {
+                                for h in 0..2 {
+                                    let (at, sum) = (out[4 * h..].as_mut_ptr().cast(), sums[4 * h..].as_ptr().cast());
+                                    _mm256_storeu_si256(at, _mm256_add_epi64(_mm256_loadu_si256(at), _mm256_loadu_si256(sum)));
+                                }
+                            }
+                        } else {
+                            for (out, sum) in out.iter_mut().zip(sums) {
+                                *out = out.wrapping_add(sum);
                             }
                         }
                     }
@@ -123,18 +140,21 @@ unsafe fn matmul_avx2(a: &[u64], b: &[u64], c: &mut [u64], m: usize, n: usize, v
             }
         }
     }
-    edges(a, b, c, m, n, v, full_rows, full_cols);
+    edges(a, b, c, m, n, v, full_rows, v);
 }
 
-/// Packs rows of B (each `blocks` x 8 wide, in order of depth) into the pair panels of
+/// Packs rows of B (each `blocks` x 8 wide, the last block perhaps narrower and
+/// padded with zeros, in order of depth) into the pair panels of
 /// `matmul_avx2`, block g's at `panels[g * stride..]` (zero past the last row), and
 /// sets each block's column terms, sum over pairs of b_2q b_2q+1.
 fn pack_pairs<'b>(rows: impl ExactSizeIterator<Item = &'b [u64]>, panels: &mut [[u64; 16]], stride: usize, col_terms: &mut [[u64; 8]]) {
     let depth = rows.len();
     let pairs = depth.div_ceil(2);
     for (k, row) in rows.enumerate() {
-        for (g, block) in row.chunks_exact(8).enumerate() {
-            panels[g * stride + k / 2][8 * (k % 2)..][..8].copy_from_slice(block);
+        for (g, block) in row.chunks(8).enumerate() {
+            let to = &mut panels[g * stride + k / 2][8 * (k % 2)..][..8];
+            to[..block.len()].copy_from_slice(block);
+            to[block.len()..].fill(0);
         }
     }
     for (g, terms) in col_terms.iter_mut().enumerate() {
@@ -382,6 +402,10 @@ mod tests {
             (6, 1100, 20),
             (5, 1025, 150),
             (4, 33, 72),
+            // A last block narrower than 8 columns: in a later group, and alone.
+            (3, 10, 71),
+            (4, 3, 5),
+            (64, 512, 36),
         ] {
             let (a, b) = (g.ring(m * n), g.ring(n * v));
             let mut want = vec![0u64; m * v];
