@@ -103,7 +103,13 @@ fn layer_times_add_up_within_the_secure_time_and_meet_the_compute_model() {
     // is the cost model's compute term.
     assert!(r.layers.iter().all(|l| l.predicted_seconds.is_none()) && r.total.predicted_seconds_per_image.is_none());
     let mut table = ProtocolTable::securenn();
-    table.compute = Some(explore::cost::protocol::Compute { ns_per_mac: 1.0, ns_per_drelu: 500.0, ns_per_mul: 20.0, ns_per_truncate: 1.0 });
+    table.compute = Some(explore::cost::protocol::Compute {
+        ns_per_mac: 1.0,
+        ns_per_element: 3.0,
+        ns_per_drelu: 500.0,
+        ns_per_mul: 20.0,
+        ns_per_truncate: 1.0,
+    });
     let arch = root().join("architectures/svhn.toml");
     let timed = explore::simulate_files(&arch, None, None, None, &table, &Options::default()).unwrap();
     let priced = explore::cost::price(

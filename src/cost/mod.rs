@@ -248,13 +248,14 @@ mod tests {
     fn a_compute_section_adds_local_work_to_the_estimates() {
         let mut table = ProtocolTable::securenn();
         let plain = priced_under(&table, "svhn", None, None);
-        table.compute = Some(protocol::Compute { ns_per_mac: 1.0, ns_per_drelu: 1000.0, ns_per_mul: 10.0, ns_per_truncate: 0.5 });
+        table.compute =
+            Some(protocol::Compute { ns_per_mac: 1.0, ns_per_element: 2.0, ns_per_drelu: 1000.0, ns_per_mul: 10.0, ns_per_truncate: 0.5 });
         let timed = priced_under(&table, "svhn", None, None);
         let mut expected = 0.0;
         for l in &timed.layers {
             for a in &l.actions {
                 expected += match *a {
-                    Action::Product { macs, .. } => macs as f64,
+                    Action::Product { x, y, z, macs, .. } => macs as f64 + 2.0 * (x + y + z) as f64,
                     Action::Drelu { count } => count as f64 * 1000.0,
                     Action::Mul { count, .. } => count as f64 * 10.0,
                     Action::Truncate { count } => count as f64 * 0.5,

@@ -106,6 +106,12 @@ impl<T: Copy> Priced<T> {
 pub struct Compute {
     /// Per multiply-accumulate of a Beaver product (the three parties' local products).
     pub ns_per_mac: f64,
+    /// Per element of a Beaver product's operands and result (x + y + z): drawing the
+    /// masks, masking, opening and hashing E and F, adding up the shares. A fully
+    /// connected layer has one multiply-accumulate per weight, so this term, not the
+    /// products, sets its time. Absent in tables from before it: 0.
+    #[serde(default)]
+    pub ns_per_element: f64,
     pub ns_per_drelu: f64,
     pub ns_per_mul: f64,
     pub ns_per_truncate: f64,
@@ -116,7 +122,7 @@ impl Compute {
     pub fn seconds(&self, action: &crate::cost::actions::Action) -> f64 {
         use crate::cost::actions::Action;
         let ns = match *action {
-            Action::Product { macs, .. } => macs as f64 * self.ns_per_mac,
+            Action::Product { x, y, z, macs, .. } => macs as f64 * self.ns_per_mac + (x + y + z) as f64 * self.ns_per_element,
             Action::Drelu { count } => count as f64 * self.ns_per_drelu,
             Action::Mul { count, .. } => count as f64 * self.ns_per_mul,
             Action::Truncate { count } => count as f64 * self.ns_per_truncate,
@@ -184,7 +190,7 @@ impl ProtocolTable {
             return Err(Error::invalid(path, None, "ring_bits and field_bits must be at least 1"));
         }
         if let Some(c) = &t.compute
-            && ![c.ns_per_mac, c.ns_per_drelu, c.ns_per_mul, c.ns_per_truncate].iter().all(|v| v.is_finite() && *v >= 0.0)
+            && ![c.ns_per_mac, c.ns_per_element, c.ns_per_drelu, c.ns_per_mul, c.ns_per_truncate].iter().all(|v| v.is_finite() && *v >= 0.0)
         {
             return Err(Error::invalid(path, Some("[compute]".into()), "every ns_per_* must be a finite number >= 0"));
         }
@@ -261,6 +267,17 @@ mod tests {
         assert_eq!(relu, 58 * 64);
         assert_eq!(c.drelu.rounds + c.mul.rounds, 9);
         assert_eq!(c.conv_masking, ConvMasking::Tensor);
+    }
+
+    #[test]
+    fn a_compute_section_without_ns_per_element_reads_as_zero() {
+        // Tables calibrated before the per-element term still load.
+        let text = format!("{SECURENN_TOML}\n[compute]\nns_per_mac = 1\nns_per_drelu = 2\nns_per_mul = 3\nns_per_truncate = 4\n");
+        let c = ProtocolTable::parse(Path::new("t.toml"), &text).unwrap().compute.unwrap();
+        assert_eq!((c.ns_per_mac, c.ns_per_element), (1.0, 0.0));
+        let negative = text.replace("ns_per_mac = 1", "ns_per_mac = 1\nns_per_element = -1");
+        let e = ProtocolTable::parse(Path::new("t.toml"), &negative).unwrap_err().to_string();
+        assert!(e.contains("[compute]") && e.contains("t.toml"), "{e}");
     }
 
     #[test]
