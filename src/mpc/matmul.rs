@@ -13,7 +13,7 @@ pub fn matmul(a: &[u64], b: &[u64], m: usize, n: usize, v: usize) -> Vec<u64> {
     if v == 1 && n > 0 {
         // A matrix times a vector (a fully connected layer): one dot product per
         // row; the tiled kernel would do it all in its scalar edge loop.
-        return a.chunks_exact(n).map(|row| row.iter().zip(b).fold(0u64, |s, (x, y)| s.wrapping_add(x.wrapping_mul(*y)))).collect();
+        return a.chunks_exact(n).map(|row| dot(row, b)).collect();
     }
     let mut c = vec![0u64; m * v];
     match simd() {
@@ -25,6 +25,21 @@ pub fn matmul(a: &[u64], b: &[u64], m: usize, n: usize, v: usize) -> Vec<u64> {
         _ => matmul_into(a, b, &mut c, m, n, v),
     }
     c
+}
+
+/// sum_k x_k y_k in Z_2^64, as four interleaved sums: a 128 x 3136 matrix times a
+/// vector (Fashion-MNIST's fc1) took 0.195-0.219 ms against 0.275-0.333 with one
+/// running sum (a throwaway loop, medians of 20, three runs).
+fn dot(x: &[u64], y: &[u64]) -> u64 {
+    let mut sums = [0u64; 4];
+    let (xs, ys) = (x.chunks_exact(4), y.chunks_exact(4));
+    let tail = xs.remainder().iter().zip(ys.remainder()).fold(0u64, |s, (x, y)| s.wrapping_add(x.wrapping_mul(*y)));
+    for (x, y) in xs.zip(ys) {
+        for t in 0..4 {
+            sums[t] = sums[t].wrapping_add(x[t].wrapping_mul(y[t]));
+        }
+    }
+    sums.iter().fold(tail, |s, v| s.wrapping_add(*v))
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -397,6 +412,8 @@ mod tests {
             (9, 2, 33),
             (64, 27, 40),
             (10, 1024, 1),
+            (7, 1027, 1),
+            (3, 2, 1),
             (16, 300, 32),
             (17, 129, 49),
             (6, 1100, 20),
