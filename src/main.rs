@@ -89,7 +89,7 @@ enum Command {
         only: Vec<String>,
     },
     /// Run secure inference under SecureNN, message by message, on generated inputs:
-    /// measured rounds and bits per layer beside the cost model's prediction, the
+    /// measured rounds, bits and time per layer beside the cost model's prediction, the
     /// error against plaintext fixed point, and class agreement with float.
     Simulate {
         /// Architecture TOML.
@@ -117,7 +117,8 @@ enum Command {
         /// Override the protocol table's convolution masking.
         #[arg(long, value_enum)]
         conv_masking: Option<Masking>,
-        /// Protocol table the prediction is priced with (default: built-in SecureNN).
+        /// Protocol table the prediction is priced with (default: built-in SecureNN); one
+        /// with a `[compute]` section (`explore calibrate`) also predicts each layer's time.
         #[arg(long)]
         protocol: Option<PathBuf>,
         #[arg(long, value_enum, default_value_t = SimFormat::Table)]
