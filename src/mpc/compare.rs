@@ -7,7 +7,7 @@
 //! with two registers per value. Tests check that all send the same bytes.
 
 use super::cpu::{Simd, simd};
-use super::prg::{Prg, shuffle_into, shuffled};
+use super::prg::Prg;
 use super::ring::*;
 
 /// PrivateCompare as specified, or with its permutation left out: then the position
@@ -36,11 +36,12 @@ impl Compare<'_> {
 }
 
 /// One value's share of the common randomness (k01): multipliers s_i in Z_67*, shares
-/// of zero that hide each party's d_i from P2, and the draws of its permutation.
+/// of zero that hide each party's d_i from P2, and its permutation.
 struct Draws<'a> {
     s: &'a [u8; 64],
     zero: &'a [u8; 64],
-    js: &'a [u8; 63],
+    /// The permutation pi: place i receives term (i + shift) mod 64.
+    shift: u8,
 }
 
 /// P0's and P1's messages in PrivateCompare, appended to `d0` and `d1`, 64 per value.
@@ -60,24 +61,38 @@ const BLOCK: usize = 64;
 
 /// The common randomness (k01) of a block of values, drawn in one order that every
 /// variant keeps: multipliers s_i in Z_67*, shares of zero that hide each party's
-/// d_i from P2, and the draws of each value's permutation.
+/// d_i from P2, and each value's permutation, a rotation of the 64 places.
+///
+/// Why a uniform rotation serves as well as a uniform permutation of all 64! (SecureNN
+/// draws the latter): P2 sees the d_i = s_i c_i (re-randomised into two shares by the
+/// zero shares). At most one c_i is zero, at the highest bit where x and the threshold
+/// differ, and every other s_i c_i is uniform on Z_67* and independent of the rest,
+/// since s_i is. So what P2 sees depends on the inputs only through the place of that
+/// zero, and a uniform rotation puts it in a uniform place, as a uniform permutation
+/// does: P2's view has the same distribution. The rotation takes one byte of the stream
+/// and a byte shuffle; Fisher-Yates took 64 bytes and a chain of 63 swaps, 41% of a
+/// PrivateCompare on the AVX2 machine (`kernels_bench`).
 struct Block {
     s: [u8; BLOCK * 64],
     zero: [u8; BLOCK * 64],
-    swaps: [[u8; 63]; BLOCK],
+    shifts: [u8; BLOCK],
 }
 
 impl Block {
     fn new() -> Block {
-        Block { s: [0; BLOCK * 64], zero: [0; BLOCK * 64], swaps: [[0; 63]; BLOCK] }
+        Block { s: [0; BLOCK * 64], zero: [0; BLOCK * 64], shifts: [0; BLOCK] }
     }
 
-    /// Draws for the next `m` values.
+    /// Draws for the next `m` values. The leaky variant draws the same stream and
+    /// leaves every value unrotated.
     #[inline(always)]
-    fn draw(&mut self, k01: &mut Prg, m: usize) {
+    fn draw(&mut self, k01: &mut Prg, m: usize, variant: Variant) {
         k01.fill_field_nonzero(&mut self.s[..m * 64]);
         k01.fill_field(&mut self.zero[..m * 64]);
-        k01.fisher_yates(&mut self.swaps[..m]);
+        k01.fill_rotations(&mut self.shifts[..m]);
+        if variant == Variant::LeakyNoPermutation {
+            self.shifts[..m].fill(0);
+        }
     }
 
     /// Value i's part.
@@ -86,19 +101,44 @@ impl Block {
         Draws {
             s: self.s[places.clone()].try_into().expect("64 places"),
             zero: self.zero[places].try_into().expect("64 places"),
-            js: &self.swaps[i],
+            shift: self.shifts[i],
         }
     }
 }
 
+/// Calls `term(k01, k, draws)` for each value k in order, a block's common randomness
+/// drawn before its values.
+#[inline(always)]
+fn for_each_value(k01: &mut Prg, input: &Compare, mut term: impl FnMut(&mut Prg, usize, &Draws)) {
+    let (n, mut block) = (input.r.len(), Block::new());
+    for start in (0..n).step_by(BLOCK) {
+        let m = (n - start).min(BLOCK);
+        block.draw(k01, m, input.variant);
+        for i in 0..m {
+            term(k01, start + i, &block.draws(i));
+        }
+    }
+}
+
+#[inline(always)]
+fn masked_terms_any(k01: &mut Prg, input: &Compare, d0: &mut Vec<u8>, d1: &mut Vec<u8>) {
+    for_each_value(k01, input, |k01, k, draws| {
+        let mut d = masked_value(k01, input, k, draws);
+        // The common permutation, so that P2 cannot tell where a zero sits.
+        d.rotate_left(draws.shift as usize);
+        d0.extend_from_slice(&d.map(|v| v as u8));
+        d1.extend_from_slice(&d.map(|v| (v >> 8) as u8));
+    })
+}
+
 /// `masked_terms_any` with each value's 64 terms in two registers per party (bytes
-/// reduced mod 67 after every step, as in the AVX-512 kernel), permuted by byte
+/// reduced mod 67 after every step, as in the AVX-512 kernel), rotated by byte
 /// shuffles within 16-byte lanes (AVX2 has no shuffle across a whole register).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn masked_terms_avx2(k01: &mut Prg, input: &Compare, d0: &mut Vec<u8>, d1: &mut Vec<u8>) {
     use std::arch::x86_64::*;
-    for_each_value::<true>(k01, input, |k01, k, draws, places| {
+    for_each_value(k01, input, |k01, k, draws| {
         let (e0, e1) = if input.is_corner(k) {
             let d = masked_value(k01, input, k, draws);
             let (b0, b1): ([u8; 64], [u8; 64]) = (d.map(|v| v as u8), d.map(|v| (v >> 8) as u8));
@@ -113,9 +153,11 @@ unsafe fn masked_terms_avx2(k01: &mut Prg, input: &Compare, d0: &mut Vec<u8>, d1
             // Safety: this function's features are those `masked_value_avx2` needs.
             unsafe { masked_value_avx2(input, k, draws) }
         };
-        // Safety: the load reads `places`' 64 bytes; the stores write 32 bytes each of b0, b1.
+        // Safety: the loads read PLACES' 64 bytes; the stores write 32 bytes each of b0, b1.
         unsafe {
-            let at = [_mm256_loadu_si256(places.as_ptr().cast()), _mm256_loadu_si256(places[32..].as_ptr().cast())];
+            // Place i receives term (i + shift) mod 64.
+            let (shift, last) = (_mm256_set1_epi8(draws.shift as i8), _mm256_set1_epi8(63));
+            let at = [0, 32].map(|h| _mm256_and_si256(_mm256_add_epi8(_mm256_loadu_si256(PLACES[h..].as_ptr().cast()), shift), last));
             let (p0, p1) = (z67x2::permute(e0, at), z67x2::permute(e1, at));
             let (mut b0, mut b1) = ([0u8; 64], [0u8; 64]);
             _mm256_storeu_si256(b0.as_mut_ptr().cast(), p0[0]);
@@ -128,49 +170,9 @@ unsafe fn masked_terms_avx2(k01: &mut Prg, input: &Compare, d0: &mut Vec<u8>, d1
     })
 }
 
-/// The vector kernels' walk over the values: a block's common randomness drawn, its
-/// permutations made (as 32-bit words with `WORDS`, see `shuffle_places`), then
-/// `term(k01, k, draws, places)` for each value k of the block in order. The
-/// permutations come first, apart from the arithmetic: the shuffles are chains of
-/// narrow stores, and a wide load right behind them would stall.
-#[cfg(target_arch = "x86_64")]
-#[inline(always)]
-fn for_each_value<const WORDS: bool>(k01: &mut Prg, input: &Compare, mut term: impl FnMut(&mut Prg, usize, &Draws, &[u8; 64])) {
-    let (n, mut block) = (input.r.len(), Block::new());
-    let mut places = [[0u8; 64]; BLOCK];
-    for start in (0..n).step_by(BLOCK) {
-        let m = (n - start).min(BLOCK);
-        block.draw(k01, m);
-        match input.variant {
-            Variant::Secure => shuffle_places::<WORDS>(&block.swaps[..m], &mut places[..m]),
-            Variant::LeakyNoPermutation => places[..m].fill(PLACES),
-        }
-        for (i, places) in places[..m].iter().enumerate() {
-            term(k01, start + i, &block.draws(i), places);
-        }
-    }
-}
-
-#[inline(always)]
-fn masked_terms_any(k01: &mut Prg, input: &Compare, d0: &mut Vec<u8>, d1: &mut Vec<u8>) {
-    let (n, mut block) = (input.r.len(), Block::new());
-    for start in (0..n).step_by(BLOCK) {
-        let m = (n - start).min(BLOCK);
-        block.draw(k01, m);
-        for i in 0..m {
-            let draws = block.draws(i);
-            let d = masked_value(k01, input, start + i, &draws);
-            // The common permutation, so that P2 cannot tell where a zero sits.
-            let d = if input.variant == Variant::Secure { shuffled(&d, draws.js) } else { d };
-            d0.extend_from_slice(&d.map(|v| v as u8));
-            d1.extend_from_slice(&d.map(|v| (v >> 8) as u8));
-        }
-    }
-}
-
 /// One value's d_i = s_i c_i, re-randomised by the zero shares, before the
 /// permutation. Both parties' d_i go side by side in one u16 (P0 low byte), so that
-/// one shuffle permutes both.
+/// one rotation moves both.
 #[inline(always)]
 fn masked_value(k01: &mut Prg, input: &Compare, k: usize, draws: &Draws) -> [u16; 64] {
     let bits = k * 64..(k + 1) * 64;
@@ -256,7 +258,7 @@ fn compare_terms(x0: &[u8], x1: &[u8], r: u64, beta: u8) -> ([u16; 64], [u16; 64
     (c0, c1)
 }
 
-/// 0, 1, ..., 63: permuted by `shuffled`, it says which term each place receives.
+/// 0, 1, ..., 63: plus a value's shift mod 64, the term each place receives.
 #[cfg(target_arch = "x86_64")]
 const PLACES: [u8; 64] = {
     let mut p = [0u8; 64];
@@ -274,7 +276,7 @@ const PLACES: [u8; 64] = {
 #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl")]
 unsafe fn masked_terms_avx512(k01: &mut Prg, input: &Compare, d0: &mut Vec<u8>, d1: &mut Vec<u8>) {
     use std::arch::x86_64::*;
-    for_each_value::<false>(k01, input, |k01, k, draws, places| {
+    for_each_value(k01, input, |k01, k, draws| {
         let (lo, hi) = if input.is_corner(k) {
             let d = masked_value(k01, input, k, draws);
             // Safety: each load reads 32 of d's 64 u16.
@@ -283,10 +285,11 @@ unsafe fn masked_terms_avx512(k01: &mut Prg, input: &Compare, d0: &mut Vec<u8>, 
             // Safety: this function's features are those `masked_value_avx512` needs.
             unsafe { masked_value_avx512(input, k, draws) }
         };
-        // Safety: the load reads `places`' 64 bytes, stores write 32 bytes each of b0, b1.
+        // Safety: the load reads PLACES' 64 bytes, stores write 32 bytes each of b0, b1.
         unsafe {
-            // Place i receives term places[i], as `shuffled` would move it.
-            let at = _mm512_loadu_si512(places.as_ptr().cast());
+            // Place i receives term (i + shift) mod 64.
+            let places = _mm512_loadu_si512(PLACES.as_ptr().cast());
+            let at = _mm512_and_si512(_mm512_add_epi8(places, _mm512_set1_epi8(draws.shift as i8)), _mm512_set1_epi8(63));
             let (at_lo, at_hi) =
                 (_mm512_cvtepu8_epi16(_mm512_castsi512_si256(at)), _mm512_cvtepu8_epi16(_mm512_extracti64x4_epi64::<1>(at)));
             let (lo, hi) = (_mm512_permutex2var_epi16(lo, at_lo, hi), _mm512_permutex2var_epi16(lo, at_hi, hi));
@@ -299,53 +302,6 @@ unsafe fn masked_terms_avx512(k01: &mut Prg, input: &Compare, d0: &mut Vec<u8>, 
             d1.extend_from_slice(&b1);
         }
     })
-}
-
-/// `shuffle_into(&PLACES, js, out)` for each value, four at a time: four independent
-/// chains of loads and stores side by side keep the CPU busy while each waits on its
-/// own recent stores (a few percent of PrivateCompare against one at a time on the
-/// AVX-512 machine). With `WORDS` the places are shuffled as 32-bit words and
-/// narrowed after: on the AVX2 machine byte stores and loads took 54 ns per shuffle,
-/// words 43-45 (a throwaway loop over 65,536 shuffles, two runs); the AVX-512 kernel
-/// keeps bytes, as measured there.
-#[cfg(target_arch = "x86_64")]
-#[inline(always)]
-fn shuffle_places<const WORDS: bool>(swaps: &[[u8; 63]], out: &mut [[u8; 64]]) {
-    const K: usize = 4;
-    for (js, out) in swaps.chunks_exact(K).zip(out.chunks_exact_mut(K)) {
-        let (js, out): (&[[u8; 63]; K], &mut [[u8; 64]; K]) = (js.try_into().expect("K values"), out.try_into().expect("K values"));
-        if WORDS {
-            let mut words = [[0u32; 64]; K];
-            inside_out(js, &mut words);
-            for (out, words) in out.iter_mut().zip(&words) {
-                *out = words.map(|w| w as u8);
-            }
-        } else {
-            inside_out(js, out);
-        }
-    }
-    let done = swaps.len() / K * K;
-    for (js, out) in swaps[done..].iter().zip(&mut out[done..]) {
-        shuffle_into(&PLACES, js, out);
-    }
-}
-
-/// K shuffles of the places 0..64 side by side, as `shuffle_into` does one (whatever
-/// `places` held).
-#[cfg(target_arch = "x86_64")]
-#[inline(always)]
-fn inside_out<T: Copy + From<u8>, const K: usize>(js: &[[u8; 63]; K], places: &mut [[T; 64]; K]) {
-    for places in places.iter_mut() {
-        places[0] = T::from(0);
-    }
-    for i in 1..64 {
-        for (js, places) in js.iter().zip(places.iter_mut()) {
-            // Draw 63 - i is at most i (the mask only spares a bounds check).
-            let j = js[63 - i] as usize & 63;
-            places[i] = places[j];
-            places[j] = T::from(i as u8);
-        }
-    }
 }
 
 /// `masked_value` for a value that is not a corner case, as two registers of 32

@@ -167,9 +167,16 @@ fn pack_pairs<'b>(rows: impl ExactSizeIterator<Item = &'b [u64]>, panels: &mut [
     let pairs = depth.div_ceil(2);
     for (k, row) in rows.enumerate() {
         for (g, block) in row.chunks(8).enumerate() {
-            let to = &mut panels[g * stride + k / 2][8 * (k % 2)..][..8];
-            to[..block.len()].copy_from_slice(block);
-            to[block.len()..].fill(0);
+            let to: &mut [u64; 8] = (&mut panels[g * stride + k / 2][8 * (k % 2)..][..8]).try_into().expect("8 places");
+            // A whole block is a fixed-size copy; a copy of a slice's length went
+            // through a call to memcpy per 64 bytes, 7% of a CIFAR-10 image's time.
+            match <&[u64; 8]>::try_from(block) {
+                Ok(whole) => *to = *whole,
+                Err(_) => {
+                    to[..block.len()].copy_from_slice(block);
+                    to[block.len()..].fill(0);
+                }
+            }
         }
     }
     for (g, terms) in col_terms.iter_mut().enumerate() {
