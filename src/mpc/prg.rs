@@ -258,39 +258,45 @@ fn le_word(bytes: &[u8]) -> u64 {
 }
 
 /// Four digits base 67 - `LOW` from each of 16 words by Lemire's method, the AVX2
-/// form of `digits`: the k-th product's digit (highest first) goes to byte 3 - k of
-/// the word's four. Words sit in the low halves of 64-bit lanes, four per register.
-/// `LOW` is added to every digit (in the kernel: a pass over the stored block would
+/// form of `digits`, eight words per register: the even words' products in one
+/// register's 64-bit lanes, the odd words' in another, both stepped by `vpmuludq`
+/// (which reads only the low half of each lane, the next fraction). Each digit (bits
+/// 32-39 of its product) is blended into its word's 32-bit lane and shifted up as the
+/// next comes, so the first (highest) digit ends in byte 3, as `digits` places it.
+/// `LOW` is added to every byte before the store (a pass over the stored block would
 /// wait on its narrow stores). Says whether every word's last fraction reached the
-/// rejection threshold.
+/// rejection threshold. With each word in a 64-bit lane of its own (four per
+/// register, digits placed by variable shifts) `fill_field` took 0.249 ns per element,
+/// keystream included, against 0.209 (medians of 201 fills of 256 KiB, four
+/// alternating runs).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 #[inline]
 fn digits_avx2<const LOW: u8>(words: &[u8; 64], out: &mut [u8; 64]) -> bool {
     use std::arch::x86_64::*;
-    let (base, reject) = (_mm256_set1_epi64x((P - LOW) as i64), _mm256_set1_epi64x(const { reject_below(LOW) } as i64));
-    let mut rejected = _mm256_setzero_si256();
-    for q in 0..4 {
-        // Safety: a 16-byte load from and a 16-byte store into 64-byte arrays, at 16 q.
+    let base = _mm256_set1_epi64x((P - LOW) as i64);
+    let reject_below = _mm256_set1_epi32(const { reject_below(LOW) } as i32);
+    let mut accepted = _mm256_set1_epi32(-1);
+    for half in 0..2 {
+        // Safety: a 32-byte load from and a 32-byte store into 64-byte arrays, at 32 half.
         unsafe {
-            let mut m = _mm256_cvtepu32_epi64(_mm_loadu_si128(words[16 * q..].as_ptr().cast()));
-            let mut packed = _mm256_set1_epi32(i32::from_le_bytes([LOW; 4]));
-            for k in 0..4 {
-                // Fraction times base < 2^39: the digit is bits 32-39, the next fraction the low half.
-                m = _mm256_mul_epu32(m, base);
-                let digit = _mm256_srli_epi64::<32>(m);
-                // Digits are below 67, so adding them to `LOW` never carries into the next byte.
-                packed = _mm256_add_epi64(packed, _mm256_sllv_epi64(digit, _mm256_set1_epi64x(8 * (3 - k) as i64)));
+            let w = _mm256_loadu_si256(words[32 * half..].as_ptr().cast());
+            let (mut even, mut odd, mut packed) = (w, _mm256_srli_epi64::<32>(w), _mm256_setzero_si256());
+            for _ in 0..4 {
+                // Fraction times base < 2^39: the digit is the lane's high half, below 67.
+                (even, odd) = (_mm256_mul_epu32(even, base), _mm256_mul_epu32(odd, base));
+                let digits = _mm256_blend_epi32::<0b1010_1010>(_mm256_srli_epi64::<32>(even), odd);
+                packed = _mm256_or_si256(_mm256_slli_epi32::<8>(packed), digits);
             }
-            // Lanes hold values below 2^32, so a signed compare orders them.
-            let fraction = _mm256_and_si256(m, _mm256_set1_epi64x(0xffff_ffff));
-            rejected = _mm256_or_si256(rejected, _mm256_cmpgt_epi64(reject, fraction));
-            // The four lanes' low halves, side by side.
-            let side_by_side = _mm256_permutevar8x32_epi32(packed, _mm256_set_epi32(7, 5, 3, 1, 6, 4, 2, 0));
-            _mm_storeu_si128(out[16 * q..].as_mut_ptr().cast(), _mm256_castsi256_si128(side_by_side));
+            // The last fractions, one per word; accepted where at least the threshold (unsigned).
+            let fractions = _mm256_blend_epi32::<0b1010_1010>(even, _mm256_slli_epi64::<32>(odd));
+            accepted = _mm256_and_si256(accepted, _mm256_cmpeq_epi32(_mm256_max_epu32(fractions, reject_below), fractions));
+            // Digits are below 67, so adding `LOW` never carries into the next byte.
+            let packed = _mm256_add_epi8(packed, _mm256_set1_epi8(LOW as i8));
+            _mm256_storeu_si256(out[32 * half..].as_mut_ptr().cast(), packed);
         }
     }
-    _mm256_testz_si256(rejected, rejected) == 1
+    _mm256_movemask_epi8(accepted) == -1
 }
 
 /// The generators of one protocol run.
@@ -356,7 +362,7 @@ mod tests {
     #[test]
     fn every_cpu_variant_draws_the_same_field_elements() {
         // Lengths that end in a short block, and enough blocks to meet rejections.
-        for n in [1, 63, 64, 65, 5000] {
+        for n in [1, 63, 64, 65, 5000, 50_000] {
             let (mut a, mut b) = (vec![0u8; n], vec![0u8; n]);
             Prg::new(9, "f").fill_field(&mut a);
             Prg::new(9, "f").fill_below_any::<0>(&mut b);
