@@ -12,7 +12,7 @@
 //!
 //! - PrivateCompare on 65,536 values (one thread, P0's and P1's terms, P2's check and
 //!   the counting and hashing of the messages, randomness included), as specified and
-//!   with its permutation left out, in ns per value: the difference is the shuffles;
+//!   with its permutation left out, in ns per value: the difference is the rotation;
 //!   and DReLU of 65,536 values (a 64 x 32 x 32 layer), in ns per value.
 //!
 //! Each figure is the median of five runs.
