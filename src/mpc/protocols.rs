@@ -602,6 +602,14 @@ mod tests {
         if x2 > 103.4 {
             return Err(format!("zero positions depend on the inputs, chi-square {x2:.1}"));
         }
+        // And each set's zeros fall uniformly on the 64 places (one zero per value, as
+        // x > r): the permutation is a rotation, and this is what makes it enough.
+        for (name, z) in [("set A", &za), ("set B", &zb)] {
+            let x2 = chi_square(z, &[n as f64 / 64.0; 64]);
+            if x2 > 103.4 {
+                return Err(format!("{name}: zero positions not uniform, chi-square {x2:.1}"));
+            }
+        }
         Ok(())
     }
 
