@@ -69,9 +69,10 @@ const BLOCK: usize = 64;
 /// differ, and every other s_i c_i is uniform on Z_67* and independent of the rest,
 /// since s_i is. So what P2 sees depends on the inputs only through the place of that
 /// zero, and a uniform rotation puts it in a uniform place, as a uniform permutation
-/// does: P2's view has the same distribution. The rotation takes one byte of the stream
-/// and a byte shuffle; Fisher-Yates took 64 bytes and a chain of 63 swaps, 41% of a
-/// PrivateCompare on the AVX2 machine (`kernels_bench`).
+/// does: P2's view has the same distribution. The rotation takes one byte of the stream;
+/// Fisher-Yates took 64 bytes and a chain of 63 dependent swaps: PrivateCompare took
+/// 159-263 ns per value with it and 87-92 with the rotation on the AVX2 machine
+/// (`kernels_bench`, three alternating runs).
 struct Block {
     s: [u8; BLOCK * 64],
     zero: [u8; BLOCK * 64],
