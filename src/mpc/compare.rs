@@ -71,8 +71,8 @@ const BLOCK: usize = 64;
 /// zero, and a uniform rotation puts it in a uniform place, as a uniform permutation
 /// does: P2's view has the same distribution. The rotation takes one byte of the stream;
 /// Fisher-Yates took 64 bytes and a chain of 63 dependent swaps: PrivateCompare took
-/// 159-263 ns per value with it and 87-92 with the rotation on the AVX2 machine
-/// (`kernels_bench`, three alternating runs).
+/// 159-226 ns per value with it and 92-131 with the rotation on the AVX2 machine
+/// (`kernels_bench`, four alternating runs of 2dafb6b and 9cefb9d).
 struct Block {
     s: [u8; BLOCK * 64],
     zero: [u8; BLOCK * 64],
