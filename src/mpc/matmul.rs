@@ -383,8 +383,7 @@ fn for_each_run(w: &Window, mut f: impl FnMut(usize, usize, usize, usize, usize,
 /// are `ld` long, at column `offset` (so a chunk of images can sit side by side).
 pub fn im2col_into<T: Copy>(x: &[T], w: &Window, out: &mut [T], ld: usize, offset: usize) {
     let (_, ow) = w.out_hw();
-    let (oh_ow, width, sx) = (w.out_hw().0 * ow, w.width, w.stride.1);
-    let _ = oh_ow;
+    let (width, sx) = (w.width, w.stride.1);
     for_each_run(w, |row, oy, ox0, ix0, plane_row, len| {
         let src = &x[plane_row * width + ix0..];
         let dst = &mut out[row * ld + offset + oy * ow + ox0..][..len];
