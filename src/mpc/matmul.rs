@@ -419,10 +419,25 @@ pub fn col2im_from(cols: &[f32], w: &Window, ld: usize, offset: usize, dx: &mut 
 /// The transposed im2col matrix of a [C, H, W] map: (C kh kw) x (oh ow), zeros where
 /// the window reaches into the padding. A kernel matrix O x (C kh kw) times it gives
 /// the convolution in [O, oh, ow] layout.
+///
+/// The runs come in order of their place in the matrix, so it is written front to
+/// back, the padding's zeros as they come: zeroed first and then written, CIFAR-10's
+/// conv2 input (64 x 32 x 32, 3 x 3) took 0.28-0.32 ms, written in order 0.22
+/// (medians of 30, three runs in one process).
 pub fn im2col_t<T: Copy + Default>(x: &[T], w: &Window) -> Vec<T> {
     let (oh, ow) = w.out_hw();
-    let mut out = vec![T::default(); w.patch() * oh * ow];
-    im2col_into(x, w, &mut out, oh * ow, 0);
+    let (len, width, sx) = (w.patch() * oh * ow, w.width, w.stride.1);
+    let mut out = Vec::with_capacity(len);
+    for_each_run(w, |row, oy, ox0, ix0, plane_row, n| {
+        out.resize(row * oh * ow + oy * ow + ox0, T::default());
+        let src = &x[plane_row * width + ix0..];
+        if sx == 1 {
+            out.extend_from_slice(&src[..n]);
+        } else {
+            out.extend((0..n).map(|j| src[j * sx]));
+        }
+    });
+    out.resize(len, T::default());
     out
 }
 
@@ -494,6 +509,24 @@ mod tests {
         let a = [1u64, 2, u64::MAX, 4]; // [[1, 2], [-1, 4]]
         let b = [5u64, 6, 7, 8];
         assert_eq!(matmul(&a, &b, 2, 2, 2), vec![19, 22, 23, 26]);
+    }
+
+    #[test]
+    fn im2col_t_writes_what_im2col_into_writes_over_zeros() {
+        for (c, h, wd, k, st, pad) in [
+            (2, 4, 5, (3, 3), (1, 1), (1, 1)),
+            (3, 7, 6, (3, 3), (2, 2), (1, 1)),
+            (1, 6, 7, (5, 5), (1, 2), (2, 2)),
+            (2, 4, 4, (2, 2), (2, 2), (0, 0)),
+            (1, 2, 2, (3, 3), (1, 1), (2, 2)),
+        ] {
+            let w = Window { channels: c, height: h, width: wd, kernel: k, stride: st, padding: pad };
+            let x: Vec<u64> = (1..=(c * h * wd) as u64).collect();
+            let (oh, ow) = w.out_hw();
+            let mut expected = vec![0u64; w.patch() * oh * ow];
+            im2col_into(&x, &w, &mut expected, oh * ow, 0);
+            assert_eq!(im2col_t(&x, &w), expected, "{w:?}");
+        }
     }
 
     #[test]
