@@ -188,7 +188,7 @@ fn pack_pairs<'b>(
         for (g, block) in row.chunks(8).enumerate() {
             let to: &mut [u64; 8] = (&mut panels[g * stride + k / 2][8 * (k % 2)..][..8]).try_into().expect("8 places");
             // A whole block is a fixed-size copy; a copy of a slice's length went
-            // through a call to memcpy per 64 bytes, 7% of a CIFAR-10 image's time.
+            // through a call to memcpy per 64 bytes (8% of a `simulate_bench` profile).
             match <&[u64; 8]>::try_from(block) {
                 Ok(whole) => *to = *whole,
                 Err(_) => {
