@@ -163,9 +163,20 @@ unsafe fn masked_terms_avx2(k01: &mut Prg, input: &Compare, d0: &mut Vec<u8>, d1
                 _mm256_storeu_si256(b0[32 * h..].as_mut_ptr().cast(), e0[h % 2]);
                 _mm256_storeu_si256(b1[32 * h..].as_mut_ptr().cast(), e1[h % 2]);
             }
+            // Two wide copies straight into the messages (`extend_from_slice` called
+            // memmove for each 64 bytes).
             let shift = draws.shift as usize;
-            d0.extend_from_slice(&b0[shift..shift + 64]);
-            d1.extend_from_slice(&b1[shift..shift + 64]);
+            for (d, b) in [(&mut *d0, &b0), (&mut *d1, &b1)] {
+                if d.capacity() - d.len() < 64 {
+                    d.reserve(64); // (The callers reserve all the messages' room at once.)
+                }
+                let (at, from) = (d.len(), b[shift..shift + 64].as_ptr());
+                // Safety: 64 bytes were reserved past the length, and the stores fill them.
+                let to = d.as_mut_ptr().add(at);
+                _mm256_storeu_si256(to.cast(), _mm256_loadu_si256(from.cast()));
+                _mm256_storeu_si256(to.add(32).cast(), _mm256_loadu_si256(from.add(32).cast()));
+                d.set_len(at + 64);
+            }
         }
     })
 }

@@ -101,29 +101,55 @@ pub fn beaver(
     let (a0, b0, c0) = (ctx.seeds.k02.ring(nx), ctx.seeds.k02.ring(ny), ctx.seeds.k02.ring(z_len));
     let (a1, b1) = (ctx.seeds.k12.ring(nx), ctx.seeds.k12.ring(ny));
     // P2: C = (A0 + A1) op (B0 + B1), C1 = C - C0.
-    let a: Vec<u64> = a0.iter().zip(&a1).map(|(p, q)| p.wrapping_add(*q)).collect();
-    let b: Vec<u64> = b0.iter().zip(&b1).map(|(p, q)| p.wrapping_add(*q)).collect();
-    let c1: Vec<u64> = op(&a, &b).iter().zip(&c0).map(|(c, c0)| c.wrapping_sub(*c0)).collect();
+    let [a] = columns(nx, |i| [a0[i].wrapping_add(a1[i])]);
+    let [b] = columns(ny, |i| [b0[i].wrapping_add(b1[i])]);
+    let c = op(&a, &b);
+    let [c1] = columns(z_len, |i| [c[i].wrapping_sub(c0[i])]);
     let step = c1_step.unwrap_or_else(|| ctx.net.step());
     // P2 -> P1: C1, |Z| ring elements. Data-independent.
     ctx.net.send_in(step, P2, P1, Elem::Ring, Dep::Fresh, &c1);
 
     ctx.net.step();
-    let masked = |v: &[u64], mask: &[u64]| -> Vec<u64> { v.iter().zip(mask).map(|(v, m)| v.wrapping_sub(*m)).collect() };
-    let (e0, f0) = (masked(&x.s0, &a0), masked(&y.s0, &b0));
-    let (e1, f1) = (masked(&x.s1, &a1), masked(&y.s1, &b1));
-    // P0 <-> P1: E_j = X_j - A_j (|X| ring elements) and F_j = Y_j - B_j (|Y|), each way.
+    let (x0, x1, y0, y1) = (&x.s0[..nx], &x.s1[..nx], &y.s0[..ny], &y.s1[..ny]);
+    // E_j = X_j - A_j and their sum E, in one pass; the same for F, with P0's Y0 - F.
+    let [e0, e1, e] = columns(nx, |i| {
+        let (e0, e1) = (x0[i].wrapping_sub(a0[i]), x1[i].wrapping_sub(a1[i]));
+        [e0, e1, e0.wrapping_add(e1)]
+    });
+    let [f0, f1, f, y0_f] = columns(ny, |i| {
+        let (f0, f1) = (y0[i].wrapping_sub(b0[i]), y1[i].wrapping_sub(b1[i]));
+        let f = f0.wrapping_add(f1);
+        [f0, f1, f, y0[i].wrapping_sub(f)]
+    });
+    // P0 <-> P1: E_j (|X| ring elements) and F_j (|Y|), each way.
     ctx.net.send(P0, P1, Elem::Ring, Dep::Data, &e0);
     ctx.net.send(P0, P1, Elem::Ring, Dep::Data, &f0);
     ctx.net.send(P1, P0, Elem::Ring, Dep::Data, &e1);
     ctx.net.send(P1, P0, Elem::Ring, Dep::Data, &f1);
-    let add = |p: &[u64], q: &[u64]| -> Vec<u64> { p.iter().zip(q).map(|(p, q)| p.wrapping_add(*q)).collect() };
-    let (e, f) = (add(&e0, &e1), add(&f0, &f1));
     // P0: X0 op F + E op (Y0 - F) + C0;  P1: X1 op F + E op Y1 + C1.
     // Sum: X op F + E op Y - E op F + AB = XY, since X = E + A and Y = F + B.
-    let z0 = add(&add(&op(&x.s0, &f), &op(&e, &masked(&y.s0, &f))), &c0);
-    let z1 = add(&add(&op(&x.s1, &f), &op(&e, &y.s1)), &c1);
+    let (p0, q0, p1, q1) = (op(x0, &f), op(&e, &y0_f), op(x1, &f), op(&e, y1));
+    let [z0, z1] = columns(z_len, |i| [p0[i].wrapping_add(q0[i]).wrapping_add(c0[i]), p1[i].wrapping_add(q1[i]).wrapping_add(c1[i])]);
     Shares { s0: z0, s1: z1 }
+}
+
+/// N vectors of length n built in one pass, element i of each from `f(i)`: the
+/// protocols' local steps make several vectors from the same inputs, and one pass
+/// (without zeroing the vectors first) reads those inputs once.
+#[inline(always)]
+fn columns<const N: usize>(n: usize, f: impl Fn(usize) -> [u64; N]) -> [Vec<u64>; N] {
+    let mut out: [Vec<u64>; N] = std::array::from_fn(|_| Vec::with_capacity(n));
+    let mut spare = out.each_mut().map(|v| &mut v.spare_capacity_mut()[..n]);
+    for i in 0..n {
+        for (column, value) in spare.iter_mut().zip(f(i)) {
+            column[i].write(value);
+        }
+    }
+    for v in &mut out {
+        // Safety: the loop above wrote elements 0..n of every vector.
+        unsafe { v.set_len(n) };
+    }
+    out
 }
 
 /// Linear_{m,n,v}: Z = X Y with X m x n and Y n x v, row-major. 2 rounds,
@@ -147,29 +173,28 @@ fn mul_in(ctx: &mut Ctx, x: &Shares, y: &Shares, c1_step: Option<Step>) -> Share
     let (a0, b0, c0) = (ctx.seeds.k02.ring(n), ctx.seeds.k02.ring(n), ctx.seeds.k02.ring(n));
     let (a1, b1) = (ctx.seeds.k12.ring(n), ctx.seeds.k12.ring(n));
     // P2: C1 = (A0 + A1)(B0 + B1) - C0.
-    let c1: Vec<u64> = (0..n).map(|i| a0[i].wrapping_add(a1[i]).wrapping_mul(b0[i].wrapping_add(b1[i])).wrapping_sub(c0[i])).collect();
+    let [c1] = columns(n, |i| [a0[i].wrapping_add(a1[i]).wrapping_mul(b0[i].wrapping_add(b1[i])).wrapping_sub(c0[i])]);
     let step = c1_step.unwrap_or_else(|| ctx.net.step());
     // P2 -> P1: C1, n ring elements. Data-independent.
     ctx.net.send_in(step, P2, P1, Elem::Ring, Dep::Fresh, &c1);
 
     ctx.net.step();
-    let (mut e0, mut f0, mut e1, mut f1) = (vec![0; n], vec![0; n], vec![0; n], vec![0; n]);
-    for i in 0..n {
-        (e0[i], f0[i]) = (x.s0[i].wrapping_sub(a0[i]), y.s0[i].wrapping_sub(b0[i]));
-        (e1[i], f1[i]) = (x.s1[i].wrapping_sub(a1[i]), y.s1[i].wrapping_sub(b1[i]));
-    }
+    let (x0, x1, y0, y1) = (&x.s0[..n], &x.s1[..n], &y.s0[..n], &y.s1[..n]);
+    let [e0, f0, e1, f1] =
+        columns(n, |i| [x0[i].wrapping_sub(a0[i]), y0[i].wrapping_sub(b0[i]), x1[i].wrapping_sub(a1[i]), y1[i].wrapping_sub(b1[i])]);
     // P0 <-> P1: E_j = X_j - A_j and F_j = Y_j - B_j, n ring elements each, each way.
     ctx.net.send(P0, P1, Elem::Ring, Dep::Data, &e0);
     ctx.net.send(P0, P1, Elem::Ring, Dep::Data, &f0);
     ctx.net.send(P1, P0, Elem::Ring, Dep::Data, &e1);
     ctx.net.send(P1, P0, Elem::Ring, Dep::Data, &f1);
     // P0: X0 F + E (Y0 - F) + C0;  P1: X1 F + E Y1 + C1 (see `beaver`).
-    let (mut z0, mut z1) = (vec![0; n], vec![0; n]);
-    for i in 0..n {
+    let [z0, z1] = columns(n, |i| {
         let (e, f) = (e0[i].wrapping_add(e1[i]), f0[i].wrapping_add(f1[i]));
-        z0[i] = x.s0[i].wrapping_mul(f).wrapping_add(e.wrapping_mul(y.s0[i].wrapping_sub(f))).wrapping_add(c0[i]);
-        z1[i] = x.s1[i].wrapping_mul(f).wrapping_add(e.wrapping_mul(y.s1[i])).wrapping_add(c1[i]);
-    }
+        [
+            x0[i].wrapping_mul(f).wrapping_add(e.wrapping_mul(y0[i].wrapping_sub(f))).wrapping_add(c0[i]),
+            x1[i].wrapping_mul(f).wrapping_add(e.wrapping_mul(y1[i])).wrapping_add(c1[i]),
+        ]
+    });
     Shares { s0: z0, s1: z1 }
 }
 
