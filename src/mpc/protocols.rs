@@ -267,22 +267,21 @@ pub fn share_convert(ctx: &mut Ctx, a: &Shares) -> (Shares, Step) {
     // Common to P0, P1: r = r0 + r1 with alpha = wrap(r0, r1), and bits eta''.
     let (r0, r1) = (ctx.seeds.k01.ring(n), ctx.seeds.k01.ring(n));
     let eta2 = ctx.seeds.k01.bits(n);
-    let alpha: Vec<u64> = r0.iter().zip(&r1).map(|(p, q)| wrap(*p, *q)).collect();
-    let r: Vec<u64> = r0.iter().zip(&r1).map(|(p, q)| p.wrapping_add(*q)).collect();
+    // PrivateCompare below compares with r - 1 (r = 0 compares with 0 instead,
+    // which errs only if also x = 0).
+    let [alpha, r_minus_1] = columns(n, |i| [wrap(r0[i], r1[i]), r0[i].wrapping_add(r1[i]).saturating_sub(1)]);
 
     ctx.net.step();
-    let masked0: Vec<u64> = a.s0.iter().zip(&r0).map(|(a, r)| a.wrapping_add(*r)).collect();
-    let masked1: Vec<u64> = a.s1.iter().zip(&r1).map(|(a, r)| a.wrapping_add(*r)).collect();
-    let beta0: Vec<u64> = a.s0.iter().zip(&r0).map(|(a, r)| wrap(*a, *r)).collect();
-    let beta1: Vec<u64> = a.s1.iter().zip(&r1).map(|(a, r)| wrap(*a, *r)).collect();
+    let (a0, a1) = (&a.s0[..n], &a.s1[..n]);
+    let [masked0, masked1, beta0, beta1] =
+        columns(n, |i| [a0[i].wrapping_add(r0[i]), a1[i].wrapping_add(r1[i]), wrap(a0[i], r0[i]), wrap(a1[i], r1[i])]);
     // P0 -> P2, P1 -> P2: a~_j = a_j + r_j, n ring elements each.
     ctx.net.send(P0, P2, Elem::Ring, Dep::Data, &masked0);
     ctx.net.send(P1, P2, Elem::Ring, Dep::Data, &masked1);
 
     let p2_step = ctx.net.step();
     // P2: x = a~0 + a~1 and delta = wrap(a~0, a~1); it shares x's bits and delta.
-    let x: Vec<u64> = masked0.iter().zip(&masked1).map(|(p, q)| p.wrapping_add(*q)).collect();
-    let delta: Vec<u64> = masked0.iter().zip(&masked1).map(|(p, q)| wrap(*p, *q)).collect();
+    let [x, delta] = columns(n, |i| [masked0[i].wrapping_add(masked1[i]), wrap(masked0[i], masked1[i])]);
     let p2 = &mut ctx.seeds.own[2];
     let (xb0, xb1) = deal_bits(p2, &x);
     let (delta0, delta1) = deal_odd(p2, &delta);
@@ -293,8 +292,6 @@ pub fn share_convert(ctx: &mut Ctx, a: &Shares) -> (Shares, Step) {
     ctx.net.send(P2, P1, Elem::Odd, Dep::Data, &delta1);
 
     // PrivateCompare(x, r - 1, eta''): P2 learns eta' = eta'' xor (x > r - 1).
-    // (r = 0 compares with 0 instead, which errs only if also x = 0.)
-    let r_minus_1: Vec<u64> = r.iter().map(|r| r.saturating_sub(1)).collect();
     let eta1 = private_compare(ctx, &xb0, &xb1, &r_minus_1, &eta2);
 
     ctx.net.step();
@@ -306,14 +303,12 @@ pub fn share_convert(ctx: &mut Ctx, a: &Shares) -> (Shares, Step) {
 
     // eta = eta' xor eta'' on shares; theta = beta0 + beta1 + delta + eta - alpha - 1;
     // y_j = a_j - theta_j in Z_(L-1).
-    let (mut y0, mut y1) = (Vec::with_capacity(n), Vec::with_capacity(n));
-    for k in 0..n {
+    let [y0, y1] = columns(n, |k| {
         let (eta0, eta1) = if eta2[k] == 0 { (e0[k], e1[k]) } else { (odd_sub(1, e0[k]), odd_neg(e1[k])) };
         let theta0 = odd_sub(odd_add(odd_add(beta0[k], delta0[k]), eta0), alpha[k] + 1);
         let theta1 = odd_add(odd_add(beta1[k], delta1[k]), eta1);
-        y0.push(odd_sub(odd(a.s0[k]), theta0));
-        y1.push(odd_sub(odd(a.s1[k]), theta1));
-    }
+        [odd_sub(odd(a0[k]), theta0), odd_sub(odd(a1[k]), theta1)]
+    });
     (Shares { s0: y0, s1: y1 }, p2_step)
 }
 
@@ -339,12 +334,14 @@ pub fn compute_msb(ctx: &mut Ctx, y: &Shares, early: Option<Step>) -> Shares {
     ctx.net.send_in(early, P2, P1, Elem::Ring, Dep::Fresh, &l1);
 
     ctx.net.step();
-    let c0: Vec<u64> = y.s0.iter().zip(&x0).map(|(y, x)| odd_add(odd_add(*y, *y), *x)).collect();
-    let c1: Vec<u64> = y.s1.iter().zip(&x1).map(|(y, x)| odd_add(odd_add(*y, *y), *x)).collect();
+    let (y0, y1) = (&y.s0[..n], &y.s1[..n]);
+    let [c0, c1, c] = columns(n, |i| {
+        let (c0, c1) = (odd_add(odd_add(y0[i], y0[i]), x0[i]), odd_add(odd_add(y1[i], y1[i]), x1[i]));
+        [c0, c1, odd_add(c0, c1)]
+    });
     // P0 <-> P1: c_j = 2 y_j + x_j, one Z_(L-1) element each way; c becomes public.
     ctx.net.send(P0, P1, Elem::Odd, Dep::Data, &c0);
     ctx.net.send(P1, P0, Elem::Odd, Dep::Data, &c1);
-    let c: Vec<u64> = c0.iter().zip(&c1).map(|(p, q)| odd_add(*p, *q)).collect();
 
     // PrivateCompare(x, c, beta): P2 learns beta' = beta xor (x > c), i.e. whether 2y + x wrapped.
     let beta = ctx.seeds.k01.bits(n);
@@ -359,17 +356,18 @@ pub fn compute_msb(ctx: &mut Ctx, y: &Shares, early: Option<Step>) -> Shares {
 
     // gamma = beta xor beta' (the wrap bit), delta = c_0 xor x_0; MSB = gamma xor delta
     // = gamma + delta - 2 gamma delta, with one Mul whose triple share rides early.
-    let xor_public = |bits: &[u8], s0: &[u64], s1: &[u64]| -> Shares {
-        let s0 = s0.iter().zip(bits).map(|(s, b)| if *b == 1 { 1u64.wrapping_sub(*s) } else { *s }).collect();
-        let s1 = s1.iter().zip(bits).map(|(s, b)| if *b == 1 { s.wrapping_neg() } else { *s }).collect();
-        Shares { s0, s1 }
-    };
-    let gamma = xor_public(&beta, &b0, &b1);
-    let c_lsb: Vec<u8> = c.iter().map(|c| (c & 1) as u8).collect();
-    let delta = xor_public(&c_lsb, &l0, &l1);
+    // XOR with a public bit: P0's share s becomes 1 - s, P1's -s.
+    let xor0 = |bit: u64, s: u64| if bit == 1 { 1u64.wrapping_sub(s) } else { s };
+    let xor1 = |bit: u64, s: u64| if bit == 1 { s.wrapping_neg() } else { s };
+    let [g0, g1, d0, d1] = columns(n, |i| {
+        let (b, c) = (beta[i] as u64, c[i] & 1);
+        [xor0(b, b0[i]), xor1(b, b1[i]), xor0(c, l0[i]), xor1(c, l1[i])]
+    });
+    let (gamma, delta) = (Shares { s0: g0, s1: g1 }, Shares { s0: d0, s1: d1 });
     let theta = mul_in(ctx, &gamma, &delta, Some(early));
-    let sum = gamma.add(&delta);
-    sum.sub(&theta.add(&theta))
+    let msb = |g: &[u64], d: &[u64], t: &[u64], i: usize| g[i].wrapping_add(d[i]).wrapping_sub(t[i].wrapping_add(t[i]));
+    let [m0, m1] = columns(n, |i| [msb(&gamma.s0, &delta.s0, &theta.s0, i), msb(&gamma.s1, &delta.s1, &theta.s1, i)]);
+    Shares { s0: m0, s1: m1 }
 }
 
 /// DReLU (SecureNN Algorithm 6): Z_L shares of 1 where a >= 0, else 0, for a in
