@@ -4,7 +4,7 @@
 //! each round once. Message sizes are written next to every send.
 
 pub use super::compare::Variant;
-use super::compare::{Compare, bit_shares, masked_terms};
+use super::compare::{Compare, bit_shares, masked_terms, zero_found};
 use super::matmul::matmul;
 use super::prg::{Prg, Seeds};
 use super::ring::*;
@@ -252,10 +252,7 @@ pub fn private_compare_with(ctx: &mut Ctx, x0: &[u8], x1: &[u8], r: &[u64], beta
     ctx.net.send_field(P0, P2, Dep::Data, &d0);
     ctx.net.send_field(P1, P2, Dep::Data, &d1);
     // P2: beta' = 1 iff some d_i = 0.
-    d0.chunks_exact(64)
-        .zip(d1.chunks_exact(64))
-        .map(|(a, b)| a.iter().zip(b).fold(0u8, |found, (a, b)| found | (a + b == P || a + b == 0) as u8))
-        .collect()
+    zero_found(&d0, &d1)
 }
 
 /// ShareConvert (SecureNN Algorithm 4, with the proof's formula; the printed step 11
