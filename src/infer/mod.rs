@@ -93,7 +93,7 @@ pub fn run<B: Backend>(b: &mut B, planned: &Planned, params: &Params, input: &[f
     let net: &Network = planned.network;
     let mut outputs: Vec<Option<B::V>> = vec![None; net.graph.node_count()];
     outputs[net.input.index()] = Some(b.input(input));
-    let mut ordered = Vec::with_capacity(net.order.len());
+    let mut ran = Vec::with_capacity(net.order.len());
     for (node, layer) in net.layers() {
         let x = |i: usize| outputs[layer.inputs[i].index()].as_ref().expect("producers run first");
         b.begin_layer(node);
@@ -139,10 +139,12 @@ pub fn run<B: Backend>(b: &mut B, planned: &Planned, params: &Params, input: &[f
             Op::Flatten | Op::Dropout { .. } | Op::BatchNorm => x(0).clone(),
         };
         b.end_layer(node);
-        ordered.push(out.clone());
         outputs[node.index()] = Some(out);
+        ran.push(node);
     }
-    ordered
+    // Moved out at the end rather than copied as they come (a copy of every layer's
+    // shares was 0.6% of a CIFAR-10 image's profile).
+    ran.iter().map(|node| outputs[node.index()].take().expect("each layer runs once")).collect()
 }
 
 fn sums_len(w: &Window) -> usize {
