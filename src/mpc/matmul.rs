@@ -95,7 +95,7 @@ unsafe fn matmul_avx2(a: &[u64], b: &[u64], c: &mut [u64], m: usize, n: usize, v
     const GROUP: usize = 8;
     let max_pairs = pairs_of(KC.min(n));
     // The panels' buffer is kept per thread (256 KiB): zeroing a fresh one for every
-    // product was 0.4% of a CIFAR-10 image. Only packed pairs are ever read.
+    // product was 0.4% of a steady CIFAR-10 image's profile. Only packed pairs are read.
     let mut panels_buf = PANELS.take();
     panels_buf.resize(GROUP * max_pairs, [0; 2 * NR]);
     let mut col_terms = [[0u64; NR]; GROUP];
