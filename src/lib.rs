@@ -59,7 +59,8 @@ pub fn cost_files(
 }
 
 /// Loads an architecture, an optional plan, optional trained weights and optional
-/// test images, and runs `simulate` on them (the whole `explore simulate`).
+/// test images, and runs `simulate` on them (the whole `explore simulate`), counting
+/// finished samples on `bar` (`ProgressBar::hidden()` for none).
 pub fn simulate_files(
     arch: &Path,
     plan: Option<&Path>,
@@ -67,9 +68,10 @@ pub fn simulate_files(
     data_dir: Option<&Path>,
     table: &cost::protocol::ProtocolTable,
     opts: &simulate::Options,
+    bar: &indicatif::ProgressBar,
 ) -> error::Result<simulate::SimReport> {
     let (network, plan) = load_network_and_plan(arch, plan)?;
-    simulate_planned(&sharing::Planned::new(&network, &plan)?, weights, data_dir, table, opts)
+    simulate_planned(&sharing::Planned::new(&network, &plan)?, weights, data_dir, table, opts, bar)
 }
 
 /// Secure inference of a planned network. Without weights, seeded random ones;
@@ -80,6 +82,7 @@ pub fn simulate_planned(
     data_dir: Option<&Path>,
     table: &cost::protocol::ProtocolTable,
     opts: &simulate::Options,
+    bar: &indicatif::ProgressBar,
 ) -> error::Result<simulate::SimReport> {
     let network = planned.network;
     let (params, meta, described) = match weights {
@@ -99,7 +102,7 @@ pub fn simulate_planned(
     };
     // Inference runs batchnorm folded into the layer before it.
     let params = params.folded(network);
-    Ok(simulate::simulate(planned, table, opts, &params, &described, &inputs))
+    Ok(simulate::simulate(planned, table, opts, &params, &described, &inputs, bar))
 }
 
 /// At most `limit` images per split of the dataset in `dir`, normalised as the

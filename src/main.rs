@@ -423,7 +423,9 @@ fn run(cli: Cli) -> Result<()> {
         Command::Simulate { arch, plan, samples, weights, data, seed, frac_bits, conv_masking, protocol, format, out } => {
             let table = ProtocolTable::load_or_builtin(protocol.as_deref())?;
             let opts = explore::simulate::Options { samples, seed, frac: frac_bits, masking: conv_masking.map(Masking::into) };
-            let report = explore::simulate_files(&arch, plan.as_deref(), weights.as_deref(), data.as_deref(), &table, &opts)?;
+            // The bar draws on standard error, and only on a terminal.
+            let bar = indicatif::ProgressBar::new(0);
+            let report = explore::simulate_files(&arch, plan.as_deref(), weights.as_deref(), data.as_deref(), &table, &opts, &bar)?;
             let text = match format {
                 SimFormat::Table => explore::simulate::table(&report),
                 // Plain data: serialization cannot fail.

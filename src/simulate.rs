@@ -216,8 +216,17 @@ fn run_sample(planned: &Planned, params: &Params, inputs: &Inputs, masking: Conv
 }
 
 /// Runs secure inference on `opts.samples` inputs (fewer if fewer images are given)
-/// with the given parameters, described by `weights` in the report.
-pub fn simulate(planned: &Planned, table: &ProtocolTable, opts: &Options, params: &Params, weights: &str, inputs: &Inputs) -> SimReport {
+/// with the given parameters, described by `weights` in the report, counting the
+/// finished samples on `bar`.
+pub fn simulate(
+    planned: &Planned,
+    table: &ProtocolTable,
+    opts: &Options,
+    params: &Params,
+    weights: &str,
+    inputs: &Inputs,
+    bar: &indicatif::ProgressBar,
+) -> SimReport {
     let samples = match inputs {
         Inputs::Generated => opts.samples,
         Inputs::Images { images, .. } => opts.samples.min(images.len()),
@@ -228,10 +237,23 @@ pub fn simulate(planned: &Planned, table: &ProtocolTable, opts: &Options, params
     let n_layers = net.order.len();
     // Samples run in parallel (rayon); each has its own seeds, so the results do not
     // depend on the thread count.
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("secure inference [{bar:30}] {pos}/{len} samples, {elapsed}, {eta} left")
+            .expect("a valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_length(samples as u64);
     let wall = Instant::now();
-    let results: Vec<Sample> =
-        (0..samples).into_par_iter().map(|sample| run_sample(planned, params, inputs, masking, opts, sample)).collect();
+    let results: Vec<Sample> = (0..samples)
+        .into_par_iter()
+        .map(|sample| {
+            let result = run_sample(planned, params, inputs, masking, opts, sample);
+            bar.inc(1);
+            result
+        })
+        .collect();
     let wall_secs = wall.elapsed().as_secs_f64();
+    bar.finish_and_clear();
     let mut max_error = vec![0u64; n_layers];
     let mut layer_secs = vec![0.0; n_layers];
     let mut measured: Option<Vec<Tally>> = None;

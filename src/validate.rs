@@ -46,7 +46,8 @@ pub fn validate(root: &Path, table: &ProtocolTable) -> Result<Vec<Check>> {
         plans.sort();
         for plan in plans {
             let name = format!("{arch}/{}", plan.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default());
-            let sim = crate::simulate_files(&arch_file, Some(&plan), None, None, table, &Options::default())?;
+            let sim =
+                crate::simulate_files(&arch_file, Some(&plan), None, None, table, &Options::default(), &indicatif::ProgressBar::hidden())?;
             let mismatched: Vec<String> = sim.layers.iter().filter(|l| l.measured != l.predicted).map(|l| l.name.clone()).collect();
             checks.push(Check {
                 what: "model = simulator".into(),

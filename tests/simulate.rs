@@ -18,6 +18,7 @@ fn sim(arch: &str, plan: Option<&str>, opts: Options) -> SimReport {
         None,
         &ProtocolTable::securenn(),
         &opts,
+        &indicatif::ProgressBar::hidden(),
     )
     .unwrap_or_else(|e| panic!("{e}"))
 }
@@ -111,7 +112,7 @@ fn layer_times_add_up_within_the_secure_time_and_meet_the_compute_model() {
         ns_per_truncate: 1.0,
     });
     let arch = root().join("architectures/svhn.toml");
-    let timed = explore::simulate_files(&arch, None, None, None, &table, &Options::default()).unwrap();
+    let timed = explore::simulate_files(&arch, None, None, None, &table, &Options::default(), &indicatif::ProgressBar::hidden()).unwrap();
     let priced = explore::cost::price(
         &explore::sharing::Planned::new(
             &explore::graph::Network::build(&explore::spec::ArchSpec::load(&arch).unwrap()).unwrap(),

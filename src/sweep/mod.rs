@@ -233,7 +233,7 @@ impl Context<'_> {
                     self.bars.start(&c.name, "training");
                     let tmp = store::temporary(&ckpt);
                     std::fs::create_dir_all(dir.join("train")).map_err(|source| Error::Write { path: dir.join("train"), source })?;
-                    let report = crate::train_planned(&planned, &ds, None, Some(&tmp), &self.cfg, self.bars.epoch_bar())?;
+                    let report = crate::train_planned(&planned, &ds, None, Some(&tmp), &self.cfg, self.bars.stage_bar())?;
                     std::fs::rename(&tmp, &ckpt).map_err(|source| Error::Write { path: ckpt.clone(), source })?;
                     let record = TrainRecord::from(&report);
                     store::write_json(&json, &record)?;
@@ -271,7 +271,7 @@ impl Context<'_> {
                     self.bars.start(&c.name, "secure simulation");
                     let ckpt = trained.as_ref().map(|(_, p)| p.as_path());
                     let data = if trained.is_some() { self.data_dir.as_deref() } else { None };
-                    let report = crate::simulate_planned(&planned, ckpt, data, &self.table, &sim_opts)?;
+                    let report = crate::simulate_planned(&planned, ckpt, data, &self.table, &sim_opts, &self.bars.stage_bar())?;
                     let record = SimRecord::from(&report);
                     store::write_json(&json, &record)?;
                     self.computed.fetch_add(1, Ordering::Relaxed);
@@ -359,7 +359,7 @@ fn candidates(spec: &SweepSpec, relu_names: &[String]) -> Result<(Vec<Candidate>
 }
 
 /// The sweep's progress: a bar of points with the points running and their stage,
-/// and under it a bar per training point's current epoch.
+/// and under it a bar per running point's current training epoch or secure samples.
 struct Bars {
     multi: indicatif::MultiProgress,
     points: indicatif::ProgressBar,
@@ -395,7 +395,9 @@ impl Bars {
         self.show(&running);
     }
 
-    fn epoch_bar(&self) -> indicatif::ProgressBar {
+    /// A bar for a running point's stage (a training epoch, the secure samples),
+    /// under the points' bar; the stage clears it when done.
+    fn stage_bar(&self) -> indicatif::ProgressBar {
         self.multi.add(indicatif::ProgressBar::new(0))
     }
 
