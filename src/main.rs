@@ -123,6 +123,10 @@ enum Command {
         protocol: Option<PathBuf>,
         #[arg(long, value_enum, default_value_t = SimFormat::Table)]
         format: SimFormat,
+        /// Also write the first sample's messages to this CSV file: one row per layer,
+        /// round, sender, receiver, element type and protocol, with count and bits.
+        #[arg(long)]
+        messages: Option<PathBuf>,
         /// Write the output to this file instead of standard output.
         #[arg(long, short)]
         out: Option<PathBuf>,
@@ -420,12 +424,22 @@ fn run(cli: Cli) -> Result<()> {
             }
             emit(None, &text)
         }
-        Command::Simulate { arch, plan, samples, weights, data, seed, frac_bits, conv_masking, protocol, format, out } => {
+        Command::Simulate { arch, plan, samples, weights, data, seed, frac_bits, conv_masking, protocol, format, messages, out } => {
             let table = ProtocolTable::load_or_builtin(protocol.as_deref())?;
             let opts = explore::simulate::Options { samples, seed, frac: frac_bits, masking: conv_masking.map(Masking::into) };
             // The bar draws on standard error, and only on a terminal.
             let bar = indicatif::ProgressBar::new(0);
+            // Opened first, so that a path that cannot be written fails before the run.
+            let messages_file = match &messages {
+                Some(path) => Some((std::fs::File::create(path).map_err(|source| Error::Write { path: path.clone(), source })?, path)),
+                None => None,
+            };
             let report = explore::simulate_files(&arch, plan.as_deref(), weights.as_deref(), data.as_deref(), &table, &opts, &bar)?;
+            if let Some((mut file, path)) = messages_file {
+                use std::io::Write;
+                let csv = explore::simulate::messages_csv(&report);
+                file.write_all(csv.as_bytes()).map_err(|source| Error::Write { path: path.clone(), source })?;
+            }
             let text = match format {
                 SimFormat::Table => explore::simulate::table(&report),
                 // Plain data: serialization cannot fail.

@@ -11,7 +11,7 @@ use crate::infer::run;
 use crate::infer::secure::Secure;
 use crate::model::Params;
 use crate::mpc::prg::Prg;
-use crate::mpc::transport::Tally;
+use crate::mpc::transport::{Elem, Family, Party, Tally, Transfer, transfers};
 use crate::sharing::Planned;
 use rayon::prelude::*;
 use serde::Serialize;
@@ -104,6 +104,9 @@ pub struct TotalSim {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SimReport {
+    /// The first sample's messages (every sample sends the same), for `messages_csv`.
+    #[serde(skip)]
+    pub messages: Vec<MessageRow>,
     pub architecture: String,
     pub plan: String,
     pub protocol: String,
@@ -116,6 +119,64 @@ pub struct SimReport {
     pub inputs: String,
     pub layers: Vec<LayerSim>,
     pub total: TotalSim,
+}
+
+/// One row of `explore simulate --messages`: what one party sends another in one
+/// round of a layer (`transport::transfers`). Rounds and depths count from the
+/// start of the network, as the totals do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MessageRow {
+    pub layer: String,
+    pub round: u64,
+    pub depth: u64,
+    pub from: &'static str,
+    pub to: &'static str,
+    /// `ring` (Z_2^64), `odd` (Z_(2^64 - 1)) or `field` (Z_67).
+    pub element: &'static str,
+    /// The cost model's family: `linear`, `drelu` or `mul`.
+    pub protocol: &'static str,
+    pub count: u64,
+    pub bits: u64,
+}
+
+impl MessageRow {
+    fn new(layer: &str, t: &Transfer) -> MessageRow {
+        let party = |p: Party| match p {
+            Party::P0 => "P0",
+            Party::P1 => "P1",
+            Party::P2 => "P2",
+        };
+        MessageRow {
+            layer: layer.to_string(),
+            round: t.step,
+            depth: t.depth,
+            from: party(t.from),
+            to: party(t.to),
+            element: match t.elem {
+                Elem::Ring => "ring",
+                Elem::Odd => "odd",
+                Elem::Field => "field",
+            },
+            protocol: match t.family {
+                Family::Linear => "linear",
+                Family::Drelu => "drelu",
+                Family::Mul => "mul",
+            },
+            count: t.count,
+            bits: t.bits,
+        }
+    }
+}
+
+/// The report's messages as CSV, one row per layer, round, sender, receiver, element
+/// type and protocol.
+pub fn messages_csv(report: &SimReport) -> String {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    for row in &report.messages {
+        // Writing into memory cannot fail.
+        w.serialize(row).expect("a row serialises");
+    }
+    String::from_utf8(w.into_inner().expect("an in-memory writer")).expect("CSV of ASCII names and numbers")
 }
 
 fn predicted(c: &cost::LayerCost) -> Counts {
@@ -151,6 +212,8 @@ struct Sample {
     layer_secs: Vec<f64>,
     /// The hash of the sample's transcript.
     transcript: u64,
+    /// The messages of the first sample (empty for the others).
+    messages: Vec<MessageRow>,
 }
 
 /// Where the inputs of a simulation come from.
@@ -210,6 +273,19 @@ fn run_sample(planned: &Planned, params: &Params, inputs: &Inputs, masking: Conv
         agrees_fixed: secure_class == argmax(&decode(fixed_out.last().expect("layers"))),
         fixed_secs,
         secure_secs,
+        messages: if sample == 0 {
+            secure
+                .layers
+                .iter()
+                .zip(&secure.layer_messages)
+                .flat_map(|((node, _), range)| {
+                    let name = &planned.network.node(*node).name;
+                    transfers(&secure.ctx.net.log[range.clone()]).into_iter().map(move |t| MessageRow::new(name, &t))
+                })
+                .collect()
+        } else {
+            Vec::new()
+        },
         layer_secs: secure.layer_seconds,
         transcript: secure.ctx.net.transcript,
     }
@@ -259,7 +335,11 @@ pub fn simulate(
     let mut measured: Option<Vec<Tally>> = None;
     let (mut agree, mut agree_fixed, mut fixed_secs, mut secure_secs, mut correct) = (0usize, 0usize, 0.0, 0.0, 0usize);
     let mut transcripts = Vec::with_capacity(8 * results.len());
-    for r in results {
+    let mut messages = Vec::new();
+    for mut r in results {
+        if messages.is_empty() {
+            messages = std::mem::take(&mut r.messages);
+        }
         transcripts.extend_from_slice(&r.transcript.to_le_bytes());
         for (m, e) in max_error.iter_mut().zip(&r.max_error) {
             *m = (*m).max(*e);
@@ -324,6 +404,7 @@ pub fn simulate(
         transcript: format!("{:016x}", crate::mpc::prg::fnv1a(&transcripts)),
     };
     SimReport {
+        messages,
         architecture: net.name.clone(),
         plan: planned.plan.name.clone(),
         protocol: table.name.clone(),

@@ -223,6 +223,7 @@ fn bad_plan_files_give_one_line_and_exit_2() {
 
 #[test]
 fn simulate_json_has_the_documented_fields() {
+    let messages = scratch("simulate-messages").join("messages.csv");
     let o = explore(&[
         "simulate",
         "architectures/svhn.toml",
@@ -232,6 +233,8 @@ fn simulate_json_has_the_documented_fields() {
         "2",
         "--format",
         "json",
+        "--messages",
+        messages.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -246,8 +249,33 @@ fn simulate_json_has_the_documented_fields() {
     assert!(v["total"]["seconds_per_image"].as_f64().unwrap() > 0.0);
     assert_eq!(v["total"]["samples"], 2);
     assert_eq!(v["total"]["transcript"].as_str().unwrap().len(), 16);
+    // The message rows add up to each layer's measured bits, per sender, and span
+    // the network's rounds and depth.
+    let mut r = csv::Reader::from_path(&messages).unwrap();
+    assert_eq!(r.headers().unwrap(), vec!["layer", "round", "depth", "from", "to", "element", "protocol", "count", "bits"]);
+    let rows: Vec<csv::StringRecord> = r.records().map(Result::unwrap).collect();
+    let num = |row: &csv::StringRecord, i: usize| row[i].parse::<u64>().unwrap();
+    for l in v["layers"].as_array().unwrap() {
+        let mut by_party = [0u64; 3];
+        for row in rows.iter().filter(|row| row[0] == *l["name"].as_str().unwrap()) {
+            by_party[["P0", "P1", "P2"].iter().position(|p| *p == &row[3]).unwrap()] += num(row, 8);
+            let per_element = match &row[5] {
+                "field" => 8,
+                "ring" | "odd" => 64,
+                other => panic!("element {other}"),
+            };
+            assert_eq!(num(row, 8), num(row, 7) * per_element, "{row:?}");
+        }
+        assert_eq!(serde_json::json!(by_party), l["measured"]["bits_by_party"], "{}", l["name"]);
+    }
+    assert_eq!(rows.iter().map(|row| num(row, 1)).max(), Some(26));
+    assert_eq!(rows.iter().map(|row| num(row, 2)).max(), v["total"]["measured"]["rounds_depth"].as_u64());
     let f = "architectures/plans/cifar10/uniform-32x32.toml";
     expect_error(&["simulate", "architectures/svhn.toml", "--plan", f], f, "plan is for \"cifar10-minionn\"");
+    // Checked before the run, not after it.
+    let nowhere = messages.with_file_name("no-such-dir").join("m.csv");
+    let nowhere = nowhere.to_str().unwrap();
+    expect_error(&["simulate", "architectures/svhn.toml", "--messages", nowhere], nowhere, "cannot write");
 }
 
 #[test]

@@ -22,6 +22,8 @@ pub struct Secure {
     layer_start: Instant,
     /// Messages tallied per layer, in execution order.
     pub layers: Vec<(NodeIndex, Tally)>,
+    /// Each layer's messages in `ctx.net.log`, in the same order.
+    pub layer_messages: Vec<std::ops::Range<usize>>,
     /// Wall seconds per layer, in the same order: all three parties' local work on
     /// this thread (message passing costs no time in the simulation).
     pub layer_seconds: Vec<f64>,
@@ -36,6 +38,7 @@ impl Secure {
             mark: (0, 0, 0),
             layer_start: Instant::now(),
             layers: Vec::new(),
+            layer_messages: Vec::new(),
             layer_seconds: Vec::new(),
         }
     }
@@ -152,5 +155,6 @@ impl Backend for Secure {
         self.layer_seconds.push(self.layer_start.elapsed().as_secs_f64());
         let t = self.ctx.net.tally_since(self.mark);
         self.layers.push((node, t));
+        self.layer_messages.push(self.mark.0..self.ctx.net.log.len());
     }
 }

@@ -201,6 +201,49 @@ impl Transport {
     }
 }
 
+/// What one party sends another in one step: the messages of a stretch of the log
+/// with the same step, depth, receiver, element type and family, merged, as they
+/// would travel together (a Beaver opening's E and F; the parts of a DReLU layer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transfer {
+    pub step: u64,
+    pub depth: u64,
+    pub from: Party,
+    pub to: Party,
+    pub elem: Elem,
+    pub family: Family,
+    pub count: u64,
+    pub bits: u64,
+}
+
+/// `log`'s messages merged into transfers, in order of step, depth, sender and receiver.
+pub fn transfers(log: &[Message]) -> Vec<Transfer> {
+    let key = |m: &Message| (m.step, m.depth, m.from as u8, m.to as u8, m.elem as u8, m.family as u8);
+    let mut sorted: Vec<&Message> = log.iter().collect();
+    // Stable: equal keys keep the log's order (it does not matter for the sums).
+    sorted.sort_by_key(|m| key(m));
+    let mut out: Vec<Transfer> = Vec::new();
+    for m in sorted {
+        match out.last_mut() {
+            Some(t) if key(m) == (t.step, t.depth, t.from as u8, t.to as u8, t.elem as u8, t.family as u8) => {
+                t.count += m.count;
+                t.bits += m.bits;
+            }
+            _ => out.push(Transfer {
+                step: m.step,
+                depth: m.depth,
+                from: m.from,
+                to: m.to,
+                elem: m.elem,
+                family: m.family,
+                count: m.count,
+                bits: m.bits,
+            }),
+        }
+    }
+    out
+}
+
 /// Folds a payload into the transcript hash: FNV-1a style over 64-bit words, in
 /// `LANES` independent lanes (word i to lane i mod LANES) so that the multiplies
 /// overlap, since the hash sits on the hot path of every send. Compiled for AVX-512
@@ -316,6 +359,27 @@ mod tests {
             }
         }
         assert_ne!(hash_words(5, &words[..2]), hash_words(5, &[words[1], words[0]]));
+    }
+
+    #[test]
+    fn transfers_merge_what_travels_together_and_keep_the_totals() {
+        let mut t = Transport::new(64, 8);
+        t.step();
+        t.send(Party::P2, Party::P1, Elem::Ring, Dep::Fresh, &[1, 2, 3]);
+        t.step();
+        // Two parts of one layer, as DReLU sends them: the same steps again.
+        let c = t.clocks();
+        t.send(Party::P0, Party::P1, Elem::Ring, Dep::Data, &[1, 2]);
+        t.send(Party::P0, Party::P1, Elem::Ring, Dep::Data, &[3]);
+        t.send_field(Party::P0, Party::P2, Dep::Data, &[5; 64]);
+        t.set_clocks(c);
+        t.send(Party::P0, Party::P1, Elem::Ring, Dep::Data, &[4, 5]);
+        let merged = transfers(&t.log);
+        assert_eq!(merged.len(), 3, "{merged:?}");
+        let to_p1 = merged.iter().find(|m| m.step == 2 && m.to == Party::P1).expect("P0's openings");
+        assert_eq!((to_p1.from, to_p1.count, to_p1.bits), (Party::P0, 5, 5 * 64));
+        assert_eq!(merged[0].count, 3, "step 1 comes first");
+        assert_eq!(merged.iter().map(|m| m.bits).sum::<u64>(), t.log.iter().map(|m| m.bits).sum::<u64>());
     }
 
     #[test]
