@@ -218,14 +218,12 @@ pub struct Transfer {
 
 /// `log`'s messages merged into transfers, in order of step, depth, sender and receiver.
 pub fn transfers(log: &[Message]) -> Vec<Transfer> {
-    let key = |m: &Message| (m.step, m.depth, m.from as u8, m.to as u8, m.elem as u8, m.family as u8);
     let mut sorted: Vec<&Message> = log.iter().collect();
-    // Stable: equal keys keep the log's order (it does not matter for the sums).
-    sorted.sort_by_key(|m| key(m));
+    sorted.sort_by_key(|m| (m.step, m.depth, m.from as u8, m.to as u8, m.elem as u8, m.family as u8));
     let mut out: Vec<Transfer> = Vec::new();
     for m in sorted {
         match out.last_mut() {
-            Some(t) if key(m) == (t.step, t.depth, t.from as u8, t.to as u8, t.elem as u8, t.family as u8) => {
+            Some(t) if (m.step, m.depth, m.from, m.to, m.elem, m.family) == (t.step, t.depth, t.from, t.to, t.elem, t.family) => {
                 t.count += m.count;
                 t.bits += m.bits;
             }
