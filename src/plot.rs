@@ -127,6 +127,14 @@ fn tick(v: f64) -> String {
     format!("{s}{unit}")
 }
 
+/// A log axis's label: its key points are 1-9 times each power of ten, and labels on
+/// all nine ran into each other (90k100k), so only 1, 2 and 5 times a power are named.
+fn log_tick(v: f64) -> String {
+    let mantissa = v / 10f64.powf(v.log10().floor());
+    let named = [1.0, 2.0, 5.0].iter().any(|m| (mantissa - m).abs() < 1e-6 || (mantissa - 10.0 * m).abs() < 1e-5);
+    if named { tick(v) } else { String::new() }
+}
+
 fn style(mark: Mark) -> (RGBColor, u32) {
     match mark {
         Mark::Dot => (RGBColor(150, 150, 150), 4),
@@ -194,9 +202,13 @@ where
         .y_desc(&fig.y_label)
         .axis_desc_style((FONT, 20))
         .label_style((FONT, 16))
-        .x_label_formatter(&|v| tick(*v))
-        .y_label_formatter(&|v| tick(*v))
+        .x_label_formatter(&|v| if fig.x_log { log_tick(*v) } else { tick(*v) })
+        .y_label_formatter(&|v| if fig.y_log { log_tick(*v) } else { tick(*v) })
         .y_labels(15)
+        // A log axis already has a line at each of its nine key points per decade; a
+        // linear one gets four between labels (plotters' ten made a dense grey field).
+        .x_max_light_lines(if fig.x_log { 0 } else { 4 })
+        .y_max_light_lines(if fig.y_log { 0 } else { 4 })
         .light_line_style(RGBColor(235, 235, 235))
         .bold_line_style(RGBColor(215, 215, 215))
         .draw()?;
@@ -450,6 +462,12 @@ mod tests {
         assert_eq!(tick(0.05), "0.05");
         assert_eq!(tick(84.5), "84.5");
         assert_eq!(tick(-0.001), "0");
+    }
+
+    #[test]
+    fn log_axes_name_one_two_and_five_times_a_power_of_ten() {
+        let named: Vec<String> = [10e3, 20e3, 30e3, 50e3, 90e3, 100e3, 200e3, 1.0, 5.0, 7.0, 1e6].iter().map(|v| log_tick(*v)).collect();
+        assert_eq!(named, ["10k", "20k", "", "50k", "", "100k", "200k", "1", "5", "", "1M"]);
     }
 
     #[test]
