@@ -253,7 +253,11 @@ where
             Mark::Labelled => {
                 let labels = place_labels(&s.points, ranges, [fig.x_log, fig.y_log]);
                 let drawn = chart.draw_series(labels.into_iter().map(|(x, y, text, dy)| {
+                    // A label moved off its line gets a leader from its point, so that
+                    // it is not read as a neighbour's.
+                    let leader = if dy == 0 || text.is_empty() { vec![] } else { vec![(0, 0), (8, dy - 9)] };
                     EmptyElement::at((x, y))
+                        + PathElement::new(leader, RGBColor(120, 120, 120))
                         + Circle::new((0, 0), size, color.filled())
                         + Text::new(text, (9, -16 + dy), (FONT, 14).into_font().color(&BLACK))
                 }))?;
