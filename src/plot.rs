@@ -251,7 +251,8 @@ where
                     .legend(move |(x, y)| TriangleMarker::new((x, y), size, color.filled()));
             }
             Mark::Labelled => {
-                let labels = place_labels(&s.points, ranges, [fig.x_log, fig.y_log]);
+                let others = fig.series.iter().flat_map(|o| o.points.iter().map(|p| (p.0, p.1)));
+                let labels = place_labels(&s.points, others, ranges, [fig.x_log, fig.y_log]);
                 let drawn = chart.draw_series(labels.into_iter().map(|(x, y, text, dy)| {
                     // A label moved off its line gets a leader from its point, so that
                     // it is not read as a neighbour's.
@@ -278,8 +279,14 @@ where
 }
 
 /// Names of points at the same place joined into one label, and labels that would
-/// sit on top of an earlier one moved down a line: (x, y, text, pixel offset).
-fn place_labels(points: &[(f64, f64, String)], ranges: [(f64, f64); 2], log: [bool; 2]) -> Vec<(f64, f64, String, i32)> {
+/// sit on an earlier label or on any of the figure's `dots` moved up or down a line
+/// or more: (x, y, text, pixel offset).
+fn place_labels(
+    points: &[(f64, f64, String)],
+    dots: impl Iterator<Item = (f64, f64)>,
+    ranges: [(f64, f64); 2],
+    log: [bool; 2],
+) -> Vec<(f64, f64, String, i32)> {
     let mut joined: Vec<(f64, f64, String)> = Vec::new();
     for (x, y, name) in points {
         match joined.iter_mut().find(|p| p.0 == *x && p.1 == *y) {
@@ -297,17 +304,24 @@ fn place_labels(points: &[(f64, f64, String)], ranges: [(f64, f64); 2], log: [bo
     };
     // Approximate plot-area size in pixels, and label boxes (x, y, width) placed so far.
     let (w, h) = ((SIZE.0 - 170) as f64, (SIZE.1 - 170) as f64);
+    let at = |x: f64, y: f64| (unit(x, 0) * w, (1.0 - unit(y, 1)) * h);
+    let dots: Vec<(f64, f64)> = dots.map(|(x, y)| at(x, y)).collect();
     let mut boxes: Vec<(f64, f64, f64)> = Vec::new();
     joined
         .into_iter()
         .map(|(x, y, text)| {
-            let (px, py) = (unit(x, 0) * w + 9.0, (1.0 - unit(y, 1)) * h - 16.0);
+            let (px, py) = (at(x, y).0 + 9.0, at(x, y).1 - 16.0);
             let width = 7.5 * text.chars().count() as f64;
-            let clear = |dy: f64| boxes.iter().all(|b| (py + dy - b.1).abs() >= 15.0 || px + width <= b.0 || b.0 + b.2 <= px);
-            // Small moves only: a label far from its point would be read as another
-            // point's. Where no place is clear the label is left out (the point stays,
-            // and results.csv names it) rather than printed over another.
-            match [0.0, -14.0, 14.0, -28.0, 28.0].into_iter().find(|&d| clear(d)) {
+            let clear = |dy: f64| {
+                let top = py + dy;
+                boxes.iter().all(|b| (top - b.1).abs() >= 15.0 || px + width <= b.0 || b.0 + b.2 <= px)
+                    && dots.iter().all(|d| d.0 + 6.0 < px || d.0 - 6.0 > px + width || d.1 + 6.0 < top || d.1 - 6.0 > top + 14.0)
+            };
+            // Up to three lines away, with a leader (see `draw_chart`): further, a
+            // label would be read as another point's. Where no place is clear the label
+            // is left out (the point stays, and results.csv names it) rather than
+            // printed over another label or point.
+            match [0.0, -14.0, 14.0, -28.0, 28.0, -42.0, 42.0].into_iter().find(|&d| clear(d)) {
                 Some(dy) => {
                     boxes.push((px, py + dy, width));
                     (x, y, text, dy as i32)
@@ -472,6 +486,20 @@ mod tests {
     fn log_axes_name_one_two_and_five_times_a_power_of_ten() {
         let named: Vec<String> = [10e3, 20e3, 30e3, 50e3, 90e3, 100e3, 200e3, 1.0, 5.0, 7.0, 1e6].iter().map(|v| log_tick(*v)).collect();
         assert_eq!(named, ["10k", "20k", "", "50k", "", "100k", "200k", "1", "5", "", "1M"]);
+    }
+
+    #[test]
+    fn labels_move_off_points_and_other_labels() {
+        let (w, h) = ((SIZE.0 - 170) as f64, (SIZE.1 - 170) as f64);
+        let ranges = [(0.0, 10.0), (0.0, 10.0)];
+        // A dot 15 pixels right of and 9 above point a: where a's label would start.
+        let dot = (5.0 + 15.0 * 10.0 / w, 5.0 + 9.0 * 10.0 / h);
+        let points = vec![(5.0, 5.0, "a".to_string()), (5.0, 5.0, "b".to_string()), (8.0, 2.0, "c".to_string())];
+        let placed = place_labels(&points, [dot, (5.0, 5.0), (8.0, 2.0)].into_iter(), ranges, [false, false]);
+        assert_eq!(placed.len(), 2, "a and b sit at one place and share a label");
+        assert_eq!(placed[0].2, "a, b");
+        assert_ne!(placed[0].3, 0, "the dot is in the way of the first line");
+        assert_eq!((placed[1].2.as_str(), placed[1].3), ("c", 0), "nothing in c's way");
     }
 
     #[test]
