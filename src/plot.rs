@@ -127,12 +127,26 @@ fn tick(v: f64) -> String {
     format!("{s}{unit}")
 }
 
-/// A log axis's label: its key points are 1-9 times each power of ten, and labels on
-/// all nine ran into each other (90k100k), so only 1, 2 and 5 times a power are named.
-fn log_tick(v: f64) -> String {
-    let mantissa = v / 10f64.powf(v.log10().floor());
-    let named = [1.0, 2.0, 5.0].iter().any(|m| (mantissa - m).abs() < 1e-6 || (mantissa - 10.0 * m).abs() < 1e-5);
-    if named { tick(v) } else { String::new() }
+/// A log axis's grid from `lo` to `hi`: bold, labelled lines at 1, 2 and 5 times each
+/// power of ten (at the powers alone over more than five decades), light ones at the
+/// other whole multiples. (plotters' own key points start at the first power of ten
+/// in the range, so an axis from 2k to 35k had lines at 10k, 20k and 30k only, and
+/// labelled all nine per decade on a wider one, where they ran together: "90k100k".)
+fn log_key_points(lo: f64, hi: f64) -> (Vec<f64>, Vec<f64>) {
+    let wide = (hi / lo).log10() > 5.0;
+    let (mut bold, mut light) = (Vec::new(), Vec::new());
+    let mut power = 10f64.powf(lo.log10().floor());
+    while power <= hi {
+        for m in 1..=9 {
+            let v = power * m as f64;
+            if v < lo || v > hi {
+                continue;
+            }
+            if m == 1 || (!wide && (m == 2 || m == 5)) { bold.push(v) } else { light.push(v) }
+        }
+        power *= 10.0;
+    }
+    (bold, light)
 }
 
 fn style(mark: Mark) -> (RGBColor, u32) {
@@ -165,17 +179,21 @@ pub fn render<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, fig: &Figure) ->
     let (y0, y1) = range(all().map(|p| p.1), fig.y_log);
     let mut builder = ChartBuilder::on(&root);
     builder.caption(&fig.title, (FONT, 26)).margin(20).margin_right(40).x_label_area_size(65).y_label_area_size(90);
+    let log_axis = |lo: f64, hi: f64| {
+        let (bold, light) = log_key_points(lo, hi);
+        (lo..hi).log_scale().with_key_points(bold).with_light_points(light)
+    };
     match (fig.x_log, fig.y_log) {
         (true, true) => {
-            let mut c = builder.build_cartesian_2d((x0..x1).log_scale(), (y0..y1).log_scale())?;
+            let mut c = builder.build_cartesian_2d(log_axis(x0, x1), log_axis(y0, y1))?;
             draw_chart(&mut c, fig, [(x0, x1), (y0, y1)])?;
         }
         (true, false) => {
-            let mut c = builder.build_cartesian_2d((x0..x1).log_scale(), y0..y1)?;
+            let mut c = builder.build_cartesian_2d(log_axis(x0, x1), y0..y1)?;
             draw_chart(&mut c, fig, [(x0, x1), (y0, y1)])?;
         }
         (false, true) => {
-            let mut c = builder.build_cartesian_2d(x0..x1, (y0..y1).log_scale())?;
+            let mut c = builder.build_cartesian_2d(x0..x1, log_axis(y0, y1))?;
             draw_chart(&mut c, fig, [(x0, x1), (y0, y1)])?;
         }
         (false, false) => {
@@ -202,13 +220,12 @@ where
         .y_desc(&fig.y_label)
         .axis_desc_style((FONT, 20))
         .label_style((FONT, 16))
-        .x_label_formatter(&|v| if fig.x_log { log_tick(*v) } else { tick(*v) })
-        .y_label_formatter(&|v| if fig.y_log { log_tick(*v) } else { tick(*v) })
+        .x_label_formatter(&|v| tick(*v))
+        .y_label_formatter(&|v| tick(*v))
         .y_labels(15)
-        // A log axis already has a line at each of its nine key points per decade; a
-        // linear one gets four between labels (plotters' ten made a dense grey field).
-        .x_max_light_lines(if fig.x_log { 0 } else { 4 })
-        .y_max_light_lines(if fig.y_log { 0 } else { 4 })
+        // Four light lines between labels on a linear axis (plotters' ten made a dense
+        // grey field); a log axis has its own (`log_key_points`).
+        .max_light_lines(4)
         .light_line_style(RGBColor(235, 235, 235))
         .bold_line_style(RGBColor(215, 215, 215))
         .draw()?;
@@ -484,8 +501,14 @@ mod tests {
 
     #[test]
     fn log_axes_name_one_two_and_five_times_a_power_of_ten() {
-        let named: Vec<String> = [10e3, 20e3, 30e3, 50e3, 90e3, 100e3, 200e3, 1.0, 5.0, 7.0, 1e6].iter().map(|v| log_tick(*v)).collect();
-        assert_eq!(named, ["10k", "20k", "", "50k", "", "100k", "200k", "1", "5", "", "1M"]);
+        let ticks = |v: Vec<f64>| v.into_iter().map(tick).collect::<Vec<_>>();
+        let (bold, light) = log_key_points(2.2e3, 35e3);
+        assert_eq!(ticks(bold), ["5k", "10k", "20k"]);
+        assert_eq!(ticks(light), ["3k", "4k", "6k", "7k", "8k", "9k", "30k"]);
+        // Over more than five decades, the powers of ten alone.
+        let (bold, light) = log_key_points(0.5, 2e6);
+        assert_eq!(ticks(bold), ["1", "10", "100", "1k", "10k", "100k", "1M"]);
+        assert_eq!(light.len(), 5 + 6 * 8 + 1, "0.5 to 0.9, 2 to 9 times 1 to 100k, and 2M");
     }
 
     #[test]
