@@ -108,10 +108,7 @@ unsafe fn matmul_avx2(a: &[u64], b: &[u64], c: &mut [u64], m: usize, n: usize, v
         for (p, k0) in (0..n).step_by(KC).enumerate() {
             let depth = KC.min(n - k0);
             let pairs = pairs_of(depth);
-            let rows = (k0..k0 + depth).map(|k| &b[k * v + j0..k * v + end]);
-            // Rows a little further down, to prefetch (see `pack_pairs`).
-            let ahead = (k0 + PREFETCH..k0 + depth + PREFETCH).map(|k| b.get(k * v + j0..k * v + end).unwrap_or(&[]));
-            pack_pairs(rows.zip(ahead), &mut panels_buf, max_pairs, &mut col_terms[..blocks]);
+            pack_pairs(b, v, k0..k0 + depth, j0..end, &mut panels_buf, max_pairs, &mut col_terms[..blocks]);
             for g in 0..blocks {
                 let (j, panel) = (j0 + g * NR, &panels_buf[g * max_pairs..g * max_pairs + pairs]);
                 let width = NR.min(v - j);
@@ -131,13 +128,11 @@ unsafe fn matmul_avx2(a: &[u64], b: &[u64], c: &mut [u64], m: usize, n: usize, v
                         let fix = _mm256_set1_epi64x(row_terms[(i + r) * panels + p] as i64);
                         let mut sums = [0u64; NR];
                         for h in 0..2 {
-                            let x = cross[2 * r + h];
-                            let up = _mm256_slli_epi64::<32>(_mm256_add_epi32(x, _mm256_srli_epi64::<32>(x)));
                             let (at, terms) = (&mut sums[4 * h..4 * h + 4], &col_terms[g][4 * h..4 * h + 4]);
                             // Safety: a 4-u64 load from `terms`, a store into `at`.
                             unsafe {
                                 let terms = _mm256_add_epi64(fix, _mm256_loadu_si256(terms.as_ptr().cast()));
-                                let sum = _mm256_sub_epi64(_mm256_add_epi64(lo[2 * r + h], up), terms);
+                                let sum = _mm256_sub_epi64(products(lo[2 * r + h], cross[2 * r + h]), terms);
                                 _mm256_storeu_si256(at.as_mut_ptr().cast(), sum);
                             }
                         }
@@ -169,57 +164,93 @@ thread_local! {
     static PANELS: std::cell::Cell<Vec<[u64; 16]>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
-/// Packs rows of B (each `blocks` x 8 wide, the last block perhaps narrower and
-/// padded with zeros, in order of depth) into the pair panels of
-/// `matmul_avx2`, block g's at `panels[g * stride..]` (zero past the last row), and
-/// sets each block's column terms, sum over pairs of b_2q b_2q+1.
+/// Packs rows `rows` and columns `cols` of B (n x v), `col_terms.len()` blocks of 8
+/// columns (the last perhaps narrower, padded with zeros), into the pair panels of
+/// `matmul_avx2`: block g's pair q, at `panels[g * stride + q]`, is B[2q, j..j + 8] then
+/// B[2q + 1, j..j + 8] of those rows (zeros past the last). It sets each block's
+/// column terms, the sum over pairs of b_2q b_2q+1, from the registers the copy
+/// passes through, as the kernel sums its products; a second pass over the panels
+/// with scalar multiplies took half the packing's time.
 ///
-/// Each row comes with the row `PREFETCH` further down (empty past the end), whose
-/// cache lines are requested while this one is copied: rows of B lie a page or more
-/// apart in a convolution (8 KiB in CIFAR-10's conv2), beyond the reach of the
-/// hardware prefetchers, and the loads of B took 70% of this function's time. With
-/// the prefetch, products of 64 x 576 by 576 x 1024 and 576 x 256 took 3-9% less
-/// time (medians of 40, three runs in one process; 4, 8 and 16 rows ahead alike).
-fn pack_pairs<'b>(
-    rows: impl ExactSizeIterator<Item = (&'b [u64], &'b [u64])>,
+/// The rows `PREFETCH` further down are requested while these are copied: rows of B
+/// lie a page or more apart in a convolution (8 KiB in CIFAR-10's conv2), beyond the
+/// reach of the hardware prefetchers, and the loads of B took 70% of the packing's
+/// time without it. (Products of 64 x 576 by 576 x 1024 and 576 x 256: 3-9% less
+/// time with it, medians of 40, three runs in one process; 4, 8 and 16 rows ahead
+/// alike.)
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn pack_pairs(
+    b: &[u64],
+    v: usize,
+    rows: std::ops::Range<usize>,
+    cols: std::ops::Range<usize>,
     panels: &mut [[u64; 16]],
     stride: usize,
     col_terms: &mut [[u64; 8]],
 ) {
-    let depth = rows.len();
-    let pairs = depth.div_ceil(2);
-    for (k, (row, ahead)) in rows.enumerate() {
-        #[cfg(target_arch = "x86_64")]
-        for line in ahead.chunks(8) {
-            // Safety: a prefetch is a hint; it reads nothing and cannot fault.
-            unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(line.as_ptr().cast()) };
+    use std::arch::x86_64::*;
+    let row = |k: usize| if k < rows.end { &b[k * v + cols.start..k * v + cols.end] } else { &[][..] };
+    // Each block's low products and cross terms, by half (4 columns).
+    let mut sums = [[_mm256_setzero_si256(); 4]; 8];
+    for (q, k) in rows.clone().step_by(2).enumerate() {
+        for ahead in [k + PREFETCH, k + 1 + PREFETCH] {
+            if let Some(line) = b.get(ahead * v + cols.start..ahead * v + cols.end) {
+                for line in line.chunks(8) {
+                    _mm_prefetch::<_MM_HINT_T0>(line.as_ptr().cast());
+                }
+            }
         }
-        for (g, block) in row.chunks(8).enumerate() {
-            let to: &mut [u64; 8] = (&mut panels[g * stride + k / 2][8 * (k % 2)..][..8]).try_into().expect("8 places");
-            // A whole block is a fixed-size copy; a copy of a slice's length went
-            // through a call to memcpy per 64 bytes (8% of a `simulate_bench` profile).
-            match <&[u64; 8]>::try_from(block) {
-                Ok(whole) => *to = *whole,
-                Err(_) => {
-                    to[..block.len()].copy_from_slice(block);
-                    to[block.len()..].fill(0);
+        let (even, odd) = (row(k), row(k + 1));
+        for (g, sums) in sums[..col_terms.len()].iter_mut().enumerate() {
+            let pair = &mut panels[g * stride + q];
+            let blocks = (even.get(8 * g..8 * g + 8), odd.get(8 * g..8 * g + 8));
+            let (Some(x), Some(y)) = blocks else {
+                // A narrow last block or an odd last row: through zero padding.
+                *pair = [0; 16];
+                let (x, y) = (&even[8 * g..even.len().min(8 * g + 8)], odd.get(8 * g..).unwrap_or(&[]));
+                pair[..x.len()].copy_from_slice(x);
+                pair[8..8 + y.len().min(8)].copy_from_slice(&y[..y.len().min(8)]);
+                for h in 0..2 {
+                    // Safety: 4-u64 loads within the pair's 16.
+                    let (x, y) = unsafe {
+                        (_mm256_loadu_si256(pair[4 * h..].as_ptr().cast()), _mm256_loadu_si256(pair[8 + 4 * h..].as_ptr().cast()))
+                    };
+                    sums[2 * h] = _mm256_add_epi64(sums[2 * h], _mm256_mul_epu32(x, y));
+                    sums[2 * h + 1] = _mm256_add_epi32(sums[2 * h + 1], _mm256_mullo_epi32(x, _mm256_shuffle_epi32::<0b10_11_00_01>(y)));
+                }
+                continue;
+            };
+            for h in 0..2 {
+                // Safety: 4-u64 loads within the 8 of `x` and `y`, stores within the pair's 16.
+                unsafe {
+                    let (x, y) = (_mm256_loadu_si256(x[4 * h..].as_ptr().cast()), _mm256_loadu_si256(y[4 * h..].as_ptr().cast()));
+                    _mm256_storeu_si256(pair[4 * h..].as_mut_ptr().cast(), x);
+                    _mm256_storeu_si256(pair[8 + 4 * h..].as_mut_ptr().cast(), y);
+                    sums[2 * h] = _mm256_add_epi64(sums[2 * h], _mm256_mul_epu32(x, y));
+                    sums[2 * h + 1] = _mm256_add_epi32(sums[2 * h + 1], _mm256_mullo_epi32(x, _mm256_shuffle_epi32::<0b10_11_00_01>(y)));
                 }
             }
         }
     }
-    for (g, terms) in col_terms.iter_mut().enumerate() {
-        let panel = &mut panels[g * stride..g * stride + pairs];
-        if depth % 2 == 1 {
-            // An odd last depth pairs with a row of zeros.
-            panel[pairs - 1][8..].fill(0);
-        }
-        *terms = [0; 8];
-        for row in panel.iter() {
-            for t in 0..8 {
-                terms[t] = terms[t].wrapping_add(row[t].wrapping_mul(row[8 + t]));
-            }
+    for (terms, sums) in col_terms.iter_mut().zip(&sums) {
+        for h in 0..2 {
+            // Safety: a 4-u64 store within the block's 8 terms.
+            unsafe { _mm256_storeu_si256(terms[4 * h..].as_mut_ptr().cast(), products(sums[2 * h], sums[2 * h + 1])) };
         }
     }
+}
+
+/// Sums of 64-bit lane products x y mod 2^64 from their two accumulators: the low
+/// products x_lo y_lo (`vpmuludq`) and the cross terms x_lo y_hi and x_hi y_lo, added
+/// as 32-bit halves (`vpmulld` against y with its halves swapped), which go to the
+/// high half.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+fn products(lo: std::arch::x86_64::__m256i, cross: std::arch::x86_64::__m256i) -> std::arch::x86_64::__m256i {
+    use std::arch::x86_64::*;
+    _mm256_add_epi64(lo, _mm256_slli_epi64::<32>(_mm256_add_epi32(cross, _mm256_srli_epi64::<32>(cross))))
 }
 
 /// How many rows ahead `pack_pairs` prefetches.
