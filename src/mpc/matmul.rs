@@ -191,6 +191,8 @@ fn pack_pairs(
 ) {
     use std::arch::x86_64::*;
     let row = |k: usize| if k < rows.end { &b[k * v + cols.start..k * v + cols.end] } else { &[][..] };
+    // Safety: 4-u64 loads within an 8-u64 array.
+    let load = |x: &[u64; 8]| unsafe { [0, 4].map(|h| _mm256_loadu_si256(x[h..].as_ptr().cast())) };
     // Each block's low products and cross terms, by half (4 columns).
     let mut sums = [[_mm256_setzero_si256(); 4]; 8];
     for (q, k) in rows.clone().step_by(2).enumerate() {
@@ -203,33 +205,27 @@ fn pack_pairs(
         }
         let (even, odd) = (row(k), row(k + 1));
         for (g, sums) in sums[..col_terms.len()].iter_mut().enumerate() {
-            let pair = &mut panels[g * stride + q];
-            let blocks = (even.get(8 * g..8 * g + 8), odd.get(8 * g..8 * g + 8));
-            let (Some(x), Some(y)) = blocks else {
-                // A narrow last block or an odd last row: through zero padding.
-                *pair = [0; 16];
-                let (x, y) = (&even[8 * g..even.len().min(8 * g + 8)], odd.get(8 * g..).unwrap_or(&[]));
-                pair[..x.len()].copy_from_slice(x);
-                pair[8..8 + y.len().min(8)].copy_from_slice(&y[..y.len().min(8)]);
-                for h in 0..2 {
-                    // Safety: 4-u64 loads within the pair's 16.
-                    let (x, y) = unsafe {
-                        (_mm256_loadu_si256(pair[4 * h..].as_ptr().cast()), _mm256_loadu_si256(pair[8 + 4 * h..].as_ptr().cast()))
-                    };
-                    sums[2 * h] = _mm256_add_epi64(sums[2 * h], _mm256_mul_epu32(x, y));
-                    sums[2 * h + 1] = _mm256_add_epi32(sums[2 * h + 1], _mm256_mullo_epi32(x, _mm256_shuffle_epi32::<0b10_11_00_01>(y)));
+            let (x, y) = match (even.get(8 * g..8 * g + 8), odd.get(8 * g..8 * g + 8)) {
+                (Some(x), Some(y)) => (load(x.try_into().expect("8")), load(y.try_into().expect("8"))),
+                _ => {
+                    // A narrow last block or an odd last row: zero-padded.
+                    let (mut x, mut y) = ([0u64; 8], [0u64; 8]);
+                    for (to, r) in [(&mut x, even), (&mut y, odd)] {
+                        let part = r.get(8 * g..r.len().min(8 * g + 8)).unwrap_or(&[]);
+                        to[..part.len()].copy_from_slice(part);
+                    }
+                    (load(&x), load(&y))
                 }
-                continue;
             };
+            let pair = &mut panels[g * stride + q];
             for h in 0..2 {
-                // Safety: 4-u64 loads within the 8 of `x` and `y`, stores within the pair's 16.
+                // Safety: 4-u64 stores within the pair's 16.
                 unsafe {
-                    let (x, y) = (_mm256_loadu_si256(x[4 * h..].as_ptr().cast()), _mm256_loadu_si256(y[4 * h..].as_ptr().cast()));
-                    _mm256_storeu_si256(pair[4 * h..].as_mut_ptr().cast(), x);
-                    _mm256_storeu_si256(pair[8 + 4 * h..].as_mut_ptr().cast(), y);
-                    sums[2 * h] = _mm256_add_epi64(sums[2 * h], _mm256_mul_epu32(x, y));
-                    sums[2 * h + 1] = _mm256_add_epi32(sums[2 * h + 1], _mm256_mullo_epi32(x, _mm256_shuffle_epi32::<0b10_11_00_01>(y)));
+                    _mm256_storeu_si256(pair[4 * h..].as_mut_ptr().cast(), x[h]);
+                    _mm256_storeu_si256(pair[8 + 4 * h..].as_mut_ptr().cast(), y[h]);
                 }
+                sums[2 * h] = _mm256_add_epi64(sums[2 * h], _mm256_mul_epu32(x[h], y[h]));
+                sums[2 * h + 1] = _mm256_add_epi32(sums[2 * h + 1], _mm256_mullo_epi32(x[h], _mm256_shuffle_epi32::<0b10_11_00_01>(y[h])));
             }
         }
     }
