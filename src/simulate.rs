@@ -11,7 +11,7 @@ use crate::infer::run;
 use crate::infer::secure::Secure;
 use crate::model::Params;
 use crate::mpc::prg::Prg;
-use crate::mpc::transport::{Elem, Family, Party, Tally, Transfer, transfers};
+use crate::mpc::transport::{Elem, Family, Message, Party, Tally, transfers};
 use crate::sharing::Planned;
 use rayon::prelude::*;
 use serde::Serialize;
@@ -140,7 +140,7 @@ pub struct MessageRow {
 }
 
 impl MessageRow {
-    fn new(layer: &str, t: &Transfer) -> MessageRow {
+    fn new(layer: &str, t: &Message) -> MessageRow {
         let party = |p: Party| match p {
             Party::P0 => "P0",
             Party::P1 => "P1",

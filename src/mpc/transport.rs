@@ -202,41 +202,20 @@ impl Transport {
 }
 
 /// What one party sends another in one step: the messages of a stretch of the log
-/// with the same step, depth, receiver, element type and family, merged, as they
-/// would travel together (a Beaver opening's E and F; the parts of a DReLU layer).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Transfer {
-    pub step: u64,
-    pub depth: u64,
-    pub from: Party,
-    pub to: Party,
-    pub elem: Elem,
-    pub family: Family,
-    pub count: u64,
-    pub bits: u64,
-}
-
-/// `log`'s messages merged into transfers, in order of step, depth, sender and receiver.
-pub fn transfers(log: &[Message]) -> Vec<Transfer> {
+/// with the same step, depth, receiver, element type and family, merged into one, as
+/// they would travel together (a Beaver opening's E and F; the parts of a DReLU layer),
+/// in order of step, depth, sender and receiver.
+pub fn transfers(log: &[Message]) -> Vec<Message> {
     let mut sorted: Vec<&Message> = log.iter().collect();
     sorted.sort_by_key(|m| (m.step, m.depth, m.from as u8, m.to as u8, m.elem as u8, m.family as u8));
-    let mut out: Vec<Transfer> = Vec::new();
+    let mut out: Vec<Message> = Vec::new();
     for m in sorted {
         match out.last_mut() {
             Some(t) if (m.step, m.depth, m.from, m.to, m.elem, m.family) == (t.step, t.depth, t.from, t.to, t.elem, t.family) => {
                 t.count += m.count;
                 t.bits += m.bits;
             }
-            _ => out.push(Transfer {
-                step: m.step,
-                depth: m.depth,
-                from: m.from,
-                to: m.to,
-                elem: m.elem,
-                family: m.family,
-                count: m.count,
-                bits: m.bits,
-            }),
+            _ => out.push(m.clone()),
         }
     }
     out
