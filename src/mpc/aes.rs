@@ -137,9 +137,10 @@ fn blocks_vaes(keys: &[[u8; 16]; 11], first: u64, out: &mut [u8; BUFFER]) {
 /// `blocks_vaes` with two blocks per 256-bit register: four passes of eight
 /// registers. Eight states and eleven round keys do not fit in sixteen registers, and
 /// LLVM then ran each state through all ten rounds before the next (one chain of
-/// dependent AES instructions at a time, 12.0-12.8 GB/s in a scratch benchmark of
-/// refills); `in_registers` after each round keeps the eight chains side by side
-/// (14.7-16.5 GB/s in the same runs; the instructions' own rate here allows about 19).
+/// dependent AES instructions at a time); `in_registers` after each round keeps the
+/// eight chains side by side: 1.07-1.30x the refills per second (a scratch benchmark
+/// alternating both, six runs in two processes; this CPU's VAES rate allows about
+/// 19 GB/s, and the new kernel reached 14.7-17.1).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,vaes")]
 fn blocks_vaes256(keys: &[[u8; 16]; 11], first: u64, out: &mut [u8; BUFFER]) {
