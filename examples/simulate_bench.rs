@@ -7,12 +7,12 @@
 //! thread and on all cores (images in parallel), it prints the median over REPEATS
 //! of seconds per image for secure inference and for plaintext fixed point.
 
-use explore::cost::protocol::ConvMasking;
 use explore::graph::Network;
+use explore::graph::sharing::Planned;
+use explore::infer::model::Params;
 use explore::infer::{plain::Fixed, run, secure::Secure};
-use explore::model::Params;
-use explore::sharing::Planned;
 use explore::simulate::generated_input;
+use explore::spec::protocol::ConvMasking;
 use explore::spec::{ArchSpec, PlanSpec};
 use rayon::prelude::*;
 use std::path::Path;

@@ -8,9 +8,9 @@
 //! `benches/pytorch_cifar10.py` with the same settings and prints the ratio.
 
 use explore::graph::Network;
-use explore::model::Params;
+use explore::graph::sharing::Planned;
+use explore::infer::model::Params;
 use explore::mpc::prg::Prg;
-use explore::sharing::Planned;
 use explore::spec::{ArchSpec, PlanSpec};
 use explore::train::net::Prepared;
 use explore::train::{State, TrainConfig, batch_step};

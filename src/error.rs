@@ -1,6 +1,6 @@
 //! Error types. Every failure a user can cause (a bad file, a bad key, a shape that
 //! does not fit) is an `Error` whose `Display` is one line naming the file and the
-//! layer or key, so the CLI can print it and exit with code 2.
+//! layer or key, so the CLI can print it and exit with code 2 (`exit_code`).
 
 use std::path::{Path, PathBuf};
 
@@ -40,6 +40,10 @@ pub enum Error {
     /// dangling input, a patch larger than its map, ...).
     #[error("{at}: {message}")]
     Invalid { at: Location, message: String },
+
+    /// `explore validate` ran, and some of its checks failed (the table says which).
+    #[error("{failed} of {total} checks failed")]
+    ChecksFailed { failed: usize, total: usize },
 }
 
 impl Error {
@@ -51,9 +55,13 @@ impl Error {
         Error::Syntax { at: Location { file: file.to_path_buf(), within }, message: message.into() }
     }
 
-    /// Exit code for the CLI: 2 for anything wrong with the user's input files.
-    pub fn exit_code(&self) -> i32 {
-        2
+    /// Exit code for the CLI: 1 when checks ran and failed, 2 for anything wrong
+    /// with the user's input files or settings.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::ChecksFailed { .. } => 1,
+            _ => 2,
+        }
     }
 }
 

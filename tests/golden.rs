@@ -3,7 +3,7 @@
 //! the layer and the column. To accept a deliberate change, rewrite the files with
 //! `EXPLORE_BLESS=1 cargo test --test golden` and commit them with the change.
 
-use explore::cost::{profile, protocol::ProtocolTable};
+use explore::spec::{profile, protocol::ProtocolTable};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
@@ -64,10 +64,15 @@ fn cost_tables_match_golden_files() {
         std::fs::create_dir_all(&dir).unwrap();
         let mut expected = BTreeSet::new();
         for plan in plans(arch) {
-            let (report, _) =
-                explore::cost_files(&root().join(format!("architectures/{arch}.toml")), Some(&plan), &table, None, &profile::builtin())
-                    .unwrap_or_else(|e| panic!("{e}"));
-            let csv = explore::report::csv(&report);
+            let (report, _) = explore::app::cost::price_files(
+                &root().join(format!("architectures/{arch}.toml")),
+                Some(&plan),
+                &table,
+                None,
+                &profile::builtin(),
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+            let csv = explore::app::cost::csv(&report);
             let file = dir.join(plan.file_name().unwrap()).with_extension("csv");
             expected.insert(file.clone());
             let shown = file.strip_prefix(root()).unwrap_or(&file).display().to_string();

@@ -1,8 +1,10 @@
 //! The simulator against the cost model and the plaintext references, for the paper's
 //! three networks under every shipped plan.
 
-use explore::cost::protocol::{ConvMasking, ProtocolTable};
+use explore::app::limits::Limits;
+use explore::app::simulate::simulate_files;
 use explore::simulate::{Options, SimReport};
+use explore::spec::protocol::{ConvMasking, ProtocolTable};
 use std::path::PathBuf;
 
 fn root() -> PathBuf {
@@ -11,13 +13,14 @@ fn root() -> PathBuf {
 
 fn sim(arch: &str, plan: Option<&str>, opts: Options) -> SimReport {
     let plan = plan.map(|p| root().join(p));
-    explore::simulate_files(
+    simulate_files(
         &root().join(format!("architectures/{arch}.toml")),
         plan.as_deref(),
         None,
         None,
         &ProtocolTable::securenn(),
         &opts,
+        &Limits::default(),
         &indicatif::ProgressBar::hidden(),
     )
     .unwrap_or_else(|e| panic!("{e}"))
@@ -104,7 +107,7 @@ fn layer_times_add_up_within_the_secure_time_and_meet_the_compute_model() {
     // is the cost model's compute term.
     assert!(r.layers.iter().all(|l| l.predicted_seconds.is_none()) && r.total.predicted_seconds_per_image.is_none());
     let mut table = ProtocolTable::securenn();
-    table.compute = Some(explore::cost::protocol::Compute {
+    table.compute = Some(explore::spec::protocol::Compute {
         ns_per_mac: 1.0,
         ns_per_element: 3.0,
         ns_per_drelu: 500.0,
@@ -112,9 +115,10 @@ fn layer_times_add_up_within_the_secure_time_and_meet_the_compute_model() {
         ns_per_truncate: 1.0,
     });
     let arch = root().join("architectures/svhn.toml");
-    let timed = explore::simulate_files(&arch, None, None, None, &table, &Options::default(), &indicatif::ProgressBar::hidden()).unwrap();
+    let timed = simulate_files(&arch, None, None, None, &table, &Options::default(), &Limits::default(), &indicatif::ProgressBar::hidden())
+        .unwrap();
     let priced = explore::cost::price(
-        &explore::sharing::Planned::new(
+        &explore::graph::sharing::Planned::new(
             &explore::graph::Network::build(&explore::spec::ArchSpec::load(&arch).unwrap()).unwrap(),
             &explore::spec::PlanSpec::original(),
         )
@@ -127,5 +131,5 @@ fn layer_times_add_up_within_the_secure_time_and_meet_the_compute_model() {
         assert_eq!(l.predicted_seconds, Some(c.compute_seconds), "layer {}", l.name);
     }
     assert!((timed.total.predicted_seconds_per_image.unwrap() - priced.total.compute_seconds).abs() < 1e-12);
-    assert!(explore::simulate::table(&timed).contains("pred ms"));
+    assert!(explore::app::simulate::text(&timed).contains("pred ms"));
 }

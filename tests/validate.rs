@@ -19,7 +19,7 @@ fn validate_passes_on_main() {
 fn validate_fails_when_a_securenn_price_moves() {
     let dir = std::env::temp_dir().join(format!("explore-validate-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let table = explore::cost::protocol::SECURENN_TOML;
+    let table = explore::spec::protocol::SECURENN_TOML;
     // One element more from P2 per Mul; and ring elements one bit wider.
     for (name, changed) in
         [("mul.toml", table.replace("p2 = { l = 1 }", "p2 = { l = 2 }")), ("ring.toml", table.replace("ring_bits = 64", "ring_bits = 65"))]

@@ -1,11 +1,11 @@
 //! Action counts: what secure inference of each layer has to do, independent of
 //! what any protocol charges for it. One image per inference.
 
-use crate::cost::protocol::ConvMasking;
 use crate::graph::Network;
-use crate::sharing::{Planned, decisions};
+use crate::graph::sharing::{Planned, decisions};
 use crate::spec::Op;
 use crate::spec::plan::{Decision, NoiseMask};
+use crate::spec::protocol::{Compute, ConvMasking};
 use petgraph::graph::NodeIndex;
 use serde::Serialize;
 
@@ -75,7 +75,13 @@ pub fn count(planned: &Planned, masking: ConvMasking) -> Vec<LayerActions> {
                 }
                 Op::Linear { out_features } => {
                     let (n, v) = (input.numel() as u64, *out_features as u64);
-                    (0, vec![Action::Product { kind: ProductKind::Linear, x: n, y: n * v, z: v, macs: n * v }, Action::Truncate { count: v }])
+                    (
+                        0,
+                        vec![
+                            Action::Product { kind: ProductKind::Linear, x: n, y: n * v, z: v, macs: n * v },
+                            Action::Truncate { count: v },
+                        ],
+                    )
                 }
                 Op::AvgPool { .. } => (0, vec![Action::Truncate { count: out.numel() as u64 }]),
                 Op::Relu => relu_actions(planned, node),
@@ -125,4 +131,17 @@ fn relu_actions(planned: &Planned, node: NodeIndex) -> (u64, Vec<Action>) {
     }
     actions.push(Action::Mul { purpose: MulPurpose::Gate, count: gated });
     (groups, actions)
+}
+
+impl Action {
+    /// Seconds of this action's local work under a table's measured `[compute]` rates.
+    pub fn compute_seconds(&self, c: &Compute) -> f64 {
+        let ns = match *self {
+            Action::Product { x, y, z, macs, .. } => macs as f64 * c.ns_per_mac + (x + y + z) as f64 * c.ns_per_element,
+            Action::Drelu { count } => count as f64 * c.ns_per_drelu,
+            Action::Mul { count, .. } => count as f64 * c.ns_per_mul,
+            Action::Truncate { count } => count as f64 * c.ns_per_truncate,
+        };
+        ns * 1e-9
+    }
 }

@@ -8,13 +8,12 @@
 //! layers is modelled).
 
 pub mod actions;
-pub mod profile;
-pub mod protocol;
+pub mod compare;
 
-use crate::sharing::Planned;
+use crate::graph::sharing::Planned;
+use crate::spec::profile::Profile;
+use crate::spec::protocol::{ConvMasking, ProtocolTable};
 use actions::{Action, LayerActions, MulPurpose};
-use profile::Profile;
-use protocol::{ConvMasking, ProtocolTable};
 use serde::Serialize;
 
 /// Bits by the protocol family that sends them.
@@ -160,8 +159,7 @@ fn price_layer(planned: &Planned, table: &ProtocolTable, la: LayerActions) -> La
         // A protocol with a one-piece ReLU prices an unshared decision-and-gate pair
         // (as many gates as decisions) as that ReLU; its bits count as DReLU bits.
         let fused = match (&table.relu, action) {
-            (Some(relu), &Action::Drelu { count })
-                if matches!(actions.peek(), Some(Action::Mul { purpose: MulPurpose::Gate, count: gated }) if *gated == count) =>
+            (Some(relu), &Action::Drelu { count }) if matches!(actions.peek(), Some(Action::Mul { purpose: MulPurpose::Gate, count: gated }) if *gated == count) =>
             {
                 actions.next();
                 Some((relu, count))
@@ -202,7 +200,7 @@ fn price_layer(planned: &Planned, table: &ProtocolTable, la: LayerActions) -> La
     }
     let bits: u64 = by_party.iter().sum();
     // A fold from +0: `sum` over no actions gives -0, which prints as "-0".
-    let compute_seconds = table.compute.map_or(0.0, |c| la.actions.iter().fold(0.0, |s, a| s + c.seconds(a)));
+    let compute_seconds = table.compute.map_or(0.0, |c| la.actions.iter().fold(0.0, |s, a| s + a.compute_seconds(&c)));
     LayerCost {
         name: node.name.clone(),
         op: node.op.as_ref().map_or("input", |o| o.kind()).to_string(),
@@ -221,11 +219,37 @@ fn price_layer(planned: &Planned, table: &ProtocolTable, la: LayerActions) -> La
     }
 }
 
+/// How one plan compares with the same network without sharing.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Saving {
+    pub baseline_plan: String,
+    pub baseline_relus: u64,
+    pub baseline_rounds: u64,
+    pub baseline_bytes: u64,
+    /// Percent of the baseline's bytes saved (negative when the plan costs more).
+    pub bytes_saved_percent: f64,
+    pub relus_saved_percent: f64,
+}
+
+impl Saving {
+    pub fn between(plan: &CostReport, baseline: &CostReport) -> Saving {
+        let pct = |new: u64, old: u64| if old == 0 { 0.0 } else { 100.0 * (old as f64 - new as f64) / old as f64 };
+        Saving {
+            baseline_plan: baseline.plan.clone(),
+            baseline_relus: baseline.total.relus,
+            baseline_rounds: baseline.total.rounds,
+            baseline_bytes: baseline.total.bytes,
+            bytes_saved_percent: pct(plan.total.bytes, baseline.total.bytes),
+            relus_saved_percent: pct(plan.total.relus, baseline.total.relus),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     //! The paper's figures (Tables 1, 5, 6, 8 and 9), from the shipped files.
     use super::*;
-    use crate::cost::protocol::ConvMasking;
+    use crate::spec::protocol::ConvMasking;
     use std::path::{Path, PathBuf};
 
     fn repo(p: &str) -> PathBuf {
@@ -238,18 +262,23 @@ mod tests {
 
     fn priced_under(table: &ProtocolTable, arch: &str, plan: Option<&str>, masking: Option<ConvMasking>) -> CostReport {
         let plan = plan.map(|p| repo(&format!("architectures/plans/{p}.toml")));
-        let (r, _) =
-            crate::cost_files(&repo(&format!("architectures/{arch}.toml")), plan.as_deref(), table, masking, &profile::builtin())
-                .unwrap();
-        r
+        let net =
+            crate::graph::Network::build(&crate::spec::ArchSpec::load(&repo(&format!("architectures/{arch}.toml"))).unwrap()).unwrap();
+        let plan = plan.map_or_else(crate::spec::PlanSpec::original, |p| crate::spec::PlanSpec::load(&p).unwrap());
+        price(&Planned::new(&net, &plan).unwrap(), table, masking, &crate::spec::profile::builtin())
     }
 
     #[test]
     fn a_compute_section_adds_local_work_to_the_estimates() {
         let mut table = ProtocolTable::securenn();
         let plain = priced_under(&table, "svhn", None, None);
-        table.compute =
-            Some(protocol::Compute { ns_per_mac: 1.0, ns_per_element: 2.0, ns_per_drelu: 1000.0, ns_per_mul: 10.0, ns_per_truncate: 0.5 });
+        table.compute = Some(crate::spec::protocol::Compute {
+            ns_per_mac: 1.0,
+            ns_per_element: 2.0,
+            ns_per_drelu: 1000.0,
+            ns_per_mul: 10.0,
+            ns_per_truncate: 0.5,
+        });
         let timed = priced_under(&table, "svhn", None, None);
         let mut expected = 0.0;
         for l in &timed.layers {
@@ -387,7 +416,7 @@ mod tests {
         let relu1 = |body: &str| {
             let plan =
                 PlanSpec::parse(Path::new("p.toml"), &format!("name = \"p\"\n[relu.relu1]\ngroup = \"patch\"\npatch = 4\n{body}")).unwrap();
-            let r = price(&crate::sharing::Planned::new(&net, &plan).unwrap(), &ProtocolTable::securenn(), None, &[]);
+            let r = price(&crate::graph::sharing::Planned::new(&net, &plan).unwrap(), &ProtocolTable::securenn(), None, &[]);
             let l = layer(&r, "relu1");
             (l.rounds, l.bits / 64)
         };

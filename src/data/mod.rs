@@ -105,9 +105,24 @@ pub fn load_raw(dir: &Path, limit: Option<usize>, input_shape: &[usize]) -> Resu
             "no dataset recognised: expected IDX files (train-images-idx3-ubyte[.gz]), CIFAR-10 batches (data_batch_1.bin or cifar-10-binary.tar.gz), SVHN (train_32x32.mat) or image class folders (train/<class>/*.jpg)",
         ));
     };
+    if ds.train.is_empty() && ds.test.is_empty() {
+        return Err(Error::invalid(dir, None, "the dataset holds no images (0 training, 0 test)"));
+    }
     if ds.train.shape[..] != input_shape[..] {
         return Err(Error::invalid(dir, None, format!("images are {:?}, the network's input is {input_shape:?}", ds.train.shape)));
     }
+    Ok(ds)
+}
+
+/// At most `limit` images per split, normalised with `stats` (a checkpoint's input
+/// mean and standard deviation) or, without them, with the test images' own.
+pub fn load_normalised(dir: &Path, limit: usize, input_shape: &[usize], stats: Option<(Vec<f32>, Vec<f32>)>) -> Result<Dataset> {
+    let mut ds = load_raw(dir, Some(limit), input_shape)?;
+    if ds.test.is_empty() {
+        return Err(Error::invalid(dir, None, "the dataset holds no test images"));
+    }
+    let (mean, std) = stats.unwrap_or_else(|| channel_stats(&ds.test));
+    normalise_with(&mut ds, &mean, &std);
     Ok(ds)
 }
 

@@ -3,13 +3,15 @@
 //! arithmetic; `run` walks the layers in order and applies each layer's recipe, so
 //! the three evaluations share truncation points and decisions by construction.
 
+pub mod checkpoint;
+pub mod model;
 pub mod plain;
 pub mod secure;
 
 use crate::graph::Network;
-use crate::model::Params;
+use crate::graph::sharing::{Planned, group_map};
+use crate::infer::model::Params;
 use crate::mpc::matmul::Window;
-use crate::sharing::{Planned, group_map};
 use crate::spec::Op;
 use crate::spec::plan::{Decision, NoiseMask, WeightVisibility};
 use petgraph::graph::NodeIndex;
@@ -246,7 +248,7 @@ fn relu_layer<B: Backend>(b: &mut B, planned: &Planned, params: &Params, node: N
     b.mul(&d, x)
 }
 
-fn group_taps(g: &crate::sharing::GroupMap) -> Taps {
+fn group_taps(g: &crate::graph::sharing::GroupMap) -> Taps {
     let mut members: Vec<Vec<u32>> = vec![Vec::new(); g.groups];
     for (i, &grp) in g.group_of.iter().enumerate() {
         if grp != u32::MAX {

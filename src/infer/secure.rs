@@ -2,13 +2,13 @@
 //! comparison run as the SecureNN protocol, every message counted per layer.
 
 use super::{Backend, Product, Taps};
-use crate::cost::protocol::ConvMasking;
 use crate::mpc::matmul::{im2col_t, matmul};
 use crate::mpc::prg::Prg;
 use crate::mpc::protocols::{beaver, drelu, mat_mul, mul, truncate_shares};
 use crate::mpc::ring::encode;
 use crate::mpc::transport::{Family, Tally};
 use crate::mpc::{Ctx, Shares};
+use crate::spec::protocol::ConvMasking;
 use petgraph::graph::NodeIndex;
 use std::time::Instant;
 

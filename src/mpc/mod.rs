@@ -4,11 +4,11 @@
 
 pub mod aes;
 pub mod chacha;
-mod compare;
 pub mod cpu;
 pub mod keystream;
 pub mod matmul;
 pub mod prg;
+mod private_compare;
 pub mod protocols;
 pub mod ring;
 pub mod transport;

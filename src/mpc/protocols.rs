@@ -3,10 +3,10 @@
 //! values of a layer: one message carries a whole layer's elements, so a layer pays
 //! each round once. Message sizes are written next to every send.
 
-pub use super::compare::Variant;
-use super::compare::{Compare, bit_shares, masked_terms, zero_found};
 use super::matmul::matmul;
 use super::prg::{Prg, Seeds};
+pub use super::private_compare::Variant;
+use super::private_compare::{Compare, bit_shares, masked_terms, zero_found};
 use super::ring::*;
 use super::transport::{Dep, Elem, Party::*, Step, Transport};
 

@@ -3,7 +3,10 @@
 
 pub mod arch;
 pub mod plan;
+pub mod profile;
+pub mod protocol;
 pub mod sweep;
+pub mod train;
 
 use crate::error::{Error, Result};
 use serde::Deserialize;

@@ -36,9 +36,9 @@
 
 use super::plan::PlanSpec;
 use super::{from_table, parse_toml, read_text};
-use crate::cost::profile::Profile;
 use crate::error::{Error, Result};
-use crate::train::TrainConfig;
+use crate::spec::profile::Profile;
+use crate::spec::train::TrainConfig;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -106,6 +106,9 @@ struct RawPoint {
     paper: Option<Paper>,
 }
 
+/// One axis of a grid: (label, layer it applies to or None for all, key, values).
+type Axis = (String, Option<String>, String, Vec<toml::Value>);
+
 /// One grid of the design space, kept as written until the network's ReLU layers
 /// are known (`expand`).
 #[derive(Debug, Clone)]
@@ -170,7 +173,7 @@ impl SweepSpec {
         train.check(path)?;
         let protocol = match raw.protocol {
             None => "securenn".to_string(),
-            Some(p) if crate::cost::protocol::ProtocolTable::builtin(&p).is_some() => p,
+            Some(p) if crate::spec::protocol::ProtocolTable::builtin(&p).is_some() => p,
             Some(p) => folder.join(p).to_string_lossy().into_owned(),
         };
         let mut points = Vec::new();
@@ -256,12 +259,13 @@ impl Grid {
         Ok(Grid { name, layers, per_layer, keys })
     }
 
-    /// Every combination of the grid's axes, over `relu_layers` when the grid names no
-    /// layers. Points whose plan is not valid carry the reason.
-    pub fn expand(&self, path: &Path, relu_layers: &[String]) -> Result<Vec<GridPoint>> {
-        let layer_sets = self.layers.clone().unwrap_or_else(|| vec![relu_layers.to_vec()]);
-        // The axes: (label, layer it applies to or None for all, key, values).
-        let mut axes: Vec<(String, Option<String>, String, Vec<toml::Value>)> = Vec::new();
+    fn layer_sets(&self, relu_layers: &[String]) -> Vec<Vec<String>> {
+        self.layers.clone().unwrap_or_else(|| vec![relu_layers.to_vec()])
+    }
+
+    /// The axes: (label, layer it applies to or None for all, key, values).
+    fn axes(&self, layer_sets: &[Vec<String>]) -> Vec<Axis> {
+        let mut axes: Vec<Axis> = Vec::new();
         if layer_sets.len() > 1 {
             let values = layer_sets.iter().map(|s| toml::Value::Array(s.iter().cloned().map(toml::Value::String).collect())).collect();
             axes.push(("layers".into(), None, "layers".into(), values));
@@ -275,6 +279,19 @@ impl Grid {
                 axes.push((key.clone(), None, key.clone(), values.clone()));
             }
         }
+        axes
+    }
+
+    /// How many points `expand` would make, without making them (saturating).
+    pub fn point_count(&self, relu_layers: &[String]) -> u64 {
+        self.axes(&self.layer_sets(relu_layers)).iter().fold(1u64, |n, a| n.saturating_mul(a.3.len() as u64))
+    }
+
+    /// Every combination of the grid's axes, over `relu_layers` when the grid names no
+    /// layers. Points whose plan is not valid carry the reason.
+    pub fn expand(&self, path: &Path, relu_layers: &[String]) -> Result<Vec<GridPoint>> {
+        let layer_sets = self.layer_sets(relu_layers);
+        let axes = self.axes(&layer_sets);
         let sizes: Vec<usize> = axes.iter().map(|a| a.3.len()).collect();
         let total: usize = sizes.iter().product();
         let mut out = Vec::with_capacity(total);

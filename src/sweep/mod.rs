@@ -11,10 +11,12 @@
 pub mod results;
 pub mod store;
 
-use crate::cost::{self, profile, protocol::ProtocolTable};
+use crate::cost;
 use crate::error::{Error, Result};
 use crate::graph::Network;
-use crate::sharing::{self, Planned};
+use crate::graph::sharing::{self, Planned};
+use crate::spec::profile;
+use crate::spec::protocol::ProtocolTable;
 use crate::spec::sweep::{Paper, SweepSpec};
 use crate::spec::{ArchSpec, PlanSpec};
 use crate::{data, simulate};
@@ -59,8 +61,11 @@ pub struct Outcome {
     pub reused: usize,
     /// Set when no dataset was found: how to add one.
     pub note: Option<String>,
-    pub plots: Vec<PathBuf>,
-    pub plot_note: Option<String>,
+    /// The Pareto fronts of `rows` (also in pareto.csv).
+    pub fronts: Vec<results::Front>,
+    /// The network's name and the cost profiles' names, for the plots.
+    pub network: String,
+    pub profiles: Vec<String>,
 }
 
 /// A point left out: its name and why.
@@ -73,6 +78,16 @@ struct Candidate {
     parameters: String,
     paper: Option<Paper>,
     plan: PlanSpec,
+}
+
+/// Bytes a sweep of `points` design points holds before and after its runs: each
+/// point's plan (a few entries per ReLU layer), its cost report (a few numbers per
+/// layer) and its row. Measured per point, with a margin, in the README.
+pub fn memory_estimate(network: &Network, points: u64) -> u64 {
+    const PER_POINT: u64 = 8 << 10;
+    const PER_POINT_LAYER: u64 = 1 << 10;
+    let per_point = PER_POINT + PER_POINT_LAYER * network.order.len() as u64;
+    points.saturating_mul(per_point)
 }
 
 pub fn run(spec: &SweepSpec, opts: &Options) -> Result<Outcome> {
@@ -163,11 +178,7 @@ pub fn run(spec: &SweepSpec, opts: &Options) -> Result<Outcome> {
     let fronts = results::pareto(&rows, &profile_names);
     results::write_pareto(&dir.join("pareto.csv"), &fronts, &rows)?;
     results::write_skipped(&dir.join("skipped.csv"), &skipped)?;
-    let (plots, plot_note) = match crate::plot::sweep_plots(&dir, &spec.name, &network.name, &rows, &fronts, &profile_names) {
-        Ok(p) => (p, None),
-        Err(e) => (vec![], Some(e)),
-    };
-    Ok(Outcome { dir, rows, skipped, computed, reused, note, plots, plot_note })
+    Ok(Outcome { dir, rows, skipped, computed, reused, note, fronts, network: network.name.clone(), profiles: profile_names })
 }
 
 /// What every point of a run shares.
@@ -177,7 +188,7 @@ struct Context<'a> {
     table: ProtocolTable,
     profiles: Vec<profile::Profile>,
     baseline: cost::CostReport,
-    cfg: crate::train::TrainConfig,
+    cfg: crate::spec::train::TrainConfig,
     cfg_id: String,
     samples: usize,
     frac_bits: u32,
@@ -233,7 +244,7 @@ impl Context<'_> {
                     self.bars.start(&c.name, "training");
                     let tmp = store::temporary(&ckpt);
                     std::fs::create_dir_all(dir.join("train")).map_err(|source| Error::Write { path: dir.join("train"), source })?;
-                    let report = crate::train_planned(&planned, &ds, None, Some(&tmp), &self.cfg, self.bars.stage_bar())?;
+                    let report = crate::train::train_planned(&planned, &ds, None, Some(&tmp), &self.cfg, self.bars.stage_bar())?;
                     std::fs::rename(&tmp, &ckpt).map_err(|source| Error::Write { path: ckpt.clone(), source })?;
                     let record = TrainRecord::from(&report);
                     store::write_json(&json, &record)?;
@@ -271,7 +282,7 @@ impl Context<'_> {
                     self.bars.start(&c.name, "secure simulation");
                     let ckpt = trained.as_ref().map(|(_, p)| p.as_path());
                     let data = if trained.is_some() { self.data_dir.as_deref() } else { None };
-                    let report = crate::simulate_planned(&planned, ckpt, data, &self.table, &sim_opts, &self.bars.stage_bar())?;
+                    let report = simulate::run_planned(&planned, ckpt, data, &self.table, &sim_opts, &self.bars.stage_bar())?;
                     let record = SimRecord::from(&report);
                     store::write_json(&json, &record)?;
                     self.computed.fetch_add(1, Ordering::Relaxed);

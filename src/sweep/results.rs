@@ -444,44 +444,6 @@ pub fn write_skipped(path: &Path, skipped: &[(String, String)]) -> Result<()> {
     store::write_atomic(path, &csv_bytes(vec!["point".into(), "reason".into()], records))
 }
 
-/// The summary printed at the end of a sweep: one line per point.
-pub fn table(rows: &[Row], profiles: &[String]) -> String {
-    let mut header: Vec<String> = ["point", "ReLUs/channel", "ReLUs", "rounds", "MB", "saved"].map(String::from).to_vec();
-    header.extend(profiles.iter().map(|p| format!("{p} s")));
-    header.extend(["secure", "test %", "paper %"].map(String::from));
-    let body: Vec<Vec<String>> = rows
-        .iter()
-        .map(|r| {
-            let per: Vec<String> = r
-                .layers
-                .iter()
-                .map(|l| {
-                    let v = l.relus as f64 / l.channels.max(1) as f64;
-                    if v.fract() == 0.0 { format!("{v}") } else { format!("{v:.1}") }
-                })
-                .collect();
-            let mut cells = vec![
-                r.name.clone(),
-                per.join(", "),
-                r.relus.to_string(),
-                r.rounds.to_string(),
-                format!("{:.3}", r.bytes as f64 / 1e6),
-                format!("{:.1}%", r.saved_bytes_pct),
-            ];
-            cells.extend(r.seconds.iter().map(|(_, s)| format!("{s:.3}")));
-            cells.push(r.sim.as_ref().map_or("-".into(), |(s, _)| {
-                format!("{}/{}{}", (s.agreement * s.samples as f64).round(), s.samples, if s.exact { "" } else { " !" })
-            }));
-            cells.push(r.accuracy().map_or("-".into(), |a| format!("{a:.2}")));
-            cells.push(r.paper_accuracy().map_or("-".into(), |a| format!("{a:.2}")));
-            cells
-        })
-        .collect();
-    let mut out = super::super::report::columns(&header, &body, 2).join("\n");
-    out.push('\n');
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,106 +6,25 @@
 //! parallel and their gradients are added in chunk order, so the same seed gives
 //! bit-identical weights on any number of threads.
 
-pub mod checkpoint;
+pub mod cluster;
 pub mod net;
 pub mod record;
 
+pub use crate::spec::train::{Optimizer, Schedule, TrainConfig};
+
 use crate::data::{Dataset, Split};
 use crate::error::{Error, Result};
-use crate::model::Params;
+use crate::graph::sharing::Planned;
+use crate::infer::model::Params;
 use crate::mpc::prg::Prg;
-use crate::sharing::Planned;
 use net::{Mode, Prepared, backward, forward};
 use rayon::prelude::*;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::path::Path;
 use std::time::Instant;
 
 /// Images per chunk: the unit of parallel work and of gradient summation order.
 pub const CHUNK: usize = 16;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Optimizer {
-    Sgd,
-    Adam,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Schedule {
-    Constant,
-    /// Multiply by `step_gamma` at each epoch listed in `step_epochs`.
-    Step,
-    /// Cosine decay from `lr` to 0 over all steps.
-    Cosine,
-}
-
-/// Training settings; a TOML file with these keys, flags override it.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TrainConfig {
-    pub epochs: usize,
-    pub batch_size: usize,
-    pub optimizer: Optimizer,
-    pub lr: f64,
-    pub momentum: f64,
-    pub weight_decay: f64,
-    pub schedule: Schedule,
-    pub step_epochs: Vec<usize>,
-    pub step_gamma: f64,
-    /// Random crop with 4-pixel padding, and horizontal flips (3-channel inputs only).
-    pub augment: bool,
-    pub seed: u64,
-}
-
-impl Default for TrainConfig {
-    fn default() -> TrainConfig {
-        TrainConfig {
-            epochs: 10,
-            batch_size: 128,
-            optimizer: Optimizer::Sgd,
-            lr: 0.05,
-            momentum: 0.9,
-            weight_decay: 5e-4,
-            schedule: Schedule::Cosine,
-            step_epochs: vec![],
-            step_gamma: 0.1,
-            augment: false,
-            seed: 1,
-        }
-    }
-}
-
-impl TrainConfig {
-    pub fn load(path: &Path) -> Result<TrainConfig> {
-        let c: TrainConfig = crate::spec::parse_toml(path, &crate::spec::read_text(path)?)?;
-        c.check(path)?;
-        Ok(c)
-    }
-
-    pub fn check(&self, path: &Path) -> Result<()> {
-        let bad = |key: &str, m: &str| Err(Error::invalid(path, Some(format!("key \"{key}\"")), m.to_string()));
-        if self.batch_size == 0 {
-            return bad("batch_size", "must be at least 1");
-        }
-        if !(self.lr > 0.0 && self.lr.is_finite()) {
-            return bad("lr", "must be a positive number");
-        }
-        if !(0.0..1.0).contains(&self.momentum) {
-            return bad("momentum", "must be in [0, 1)");
-        }
-        Ok(())
-    }
-
-    fn lr_at(&self, epoch: usize, step: usize, total_steps: usize) -> f64 {
-        match self.schedule {
-            Schedule::Constant => self.lr,
-            Schedule::Step => self.lr * self.step_gamma.powi(self.step_epochs.iter().filter(|&&e| epoch >= e).count() as i32),
-            Schedule::Cosine => self.lr * 0.5 * (1.0 + (std::f64::consts::PI * step as f64 / total_steps.max(1) as f64).cos()),
-        }
-    }
-}
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct EpochLog {
@@ -385,6 +304,83 @@ pub fn train(
         train_seconds,
         images_per_second: seen as f64 / train_seconds.max(1e-9),
     }
+}
+
+/// Trains a planned network on a loaded dataset from `init` (a checkpoint of the
+/// same plan) or from seeded random weights, drawing each epoch's progress on `bar`
+/// and logging one line per epoch on standard error; writes the checkpoint to `out`
+/// when given, with the settings and the input normalisation in its metadata.
+pub fn train_planned(
+    planned: &Planned,
+    dataset: &Dataset,
+    init: Option<&Path>,
+    out: Option<&Path>,
+    cfg: &TrainConfig,
+    bar: indicatif::ProgressBar,
+) -> Result<TrainReport> {
+    if dataset.train.is_empty() || dataset.test.is_empty() {
+        return Err(Error::invalid(
+            &dataset.root,
+            None,
+            format!("no images to train on ({} training, {} test)", dataset.train.len(), dataset.test.len()),
+        ));
+    }
+    let mut params = match init {
+        Some(ckpt) => crate::infer::checkpoint::load(ckpt, planned)?.0,
+        None => Params::random(planned, cfg.seed),
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("epoch {msg} [{bar:30}] {pos}/{len} batches, {elapsed}")
+            .expect("a valid template")
+            .progress_chars("=> "),
+    );
+    let epochs = cfg.epochs;
+    let mut epoch = 1;
+    bar.set_message(format!("1/{epochs}"));
+    let prefix = if planned.plan.path.is_some() { format!("{}: ", planned.plan.name) } else { String::new() };
+    let report = train(
+        planned,
+        &mut params,
+        dataset,
+        cfg,
+        |done, total| {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        },
+        |log| {
+            bar.suspend(|| {
+                eprintln!(
+                    "{prefix}epoch {}/{epochs}: loss {:.4}, train {:.2}%, test {:.2}%, lr {:.4}, {:.1} s",
+                    log.epoch,
+                    log.loss,
+                    100.0 * log.train_accuracy,
+                    100.0 * log.test_accuracy,
+                    log.lr,
+                    log.seconds
+                )
+            });
+            epoch += 1;
+            bar.set_message(format!("{}/{epochs}", epoch.min(epochs)));
+            bar.set_position(0);
+        },
+    );
+    bar.finish_and_clear();
+    if let Some(out) = out {
+        // Every value as JSON text, so that readers parse it back exactly.
+        fn json<T: Serialize>(v: &T) -> String {
+            // Numbers and lists of numbers: serialization cannot fail.
+            serde_json::to_string(v).expect("plain data serializes")
+        }
+        let meta = std::collections::HashMap::from([
+            ("epochs".to_string(), json(&report.epochs)),
+            ("test_accuracy".to_string(), json(&report.test_accuracy)),
+            ("seed".to_string(), json(&cfg.seed)),
+            ("input_mean".to_string(), json(&dataset.mean)),
+            ("input_std".to_string(), json(&dataset.std)),
+        ]);
+        crate::infer::checkpoint::save(out, planned, &params, meta)?;
+    }
+    Ok(report)
 }
 
 #[cfg(test)]

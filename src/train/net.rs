@@ -3,11 +3,11 @@
 //! their gradients in chunk order, so results do not depend on the thread count.
 
 use crate::graph::Network;
+use crate::graph::sharing::{GroupMap, Planned, group_map};
+use crate::infer::model::{LayerParams, Params};
 use crate::infer::{Taps, pool_taps};
-use crate::model::{LayerParams, Params};
 use crate::mpc::matmul::{Window, col2im_from, im2col_into};
 use crate::mpc::prg::Prg;
-use crate::sharing::{GroupMap, Planned, group_map};
 use crate::spec::Op;
 use crate::spec::plan::Decision;
 use petgraph::graph::NodeIndex;
@@ -218,7 +218,7 @@ pub fn forward(p: &Prepared, params: &Params, x: &[f32], n: usize, mode: Mode) -
                     }
                     Mode::Eval { .. } => (lp.buffers[..c].to_vec(), lp.buffers[c..].to_vec()),
                 };
-                let inv_std: Vec<f32> = var.iter().map(|v| 1.0 / (v + crate::model::BN_EPS).sqrt()).collect();
+                let inv_std: Vec<f32> = var.iter().map(|v| 1.0 / (v + crate::infer::model::BN_EPS).sqrt()).collect();
                 let mut xhat = vec![0f32; input.len()];
                 let mut y = vec![0f32; input.len()];
                 // One (image, channel) plane per task: no index arithmetic per element.
@@ -291,7 +291,9 @@ fn relu_forward(p: &Prepared, params: &Params, node: NodeIndex, x: &[f32], n: us
         let (yb, gb, signb) = (&mut y[b * len..(b + 1) * len], &mut gate[b * len..(b + 1) * len], &mut sign[b * len..(b + 1) * len]);
         // Without noise no flips are drawn (and the stream is not advanced).
         let flips = if noise > 0.0 { rng.bernoulli(len, noise) } else { Vec::new() };
-        for (i, (((o, gt), sg), (&grp, &xi))) in yb.iter_mut().zip(gb.iter_mut()).zip(signb.iter_mut()).zip(g.group_of.iter().zip(xb)).enumerate() {
+        for (i, (((o, gt), sg), (&grp, &xi))) in
+            yb.iter_mut().zip(gb.iter_mut()).zip(signb.iter_mut()).zip(g.group_of.iter().zip(xb)).enumerate()
+        {
             let flip = flips.get(i).copied().unwrap_or(0);
             let d = ((sb[grp as usize] >= 0.0) as u8 ^ flip) as f32;
             *gt = d;

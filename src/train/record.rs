@@ -5,7 +5,7 @@
 use super::CHUNK;
 use super::net::{Mode, Prepared, forward};
 use crate::data::Split;
-use crate::model::Params;
+use crate::infer::model::Params;
 use crate::spec::Op;
 use petgraph::graph::NodeIndex;
 use rayon::prelude::*;
@@ -111,7 +111,7 @@ pub fn record(prepared: &Prepared, params: &Params, split: &Split, relu_layers: 
 mod tests {
     use super::*;
     use crate::graph::Network;
-    use crate::sharing::Planned;
+    use crate::graph::sharing::Planned;
     use crate::spec::{ArchSpec, PlanSpec};
     use std::path::Path;
 

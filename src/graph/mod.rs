@@ -1,6 +1,8 @@
 //! The layer graph: an architecture's layers as petgraph nodes, edges from each
 //! producer to its consumers, and every layer's output shape inferred.
 
+pub mod sharing;
+
 use crate::error::{Error, Result};
 use crate::spec::{ArchSpec, Op};
 use petgraph::graph::{DiGraph, NodeIndex};
@@ -32,6 +34,17 @@ impl std::fmt::Display for Shape {
     }
 }
 
+/// Element counts of one layer (`Network::sizes`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LayerSizes {
+    pub inputs: u64,
+    pub outputs: u64,
+    /// Parameters (weights and biases; batchnorm's four vectors).
+    pub weights: u64,
+    /// Elements of the im2col matrix (convolutions) or of the input (linear).
+    pub im2col: u64,
+}
+
 /// A node of the graph: the network input or one layer.
 #[derive(Debug, Clone)]
 pub struct Node {
@@ -58,6 +71,32 @@ pub struct Network {
 }
 
 impl Network {
+    /// The input's dimensions: `[C, H, W]` or `[N]`.
+    pub fn input_dims(&self) -> &[usize] {
+        &self.node(self.input).output.0
+    }
+
+    /// Element counts of a layer, for estimating memory before anything is allocated
+    /// (saturating: a file may ask for more than any machine holds).
+    pub fn sizes(&self, n: NodeIndex) -> LayerSizes {
+        let prod = |dims: &[usize]| dims.iter().fold(1u64, |a, &d| a.saturating_mul(d as u64));
+        let node = self.node(n);
+        let outputs = prod(&node.output.0);
+        let inputs = if n == self.input { 0 } else { prod(&self.input_shape(n).0) };
+        let (weights, im2col) = match &node.op {
+            Some(Op::Conv { out_channels, kernel, .. }) => {
+                let c = self.input_shape(n).chw().map_or(1, |s| s.0) as u64;
+                let taps = c.saturating_mul(kernel.0 as u64).saturating_mul(kernel.1 as u64);
+                let positions = node.output.chw().map_or(1, |(_, h, w)| (h as u64).saturating_mul(w as u64));
+                ((*out_channels as u64).saturating_mul(taps.saturating_add(1)), positions.saturating_mul(taps))
+            }
+            Some(Op::Linear { out_features }) => ((*out_features as u64).saturating_mul(inputs.saturating_add(1)), inputs),
+            Some(Op::BatchNorm) => (outputs.min(4 * self.input_shape(n).chw().map_or(outputs, |s| s.0 as u64)), 0),
+            _ => (0, 0),
+        };
+        LayerSizes { inputs, outputs, weights, im2col }
+    }
+
     /// Builds the graph and infers shapes, failing with an error that names the file,
     /// the layer and the problem.
     pub fn build(spec: &ArchSpec) -> Result<Network> {

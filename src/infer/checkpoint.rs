@@ -4,8 +4,8 @@
 //! architecture and plan names, the input normalisation and the training state.
 
 use crate::error::{Error, Result};
-use crate::model::{LayerParams, Params};
-use crate::sharing::Planned;
+use crate::graph::sharing::Planned;
+use crate::infer::model::{LayerParams, Params};
 use crate::spec::Op;
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use std::collections::HashMap;
@@ -58,6 +58,14 @@ pub fn save(path: &Path, planned: &Planned, params: &Params, metadata: HashMap<S
         bytes.iter().map(|(n, s, b)| (n.clone(), TensorView::new(Dtype::F32, s.clone(), b).expect("shape matches data"))).collect();
     let out = safetensors::serialize(views, Some(info)).map_err(|e| Error::invalid(path, None, format!("cannot serialise: {e}")))?;
     std::fs::write(path, out).map_err(|source| Error::Write { path: path.to_path_buf(), source })
+}
+
+/// The input normalisation a checkpoint was trained with (`input_mean`, `input_std`
+/// in its metadata, JSON lists), when it has one for `channels` channels.
+pub fn input_stats(meta: &HashMap<String, String>, channels: usize) -> Option<(Vec<f32>, Vec<f32>)> {
+    let read = |key: &str| -> Option<Vec<f32>> { serde_json::from_str(meta.get(key)?).ok() };
+    let (mean, std) = (read("input_mean")?, read("input_std")?);
+    (mean.len() == channels && std.len() == channels).then_some((mean, std))
 }
 
 /// Loads a checkpoint for this planned network, checking names and shapes. Returns

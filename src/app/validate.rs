@@ -4,11 +4,35 @@
 //! against plaintext fixed point; and the model against the paper's Table 8 within
 //! the tolerances docs/paper-figures.md explains, with the known differences named.
 
-use crate::cost::protocol::ProtocolTable;
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::report::{self, Format, Table};
 use crate::simulate::Options;
+use crate::spec::protocol::ProtocolTable;
 use serde::Serialize;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Protocol table to validate (default: the built-in SecureNN table).
+    #[arg(long)]
+    pub protocol: Option<PathBuf>,
+    /// Output format: the checks as aligned text, CSV, Markdown or JSON.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+}
+
+/// Prints every check; a failed check is an error (`Error::ChecksFailed`, exit 1)
+/// after the table is out.
+pub fn run(args: Args) -> Result<()> {
+    let table = ProtocolTable::load_or_builtin(args.protocol.as_deref())?;
+    let checks = validate(Path::new("."), &table)?;
+    super::emit(None, &report::render(args.format, &checks, || text(&checks), || check_table(&checks, true)))?;
+    let failed = checks.iter().filter(|c| !c.pass).count();
+    if failed > 0 {
+        return Err(Error::ChecksFailed { failed, total: checks.len() });
+    }
+    Ok(())
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Check {
@@ -35,19 +59,27 @@ const TABLE8: [(&str, &str, u64, f64, f64, &str); 7] = [
 /// Runs every check from the repository root `root`.
 pub fn validate(root: &Path, table: &ProtocolTable) -> Result<Vec<Check>> {
     let mut checks = Vec::new();
-    let profiles = crate::cost::profile::builtin();
+    let profiles = crate::spec::profile::builtin();
     for arch in ["cifar10", "svhn", "fashion_mnist"] {
         let arch_file = root.join(format!("architectures/{arch}.toml"));
         let mut plans: Vec<_> = std::fs::read_dir(root.join("architectures/plans").join(arch))
-            .map_err(|source| crate::error::Error::Read { path: root.join("architectures/plans").join(arch), source })?
+            .map_err(|source| Error::Read { path: root.join("architectures/plans").join(arch), source })?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.extension().is_some_and(|x| x == "toml"))
             .collect();
         plans.sort();
         for plan in plans {
             let name = format!("{arch}/{}", plan.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default());
-            let sim =
-                crate::simulate_files(&arch_file, Some(&plan), None, None, table, &Options::default(), &indicatif::ProgressBar::hidden())?;
+            let sim = super::simulate::simulate_files(
+                &arch_file,
+                Some(&plan),
+                None,
+                None,
+                table,
+                &Options::default(),
+                &super::limits::Limits::default(),
+                &indicatif::ProgressBar::hidden(),
+            )?;
             let mismatched: Vec<String> = sim.layers.iter().filter(|l| l.measured != l.predicted).map(|l| l.name.clone()).collect();
             checks.push(Check {
                 what: "model = simulator".into(),
@@ -69,7 +101,7 @@ pub fn validate(root: &Path, table: &ProtocolTable) -> Result<Vec<Check>> {
             });
             let stem = plan.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
             if let Some(&(_, _, rounds, mb, tol, note)) = TABLE8.iter().find(|r| r.0 == arch && r.1 == stem) {
-                let (cost, _) = crate::cost_files(&arch_file, Some(&plan), table, None, &profiles)?;
+                let (cost, _) = super::cost::price_files(&arch_file, Some(&plan), table, None, &profiles)?;
                 let got = cost.total.bytes as f64 / 1e6;
                 let rel = (got - mb) / mb;
                 checks.push(Check {
@@ -87,22 +119,21 @@ pub fn validate(root: &Path, table: &ProtocolTable) -> Result<Vec<Check>> {
     Ok(checks)
 }
 
-pub fn table(checks: &[Check]) -> String {
-    let mut out = String::new();
-    let w = |f: fn(&Check) -> &str| checks.iter().map(|c| f(c).len()).max().unwrap_or(0);
-    let (w0, w1, w2, w3) = (w(|c| &c.what), w(|c| &c.subject), w(|c| &c.expected), w(|c| &c.got));
-    for c in checks {
-        out += &format!(
-            "{:<4}  {:<w0$}  {:<w1$}  {:<w2$}  {:<w3$}  {}\n",
-            if c.pass { "ok" } else { "FAIL" },
-            c.what,
-            c.subject,
-            c.expected,
-            c.got,
-            c.note
-        );
-    }
+/// Every check, one line each, and the count of failures.
+fn text(checks: &[Check]) -> String {
+    // Columns as wide as their cells: the header is not shown.
+    let mut out = check_table(checks, false).lines()[1..].iter().map(|l| format!("{l}\n")).collect::<String>();
     let failed = checks.iter().filter(|c| !c.pass).count();
     out += &format!("\n{} checks, {} passed, {} failed\n", checks.len(), checks.len() - failed, failed);
     out
+}
+
+fn check_table(checks: &[Check], header: bool) -> Table {
+    let names = ["result", "check", "subject", "expected", "got", "note"];
+    let mut t = Table::new(&if header { names } else { [""; 6] }, 6);
+    for c in checks {
+        let result = if c.pass { "ok" } else { "FAIL" };
+        t.push(vec![result.into(), c.what.clone(), c.subject.clone(), c.expected.clone(), c.got.clone(), c.note.clone()]);
+    }
+    t
 }

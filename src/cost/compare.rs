@@ -2,10 +2,10 @@
 //! beside the same network without sharing under the same protocol, to show where
 //! ReLU sharing pays and where linear layers come to dominate.
 
-use crate::cost::profile::Profile;
-use crate::cost::protocol::ProtocolTable;
 use crate::cost::{CostReport, price};
-use crate::sharing::Planned;
+use crate::graph::sharing::Planned;
+use crate::spec::profile::Profile;
+use crate::spec::protocol::ProtocolTable;
 use serde::Serialize;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -72,51 +72,4 @@ pub fn compare(planned: &Planned, original: &Planned, tables: &[ProtocolTable], 
             }
         })
         .collect()
-}
-
-pub fn table(arch: &str, plan: &str, rows: &[Row]) -> String {
-    let mut out = format!("{arch} under plan \"{plan}\", against the same network without sharing; MB = 10^6 bytes\n\n");
-    let mut header = vec![
-        "protocol".to_string(),
-        "ReLUs".into(),
-        "rounds".into(),
-        "MB offline".into(),
-        "MB online".into(),
-        "MB total".into(),
-        "linear".into(),
-        "saved".into(),
-    ];
-    if let Some(r) = rows.first() {
-        for t in &r.timings {
-            header.push(format!("{} s online/total", t.profile));
-            header.push(format!("{} saved", t.profile));
-        }
-    }
-    let mb = |b: u64| format!("{:.3}", b as f64 / 1e6);
-    let body: Vec<Vec<String>> = rows
-        .iter()
-        .map(|r| {
-            let mut v = vec![
-                r.protocol.clone(),
-                r.relus.to_string(),
-                format!("{} ({})", r.rounds, r.original_rounds),
-                mb(r.offline_bytes),
-                mb(r.online_bytes),
-                format!("{} ({})", mb(r.total_bytes), mb(r.original_total_bytes)),
-                format!("{:.0}%", 100.0 * r.linear_share),
-                format!("{:.1}%", r.bytes_saved_percent),
-            ];
-            for t in &r.timings {
-                v.push(format!("{:.3}/{:.3}", t.online_seconds, t.total_seconds));
-                v.push(format!("{:.1}%", t.saved_percent));
-            }
-            v
-        })
-        .collect();
-    for line in crate::report::columns(&header, &body, 1) {
-        out += &line;
-        out.push('\n');
-    }
-    out += "\n(rounds and MB total in brackets: the original network; linear: share of online bytes in products; saved: of total bytes, and of total seconds per profile)\n";
-    out
 }

@@ -18,7 +18,7 @@ pub const BUILTIN: [(&str, &str); 4] = [
     ("delphi", include_str!("../../protocols/delphi.toml")),
 ];
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum ConvMasking {
     /// Open the im2col matrix: x = output positions * f^2 * in channels.
@@ -115,20 +115,6 @@ pub struct Compute {
     pub ns_per_drelu: f64,
     pub ns_per_mul: f64,
     pub ns_per_truncate: f64,
-}
-
-impl Compute {
-    /// Seconds of local work for one action.
-    pub fn seconds(&self, action: &crate::cost::actions::Action) -> f64 {
-        use crate::cost::actions::Action;
-        let ns = match *action {
-            Action::Product { x, y, z, macs, .. } => macs as f64 * self.ns_per_mac + (x + y + z) as f64 * self.ns_per_element,
-            Action::Drelu { count } => count as f64 * self.ns_per_drelu,
-            Action::Mul { count, .. } => count as f64 * self.ns_per_mul,
-            Action::Truncate { count } => count as f64 * self.ns_per_truncate,
-        };
-        ns * 1e-9
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]

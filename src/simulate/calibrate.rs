@@ -3,9 +3,9 @@
 //! all three parties in one process, so the figures are the parties' work together on
 //! the cores it is given (one by default, as for one image among many).
 
-use crate::cost::protocol::Compute;
 use crate::mpc::prg::Prg;
 use crate::mpc::protocols::{Ctx, Shares, drelu, mat_mul, mul, truncate_shares};
+use crate::spec::protocol::Compute;
 use std::time::Instant;
 
 /// Operand sizes of the measurements: a conv2 of the CIFAR-10 network as an im2col
@@ -72,33 +72,39 @@ fn median(values: impl Iterator<Item = f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// The `[compute]` section for a protocol table, with where it was measured.
+/// The `[compute]` section for a protocol table: a comment saying where it was
+/// measured, then the section itself through the TOML serializer.
 pub fn section(c: &Compute, threads: usize, repeats: usize) -> String {
+    #[derive(serde::Serialize)]
+    struct Section<'a> {
+        compute: &'a Compute,
+    }
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|s| s.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).map(|s| s.trim().to_string()))
         .unwrap_or_else(|| "unknown CPU".into());
+    // Five finite numbers: serialization cannot fail.
+    let body = toml::to_string(&Section { compute: c }).expect("plain numbers serialize");
     format!(
         "\n# Local work per action, all three parties together, measured by `explore calibrate`\n\
          # on {cpu}, {threads} thread(s), median of {repeats}: {}x{}x{} and {}x{}x{} Beaver\n\
          # products (fitted to ns per multiply-accumulate plus ns per element of X, Y and Z),\n\
-         # and DReLU, Mul and truncation of {VALUES} values.\n\
-         [compute]\nns_per_mac = {:.4}\nns_per_element = {:.3}\nns_per_drelu = {:.1}\nns_per_mul = {:.2}\nns_per_truncate = {:.3}\n",
-        PRODUCT.0, PRODUCT.1, PRODUCT.2, FC.0, FC.1, FC.2, c.ns_per_mac, c.ns_per_element, c.ns_per_drelu, c.ns_per_mul, c.ns_per_truncate
+         # and DReLU, Mul and truncation of {VALUES} values.\n{body}",
+        PRODUCT.0, PRODUCT.1, PRODUCT.2, FC.0, FC.1, FC.2
     )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cost::protocol::ProtocolTable;
+    use crate::spec::protocol::ProtocolTable;
     use std::path::Path;
 
     #[test]
     fn measured_section_appends_to_a_table_and_prices_time() {
         let c = measure(1);
         assert!(c.ns_per_mac > 0.0 && c.ns_per_drelu > c.ns_per_mul && c.ns_per_mul > 0.0, "{c:?}");
-        let text = format!("{}{}", crate::cost::protocol::SECURENN_TOML, section(&c, 1, 1));
+        let text = format!("{}{}", crate::spec::protocol::SECURENN_TOML, section(&c, 1, 1));
         let t = ProtocolTable::parse(Path::new("t.toml"), &text).unwrap();
         let parsed = t.compute.unwrap();
         assert!((parsed.ns_per_drelu - c.ns_per_drelu).abs() <= 0.05 + 1e-3 * c.ns_per_drelu);

@@ -8,7 +8,7 @@
 //! agglomerative clustering, computed here as Kruskal's algorithm over all pairs of a
 //! window, with ties broken by position so the result is the same on every run.
 
-use crate::sharing::window_rects;
+use crate::graph::sharing::window_rects;
 use crate::spec::Edge;
 use crate::spec::plan::Window;
 use crate::train::record::Pattern;
@@ -159,7 +159,7 @@ pub fn cluster_layer(p: &Pattern, window: Window, edge: Edge, k: usize) -> Resul
 /// The largest cluster's share of its window, averaged over all windows of all
 /// channels: 1/k when clusters are balanced, near 1 when one (background) cluster
 /// takes almost every activation.
-pub fn largest_share(ids: &[u32], (c, h, w): (usize, usize, usize), rects: &[crate::sharing::Rect], k: usize) -> f64 {
+pub fn largest_share(ids: &[u32], (c, h, w): (usize, usize, usize), rects: &[crate::graph::sharing::Rect], k: usize) -> f64 {
     let mut share = 0.0;
     let mut count = vec![0usize; k];
     for ch in 0..c {

@@ -4,8 +4,8 @@
 //! trained network so that activations stay of order one.
 
 use crate::graph::Network;
+use crate::graph::sharing::{Planned, group_map};
 use crate::mpc::prg::Prg;
-use crate::sharing::{Planned, group_map};
 use crate::spec::Op;
 use crate::spec::plan::Decision;
 use std::collections::HashMap;

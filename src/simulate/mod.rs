@@ -4,15 +4,18 @@
 //! reconstructed output is compared with plaintext fixed point; the predicted class
 //! is compared with the float model.
 
-use crate::cost::protocol::{ConvMasking, ProtocolTable};
+pub mod calibrate;
+
 use crate::cost::{self, CostReport};
+use crate::graph::sharing::Planned;
+use crate::infer::checkpoint;
+use crate::infer::model::Params;
 use crate::infer::plain::{Fixed, Float};
 use crate::infer::run;
 use crate::infer::secure::Secure;
-use crate::model::Params;
 use crate::mpc::prg::Prg;
 use crate::mpc::transport::{Elem, Family, Message, Party, Tally, transfers};
-use crate::sharing::Planned;
+use crate::spec::protocol::{ConvMasking, ProtocolTable};
 use rayon::prelude::*;
 use serde::Serialize;
 use std::time::Instant;
@@ -421,78 +424,54 @@ pub fn simulate(
     }
 }
 
-/// The human-readable table: measured beside predicted, per layer.
-pub fn table(r: &SimReport) -> String {
-    use std::fmt::Write as _;
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "{} under plan \"{}\", protocol \"{}\" (conv masking {}), {} fractional bits",
-        r.architecture, r.plan, r.protocol, r.conv_masking, r.frac_bits
-    );
-    let _ = writeln!(out, "weights: {}; inputs: {}; {} sample(s)\n", r.weights, r.inputs, r.total.samples);
-    // Time columns: measured, then the cost model's compute term where the table has one.
-    let timed = r.total.predicted_seconds_per_image.is_some();
-    let mut header: Vec<String> =
-        ["layer", "op", "rounds", "pred", "depth", "P0 bits", "P1 bits", "P2 bits", "pred bits", "match", "max err (lsb)", "ms"]
-            .map(String::from)
-            .to_vec();
-    if timed {
-        header.push("pred ms".into());
+/// Bytes a simulation of `network` holds at its peak with `at_once` samples running
+/// side by side: every parameter as f32, its fixed-point encoding and two shares,
+/// and per sample every layer's output kept (float, fixed point and two shares)
+/// plus the largest layer's im2col matrix as masked shares and Beaver triples.
+/// The factors are element copies, set above what peak RSS showed (README).
+pub fn memory_estimate(network: &crate::graph::Network, at_once: usize) -> u64 {
+    const PER_WEIGHT: u64 = 4 * 2 + 8 * 4;
+    const PER_OUTPUT: u64 = 8 * 8;
+    const PER_IM2COL: u64 = 8 * 10;
+    const BASE: u64 = 64 << 20;
+    let (mut weights, mut outputs, mut im2col) = (0u64, 0u64, 0u64);
+    for &n in &network.order {
+        let s = network.sizes(n);
+        weights = weights.saturating_add(s.weights);
+        outputs = outputs.saturating_add(s.outputs);
+        im2col = im2col.max(s.im2col.saturating_add(s.inputs));
     }
-    // One row: the layer's (or the total's) name, op and error cell, then its counts and times.
-    let row = |name: &str, op: &str, m: &Counts, p: &Counts, err: String, secs: f64, pred_secs: Option<f64>| {
-        let ms = |s: f64| format!("{:.2}", 1e3 * s);
-        let mut cells = vec![
-            name.to_string(),
-            op.to_string(),
-            m.rounds.to_string(),
-            p.rounds.to_string(),
-            m.rounds_depth.to_string(),
-            m.bits_by_party[0].to_string(),
-            m.bits_by_party[1].to_string(),
-            m.bits_by_party[2].to_string(),
-            p.bits.to_string(),
-            if m == p { "yes" } else { "NO" }.to_string(),
-            err,
-            ms(secs),
-        ];
-        if timed {
-            cells.push(pred_secs.map_or(String::new(), ms));
+    let per_sample = outputs.saturating_mul(PER_OUTPUT).saturating_add(im2col.saturating_mul(PER_IM2COL));
+    BASE.saturating_add(weights.saturating_mul(PER_WEIGHT)).saturating_add(per_sample.saturating_mul(at_once as u64))
+}
+
+/// Secure inference of a planned network. Without weights, seeded random ones;
+/// without images (`data_dir`), generated inputs. Batchnorm is folded into the layer
+/// before it, as inference runs it.
+pub fn run_planned(
+    planned: &Planned,
+    weights: Option<&std::path::Path>,
+    data_dir: Option<&std::path::Path>,
+    table: &ProtocolTable,
+    opts: &Options,
+    bar: &indicatif::ProgressBar,
+) -> crate::error::Result<SimReport> {
+    let network = planned.network;
+    let (params, stats, described) = match weights {
+        Some(ckpt) => {
+            let (p, meta) = checkpoint::load(ckpt, planned)?;
+            (p, checkpoint::input_stats(&meta, network.input_dims()[0]), format!("checkpoint {}", ckpt.display()))
         }
-        cells
+        None => (Params::random(planned, opts.seed), None, format!("random (He-normal, seed {})", opts.seed)),
     };
-    let mut rows: Vec<Vec<String>> = r
-        .layers
-        .iter()
-        .map(|l| row(&l.name, &l.op, &l.measured, &l.predicted, l.max_error_lsb.to_string(), l.seconds, l.predicted_seconds))
-        .collect();
-    let t = &r.total;
-    let layer_secs = r.layers.iter().map(|l| l.seconds).sum();
-    rows.push(row("total", "", &t.measured, &t.predicted, String::new(), layer_secs, t.predicted_seconds_per_image));
-    for line in crate::report::columns(&header, &rows, 2) {
-        let _ = writeln!(out, "{line}");
-    }
-    let _ = writeln!(
-        out,
-        "\ntotal {:.3} MB measured ({:.3} MB predicted); predicted class agrees with float on {:.1}% and with fixed point on {:.1}% of samples",
-        t.measured.bits as f64 / 8e6,
-        t.predicted.bits as f64 / 8e6,
-        100.0 * t.agreement,
-        100.0 * t.agreement_fixed
-    );
-    if let Some(a) = t.accuracy {
-        let _ = writeln!(out, "secure predictions match the labels on {:.1}% of the images", 100.0 * a);
-    }
-    let _ = writeln!(
-        out,
-        "per image: secure inference {:.3} s, plaintext fixed point {:.4} s ({:.1}x), one thread each; whole run {:.3} s per image on {} threads",
-        t.secure_seconds_per_image,
-        t.plaintext_fixed_seconds_per_image,
-        t.secure_seconds_per_image / t.plaintext_fixed_seconds_per_image.max(1e-12),
-        t.seconds_per_image,
-        t.threads
-    );
-    let _ = writeln!(out, "transcript {} (every message of every sample; equal seeds give equal transcripts)", t.transcript);
-    out
+    let inputs = match data_dir {
+        None => Inputs::Generated,
+        Some(dir) => {
+            let ds = crate::data::load_normalised(dir, opts.samples, network.input_dims(), stats)?;
+            let images = (0..ds.test.len()).map(|i| ds.test.image(i).to_vec()).collect();
+            Inputs::Images { images, labels: ds.test.labels.clone(), source: format!("test images of {}", dir.display()) }
+        }
+    };
+    let params = params.folded(network);
+    Ok(simulate(planned, table, opts, &params, &described, &inputs, bar))
 }

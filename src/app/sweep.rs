@@ -1,0 +1,265 @@
+//! `explore sweep`: every design point of a sweep file priced, simulated and (with
+//! data) trained, into results.csv, pareto.csv, skipped.csv and the plots.
+
+use crate::error::Result;
+use crate::plot::{self, Figure, Mark, Series};
+use crate::report::{self, Format, Table};
+use crate::spec::SweepSpec;
+use crate::sweep::results::{AccuracySource, Front, Metric, Row, Source, metrics};
+use std::path::{Path, PathBuf};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Sweep TOML (e.g. sweeps/cifar.toml).
+    pub sweep: PathBuf,
+    /// Skip training: cost and secure simulation only (accuracy columns empty).
+    #[arg(long)]
+    pub no_train: bool,
+    /// Training epochs per point, overriding the sweep's [train] epochs.
+    #[arg(long, value_parser = super::positive)]
+    pub epochs: Option<usize>,
+    /// Dataset directory (else $EXPLORE_DATA); without data nothing is trained.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Secure inferences per point, overriding the sweep's [simulate] samples (0 skips).
+    #[arg(long)]
+    pub samples: Option<usize>,
+    /// Train on at most this many images per split (quick looks).
+    #[arg(long, value_parser = super::positive)]
+    pub limit: Option<usize>,
+    /// Folder the sweep's folder goes in.
+    #[arg(long, default_value = "output")]
+    pub out_dir: PathBuf,
+    /// No progress bars or per-point lines on standard error.
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Only the sweep's named points (the paper's rows), not its grids.
+    #[arg(long)]
+    pub named_only: bool,
+    /// Only the points whose name contains TEXT (repeat or comma-separate for several:
+    /// --only patch/ --only uniform).
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<String>,
+    /// The summary printed at the end: aligned text, or the per-point table as CSV,
+    /// Markdown or JSON (results.csv is written in any case).
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    #[command(flatten)]
+    pub limits: super::limits::MemoryArgs,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let spec = SweepSpec::load(&args.sweep)?;
+    args.limits.settings()?.check_sweep(&spec)?;
+    let opts = crate::sweep::Options {
+        no_train: args.no_train,
+        epochs: args.epochs,
+        data: args.data,
+        samples: args.samples,
+        train_images: args.limit,
+        out_root: args.out_dir,
+        quiet: args.quiet,
+        named_only: args.named_only,
+        only: args.only,
+    };
+    let outcome = crate::sweep::run(&spec, &opts)?;
+    let (plots, plot_note) =
+        match sweep_plots(&outcome.dir, &spec.name, &outcome.network, &outcome.rows, &outcome.fronts, &outcome.profiles) {
+            Ok(p) => (p, None),
+            Err(e) => (vec![], Some(e)),
+        };
+    let table = || summary(&outcome.rows, &outcome.profiles);
+    let text = || {
+        let mut text = table().text();
+        for (name, why) in &outcome.skipped {
+            text += &format!("skipped {name}: {why}\n");
+        }
+        text += &format!(
+            "{} points ({} skipped); {} stages computed, {} reused; wrote {}/results.csv, pareto.csv, skipped.csv and {} plot files\n",
+            outcome.rows.len(),
+            outcome.skipped.len(),
+            outcome.computed,
+            outcome.reused,
+            outcome.dir.display(),
+            plots.len()
+        );
+        for n in plot_note.iter().chain(&outcome.note) {
+            text += &format!("note: {n}\n");
+        }
+        text
+    };
+    let rows: Vec<&str> = outcome.rows.iter().map(|r| r.name.as_str()).collect();
+    super::emit(None, &report::render(args.format, &rows, text, table))
+}
+
+/// The summary printed at the end of a sweep: one line per point.
+fn summary(rows: &[Row], profiles: &[String]) -> Table {
+    let mut header: Vec<String> = ["point", "ReLUs/channel", "ReLUs", "rounds", "MB", "saved"].map(String::from).to_vec();
+    header.extend(profiles.iter().map(|p| format!("{p} s")));
+    header.extend(["secure", "test %", "paper %"].map(String::from));
+    let body: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            let per: Vec<String> = r
+                .layers
+                .iter()
+                .map(|l| {
+                    let v = l.relus as f64 / l.channels.max(1) as f64;
+                    if v.fract() == 0.0 { format!("{v}") } else { format!("{v:.1}") }
+                })
+                .collect();
+            let mut cells = vec![
+                r.name.clone(),
+                per.join(", "),
+                r.relus.to_string(),
+                r.rounds.to_string(),
+                format!("{:.3}", r.bytes as f64 / 1e6),
+                format!("{:.1}%", r.saved_bytes_pct),
+            ];
+            cells.extend(r.seconds.iter().map(|(_, s)| format!("{s:.3}")));
+            cells.push(r.sim.as_ref().map_or("-".into(), |(s, _)| {
+                format!("{}/{}{}", (s.agreement * s.samples as f64).round(), s.samples, if s.exact { "" } else { " !" })
+            }));
+            cells.push(r.accuracy().map_or("-".into(), |a| format!("{a:.2}")));
+            cells.push(r.paper_accuracy().map_or("-".into(), |a| format!("{a:.2}")));
+            cells
+        })
+        .collect();
+    Table { header, rows: body, left: 2 }
+}
+
+/// The figures of a sweep: accuracy against each cost (when any accuracy is known)
+/// and each cost against the ReLU count. Returns the files written.
+fn sweep_plots(
+    dir: &Path,
+    sweep: &str,
+    network: &str,
+    rows: &[Row],
+    fronts: &[Front],
+    profiles: &[String],
+) -> std::result::Result<Vec<PathBuf>, String> {
+    let mut files = Vec::new();
+    for fig in sweep_figures(sweep, network, rows, fronts, profiles) {
+        let stem = dir.join("plots").join(&fig.0);
+        files.extend(plot::write(&fig.1, &stem)?);
+    }
+    Ok(files)
+}
+
+/// The sweep's figures and their file stems, without drawing them.
+pub fn sweep_figures(sweep: &str, network: &str, rows: &[Row], fronts: &[Front], profiles: &[String]) -> Vec<(String, Figure)> {
+    let mut figs = Vec::new();
+    let named_label = "named configurations";
+    for front in fronts {
+        let m = &front.metric;
+        let source = front.source;
+        let acc = |r: &Row| source.of(r);
+        let at = |r: &Row| (r.cost(m), acc(r));
+        let mut series = Vec::new();
+        let grid: Vec<_> = rows
+            .iter()
+            .filter(|r| matches!(r.source, Source::Grid(_)))
+            .filter_map(|r| Some((r.cost(m), acc(r)?, r.name.clone())))
+            .collect();
+        if !grid.is_empty() {
+            series.push(Series { label: "grid points".into(), mark: Mark::Dot, points: grid });
+        }
+        let named: Vec<_> =
+            rows.iter().filter(|r| r.source == Source::Named).filter_map(|r| Some((at(r).0, at(r).1?, r.name.clone()))).collect();
+        if !named.is_empty() {
+            let label = if source == AccuracySource::Paper { "named configurations (paper's accuracy at our cost)" } else { named_label };
+            series.push(Series { label: label.into(), mark: Mark::Labelled, points: named });
+        }
+        series.push(Series {
+            label: "Pareto front".into(),
+            mark: Mark::Front,
+            points: front.points.iter().map(|&i| (rows[i].cost(m), acc(&rows[i]).unwrap_or(f64::NAN), rows[i].name.clone())).collect(),
+        });
+        if source == AccuracySource::Measured {
+            // The paper's accuracy for the same plan, at the paper's own cost where its
+            // Table 8 gives one, else at ours.
+            let published: Vec<_> = rows
+                .iter()
+                .filter_map(|r| {
+                    let p = r.paper.as_ref()?;
+                    let x = match m {
+                        Metric::Bytes => p.megabytes.map(|mb| mb * 1e6),
+                        Metric::Rounds => p.rounds.map(|v| v as f64),
+                        _ => None,
+                    };
+                    Some((x.unwrap_or(r.cost(m)), p.accuracy?, r.name.clone()))
+                })
+                .collect();
+            if !published.is_empty() {
+                series.push(Series { label: "paper (Tables 5-8)".into(), mark: Mark::Published, points: published });
+            }
+        }
+        let what = if source == AccuracySource::Paper { "paper's test accuracy (%)" } else { "test accuracy (%)" };
+        figs.push((
+            format!("accuracy-vs-{}", m.id()),
+            Figure {
+                title: format!("{network}, sweep {sweep}: accuracy against {}", short(m)),
+                x_label: m.label(),
+                y_label: what.into(),
+                x_log: *m != Metric::Rounds,
+                y_log: false,
+                series,
+            },
+        ));
+    }
+    for m in metrics(profiles).into_iter().filter(|m| *m != Metric::Relus) {
+        let pick = |named: bool| -> Vec<(f64, f64, String)> {
+            rows.iter()
+                .filter(|r| (r.source == Source::Named) == named)
+                .map(|r| (r.relus.max(1) as f64, r.cost(&m), r.name.clone()))
+                .collect()
+        };
+        let mut series = Vec::new();
+        let grid = pick(false);
+        if !grid.is_empty() {
+            series.push(Series { label: "grid points".into(), mark: Mark::Dot, points: grid });
+        }
+        let named = pick(true);
+        if !named.is_empty() {
+            series.push(Series { label: named_label.into(), mark: Mark::Labelled, points: named });
+        }
+        figs.push((
+            format!("{}-vs-relus", m.id()),
+            Figure {
+                title: format!("{network}, sweep {sweep}: {} against ReLU count", short(&m)),
+                x_label: Metric::Relus.label(),
+                y_label: m.label(),
+                x_log: true,
+                y_log: m != Metric::Rounds,
+                series,
+            },
+        ));
+    }
+    figs
+}
+
+/// The paper's Figure 3: total variation of each layer's output, per pair of
+/// neighbouring activations, along the network; layer names beside the points.
+pub fn variation_figure(network: &str, images: usize, tv: &[crate::train::record::Variation]) -> Figure {
+    let points: Vec<(f64, f64, String)> = tv.iter().enumerate().map(|(i, v)| (i as f64, v.per_neighbour_pair, v.layer.clone())).collect();
+    Figure {
+        title: format!("{network}: total variation across layers ({images} training images)"),
+        x_label: "layer (order in the network)".into(),
+        y_label: "total variation per neighbouring pair".into(),
+        x_log: false,
+        y_log: false,
+        series: vec![
+            Series { label: "mean |difference| of neighbours".into(), mark: Mark::Line, points: points.clone() },
+            Series { label: String::new(), mark: Mark::Labelled, points },
+        ],
+    }
+}
+
+fn short(m: &Metric) -> String {
+    match m {
+        Metric::Relus => "ReLU count".into(),
+        Metric::Bytes => "communication".into(),
+        Metric::Rounds => "rounds".into(),
+        Metric::Seconds(p) => format!("{p} time"),
+    }
+}

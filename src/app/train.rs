@@ -1,0 +1,128 @@
+//! `explore train`: train a network under a plan on a real dataset with the embedded
+//! loop; one line per epoch, a safetensors checkpoint.
+
+use crate::error::Result;
+use crate::graph::sharing::Planned;
+use crate::report::{self, Format, Table};
+use crate::spec::train::{Optimizer, TrainConfig};
+use crate::train::TrainReport;
+use std::path::{Path, PathBuf};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Architecture TOML.
+    pub arch: PathBuf,
+    /// ReLU-sharing plan TOML; without one, regular ReLU everywhere.
+    #[arg(long)]
+    pub plan: Option<PathBuf>,
+    /// Dataset directory: IDX files (Fashion-MNIST) or image class folders
+    /// (train/<class>/*.jpg, test/...). Default: $EXPLORE_DATA, then
+    /// /usr/share/datasets/fashion-mnist for 28x28 grey networks.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Training settings TOML (epochs, batch_size, optimizer, lr, momentum,
+    /// weight_decay, schedule, step_epochs, step_gamma, augment, seed); the flags
+    /// below override it.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Passes over the training images [default: 10, or the config's].
+    #[arg(long, value_parser = super::positive)]
+    pub epochs: Option<usize>,
+    /// Images per minibatch [default: 128, or the config's].
+    #[arg(long, value_parser = super::positive)]
+    pub batch_size: Option<usize>,
+    /// Learning rate at the start of the schedule [default: 0.05, or the config's].
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Optimizer [default: sgd (with momentum 0.9), or the config's].
+    #[arg(long, value_enum)]
+    pub optimizer: Option<Optimizer>,
+    /// Seed of the initial weights, the shuffling and the augmentation [default: 1,
+    /// or the config's]; the same seed gives the same weights on any thread count.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Random crops and flips (3-channel inputs).
+    #[arg(long)]
+    pub augment: bool,
+    /// Use at most this many images of each split (quick runs).
+    #[arg(long, value_parser = super::positive)]
+    pub limit: Option<usize>,
+    /// Start from the weights of this checkpoint (of the same plan).
+    #[arg(long)]
+    pub resume: Option<PathBuf>,
+    /// Where to write the checkpoint (safetensors).
+    #[arg(long, short)]
+    pub out: Option<PathBuf>,
+    /// Final report: a short text, the per-epoch log as CSV or Markdown, or JSON.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let cfg = settings(&args)?;
+    let report =
+        train_files(&args.arch, args.plan.as_deref(), args.data.as_deref(), args.limit, args.resume.as_deref(), args.out.as_deref(), &cfg)?;
+    super::emit(None, &report::render(args.format, &report, || text(&report), || epoch_table(&report)))
+}
+
+/// The config file (or the defaults) with the flags over it, checked.
+fn settings(args: &Args) -> Result<TrainConfig> {
+    let mut cfg = match &args.config {
+        Some(p) => TrainConfig::load(p)?,
+        None => TrainConfig::default(),
+    };
+    cfg.epochs = args.epochs.unwrap_or(cfg.epochs);
+    cfg.batch_size = args.batch_size.unwrap_or(cfg.batch_size);
+    cfg.lr = args.lr.unwrap_or(cfg.lr);
+    cfg.seed = args.seed.unwrap_or(cfg.seed);
+    cfg.augment |= args.augment;
+    cfg.optimizer = args.optimizer.unwrap_or(cfg.optimizer);
+    cfg.check(args.config.as_deref().unwrap_or(Path::new("(flags)")))?;
+    Ok(cfg)
+}
+
+/// Loads an architecture, plan and dataset and trains: a progress bar per epoch and
+/// one log line per epoch on standard error, the checkpoint written to `out`.
+pub fn train_files(
+    arch: &Path,
+    plan: Option<&Path>,
+    data_dir: Option<&Path>,
+    limit: Option<usize>,
+    resume: Option<&Path>,
+    out: Option<&Path>,
+    cfg: &TrainConfig,
+) -> Result<TrainReport> {
+    let (network, plan) = super::load_network_and_plan(arch, plan)?;
+    let planned = Planned::new(&network, &plan)?;
+    let dir = super::locate_data(arch, &network, data_dir)?;
+    let dataset = crate::data::load(&dir, limit, network.input_dims())?;
+    crate::train::train_planned(&planned, &dataset, resume, out, cfg, indicatif::ProgressBar::new(0))
+}
+
+fn text(r: &TrainReport) -> String {
+    format!(
+        "{} under plan \"{}\": test accuracy {:.2}% after {} epochs, {:.1} s, {:.0} images/s on {} threads\n",
+        r.architecture,
+        r.plan,
+        100.0 * r.test_accuracy,
+        r.epochs,
+        r.train_seconds,
+        r.images_per_second,
+        r.threads
+    )
+}
+
+fn epoch_table(r: &TrainReport) -> Table {
+    let mut t = Table::new(&["epoch", "loss", "train_accuracy", "test_accuracy", "lr", "seconds"], 0);
+    for e in &r.history {
+        t.push(vec![
+            e.epoch.to_string(),
+            e.loss.to_string(),
+            e.train_accuracy.to_string(),
+            e.test_accuracy.to_string(),
+            e.lr.to_string(),
+            e.seconds.to_string(),
+        ]);
+    }
+    t
+}
