@@ -425,14 +425,17 @@ pub fn simulate(
 }
 
 /// Bytes a simulation of `network` holds at its peak with `at_once` samples running
-/// side by side: every parameter as f32, its fixed-point encoding and two shares,
-/// and per sample every layer's output kept (float, fixed point and two shares)
-/// plus the largest layer's im2col matrix as masked shares and Beaver triples.
-/// The factors are element copies, set above what peak RSS showed (README).
+/// side by side: every parameter as f32, its fixed-point encoding and two shares;
+/// per sample every layer's output kept (float, fixed point and two shares) plus
+/// the largest layer's im2col matrix as masked shares and Beaver triples, and each
+/// thread's buffers (keystreams, product panels). The factors put the estimate 1.7x
+/// or more above the peak RSS of the four shipped networks with 1 and 4 samples on 2
+/// threads (`/usr/bin/time -f %M`; cifar10 105 and 199 MB, estimated 241 and 409).
 pub fn memory_estimate(network: &crate::graph::Network, at_once: usize) -> u64 {
     const PER_WEIGHT: u64 = 4 * 2 + 8 * 4;
-    const PER_OUTPUT: u64 = 8 * 8;
-    const PER_IM2COL: u64 = 8 * 10;
+    const PER_OUTPUT: u64 = 8 * 11;
+    const PER_IM2COL: u64 = 8 * 13;
+    const PER_THREAD: u64 = 64 << 20;
     const BASE: u64 = 64 << 20;
     let (mut weights, mut outputs, mut im2col) = (0u64, 0u64, 0u64);
     for &n in &network.order {
@@ -441,8 +444,33 @@ pub fn memory_estimate(network: &crate::graph::Network, at_once: usize) -> u64 {
         outputs = outputs.saturating_add(s.outputs);
         im2col = im2col.max(s.im2col.saturating_add(s.inputs));
     }
-    let per_sample = outputs.saturating_mul(PER_OUTPUT).saturating_add(im2col.saturating_mul(PER_IM2COL));
+    let per_sample = outputs.saturating_mul(PER_OUTPUT).saturating_add(im2col.saturating_mul(PER_IM2COL)).saturating_add(PER_THREAD);
     BASE.saturating_add(weights.saturating_mul(PER_WEIGHT)).saturating_add(per_sample.saturating_mul(at_once as u64))
+}
+
+/// Expected share-truncation failures per image allowed, as a power of two: each
+/// truncated element x fails with probability about |x| / 2^63
+/// (`ring::truncate_share`), and a failure is an error of about 2^(64 - f).
+const FAILURE_LOG2: f64 = -10.0;
+
+/// The most fractional bits the 64-bit ring holds for this network and these
+/// weights. A product of two encoded values carries 2f fractional bits before it is
+/// truncated, so with the largest layer value |y| (measured in float on the first
+/// input, doubled for the others) and N truncated elements per image (every layer
+/// output, an upper bound), N 2|y| 2^(2f) / 2^63 expected failures per image must
+/// stay under 2^FAILURE_LOG2. Returns the bound, |y| and N.
+pub fn max_frac_bits(planned: &Planned, params: &Params, inputs: &Inputs, opts: &Options) -> (u32, f64, u64) {
+    let network = planned.network;
+    let input = match inputs {
+        Inputs::Images { images, .. } if !images.is_empty() => images[0].clone(),
+        _ => generated_input(network.input_dims().iter().product(), opts.seed, 0),
+    };
+    let outputs = run(&mut Float, planned, params, &input, opts.seed);
+    let in_layers = outputs.iter().flatten().fold(0.0f64, |m, v| m.max(v.abs()));
+    let largest = input.iter().fold(in_layers.max(1.0), |m, &v| m.max((v as f64).abs()));
+    let truncated = network.order.iter().fold(0u64, |n, &l| n.saturating_add(network.sizes(l).outputs)).max(1);
+    let bits = ((63.0 + FAILURE_LOG2 - (truncated as f64).log2() - (2.0 * largest).log2()) / 2.0).floor();
+    (bits.clamp(0.0, 62.0) as u32, largest, truncated)
 }
 
 /// Secure inference of a planned network. Without weights, seeded random ones;
@@ -473,5 +501,16 @@ pub fn run_planned(
         }
     };
     let params = params.folded(network);
+    let (bound, largest, truncated) = max_frac_bits(planned, &params, &inputs, opts);
+    if opts.frac > bound {
+        return Err(crate::error::Error::invalid(
+            &network.path,
+            Some(format!("--frac-bits {}", opts.frac)),
+            format!(
+                "too many for the 64-bit ring: values reach {largest:.2}, and {truncated} truncations x 2 x {largest:.2} x 2^(2 x {}) / 2^63 expected wrap-arounds per image must stay under 2^{FAILURE_LOG2}; use at most {bound}",
+                opts.frac
+            ),
+        ));
+    }
     Ok(simulate(planned, table, opts, &params, &described, &inputs, bar))
 }

@@ -56,11 +56,50 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 }
 
 /// A size given as one number (square) or as `[height, width]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pair {
     Square(usize),
     Rect([usize; 2]),
+}
+
+impl<'de> Deserialize<'de> for Pair {
+    /// By hand rather than `untagged`, so that a bad value is named ("got -3")
+    /// instead of "did not match any variant".
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Pair, D::Error> {
+        struct Visitor;
+        const EXPECTED: &str = "a size: a whole number such as 3, or [height, width]";
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Pair;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str(EXPECTED)
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> std::result::Result<Pair, E> {
+                usize::try_from(v).map(Pair::Square).map_err(|_| E::custom(format!("{v} is too large")))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> std::result::Result<Pair, E> {
+                match u64::try_from(v) {
+                    Ok(u) => self.visit_u64(u),
+                    Err(_) => Err(E::custom(format!("expected {EXPECTED}, got {v}"))),
+                }
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<Pair, A::Error> {
+                use serde::de::Error;
+                let side = |v: Option<i64>| -> std::result::Result<usize, A::Error> {
+                    match v {
+                        Some(v) => usize::try_from(v).map_err(|_| A::Error::custom(format!("expected {EXPECTED}, got {v} in the pair"))),
+                        None => Err(A::Error::custom(format!("expected {EXPECTED}, got a list of fewer than 2"))),
+                    }
+                };
+                let h = side(seq.next_element()?)?;
+                let w = side(seq.next_element()?)?;
+                if seq.next_element::<i64>()?.is_some() {
+                    return Err(A::Error::custom(format!("expected {EXPECTED}, got a list of more than 2")));
+                }
+                Ok(Pair::Rect([h, w]))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
 }
 
 impl Pair {
