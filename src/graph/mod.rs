@@ -9,6 +9,11 @@ use petgraph::graph::{DiGraph, NodeIndex};
 use std::collections::HashMap;
 use std::path::PathBuf;
 
+/// The most elements a tensor (an activation or a layer's weights) may have: far
+/// beyond any network that runs, and low enough that every count the cost model
+/// makes of it (bits, multiply-accumulates) fits in a u64.
+pub const MAX_ELEMENTS: u64 = 1 << 40;
+
 /// A tensor shape: `[C, H, W]` for maps, `[N]` for flat vectors.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Shape(pub Vec<usize>);
@@ -144,10 +149,29 @@ impl Network {
                 return Err(Error::invalid(path, Some(format!("layer \"{name}\"")), "key \"inputs\": the layers form a cycle"));
             }
         };
+        let too_big = |shape: &Shape| shape.0.iter().try_fold(1u64, |a, &d| a.checked_mul(d as u64)).is_none_or(|n| n > MAX_ELEMENTS);
+        if too_big(&graph[input].output) {
+            return Err(Error::invalid(path, Some("[input] shape".into()), format!("{} is over the 2^40 elements a tensor may have", graph[input].output)));
+        }
         for &n in &order {
             let shapes: Vec<&Shape> = graph[n].inputs.iter().map(|&p| &graph[p].output).collect();
             let op = graph[n].op.clone().expect("only the input node has no op, and it is not in `order`");
             let out = infer(&op, &shapes).map_err(|m| Error::invalid(path, Some(format!("layer \"{}\"", graph[n].name)), m))?;
+            let name = graph[n].name.clone();
+            let at = || Some(format!("layer \"{name}\""));
+            let weights = match &op {
+                Op::Linear { out_features } => shapes.first().and_then(|s| s.0.iter().try_fold(*out_features as u64, |a, &d| a.checked_mul(d as u64))),
+                Op::Conv { out_channels, kernel, .. } => shapes.first().and_then(|s| {
+                    [s.0.first().copied().unwrap_or(1), kernel.0, kernel.1].iter().try_fold(*out_channels as u64, |a, &d| a.checked_mul(d as u64))
+                }),
+                _ => Some(0),
+            };
+            if weights.is_none_or(|w| w > MAX_ELEMENTS) {
+                return Err(Error::invalid(path, at(), "its weights are over the 2^40 elements a tensor may have"));
+            }
+            if too_big(&out) {
+                return Err(Error::invalid(path, at(), format!("output {out} is over the 2^40 elements a tensor may have")));
+            }
             graph[n].output = out;
         }
         let output = *nodes.last().expect("ArchSpec has at least one layer");
@@ -207,8 +231,9 @@ impl Network {
 }
 
 /// Output side of a sliding window: floor((side + 2 pad - k) / stride) + 1.
+/// `None` also when the padded side overflows.
 fn slide(side: usize, k: usize, stride: usize, pad: usize) -> Option<usize> {
-    let padded = side + 2 * pad;
+    let padded = pad.checked_mul(2)?.checked_add(side)?;
     (k <= padded).then(|| (padded - k) / stride + 1)
 }
 
