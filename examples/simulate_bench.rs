@@ -57,7 +57,7 @@ fn main() {
                         std::hint::black_box(run(&mut b, &planned, &params, &inputs[i], 0));
                     }));
                     fixed.push(per_image(images, &|i| {
-                        std::hint::black_box(run(&mut Fixed { frac: 13 }, &planned, &params, &inputs[i], 0));
+                        std::hint::black_box(run(&mut Fixed::new(13), &planned, &params, &inputs[i], 0));
                     }));
                 });
             }

@@ -29,7 +29,17 @@ enum Mutation {
 }
 
 fn mutation() -> impl Strategy<Value = Mutation> {
-    let numbers = prop_oneof![Just(0i128), Just(-1), Just(-3), Just(1), Just(64), Just(100_000), Just(1_000_000_000), Just(1 << 40), Just(i64::MAX as i128)];
+    let numbers = prop_oneof![
+        Just(0i128),
+        Just(-1),
+        Just(-3),
+        Just(1),
+        Just(64),
+        Just(100_000),
+        Just(1_000_000_000),
+        Just(1 << 40),
+        Just(i64::MAX as i128)
+    ];
     prop_oneof![
         any::<usize>().prop_map(Mutation::DropLine),
         any::<usize>().prop_map(Mutation::DoubleLine),
@@ -137,7 +147,11 @@ fn check(args: &[&str], input: &str) {
         Some(0) => {}
         Some(2) => {
             let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
-            assert!(lines.len() == 1 && lines[0].starts_with("error: "), "explore {}: not one error line:\n{err}\ninput:\n{input}", args.join(" "));
+            assert!(
+                lines.len() == 1 && lines[0].starts_with("error: "),
+                "explore {}: not one error line:\n{err}\ninput:\n{input}",
+                args.join(" ")
+            );
         }
         other => panic!("explore {} exited {other:?}:\n{err}\ninput:\n{input}", args.join(" ")),
     }
@@ -151,7 +165,12 @@ fn scratch(name: &str) -> PathBuf {
 
 fn config() -> ProptestConfig {
     // Deterministic: the same cases on every run and machine (PROPTEST_CASES for more).
-    ProptestConfig { cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(100), rng_algorithm: proptest::test_runner::RngAlgorithm::ChaCha, failure_persistence: None, ..ProptestConfig::default() }
+    ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(100),
+        rng_algorithm: proptest::test_runner::RngAlgorithm::ChaCha,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    }
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> String {

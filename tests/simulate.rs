@@ -133,3 +133,54 @@ fn layer_times_add_up_within_the_secure_time_and_meet_the_compute_model() {
     assert!((timed.total.predicted_seconds_per_image.unwrap() - priced.total.compute_seconds).abs() < 1e-12);
     assert!(explore::app::simulate::text(&timed).contains("pred ms"));
 }
+
+/// Every shared layer of a run: no score outside its truncation bound, and every
+/// flipped decision explained by a fixed-point score within that bound of zero.
+fn assert_decisions_explained(what: &str, r: &SimReport) -> u64 {
+    let mut flips = 0;
+    for l in &r.layers {
+        if let Some(d) = &l.decisions {
+            assert_eq!(d.beyond_bound, 0, "{what}, layer {}: a score outside the bound: {d:?}", l.name);
+            assert_eq!(d.unexplained_flips, 0, "{what}, layer {}: a flip far from zero: {d:?}", l.name);
+            assert!(d.groups > 0 && d.max_score_error_lsb <= d.max_bound_lsb, "{what}, layer {}: {d:?}", l.name);
+            flips += d.flips;
+        }
+    }
+    flips
+}
+
+#[test]
+fn secure_decisions_equal_fixed_point_up_to_truncation_for_every_decision_kind() {
+    // Every shipped plan: centre, learned (public and secret, shared across channels),
+    // noise (public and secret masks), clusters, patches, partial layers.
+    let mut shared_runs = 0;
+    for arch in ["cifar10", "svhn", "fashion_mnist"] {
+        let dir = root().join("architectures/plans").join(arch);
+        let mut plans: Vec<PathBuf> =
+            std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|x| x == "toml")).collect();
+        plans.sort();
+        for plan in plans {
+            let r = sim(arch, Some(plan.to_str().unwrap()), Options { samples: 2, ..Options::default() });
+            assert_decisions_explained(&plan.display().to_string(), &r);
+            shared_runs += usize::from(r.layers.iter().any(|l| l.decisions.is_some()));
+        }
+    }
+    assert_eq!(
+        shared_runs, 18,
+        "plans with a shared layer (not the three originals, nor shafran-partial: identity and partial layers share nothing)"
+    );
+    // The mean decision, which no shipped plan uses, on patches and channels.
+    let dir = std::env::temp_dir().join(format!("explore-decisions-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, relu) in [
+        ("mean-patch", "group = \"patch\"\npatch = 3\ndecision = \"mean\""),
+        ("mean-channel", "group = \"channel\"\ndecision = \"mean\""),
+        ("center-patch", "group = \"patch\"\npatch = 2\ndecision = \"center\""),
+    ] {
+        let plan = dir.join(format!("{name}.toml"));
+        std::fs::write(&plan, format!("name = \"{name}\"\narchitecture = \"svhn\"\n\n[relu.relu1]\n{relu}\n")).unwrap();
+        let r = sim("svhn", Some(plan.to_str().unwrap()), Options { samples: 4, ..Options::default() });
+        assert!(r.layers.iter().any(|l| l.decisions.is_some()), "{name}");
+        assert_decisions_explained(name, &r);
+    }
+}

@@ -65,7 +65,8 @@ impl Limits {
     }
 
     /// A sweep: its points (each a plan, a cost report and a row) before any runs.
-    pub fn check_sweep(&self, spec: &SweepSpec) -> Result<()> {
+    /// Returns the number of points (named and from grids, before any is skipped).
+    pub fn check_sweep(&self, spec: &SweepSpec) -> Result<u64> {
         let network = Network::build(&crate::spec::ArchSpec::load(&spec.architecture)?)?;
         let relus: Vec<String> = crate::graph::sharing::relu_layers(&network).map(|n| network.node(n).name.clone()).collect();
         let points = spec.grids.iter().fold(spec.points.len() as u64, |n, g| n.saturating_add(g.point_count(&relus)));
@@ -74,7 +75,7 @@ impl Limits {
         if points > 0 {
             self.check_simulation(&spec.architecture, &network, &crate::simulate::Options::default())?;
         }
-        Ok(())
+        Ok(points)
     }
 }
 

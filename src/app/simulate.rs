@@ -113,6 +113,20 @@ pub fn text(r: &SimReport) -> String {
     let _ = writeln!(out, "weights: {}; inputs: {}; {} sample(s)\n", r.weights, r.inputs, r.total.samples);
     out += &layer_table(r).text();
     let t = &r.total;
+    for l in &r.layers {
+        let Some(d) = &l.decisions else { continue };
+        let _ = write!(
+            out,
+            "\n{}: {} of {} shared decisions flipped against fixed point; scores within {} lsb (bound {} lsb: truncation and the input's error)",
+            l.name, d.flips, d.groups, d.max_score_error_lsb, d.max_bound_lsb
+        );
+        if d.unexplained_flips > 0 || d.beyond_bound > 0 {
+            let _ = write!(out, "; NOT explained by truncation: {} flips, {} scores", d.unexplained_flips, d.beyond_bound);
+        }
+    }
+    if r.layers.iter().any(|l| l.decisions.is_some()) {
+        out.push('\n');
+    }
     let _ = writeln!(
         out,
         "\ntotal {:.3} MB measured ({:.3} MB predicted); predicted class agrees with float on {:.1}% and with fixed point on {:.1}% of samples",

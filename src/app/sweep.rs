@@ -50,7 +50,11 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<()> {
     let spec = SweepSpec::load(&args.sweep)?;
-    args.limits.settings()?.check_sweep(&spec)?;
+    let points = args.limits.settings()?.check_sweep(&spec)?;
+    if !args.quiet {
+        // Before the grids are expanded, so that a large sweep says so at once.
+        eprintln!("sweep \"{}\": {points} design points ({} named, {} grids)", spec.name, spec.points.len(), spec.grids.len());
+    }
     let opts = crate::sweep::Options {
         no_train: args.no_train,
         epochs: args.epochs,
@@ -83,6 +87,9 @@ pub fn run(args: Args) -> Result<()> {
             outcome.dir.display(),
             plots.len()
         );
+        if let Some(n) = flip_note(&outcome.rows) {
+            text += &format!("note: {n}\n");
+        }
         for n in plot_note.iter().chain(&outcome.note) {
             text += &format!("note: {n}\n");
         }
@@ -90,6 +97,31 @@ pub fn run(args: Args) -> Result<()> {
     };
     let rows: Vec<&str> = outcome.rows.iter().map(|r| r.name.as_str()).collect();
     super::emit(None, &report::render(args.format, &rows, text, table))
+}
+
+/// Why secure and float classes differ on some points, when they do: truncation
+/// flips of shared decisions (expected, most with random weights), or faults.
+fn flip_note(rows: &[Row]) -> Option<String> {
+    let sims: Vec<_> = rows.iter().filter_map(|r| r.sim.as_ref().map(|(s, _)| s)).collect();
+    let (flips, unexplained) = sims.iter().filter_map(|s| s.flips).fold((0, 0), |(f, u), (a, b)| (f + a, u + b));
+    if unexplained > 0 {
+        return Some(format!(
+            "{unexplained} shared decision(s) differ from fixed point by more than truncation explains: a protocol fault"
+        ));
+    }
+    let disagree = sims.iter().filter(|s| s.agreement < 1.0).count();
+    if disagree == 0 {
+        return None;
+    }
+    let random = sims.iter().any(|s| s.weights.starts_with("random"));
+    Some(format!(
+        "{disagree} point(s) have a secure class that differs from float: {flips} shared decision(s) flipped, each with its fixed-point score within the truncation bound of zero, and the flipped groups' activations make secure_max_error_lsb large{}",
+        if random {
+            "; with random weights (no dataset) the logits lie close together, so one flip can change the class (trained weights: README, Training)"
+        } else {
+            ""
+        }
+    ))
 }
 
 /// The summary printed at the end of a sweep: one line per point.

@@ -151,7 +151,11 @@ impl Network {
         };
         let too_big = |shape: &Shape| shape.0.iter().try_fold(1u64, |a, &d| a.checked_mul(d as u64)).is_none_or(|n| n > MAX_ELEMENTS);
         if too_big(&graph[input].output) {
-            return Err(Error::invalid(path, Some("[input] shape".into()), format!("{} is over the 2^40 elements a tensor may have", graph[input].output)));
+            return Err(Error::invalid(
+                path,
+                Some("[input] shape".into()),
+                format!("{} is over the 2^40 elements a tensor may have", graph[input].output),
+            ));
         }
         for &n in &order {
             let shapes: Vec<&Shape> = graph[n].inputs.iter().map(|&p| &graph[p].output).collect();
@@ -160,9 +164,13 @@ impl Network {
             let name = graph[n].name.clone();
             let at = || Some(format!("layer \"{name}\""));
             let weights = match &op {
-                Op::Linear { out_features } => shapes.first().and_then(|s| s.0.iter().try_fold(*out_features as u64, |a, &d| a.checked_mul(d as u64))),
+                Op::Linear { out_features } => {
+                    shapes.first().and_then(|s| s.0.iter().try_fold(*out_features as u64, |a, &d| a.checked_mul(d as u64)))
+                }
                 Op::Conv { out_channels, kernel, .. } => shapes.first().and_then(|s| {
-                    [s.0.first().copied().unwrap_or(1), kernel.0, kernel.1].iter().try_fold(*out_channels as u64, |a, &d| a.checked_mul(d as u64))
+                    [s.0.first().copied().unwrap_or(1), kernel.0, kernel.1]
+                        .iter()
+                        .try_fold(*out_channels as u64, |a, &d| a.checked_mul(d as u64))
                 }),
                 _ => Some(0),
             };
@@ -251,8 +259,8 @@ fn infer(op: &Op, inputs: &[&Shape]) -> std::result::Result<Shape, String> {
                 "kernel {}x{} is larger than its input {}x{} (with padding {}x{})",
                 k.0,
                 k.1,
-                h + 2 * p.0,
-                w + 2 * p.1,
+                h.saturating_add(p.0.saturating_mul(2)),
+                w.saturating_add(p.1.saturating_mul(2)),
                 p.0,
                 p.1
             )),

@@ -84,6 +84,9 @@ pub trait Backend {
     fn mul(&mut self, a: &Self::V, b: &Self::V) -> Self::V;
     /// Replaces x[idx[i]] by v[i].
     fn scatter(&mut self, x: &Self::V, idx: &[u32], v: &Self::V) -> Self::V;
+    /// Sees a shared ReLU layer's group scores and their decisions (0/1), before any
+    /// noise: the simulator compares them across backends (`simulate::DecisionCheck`).
+    fn decided(&mut self, _node: NodeIndex, _scores: &Self::V, _decisions: &Self::V) {}
     /// Marks the start and end of a layer (the secure backend tallies messages).
     fn begin_layer(&mut self, _node: NodeIndex) {}
     fn end_layer(&mut self, _node: NodeIndex) {}
@@ -210,9 +213,7 @@ fn relu_layer<B: Backend>(b: &mut B, planned: &Planned, params: &Params, node: N
         }
         Decision::Learned { weights, shared_across_channels } => {
             let v = &params.layers[&net.node(node).name].weight;
-            let per_position = shape.chw().map_or(1, |(_, h, w)| h * w);
-            let weight_of: Vec<u32> =
-                (0..g.group_of.len() as u32).map(|i| if shared_across_channels { i % per_position as u32 } else { i }).collect();
+            let weight_of = weight_of(shape, g.group_of.len(), shared_across_channels);
             let s = match weights {
                 WeightVisibility::Public => {
                     let per_activation: Vec<f64> = weight_of.iter().map(|&j| v[j as usize] as f64).collect();
@@ -228,6 +229,7 @@ fn relu_layer<B: Backend>(b: &mut B, planned: &Planned, params: &Params, node: N
         }
     };
     let decisions = b.drelu(&score);
+    b.decided(node, &score, &decisions);
     let mut d = b.taps(&decisions, &Taps::gather(&g.group_of));
     if plan.noise.at_inference() {
         let mut rng = crate::mpc::prg::Prg::new(noise_seed, &format!("noise/{}", net.node(node).name));
@@ -246,6 +248,39 @@ fn relu_layer<B: Backend>(b: &mut B, planned: &Planned, params: &Params, node: N
         };
     }
     b.mul(&d, x)
+}
+
+/// Which learned decision weight each activation of a layer uses.
+fn weight_of(shape: &crate::graph::Shape, activations: usize, shared_across_channels: bool) -> Vec<u32> {
+    let per_position = shape.chw().map_or(1, |(_, h, w)| h * w) as u32;
+    (0..activations as u32).map(|i| if shared_across_channels { i % per_position } else { i }).collect()
+}
+
+/// How much an error of e lsb in a shared layer's input can move each group's score,
+/// as a factor of e: 1 for the centre; for the mean, 1 and the rounding of the
+/// encoded 1/size; for learned weights, the group's sum of |weight| and their
+/// rounding. With one truncation of the score (floor or floor + 1), a secure score
+/// lies within `gain * e + 2` lsb of the fixed-point one.
+pub fn score_gain(planned: &Planned, params: &Params, node: NodeIndex, frac: u32) -> Vec<f64> {
+    let net = planned.network;
+    let Some(plan) = planned.relu_plan(node) else { return Vec::new() };
+    let shape = net.input_shape(node);
+    let g = group_map(plan, shape);
+    let lsb = 1.0 / (1u64 << frac) as f64;
+    match plan.decision {
+        Decision::Center => vec![1.0; g.groups],
+        Decision::Mean => g.size.iter().map(|&n| 1.0 + n as f64 * lsb).collect(),
+        Decision::Learned { shared_across_channels, .. } => {
+            let v = &params.layers[&net.node(node).name].weight;
+            let mut gain = vec![0.0; g.groups];
+            for (w, &grp) in weight_of(shape, g.group_of.len(), shared_across_channels).iter().zip(&g.group_of) {
+                if grp != u32::MAX {
+                    gain[grp as usize] += (v[*w as usize] as f64).abs() + lsb;
+                }
+            }
+            gain
+        }
+    }
 }
 
 fn group_taps(g: &crate::graph::sharing::GroupMap) -> Taps {

@@ -4,6 +4,7 @@
 use super::{Backend, Product, Taps};
 use crate::mpc::matmul::{im2col_t, matmul};
 use crate::mpc::ring::{encode, truncate};
+use petgraph::graph::NodeIndex;
 
 /// Float inference: what the trained model computes.
 pub struct Float;
@@ -98,11 +99,23 @@ fn float_im2col(x: &[f64], w: &crate::mpc::matmul::Window) -> Vec<f64> {
 /// with exact (floor) truncation where secure inference truncates each share.
 pub struct Fixed {
     pub frac: u32,
+    /// Each shared layer's group scores and decisions, in run order.
+    pub decided: Vec<(NodeIndex, Vec<u64>, Vec<u64>)>,
+}
+
+impl Fixed {
+    pub fn new(frac: u32) -> Fixed {
+        Fixed { frac, decided: Vec::new() }
+    }
 }
 
 impl Backend for Fixed {
     type V = Vec<u64>;
     type W = Vec<u64>;
+
+    fn decided(&mut self, node: NodeIndex, scores: &Vec<u64>, decisions: &Vec<u64>) {
+        self.decided.push((node, scores.clone(), decisions.clone()));
+    }
 
     fn weights(&mut self, w: &[f32]) -> Vec<u64> {
         w.iter().map(|&v| encode(v as f64, self.frac)).collect()

@@ -27,6 +27,9 @@ pub struct Secure {
     /// Wall seconds per layer, in the same order: all three parties' local work on
     /// this thread (message passing costs no time in the simulation).
     pub layer_seconds: Vec<f64>,
+    /// Each shared layer's group scores and decisions, reconstructed from the two
+    /// shares (the simulation's own check; nothing is sent), in run order.
+    pub decided: Vec<(NodeIndex, Vec<u64>, Vec<u64>)>,
 }
 
 impl Secure {
@@ -40,6 +43,7 @@ impl Secure {
             layers: Vec::new(),
             layer_messages: Vec::new(),
             layer_seconds: Vec::new(),
+            decided: Vec::new(),
         }
     }
 
@@ -52,6 +56,10 @@ impl Secure {
 impl Backend for Secure {
     type V = Shares;
     type W = Shares;
+
+    fn decided(&mut self, node: NodeIndex, scores: &Shares, decisions: &Shares) {
+        self.decided.push((node, scores.reveal(), decisions.reveal()));
+    }
 
     fn weights(&mut self, w: &[f32]) -> Shares {
         let frac = self.ctx.frac;

@@ -16,6 +16,7 @@ use crate::infer::secure::Secure;
 use crate::mpc::prg::Prg;
 use crate::mpc::transport::{Elem, Family, Message, Party, Tally, transfers};
 use crate::spec::protocol::{ConvMasking, ProtocolTable};
+use petgraph::graph::NodeIndex;
 use rayon::prelude::*;
 use serde::Serialize;
 use std::time::Instant;
@@ -67,6 +68,9 @@ pub struct LayerSim {
     /// Largest |secure - plaintext fixed point| over the samples, in units of the
     /// last fractional bit.
     pub max_error_lsb: u64,
+    /// Shared ReLU layers only: how their secure decisions compare with fixed point.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decisions: Option<DecisionCheck>,
     /// Wall seconds of this layer's secure inference per image (mean over the
     /// samples): all three parties' local work, one image per thread, as in
     /// `TotalSim::secure_seconds_per_image`.
@@ -204,6 +208,8 @@ pub fn generated_input(len: usize, seed: u64, sample: usize) -> Vec<f32> {
 
 struct Sample {
     max_error: Vec<u64>,
+    /// Per layer in `network.order`: its decision check (shared layers only).
+    decisions: Vec<Option<DecisionCheck>>,
     /// Whether the secure prediction matches the label (real images only).
     correct: Option<bool>,
     tallies: Vec<Tally>,
@@ -233,6 +239,77 @@ thread_local! {
     static WARMED_UP: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
+/// A shared ReLU layer's decisions, secure against plaintext fixed point. A group's
+/// secure score may differ from the fixed-point one by its truncations: within
+/// `gain * e + 2` lsb, where e is the largest error of the layer's input and gain
+/// is `infer::score_gain` (1 for the centre). A decision may flip only where the
+/// fixed-point score lies that close to zero; a score outside the bound is a fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct DecisionCheck {
+    /// Groups (shared decisions) over all samples.
+    pub groups: u64,
+    /// Groups whose secure decision differs from the fixed-point one.
+    pub flips: u64,
+    /// Flips whose fixed-point score lies further from zero than the bound: a wrong
+    /// decision, not a truncation (0 unless the protocol is wrong).
+    pub unexplained_flips: u64,
+    /// Groups whose secure score is further from the fixed-point score than the bound
+    /// (0 unless the protocol is wrong).
+    pub beyond_bound: u64,
+    /// Largest |secure - fixed| score difference, and the largest bound, in lsb.
+    pub max_score_error_lsb: u64,
+    pub max_bound_lsb: u64,
+}
+
+impl DecisionCheck {
+    fn merge(self, o: DecisionCheck) -> DecisionCheck {
+        DecisionCheck {
+            groups: self.groups + o.groups,
+            flips: self.flips + o.flips,
+            unexplained_flips: self.unexplained_flips + o.unexplained_flips,
+            beyond_bound: self.beyond_bound + o.beyond_bound,
+            max_score_error_lsb: self.max_score_error_lsb.max(o.max_score_error_lsb),
+            max_bound_lsb: self.max_bound_lsb.max(o.max_bound_lsb),
+        }
+    }
+}
+
+/// Checks each shared layer's recorded decisions (`Backend::decided`), per layer in
+/// `network.order`; `max_error` holds each layer output's largest error.
+fn check_decisions(
+    planned: &Planned,
+    params: &Params,
+    frac: u32,
+    fixed: &[(NodeIndex, Vec<u64>, Vec<u64>)],
+    secure: &[(NodeIndex, Vec<u64>, Vec<u64>)],
+    max_error: &[u64],
+) -> Vec<Option<DecisionCheck>> {
+    let net = planned.network;
+    let mut out = vec![None; net.order.len()];
+    for ((node, fs, fd), (snode, ss, sd)) in fixed.iter().zip(secure) {
+        assert_eq!(node, snode, "both backends run the layers in one order");
+        let producer = net.node(*node).inputs[0];
+        // The input is encoded alike in both: no error before the first layer.
+        let e = net.order.iter().position(|&n| n == producer).map_or(0, |i| max_error[i]) as f64;
+        let gain = crate::infer::score_gain(planned, params, *node, frac);
+        let mut c = DecisionCheck { groups: fs.len() as u64, ..DecisionCheck::default() };
+        for i in 0..fs.len() {
+            let diff = (ss[i].wrapping_sub(fs[i]) as i64).unsigned_abs();
+            let bound = (gain[i] * e).ceil() as u64 + 2;
+            let flip = fd[i] != sd[i];
+            c.flips += u64::from(flip);
+            c.unexplained_flips += u64::from(flip && (fs[i] as i64).unsigned_abs() > bound);
+            c.beyond_bound += u64::from(diff > bound);
+            c.max_score_error_lsb = c.max_score_error_lsb.max(diff);
+            c.max_bound_lsb = c.max_bound_lsb.max(bound);
+        }
+        if let Some(i) = net.order.iter().position(|n| n == node) {
+            out[i] = Some(c);
+        }
+    }
+    out
+}
+
 /// One input through float, plaintext fixed point and secure inference.
 fn run_sample(planned: &Planned, params: &Params, inputs: &Inputs, masking: ConvMasking, opts: &Options, sample: usize) -> Sample {
     let input_len = planned.network.node(planned.network.input).output.numel();
@@ -246,22 +323,24 @@ fn run_sample(planned: &Planned, params: &Params, inputs: &Inputs, masking: Conv
     // for a CIFAR-10 image here), which is not per-image work: they run once untimed,
     // so that the per-image times below are those of every later image.
     if !WARMED_UP.replace(true) {
-        run(&mut Fixed { frac: opts.frac }, planned, params, &input, noise_seed);
+        run(&mut Fixed::new(opts.frac), planned, params, &input, noise_seed);
         run(&mut Secure::new(secure_seed, opts.frac, masking), planned, params, &input, noise_seed);
     }
     let float_out = run(&mut Float, planned, params, &input, noise_seed);
     let t = Instant::now();
-    let fixed_out = run(&mut Fixed { frac: opts.frac }, planned, params, &input, noise_seed);
+    let mut fixed = Fixed::new(opts.frac);
+    let fixed_out = run(&mut fixed, planned, params, &input, noise_seed);
     let fixed_secs = t.elapsed().as_secs_f64();
     let mut secure = Secure::new(secure_seed, opts.frac, masking);
     let t = Instant::now();
     let secure_out = run(&mut secure, planned, params, &input, noise_seed);
     let secure_secs = t.elapsed().as_secs_f64();
-    let max_error = secure_out
+    let max_error: Vec<u64> = secure_out
         .iter()
         .zip(&fixed_out)
         .map(|(s, f)| s.reveal().iter().zip(f).map(|(a, b)| (a.wrapping_sub(*b) as i64).unsigned_abs()).max().unwrap_or(0))
         .collect();
+    let decisions = check_decisions(planned, params, opts.frac, &fixed.decided, &secure.decided, &max_error);
     let decode = |v: &[u64]| v.iter().map(|&x| crate::mpc::ring::decode(x, opts.frac)).collect::<Vec<f64>>();
     let secure_class = argmax(&decode(&secure_out.last().expect("a network has layers").reveal()));
     let label = match inputs {
@@ -270,6 +349,7 @@ fn run_sample(planned: &Planned, params: &Params, inputs: &Inputs, masking: Conv
     };
     Sample {
         max_error,
+        decisions,
         correct: label.map(|l| l == secure_class),
         tallies: secure.layers.iter().map(|(_, t)| *t).collect(),
         agrees_float: secure_class == argmax(float_out.last().expect("layers")),
@@ -334,6 +414,7 @@ pub fn simulate(
     let wall_secs = wall.elapsed().as_secs_f64();
     bar.finish_and_clear();
     let mut max_error = vec![0u64; n_layers];
+    let mut decisions: Vec<Option<DecisionCheck>> = vec![None; n_layers];
     let mut layer_secs = vec![0.0; n_layers];
     let mut measured: Option<Vec<Tally>> = None;
     let (mut agree, mut agree_fixed, mut fixed_secs, mut secure_secs, mut correct) = (0usize, 0usize, 0.0, 0.0, 0usize);
@@ -346,6 +427,11 @@ pub fn simulate(
         transcripts.extend_from_slice(&r.transcript.to_le_bytes());
         for (m, e) in max_error.iter_mut().zip(&r.max_error) {
             *m = (*m).max(*e);
+        }
+        for (d, c) in decisions.iter_mut().zip(&r.decisions) {
+            if let Some(c) = c {
+                *d = Some(d.unwrap_or_default().merge(*c));
+            }
         }
         for (s, t) in layer_secs.iter_mut().zip(&r.layer_secs) {
             *s += t / samples as f64;
@@ -373,6 +459,7 @@ pub fn simulate(
             measured: measured.get(i).map(Counts::measured).unwrap_or_else(|| Counts::measured(&Tally::default())),
             predicted: predicted(c),
             max_error_lsb: max_error[i],
+            decisions: decisions[i],
             seconds: layer_secs[i],
             predicted_seconds: table.compute.is_some().then_some(c.compute_seconds),
         })
@@ -513,4 +600,39 @@ pub fn run_planned(
         ));
     }
     Ok(simulate(planned, table, opts, &params, &described, &inputs, bar))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::Network;
+    use crate::spec::{ArchSpec, PlanSpec};
+    use std::path::Path;
+
+    #[test]
+    fn a_wrong_decision_and_a_score_off_by_more_than_truncation_are_caught() {
+        let arch = ArchSpec::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("architectures/svhn.toml")).unwrap();
+        let net = Network::build(&arch).unwrap();
+        let text = "name = \"p\"\narchitecture = \"svhn\"\n[relu.relu1]\ngroup = \"channel\"\ndecision = \"center\"\n";
+        let plan = PlanSpec::parse(Path::new("p.toml"), text).unwrap();
+        let planned = Planned::new(&net, &plan).unwrap();
+        let params = Params::random(&planned, 1);
+        let relu1 = net.find("relu1").unwrap();
+        let ring = |v: &[i64]| v.iter().map(|&x| x as u64).collect::<Vec<u64>>();
+        let mut fixed_scores = vec![100; 32];
+        let mut fixed_decisions = vec![1; 32];
+        let (mut secure_scores, mut secure_decisions) = (fixed_scores.clone(), fixed_decisions.clone());
+        // Group 0: a wrong decision at score 1000. Group 1: a flip at -1 (truncation).
+        // Group 2: a score 7 lsb off, with no error in the layer's input (bound 2).
+        fixed_scores[..3].copy_from_slice(&[1000, -1, 50]);
+        secure_scores[..3].copy_from_slice(&[1000, 1, 57]);
+        fixed_decisions[1] = 0;
+        secure_decisions[0] = 0;
+        let fixed = [(relu1, ring(&fixed_scores), ring(&fixed_decisions))];
+        let secure = [(relu1, ring(&secure_scores), ring(&secure_decisions))];
+        let checks = check_decisions(&planned, &params, 13, &fixed, &secure, &vec![0; net.order.len()]);
+        let c = checks.iter().flatten().next().copied().unwrap();
+        assert_eq!((c.groups, c.flips, c.unexplained_flips, c.beyond_bound), (32, 2, 1, 1));
+        assert_eq!((c.max_score_error_lsb, c.max_bound_lsb), (7, 2));
+    }
 }

@@ -73,6 +73,11 @@ pub struct SimRecord {
     pub max_error_lsb: u64,
     pub seconds_per_image: f64,
     pub threads: usize,
+    /// Shared decisions that flipped against fixed point, and how many of those were
+    /// not explained by truncation (`simulate::DecisionCheck`); `None` in records
+    /// stored before they were counted.
+    #[serde(default)]
+    pub flips: Option<(u64, u64)>,
 }
 
 impl From<&SimReport> for SimRecord {
@@ -90,6 +95,7 @@ impl From<&SimReport> for SimRecord {
             max_error_lsb: r.layers.iter().map(|l| l.max_error_lsb).max().unwrap_or(0),
             seconds_per_image: r.total.seconds_per_image,
             threads: r.total.threads,
+            flips: Some(r.layers.iter().filter_map(|l| l.decisions).fold((0, 0), |(f, u), d| (f + d.flips, u + d.unexplained_flips))),
         }
     }
 }
@@ -187,6 +193,11 @@ impl Row {
                 sim.samples,
                 if sim.exact { ", counts exact" } else { ", COUNTS DIFFER" }
             );
+            match sim.flips {
+                Some((0, _)) | None => {}
+                Some((f, 0)) => s += &format!(", {f} shared decision(s) flipped by truncation"),
+                Some((f, u)) => s += &format!(", {f} shared decision(s) flipped, {u} NOT by truncation"),
+            }
         }
         if let Some(a) = self.accuracy() {
             s += &format!(", test {a:.2}%");
