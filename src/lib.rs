@@ -9,7 +9,7 @@
 //! | 1 | `spec` | file formats and their checks: architectures, plans, sweeps, protocol tables, profiles, training settings |
 //! | 2 | `graph` | the layer graph with inferred shapes; `graph::sharing`, a plan applied to it (groups of shared decisions) |
 //! | 3 | `cost` | action counts per layer (`cost::actions`) priced by a protocol table; `cost::compare` across tables |
-//! | 3 | `mpc` | SecureNN over Z_2^64: ring, PRGs, transport, the protocols, the ring product kernels |
+//! | 3 | `mpc` | SecureNN over Z_2^64: ring, PRGs, transport, the protocols, the ring product kernels (uses `spec::PerParty`) |
 //! | 3 | `data` | datasets: IDX, CIFAR-10 binaries, SVHN, image folders |
 //! | 4 | `infer` | one forward pass, plaintext (float, fixed point) or secure; parameters (`infer::model`) and checkpoints |
 //! | 5 | `train` | the training loop, activation recording (`train::record`) and clustering (`train::cluster`) |

@@ -11,6 +11,7 @@ pub mod actions;
 pub mod compare;
 
 use crate::graph::sharing::Planned;
+use crate::spec::PerParty;
 use crate::spec::profile::Profile;
 use crate::spec::protocol::{ConvMasking, ProtocolTable};
 use actions::{Action, LayerActions, MulPurpose};
@@ -36,12 +37,12 @@ pub struct LayerCost {
     pub rounds_depth: u64,
     pub bits: u64,
     pub bytes: u64,
-    pub bits_by_party: [u64; 3],
+    pub bits_by_party: PerParty<u64>,
     pub bits_by_protocol: BitsByProtocol,
     /// Input-independent (preprocessing) traffic, for protocols that have it;
     /// `bits` and `bits_by_party` are online.
     pub offline_bits: u64,
-    pub offline_bits_by_party: [u64; 3],
+    pub offline_bits_by_party: PerParty<u64>,
     /// Local computation, when the table has a `[compute]` section (else 0).
     pub compute_seconds: f64,
     pub actions: Vec<Action>,
@@ -54,11 +55,11 @@ pub struct Total {
     pub rounds_depth: u64,
     pub bits: u64,
     pub bytes: u64,
-    pub bits_by_party: [u64; 3],
+    pub bits_by_party: PerParty<u64>,
     pub bits_by_protocol: BitsByProtocol,
     pub offline_bits: u64,
     pub offline_bytes: u64,
-    pub offline_bits_by_party: [u64; 3],
+    pub offline_bits_by_party: PerParty<u64>,
     pub compute_seconds: f64,
 }
 
@@ -98,11 +99,11 @@ pub fn price(planned: &Planned, table: &ProtocolTable, masking: Option<ConvMaski
         rounds_depth: 0,
         bits: 0,
         bytes: 0,
-        bits_by_party: [0; 3],
+        bits_by_party: PerParty::default(),
         bits_by_protocol: BitsByProtocol::default(),
         offline_bits: 0,
         offline_bytes: 0,
-        offline_bits_by_party: [0; 3],
+        offline_bits_by_party: PerParty::default(),
         compute_seconds: 0.0,
     };
     for l in &layers {
@@ -112,10 +113,8 @@ pub fn price(planned: &Planned, table: &ProtocolTable, masking: Option<ConvMaski
         total.bits += l.bits;
         total.offline_bits += l.offline_bits;
         total.compute_seconds += l.compute_seconds;
-        for p in 0..3 {
-            total.bits_by_party[p] += l.bits_by_party[p];
-            total.offline_bits_by_party[p] += l.offline_bits_by_party[p];
-        }
+        total.bits_by_party += l.bits_by_party;
+        total.offline_bits_by_party += l.offline_bits_by_party;
         total.bits_by_protocol.linear += l.bits_by_protocol.linear;
         total.bits_by_protocol.drelu += l.bits_by_protocol.drelu;
         total.bits_by_protocol.mul += l.bits_by_protocol.mul;
@@ -210,10 +209,10 @@ fn price_layer(planned: &Planned, table: &ProtocolTable, la: LayerActions) -> La
         rounds_depth: depth,
         bits,
         bytes: bits / 8,
-        bits_by_party: by_party,
+        bits_by_party: PerParty(by_party),
         bits_by_protocol: by_protocol,
         offline_bits: offline.iter().sum(),
-        offline_bits_by_party: offline,
+        offline_bits_by_party: PerParty(offline),
         compute_seconds,
         actions: la.actions,
     }

@@ -11,6 +11,7 @@
 
 use super::cpu::{Simd, simd};
 use super::prg::fnv1a;
+use crate::spec::PerParty;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Party {
@@ -66,7 +67,7 @@ pub struct Message {
 pub struct Tally {
     pub steps: u64,
     pub depth: u64,
-    pub bits_by_party: [u64; 3],
+    pub bits_by_party: PerParty<u64>,
     pub bits_by_family: [u64; 3],
 }
 

@@ -15,6 +15,7 @@ use crate::infer::run;
 use crate::infer::secure::Secure;
 use crate::mpc::prg::Prg;
 use crate::mpc::transport::{Elem, Family, Message, Party, Tally, transfers};
+use crate::spec::PerParty;
 use crate::spec::protocol::{ConvMasking, ProtocolTable};
 use petgraph::graph::NodeIndex;
 use rayon::prelude::*;
@@ -42,7 +43,7 @@ pub struct Counts {
     pub rounds: u64,
     pub rounds_depth: u64,
     pub bits: u64,
-    pub bits_by_party: [u64; 3],
+    pub bits_by_party: PerParty<u64>,
     pub bits_by_protocol: cost::BitsByProtocol,
 }
 
@@ -52,7 +53,7 @@ impl Counts {
         Counts {
             rounds: t.steps,
             rounds_depth: t.depth,
-            bits: t.bits_by_party.iter().sum(),
+            bits: t.bits_by_party.sum(),
             bits_by_party: t.bits_by_party,
             bits_by_protocol: cost::BitsByProtocol { linear, drelu, mul },
         }
@@ -469,7 +470,7 @@ pub fn simulate(
             rounds: a.rounds + b.rounds,
             rounds_depth: a.rounds_depth + b.rounds_depth,
             bits: a.bits + b.bits,
-            bits_by_party: [0, 1, 2].map(|p| a.bits_by_party[p] + b.bits_by_party[p]),
+            bits_by_party: a.bits_by_party + b.bits_by_party,
             bits_by_protocol: cost::BitsByProtocol {
                 linear: a.bits_by_protocol.linear + b.bits_by_protocol.linear,
                 drelu: a.bits_by_protocol.drelu + b.bits_by_protocol.drelu,

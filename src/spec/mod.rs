@@ -2,6 +2,7 @@
 //! checked Rust values. Shape inference and graph checks live in `graph`.
 
 pub mod arch;
+pub mod party;
 pub mod plan;
 pub mod profile;
 pub mod protocol;
@@ -13,6 +14,7 @@ use serde::Deserialize;
 use std::path::Path;
 
 pub use arch::{ArchSpec, LayerSpec, Op};
+pub use party::PerParty;
 pub use plan::{Decision, Edge, Grouping, NoiseMask, PlanSpec, ReluPlan, WeightVisibility};
 pub use sweep::SweepSpec;
 

@@ -1,6 +1,7 @@
 //! Protocol tables: what each action costs in rounds and bits per party. Counts of
 //! actions come from `actions`; this module only prices them.
 
+use super::PerParty;
 use crate::error::{Error, Result};
 use crate::spec::{parse_toml, read_text};
 use serde::Deserialize;
@@ -61,41 +62,36 @@ pub struct UnitTerms {
     pub bits: u64,
 }
 
-/// What each party sends before the input is known (preprocessing), per action.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Offline<T> {
-    #[serde(default)]
-    pub p0: T,
-    #[serde(default)]
-    pub p1: T,
-    #[serde(default)]
-    pub p2: T,
-}
-
+/// An action's price: rounds, dependency depth, and what each party sends online
+/// and (for protocols with preprocessing) offline, before the input is known.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(from = "RawPriced<T>", bound(deserialize = "T: Deserialize<'de> + Default"))]
 pub struct Priced<T> {
     pub rounds: u64,
     pub depth: u64,
-    #[serde(default)]
-    pub p0: T,
-    #[serde(default)]
-    pub p1: T,
-    #[serde(default)]
-    pub p2: T,
-    /// Input-independent traffic, when the protocol has a preprocessing phase.
-    #[serde(default)]
-    pub offline: Offline<T>,
+    pub online: PerParty<T>,
+    pub offline: PerParty<T>,
 }
 
-impl<T: Copy> Priced<T> {
-    pub fn parties(&self) -> [T; 3] {
-        [self.p0, self.p1, self.p2]
-    }
+/// `Priced` as tables write it: the online parties inline, `offline = { p0 = .. }`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPriced<T> {
+    rounds: u64,
+    depth: u64,
+    #[serde(default)]
+    p0: T,
+    #[serde(default)]
+    p1: T,
+    #[serde(default)]
+    p2: T,
+    #[serde(default)]
+    offline: PerParty<T>,
+}
 
-    pub fn offline_parties(&self) -> [T; 3] {
-        [self.offline.p0, self.offline.p1, self.offline.p2]
+impl<T> From<RawPriced<T>> for Priced<T> {
+    fn from(r: RawPriced<T>) -> Priced<T> {
+        Priced { rounds: r.rounds, depth: r.depth, online: PerParty([r.p0, r.p1, r.p2]), offline: r.offline }
     }
 }
 
@@ -185,12 +181,12 @@ impl ProtocolTable {
 
     /// Bits each party sends online for one product with operand sizes x, y, z.
     pub fn product_bits(&self, x: u64, y: u64, z: u64) -> [u64; 3] {
-        self.product.parties().map(|t| self.product_term(t, x, y, z))
+        self.product.online.0.map(|t| self.product_term(t, x, y, z))
     }
 
     /// Bits each party sends offline for the same product.
     pub fn product_offline_bits(&self, x: u64, y: u64, z: u64) -> [u64; 3] {
-        self.product.offline_parties().map(|t| self.product_term(t, x, y, z))
+        self.product.offline.0.map(|t| self.product_term(t, x, y, z))
     }
 
     fn product_term(&self, t: ProductTerms, x: u64, y: u64, z: u64) -> u64 {
@@ -199,12 +195,12 @@ impl ProtocolTable {
 
     /// Bits each party sends online for `count` values of a per-value action.
     pub fn unit_bits(&self, price: &Priced<UnitTerms>, count: u64) -> [u64; 3] {
-        price.parties().map(|t| self.unit_term(t) * count)
+        price.online.0.map(|t| self.unit_term(t) * count)
     }
 
     /// Bits each party sends offline for the same.
     pub fn unit_offline_bits(&self, price: &Priced<UnitTerms>, count: u64) -> [u64; 3] {
-        price.offline_parties().map(|t| self.unit_term(t) * count)
+        price.offline.0.map(|t| self.unit_term(t) * count)
     }
 
     fn unit_term(&self, t: UnitTerms) -> u64 {

@@ -153,7 +153,7 @@ impl Row {
             rounds: t.rounds,
             rounds_depth: t.rounds_depth,
             bytes: t.bytes,
-            bytes_by_party: t.bits_by_party.map(|b| b / 8),
+            bytes_by_party: t.bits_by_party.map(|b| b / 8).0,
             offline_bytes: t.offline_bytes,
             saved_bytes_pct: 100.0 * (1.0 - t.bytes as f64 / baseline.total.bytes.max(1) as f64),
             seconds: priced.estimates.iter().map(|e| (e.profile.clone(), e.seconds)).collect(),
