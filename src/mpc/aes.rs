@@ -214,6 +214,7 @@ mod tests {
     #[test]
     #[cfg(target_arch = "x86_64")]
     fn the_256_bit_vaes_kernel_gives_the_portable_blocks() {
+        crate::mpc::cpu::note_skipped("the_256_bit_vaes_kernel_gives_the_portable_blocks", &[("256-bit VAES", crate::mpc::cpu::vaes256())]);
         if !crate::mpc::cpu::vaes256() {
             return;
         }
@@ -233,6 +234,8 @@ mod tests {
 
     #[test]
     fn the_vaes_kernel_gives_the_portable_blocks() {
+        // `Aes128Ctr::new` takes the 512-bit kernel where there is one, else the 256-bit one.
+        crate::mpc::cpu::note_skipped("the_vaes_kernel_gives_the_portable_blocks", &[("512-bit VAES", crate::mpc::cpu::vaes())]);
         for key in [[0u8; 16], [0xa5; 16], std::array::from_fn(|i| (i * 37) as u8)] {
             let (mut fast, mut portable) = (Aes128Ctr::new(key), Aes128Ctr::portable(key));
             // Counters near a 32-bit boundary too.

@@ -49,3 +49,25 @@ pub fn vaes256() -> bool {
     #[cfg(not(target_arch = "x86_64"))]
     false
 }
+
+/// For the CPU-variant tests: says on standard error, past the test harness's
+/// capture, which variants `test` cannot run on this CPU (`missing` names a
+/// variant and whether the CPU has it), so that a green run on a machine without
+/// AVX-512 or VAES does not pass for a run of those variants.
+#[cfg(test)]
+pub fn note_skipped(test: &str, missing: &[(&str, bool)]) {
+    use std::io::Write;
+    for (variant, available) in missing {
+        if !available {
+            // Written to the real stderr: `eprintln!` would be captured and hidden.
+            let _ = writeln!(std::io::stderr(), "skipped: {test}: the {variant} variant (this CPU lacks its instructions)");
+        }
+    }
+}
+
+/// The variants a CPU-variant test may lack: AVX-512 and AVX2.
+#[cfg(test)]
+pub fn vector_variants() -> [(&'static str, bool); 2] {
+    let s = simd();
+    [("AVX-512", s == Simd::Avx512), ("AVX2", s != Simd::Baseline)]
+}

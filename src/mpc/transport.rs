@@ -318,6 +318,7 @@ mod tests {
 
     #[test]
     fn every_cpu_variant_hashes_alike() {
+        crate::mpc::cpu::note_skipped("every_cpu_variant_hashes_alike", &crate::mpc::cpu::vector_variants());
         let words: Vec<u64> = (0..1000u64).map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15)).collect();
         let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).take(7001).collect();
         for n in [0, 1, 31, 32, 33, 1000] {
