@@ -71,10 +71,22 @@ fn tensor_masking_is_measured_as_priced() {
 fn outputs_track_plaintext_fixed_point_and_classes_agree() {
     // Regular ReLU: errors come from +-1 lsb truncations, grown by later layers;
     // decisions only differ where a value lies within that error of zero.
-    let r = sim("fashion_mnist", None, Options { samples: 4, ..Options::default() });
-    for l in &r.layers {
-        assert!(l.max_error_lsb <= 64, "layer {}: {} lsb", l.name, l.max_error_lsb);
+    for arch in ["fashion_mnist", "svhn", "cifar10"] {
+        let r = sim(arch, None, Options { samples: 2, ..Options::default() });
+        // The bound of each layer, propagated from one lsb per truncation.
+        let net =
+            explore::graph::Network::build(&explore::spec::ArchSpec::load(&root().join(format!("architectures/{arch}.toml"))).unwrap())
+                .unwrap();
+        let original = explore::spec::PlanSpec::original();
+        let planned = explore::graph::sharing::Planned::new(&net, &original).unwrap();
+        let params = explore::infer::model::Params::random(&planned, 1).folded(&net);
+        let bounds = explore::simulate::error_bounds(&planned, &params, 13);
+        for (l, b) in r.layers.iter().zip(&bounds) {
+            let b = b.expect("regular ReLU keeps every bound");
+            assert!(l.max_error_lsb <= b, "{arch}, layer {}: {} lsb over the bound {b}", l.name, l.max_error_lsb);
+        }
     }
+    let r = sim("fashion_mnist", None, Options { samples: 4, ..Options::default() });
     assert_eq!(r.layers[0].max_error_lsb.min(1), r.layers[0].max_error_lsb, "conv1: one truncation, at most 1 lsb");
     assert_eq!(r.total.agreement, 1.0);
     assert_eq!(r.total.agreement_fixed, 1.0);

@@ -270,23 +270,6 @@ pub fn sweep_figures(sweep: &str, network: &str, rows: &[Row], fronts: &[Front],
     figs
 }
 
-/// The paper's Figure 3: total variation of each layer's output, per pair of
-/// neighbouring activations, along the network; layer names beside the points.
-pub fn variation_figure(network: &str, images: usize, tv: &[crate::train::record::Variation]) -> Figure {
-    let points: Vec<(f64, f64, String)> = tv.iter().enumerate().map(|(i, v)| (i as f64, v.per_neighbour_pair, v.layer.clone())).collect();
-    Figure {
-        title: format!("{network}: total variation across layers ({images} training images)"),
-        x_label: "layer (order in the network)".into(),
-        y_label: "total variation per neighbouring pair".into(),
-        x_log: false,
-        y_log: false,
-        series: vec![
-            Series { label: "mean |difference| of neighbours".into(), mark: Mark::Line, points: points.clone() },
-            Series { label: String::new(), mark: Mark::Labelled, points },
-        ],
-    }
-}
-
 fn short(m: &Metric) -> String {
     match m {
         Metric::Relus => "ReLU count".into(),

@@ -536,6 +536,45 @@ pub fn memory_estimate(network: &crate::graph::Network, at_once: usize) -> u64 {
     BASE.saturating_add(weights.saturating_mul(PER_WEIGHT)).saturating_add(per_sample.saturating_mul(at_once as u64))
 }
 
+/// The largest error each layer's secure output may have against plaintext fixed
+/// point, in lsb, when nothing fails: per truncation floor or floor + 1 (SecureML's
+/// local truncation; fixed point floors), grown by the layers after it. A conv or
+/// linear layer turns an input error e into at most (largest row sum of |weight|) e
+/// plus one truncation; average pooling into about e and one truncation; a regular ReLU
+/// keeps it (|relu(a) - relu(b)| <= |a - b|); an addition adds its inputs'. `None`
+/// from a shared ReLU layer on: a flipped group is off by its whole value
+/// (`DecisionCheck` bounds those instead). In `network.order`.
+pub fn error_bounds(planned: &Planned, params: &Params, frac: u32) -> Vec<Option<u64>> {
+    use crate::spec::Op;
+    let net = planned.network;
+    let scale = (1u64 << frac) as f64;
+    // Weights as the fixed-point encoding holds them, in value units.
+    let encoded = |w: f32| (w as f64 * scale).round().abs() / scale;
+    let mut bound: Vec<Option<f64>> = vec![None; net.graph.node_count()];
+    bound[net.input.index()] = Some(0.0);
+    let mut out = Vec::with_capacity(net.order.len());
+    for (node, layer) in net.layers() {
+        let input = |i: usize| bound[layer.inputs[i].index()];
+        let e = match layer.op.as_ref().expect("layers() yields layers") {
+            Op::Conv { .. } | Op::Linear { .. } => input(0).map(|e| {
+                let w = &params.layers[&layer.name].weight;
+                let rows = layer.output.chw().map_or(layer.output.numel(), |(c, _, _)| c);
+                let row_sum = w.chunks(w.len() / rows.max(1)).map(|r| r.iter().map(|&v| encoded(v)).sum::<f64>()).fold(0.0, f64::max);
+                (row_sum * e).ceil() + 1.0
+            }),
+            // The n taps' errors times the encoded 1/n, which is at most 1/n + 1/2 lsb.
+            Op::AvgPool { kernel, .. } => input(0).map(|e| (e * (1.0 + (kernel.0 * kernel.1) as f64 / (2.0 * scale))).ceil() + 1.0),
+            Op::Relu if planned.relu_plan(node).is_none() => input(0),
+            Op::Relu => None,
+            Op::Add => input(0).zip(input(1)).map(|(a, b)| a + b),
+            Op::Flatten | Op::Dropout { .. } | Op::BatchNorm => input(0),
+        };
+        bound[node.index()] = e;
+        out.push(e.map(|e| e as u64));
+    }
+    out
+}
+
 /// Expected share-truncation failures per image allowed, as a power of two: each
 /// truncated element x fails with probability about |x| / 2^63
 /// (`ring::truncate_share`), and a failure is an error of about 2^(64 - f).
