@@ -45,6 +45,8 @@ pub struct Args {
     /// Output format: a summary per layer as text, CSV or Markdown, or JSON.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
+    #[command(flatten)]
+    pub limits: super::limits::MemoryArgs,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -62,6 +64,8 @@ pub fn run(args: Args) -> Result<()> {
         out: &args.out,
         plan_out: args.plan_out.as_deref(),
     };
+    let (network, _) = super::load_network_and_plan(&t.arch, None)?;
+    args.limits.settings()?.check_training(&t.arch, &network, Some(args.samples))?;
     let r = cluster_files(&req)?;
     super::emit(None, &report::render(args.format, &r, || text(&r), || layer_table(&r)))
 }

@@ -64,6 +64,16 @@ impl Limits {
         self.check(arch, "the network's sizes", &format!("simulating {at_once} sample(s) at once of \"{}\"", network.name), estimate)
     }
 
+    /// Training (`train`), or a forward pass over training images (`record`,
+    /// `cluster`): the model, each thread's chunk of activations and the images
+    /// (`limit` per split, else at most 100,000 in all: SVHN's 99,289 are the most a
+    /// supported dataset holds).
+    pub fn check_training(&self, arch: &Path, network: &Network, limit: Option<usize>) -> Result<()> {
+        let images = limit.map_or(100_000, |l| 2 * l as u64);
+        let estimate = crate::train::memory_estimate(network, rayon::current_num_threads(), images);
+        self.check(arch, "the network's sizes", &format!("training \"{}\" on {images} images at most", network.name), estimate)
+    }
+
     /// A sweep: its points (each a plan, a cost report and a row) before any runs.
     /// Returns the number of points (named and from grids, before any is skipped).
     pub fn check_sweep(&self, spec: &SweepSpec) -> Result<u64> {

@@ -47,10 +47,14 @@ pub struct Args {
     /// FIGURE.png and FIGURE.svg.
     #[arg(long)]
     pub figure: Option<PathBuf>,
+    #[command(flatten)]
+    pub limits: super::limits::MemoryArgs,
 }
 
 pub fn run(args: Args) -> Result<()> {
     let Trained { arch, plan, weights, data } = &args.trained;
+    let (network, _) = super::load_network_and_plan(arch, None)?;
+    args.limits.settings()?.check_training(arch, &network, Some(args.samples))?;
     let tv = record_files(arch, plan.as_deref(), weights, data.as_deref(), &args.layers, args.samples, args.out.as_deref())?;
     if let Some(stem) = &args.figure {
         let network = crate::spec::ArchSpec::load(arch)?.name;

@@ -56,12 +56,15 @@ pub struct Args {
     /// Final report: a short text, the per-epoch log as CSV or Markdown, or JSON.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
+    #[command(flatten)]
+    pub limits: super::limits::MemoryArgs,
 }
 
 pub fn run(args: Args) -> Result<()> {
     let cfg = settings(&args)?;
-    let report =
-        train_files(&args.arch, args.plan.as_deref(), args.data.as_deref(), args.limit, args.resume.as_deref(), args.out.as_deref(), &cfg)?;
+    let limits = args.limits.settings()?;
+    let (arch, plan, data) = (&args.arch, args.plan.as_deref(), args.data.as_deref());
+    let report = train_files(arch, plan, data, args.limit, args.resume.as_deref(), args.out.as_deref(), &cfg, &limits)?;
     super::emit(None, &report::render(args.format, &report, || text(&report), || epoch_table(&report)))
 }
 
@@ -83,6 +86,7 @@ fn settings(args: &Args) -> Result<TrainConfig> {
 
 /// Loads an architecture, plan and dataset and trains: a progress bar per epoch and
 /// one log line per epoch on standard error, the checkpoint written to `out`.
+#[allow(clippy::too_many_arguments)]
 pub fn train_files(
     arch: &Path,
     plan: Option<&Path>,
@@ -91,8 +95,10 @@ pub fn train_files(
     resume: Option<&Path>,
     out: Option<&Path>,
     cfg: &TrainConfig,
+    limits: &super::limits::Limits,
 ) -> Result<TrainReport> {
     let (network, plan) = super::load_network_and_plan(arch, plan)?;
+    limits.check_training(arch, &network, limit)?;
     let planned = Planned::new(&network, &plan)?;
     let dir = super::locate_data(arch, &network, data_dir)?;
     let dataset = crate::data::load(&dir, limit, network.input_dims())?;

@@ -306,6 +306,29 @@ pub fn train(
     }
 }
 
+/// Bytes a training run of `network` holds at its peak on `threads` threads with
+/// `images` images loaded (both splits): the parameters with their gradients and
+/// optimiser state, each thread's chunk of `CHUNK` images with every layer's
+/// activations and im2col matrices kept for the backward pass, and the images as
+/// f32. The factors put the estimate 1.3x or more above the peak RSS of 1-epoch runs
+/// on 2 threads: fashion_mnist 183-197 MB (--limit 300 to 10,000), cifar10 204 MB
+/// and cifar10_bn 267 MB (--limit 500).
+pub fn memory_estimate(network: &crate::graph::Network, threads: usize, images: u64) -> u64 {
+    const PER_WEIGHT: u64 = 4 * 6;
+    const PER_ACTIVATION: u64 = 4 * 8;
+    const BASE: u64 = 192 << 20;
+    let (mut weights, mut activations) = (0u64, 0u64);
+    for &n in &network.order {
+        let sizes = network.sizes(n);
+        weights = weights.saturating_add(sizes.weights);
+        activations = activations.saturating_add(sizes.outputs).saturating_add(sizes.im2col);
+    }
+    let input: u64 = network.input_dims().iter().fold(1u64, |a, &d| a.saturating_mul(d as u64));
+    BASE.saturating_add(weights.saturating_mul(PER_WEIGHT))
+        .saturating_add(activations.saturating_mul(PER_ACTIVATION).saturating_mul((CHUNK * threads.max(1)) as u64))
+        .saturating_add(images.saturating_mul(input).saturating_mul(4))
+}
+
 /// Trains a planned network on a loaded dataset from `init` (a checkpoint of the
 /// same plan) or from seeded random weights, drawing each epoch's progress on `bar`
 /// and logging one line per epoch on standard error; writes the checkpoint to `out`
