@@ -100,6 +100,11 @@ pub fn run(spec: &SweepSpec, opts: &Options) -> Result<Outcome> {
     let profiles = profile::merge(&spec.path, spec.profiles.clone())?;
     let relu_names: Vec<String> = sharing::relu_layers(&network).map(|n| network.node(n).name.clone()).collect();
 
+    // A spinner while the grids expand and a bar while each point is checked against
+    // the network: a large grid shows progress from its first second.
+    let setup = if opts.quiet { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new_spinner() };
+    setup.set_message("expanding the grids");
+    setup.enable_steady_tick(std::time::Duration::from_millis(200));
     let (mut candidates, mut skipped) = candidates(spec, &relu_names)?;
     if opts.named_only {
         candidates.retain(|c| c.source == Source::Named);
@@ -112,12 +117,20 @@ pub fn run(spec: &SweepSpec, opts: &Options) -> Result<Outcome> {
     }
     // Points whose plan does not fit the network are reported and skipped.
     let mut valid = Vec::new();
+    setup.set_length(candidates.len() as u64);
+    setup.set_style(
+        indicatif::ProgressStyle::with_template("checking design points [{bar:30}] {pos}/{len} {elapsed}")
+            .expect("a valid template")
+            .progress_chars("=> "),
+    );
     for c in candidates {
         match Planned::new(&network, &c.plan) {
             Ok(_) => valid.push(c),
             Err(e) => skipped.push((c.name, e.to_string())),
         }
+        setup.inc(1);
     }
+    setup.finish_and_clear();
 
     let mut cfg = spec.train.clone();
     if let Some(e) = opts.epochs {
