@@ -324,3 +324,43 @@ fn calibrate_writes_a_table_whose_estimates_include_computation() {
     assert!(stdout(&explore(&["cost", "architectures/svhn.toml", "--protocol", &table])).contains("of local computation"));
     expect_error(&["calibrate", "--protocol", &table], &table, "[compute]: the table already has one");
 }
+
+#[test]
+fn work_that_cannot_fit_or_cannot_be_right_is_refused_before_it_starts() {
+    let dir = scratch("refusals");
+    let huge = write(
+        &dir,
+        "huge.toml",
+        "name = \"huge\"\n[input]\nshape = [3, 32, 32]\n[[layers]]\nname = \"conv1\"\nop = \"conv\"\nout_channels = 1000000000\nkernel = 3\npadding = 1\n[[layers]]\nname = \"relu1\"\nop = \"relu\"\n",
+    );
+    // Memory estimated from the graph, over the limit: the estimate and the key to change.
+    expect_error(&["simulate", &huge], &huge, "over the limit of");
+    expect_error(&["simulate", "architectures/svhn.toml", "--max-memory", "10M"], "architectures/svhn.toml", "--max-memory");
+    expect_error(&["train", &huge, "--data", dir.to_str().unwrap()], &huge, "memory");
+    // A grid counted before it is expanded: 16^8 x 9^8 points.
+    let arch = Path::new(env!("CARGO_MANIFEST_DIR")).join("architectures/cifar10.toml");
+    let axes = "per_layer = true\ngroup = \"patch\"\npatch = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16]\nnoise = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]\n";
+    let grid =
+        write(&dir, "grid.toml", &format!("name = \"g\"\narchitecture = {:?}\n[[grid]]\nname = \"g\"\n{axes}", arch.display().to_string()));
+    expect_error(&["sweep", &grid, "--out-dir", dir.to_str().unwrap()], &grid, "[[grid]]: 1283918464548864 design points");
+    // Fractional bits the ring cannot hold for this network, with the bound.
+    expect_error(&["simulate", "architectures/cifar10.toml", "--frac-bits", "24"], "architectures/cifar10.toml", "use at most 15");
+    // An empty dataset.
+    for split in ["train/a", "test/a"] {
+        std::fs::create_dir_all(dir.join("empty").join(split)).unwrap();
+    }
+    let empty = dir.join("empty");
+    expect_error(&["train", "architectures/fashion_mnist.toml", "--data", empty.to_str().unwrap()], empty.to_str().unwrap(), "no images");
+    // A clustering window larger than the map, before any file is read.
+    let args = ["cluster", "architectures/fashion_mnist.toml", "--weights", "none.safetensors", "--layers", "relu1", "--clusters", "4"];
+    let mut wide = args.to_vec();
+    wide.extend(["--window", "64", "--out", "c.safetensors"]);
+    expect_error(&wide, "architectures/fashion_mnist.toml", "--window 64x64: larger than layer \"relu1\"'s 28x28 map");
+    // A negative size names the key and the value.
+    let neg = write(
+        &dir,
+        "neg.toml",
+        "name = \"n\"\n[input]\nshape = [3, 8, 8]\n[[layers]]\nname = \"conv1\"\nop = \"conv\"\nout_channels = 4\nkernel = -3\n",
+    );
+    expect_error(&["cost", &neg], &neg, "key \"kernel\": expected a size: a whole number such as 3, or [height, width], got -3");
+}

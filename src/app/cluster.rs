@@ -141,12 +141,8 @@ pub struct ClusterRequest<'a> {
 pub fn cluster_files(req: &ClusterRequest) -> Result<ClusterReport> {
     let (network, plan) = super::load_network_and_plan(req.arch, req.plan)?;
     let planned = Planned::new(&network, &plan)?;
-    let (params, meta) = checkpoint::load(req.weights, &planned)?;
-    let dir = super::locate_data(req.arch, &network, req.data_dir)?;
-    let dataset =
-        crate::data::load_normalised(&dir, req.samples, network.input_dims(), checkpoint::input_stats(&meta, network.input_dims()[0]))?;
     let nodes = super::relu_nodes(req.arch, &network, req.layers)?;
-    // Checked before the (long) recording: a window must fit every chosen layer's map.
+    // Checked before anything is loaded: a window must fit every chosen layer's map.
     for &n in &nodes {
         let name = &network.node(n).name;
         let Some((_, h, w)) = network.input_shape(n).chw() else {
@@ -177,6 +173,10 @@ pub fn cluster_files(req: &ClusterRequest) -> Result<ClusterReport> {
             ));
         }
     }
+    let (params, meta) = checkpoint::load(req.weights, &planned)?;
+    let dir = super::locate_data(req.arch, &network, req.data_dir)?;
+    let stats = checkpoint::input_stats(&meta, network.input_dims()[0]);
+    let dataset = crate::data::load_normalised(&dir, req.samples, network.input_dims(), stats)?;
     let started = std::time::Instant::now();
     let prepared = Prepared::new(&planned);
     let (patterns, _) = record(&prepared, &params, &dataset.train, &nodes, req.samples);
