@@ -26,6 +26,11 @@ fn plans(arch: &str) -> Vec<PathBuf> {
 
 /// Row-by-row differences, each naming the layer and the column.
 fn differences(golden: &str, now: &str) -> Vec<String> {
+    row_differences(golden, now, "layer")
+}
+
+/// Row-by-row differences, each naming the row (its first cell, a `what`) and the column.
+fn row_differences(golden: &str, now: &str, what: &str) -> Vec<String> {
     let rows = |s: &str| -> Vec<Vec<String>> {
         csv::Reader::from_reader(s.as_bytes()).records().map(|r| r.unwrap().iter().map(String::from).collect()).collect()
     };
@@ -42,12 +47,12 @@ fn differences(golden: &str, now: &str) -> Vec<String> {
             (Some(a), Some(b)) => {
                 for (col, (x, y)) in header.iter().zip(a.iter().zip(b)) {
                     if x != y {
-                        out.push(format!("layer {}: {col}: golden {x}, now {y}", b[0]));
+                        out.push(format!("{what} {}: {col}: golden {x}, now {y}", b[0]));
                     }
                 }
             }
-            (Some(a), None) => out.push(format!("layer {}: in the golden file, gone now", a[0])),
-            (None, Some(b)) => out.push(format!("layer {}: new, not in the golden file", b[0])),
+            (Some(a), None) => out.push(format!("{what} {}: in the golden file, gone now", a[0])),
+            (None, Some(b)) => out.push(format!("{what} {}: new, not in the golden file", b[0])),
             (None, None) => unreachable!(),
         }
     }
@@ -113,4 +118,55 @@ fn differences_name_the_layer_and_column() {
     let now = "layer,op,bits\nconv1,conv,10\nrelu1,relu,21\n";
     assert_eq!(differences(golden, now), ["layer relu1: bits: golden 20, now 21"]);
     let _ = Path::new("");
+}
+
+/// A CSV without the columns that measure wall time (they differ run to run).
+fn without_timings(text: &str) -> String {
+    const TIMED: [&str; 2] = ["secure_seconds_per_image", "train_seconds"];
+    let mut r = csv::Reader::from_reader(text.as_bytes());
+    let header: Vec<String> = r.headers().unwrap().iter().map(String::from).collect();
+    let keep: Vec<usize> = (0..header.len()).filter(|&i| !TIMED.contains(&header[i].as_str())).collect();
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record(keep.iter().map(|&i| &header[i])).unwrap();
+    for rec in r.records() {
+        let rec = rec.unwrap();
+        w.write_record(keep.iter().map(|&i| &rec[i])).unwrap();
+    }
+    String::from_utf8(w.into_inner().unwrap()).unwrap()
+}
+
+/// The shipped sweeps without training (cost and two secure inferences per point):
+/// results.csv (wall-time columns aside), pareto.csv and skipped.csv as in
+/// tests/golden/sweeps/. Keys in results.csv include the crate version, so a version
+/// bump is blessed like any other change.
+#[test]
+fn shipped_sweeps_match_golden_results() {
+    let bless = std::env::var_os("EXPLORE_BLESS").is_some();
+    let out = std::env::temp_dir().join(format!("explore-golden-sweeps-{}", std::process::id()));
+    let mut failures = Vec::new();
+    for sweep in ["cifar", "svhn", "fashion"] {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_explore"))
+            .args(["sweep", &format!("sweeps/{sweep}.toml"), "--no-train", "--quiet", "--out-dir", out.to_str().unwrap()])
+            .current_dir(root())
+            .env_remove("EXPLORE_DATA")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{sweep}: {}", String::from_utf8_lossy(&o.stderr));
+        for file in ["results.csv", "pareto.csv", "skipped.csv"] {
+            let now = std::fs::read_to_string(out.join(sweep).join(file)).unwrap();
+            let now = if file == "results.csv" { without_timings(&now) } else { now };
+            let golden_path = root().join("tests/golden/sweeps").join(sweep).join(file);
+            if bless {
+                std::fs::create_dir_all(golden_path.parent().unwrap()).unwrap();
+                std::fs::write(&golden_path, &now).unwrap();
+                continue;
+            }
+            let golden = std::fs::read_to_string(&golden_path).unwrap_or_else(|e| panic!("{}: {e}", golden_path.display()));
+            for d in row_differences(&golden, &now, "point") {
+                failures.push(format!("sweeps/{sweep}.toml {file}: {d}"));
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&out);
+    assert!(failures.is_empty(), "sweep outputs changed (EXPLORE_BLESS=1 to accept):\n{}", failures.join("\n"));
 }
