@@ -269,14 +269,15 @@ where
             Mark::Labelled => {
                 let others = fig.series.iter().flat_map(|o| o.points.iter().map(|p| (p.0, p.1)));
                 let labels = place_labels(&s.points, others, ranges, [fig.x_log, fig.y_log]);
-                let drawn = chart.draw_series(labels.into_iter().map(|(x, y, text, dy)| {
+                let drawn = chart.draw_series(labels.into_iter().map(|(x, y, text, dx, dy)| {
                     // A label moved off its line gets a leader from its point, so that
                     // it is not read as a neighbour's.
-                    let leader = if dy == 0 || text.is_empty() { vec![] } else { vec![(0, 0), (8, dy - 9)] };
+                    let end = if dx > 0 { 8 } else { -8 };
+                    let leader = if dy == 0 || text.is_empty() { vec![] } else { vec![(0, 0), (end, dy - 9)] };
                     EmptyElement::at((x, y))
                         + PathElement::new(leader, RGBColor(120, 120, 120))
                         + Circle::new((0, 0), size, color.filled())
-                        + Text::new(text, (9, -16 + dy), (FONT, 14).into_font().color(&BLACK))
+                        + Text::new(text, (dx, -16 + dy), (FONT, 14).into_font().color(&BLACK))
                 }))?;
                 // An unnamed series of labels gets no legend entry.
                 if !s.label.is_empty() {
@@ -287,22 +288,66 @@ where
     }
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
+        .position(legend_corner(fig, ranges))
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
         .label_font((FONT, 16))
         .draw()
 }
 
+/// Where a value sits in the plot area, in pixels from its top left (approximately:
+/// the area's size is the figure's less the margins and axis labels).
+fn pixel(x: f64, y: f64, ranges: [(f64, f64); 2], log: [bool; 2]) -> (f64, f64) {
+    let unit = |v: f64, axis: usize| {
+        let (lo, hi) = ranges[axis];
+        if log[axis] { (v.max(1e-300).ln() - lo.ln()) / (hi.ln() - lo.ln()) } else { (v - lo) / (hi - lo) }
+    };
+    let (w, h) = ((SIZE.0 - 170) as f64, (SIZE.1 - 170) as f64);
+    (unit(x, 0) * w, (1.0 - unit(y, 1)) * h)
+}
+
+/// The corner for the legend that covers the fewest points and labels (upper left
+/// when several are clear): the legend of a sparse figure had sat on its only
+/// Pareto point.
+fn legend_corner(fig: &Figure, ranges: [(f64, f64); 2]) -> SeriesLabelPosition {
+    let log = [fig.x_log, fig.y_log];
+    let entries: Vec<&Series> = fig.series.iter().filter(|s| !s.label.is_empty()).collect();
+    let (bw, bh) =
+        (60.0 + 9.0 * entries.iter().map(|s| s.label.chars().count()).max().unwrap_or(0) as f64, 10.0 + 22.0 * entries.len() as f64);
+    let (w, h) = ((SIZE.0 - 170) as f64, (SIZE.1 - 170) as f64);
+    // Each point and, for labelled series, its label's box: (left, top, right, bottom).
+    let marks: Vec<(f64, f64, f64, f64)> = fig
+        .series
+        .iter()
+        .flat_map(|s| {
+            s.points.iter().map(move |p| {
+                let (x, y) = pixel(p.0, p.1, ranges, log);
+                let text = if s.mark == Mark::Labelled { 9.0 + 7.5 * p.2.chars().count() as f64 } else { 6.0 };
+                (x - 6.0, y - 18.0, x + text, y + 6.0)
+            })
+        })
+        .collect();
+    let corners = [
+        (SeriesLabelPosition::UpperLeft, (0.0, 0.0)),
+        (SeriesLabelPosition::UpperRight, (w - bw, 0.0)),
+        (SeriesLabelPosition::LowerRight, (w - bw, h - bh)),
+        (SeriesLabelPosition::LowerLeft, (0.0, h - bh)),
+    ];
+    let covered = |(x0, y0): (f64, f64)| marks.iter().filter(|m| m.0 < x0 + bw && m.2 > x0 && m.1 < y0 + bh && m.3 > y0).count();
+    // `min_by_key` keeps the first of equals: upper left unless another covers less.
+    corners.into_iter().min_by_key(|(_, at)| covered(*at)).map_or(SeriesLabelPosition::UpperLeft, |(c, _)| c)
+}
+
 /// Names of points at the same place joined into one label, and labels that would
 /// sit on an earlier label or on any of the figure's `dots` moved up or down a line
-/// or more: (x, y, text, pixel offset).
+/// or more, or to the point's left: (x, y, text, pixel offsets of the text's left
+/// edge and of its line).
 fn place_labels(
     points: &[(f64, f64, String)],
     dots: impl Iterator<Item = (f64, f64)>,
     ranges: [(f64, f64); 2],
     log: [bool; 2],
-) -> Vec<(f64, f64, String, i32)> {
+) -> Vec<(f64, f64, String, i32, i32)> {
     let mut joined: Vec<(f64, f64, String)> = Vec::new();
     for (x, y, name) in points {
         match joined.iter_mut().find(|p| p.0 == *x && p.1 == *y) {
@@ -313,36 +358,35 @@ fn place_labels(
             None => joined.push((*x, *y, name.clone())),
         }
     }
-    // Position as a fraction of each axis, as drawn.
-    let unit = |v: f64, axis: usize| {
-        let (lo, hi) = ranges[axis];
-        if log[axis] { (v.max(1e-300).ln() - lo.ln()) / (hi.ln() - lo.ln()) } else { (v - lo) / (hi - lo) }
-    };
-    // Approximate plot-area size in pixels, and label boxes (x, y, width) placed so far.
-    let (w, h) = ((SIZE.0 - 170) as f64, (SIZE.1 - 170) as f64);
-    let at = |x: f64, y: f64| (unit(x, 0) * w, (1.0 - unit(y, 1)) * h);
+    let at = |x: f64, y: f64| pixel(x, y, ranges, log);
     let dots: Vec<(f64, f64)> = dots.map(|(x, y)| at(x, y)).collect();
+    // Label boxes (x, y, width) placed so far.
     let mut boxes: Vec<(f64, f64, f64)> = Vec::new();
     joined
         .into_iter()
         .map(|(x, y, text)| {
-            let (px, py) = (at(x, y).0 + 9.0, at(x, y).1 - 16.0);
+            let (ax, py) = (at(x, y).0, at(x, y).1 - 16.0);
             let width = 7.5 * text.chars().count() as f64;
-            let clear = |dy: f64| {
+            // The text's left edge: right of the point, or left of it.
+            let (right, left) = (ax + 9.0, ax - 9.0 - width);
+            let clear = |px: f64, dy: f64| {
                 let top = py + dy;
                 boxes.iter().all(|b| (top - b.1).abs() >= 15.0 || px + width <= b.0 || b.0 + b.2 <= px)
                     && dots.iter().all(|d| d.0 + 6.0 < px || d.0 - 6.0 > px + width || d.1 + 6.0 < top || d.1 - 6.0 > top + 14.0)
             };
-            // Up to three lines away, with a leader (see `draw_chart`): further, a
-            // label would be read as another point's. Where no place is clear the label
-            // is left out (the point stays, and results.csv names it) rather than
-            // printed over another label or point.
-            match [0.0, -14.0, 14.0, -28.0, 28.0, -42.0, 42.0].into_iter().find(|&d| clear(d)) {
-                Some(dy) => {
+            // Right of the point, up to three lines away, then left of it likewise, with
+            // a leader when off the point's line (see `draw_chart`): further, a label
+            // would be read as another point's. Where no place is clear the label is left
+            // out (the point stays, and results.csv names it) rather than printed over
+            // another label or point.
+            let offsets = [0.0, -14.0, 14.0, -28.0, 28.0, -42.0, 42.0];
+            let places = offsets.iter().map(|&d| (right, d)).chain(offsets.iter().map(|&d| (left, d)));
+            match places.into_iter().find(|&(px, d)| clear(px, d)) {
+                Some((px, dy)) => {
                     boxes.push((px, py + dy, width));
-                    (x, y, text, dy as i32)
+                    (x, y, text, (px - ax) as i32, dy as i32)
                 }
-                None => (x, y, String::new(), 0),
+                None => (x, y, String::new(), 9, 0),
             }
         })
         .collect()
@@ -384,8 +428,8 @@ mod tests {
         let placed = place_labels(&points, [dot, (5.0, 5.0), (8.0, 2.0)].into_iter(), ranges, [false, false]);
         assert_eq!(placed.len(), 2, "a and b sit at one place and share a label");
         assert_eq!(placed[0].2, "a, b");
-        assert_ne!(placed[0].3, 0, "the dot is in the way of the first line");
-        assert_eq!((placed[1].2.as_str(), placed[1].3), ("c", 0), "nothing in c's way");
+        assert_ne!(placed[0].4, 0, "the dot is in the way of the first line");
+        assert_eq!((placed[1].2.as_str(), placed[1].3, placed[1].4), ("c", 9, 0), "nothing in c's way");
     }
 
     #[test]
