@@ -114,3 +114,48 @@ fn training_mistakes_give_one_line_and_exit_2() {
     assert_eq!(o.status.code(), Some(2));
     assert!(err.contains("cfg.toml") && err.contains("unknown field `learning_rate`"), "{err}");
 }
+
+#[test]
+fn a_plan_starts_from_the_original_weights_with_init_and_not_with_resume() {
+    let dir = scratch("init");
+    write_idx(&dir, 300, 100);
+    let data = dir.to_str().unwrap();
+    let ckpt = dir.join("original.safetensors");
+    let arch = "architectures/fashion_mnist.toml";
+    let base = ["train", arch, "--data", data, "--batch-size", "32", "--format", "json"];
+    let mut args = base.to_vec();
+    args.extend(["--epochs", "2", "--out", ckpt.to_str().unwrap()]);
+    let original = explore_json(&args)["test_accuracy"].as_f64().unwrap();
+    assert!(original >= 0.8, "{original}");
+    // One epoch at a learning rate too small to learn anything: what the weights
+    // started from shows. From the original's weights, the plan keeps most of its
+    // accuracy; from random weights it is near chance.
+    let plan = "architectures/plans/fashion_mnist/uniform-3x3.toml";
+    let still = ["--plan", plan, "--epochs", "1", "--lr", "1e-9"];
+    let mut warm = base.to_vec();
+    warm.extend(still);
+    warm.extend(["--init", ckpt.to_str().unwrap()]);
+    let warm = explore_json(&warm)["test_accuracy"].as_f64().unwrap();
+    let mut cold = base.to_vec();
+    cold.extend(still);
+    let cold = explore_json(&cold)["test_accuracy"].as_f64().unwrap();
+    assert!(warm >= 0.5 && cold <= 0.3, "from the original {warm}, from random {cold}");
+    // --resume takes only a checkpoint of the same plan; --init of the same network.
+    let mut resume = base.to_vec();
+    resume.extend(["--plan", plan, "--epochs", "1", "--resume", ckpt.to_str().unwrap()]);
+    let o = explore(&resume);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("checkpoint is for plan \"original\", not \"uniform-3x3\""), "{err}");
+    let o = explore(&["train", "architectures/svhn.toml", "--data", data, "--init", ckpt.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    // A network of the same name with other shapes: the first tensor that differs is named.
+    let text = std::fs::read_to_string(arch).unwrap().replacen("out_channels = 32", "out_channels = 16", 1);
+    let other = dir.join("narrow.toml");
+    std::fs::write(&other, text).unwrap();
+    let o = explore(&["train", other.to_str().unwrap(), "--data", data, "--init", ckpt.to_str().unwrap(), "--epochs", "1"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("tensor \"conv1.weight\" is F32 [32, 1, 3, 3], expected F32 [16, 1, 3, 3]"), "{err}");
+}

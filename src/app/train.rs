@@ -5,7 +5,7 @@ use crate::error::Result;
 use crate::graph::sharing::Planned;
 use crate::report::{self, Format, Table};
 use crate::spec::train::{Optimizer, TrainConfig};
-use crate::train::TrainReport;
+use crate::train::{Start, TrainReport};
 use std::path::{Path, PathBuf};
 
 #[derive(clap::Args)]
@@ -47,9 +47,14 @@ pub struct Args {
     /// Use at most this many images of each split (quick runs).
     #[arg(long, value_parser = super::positive)]
     pub limit: Option<usize>,
-    /// Start from the weights of this checkpoint (of the same plan).
-    #[arg(long)]
+    /// Continue from the weights of this checkpoint (of the same plan).
+    #[arg(long, conflicts_with = "init")]
     pub resume: Option<PathBuf>,
+    /// Start from the weights of a checkpoint of the same architecture under any plan
+    /// (fine-tuning a plan from the trained original): every conv, linear and
+    /// batchnorm tensor transfers; learned decision weights start from their defaults.
+    #[arg(long)]
+    pub init: Option<PathBuf>,
     /// Where to write the checkpoint (safetensors).
     #[arg(long, short)]
     pub out: Option<PathBuf>,
@@ -64,7 +69,12 @@ pub fn run(args: Args) -> Result<()> {
     let cfg = settings(&args)?;
     let limits = args.limits.settings()?;
     let (arch, plan, data) = (&args.arch, args.plan.as_deref(), args.data.as_deref());
-    let report = train_files(arch, plan, data, args.limit, args.resume.as_deref(), args.out.as_deref(), &cfg, &limits)?;
+    let start = match (&args.resume, &args.init) {
+        (Some(c), _) => Start::Resume(c),
+        (None, Some(c)) => Start::Init(c),
+        (None, None) => Start::Random,
+    };
+    let report = train_files(arch, plan, data, args.limit, start, args.out.as_deref(), &cfg, &limits)?;
     super::emit(None, &report::render(args.format, &report, || text(&report), || epoch_table(&report)))
 }
 
@@ -92,7 +102,7 @@ pub fn train_files(
     plan: Option<&Path>,
     data_dir: Option<&Path>,
     limit: Option<usize>,
-    resume: Option<&Path>,
+    start: Start,
     out: Option<&Path>,
     cfg: &TrainConfig,
     limits: &super::limits::Limits,
@@ -102,7 +112,7 @@ pub fn train_files(
     let planned = Planned::new(&network, &plan)?;
     let dir = super::locate_data(arch, &network, data_dir)?;
     let dataset = crate::data::load(&dir, limit, network.input_dims())?;
-    crate::train::train_planned(&planned, &dataset, resume, out, cfg, indicatif::ProgressBar::new(0))
+    crate::train::train_planned(&planned, &dataset, start, out, cfg, indicatif::ProgressBar::new(0))
 }
 
 fn text(r: &TrainReport) -> String {

@@ -71,11 +71,34 @@ pub fn input_stats(meta: &HashMap<String, String>, channels: usize) -> Option<(V
 /// Loads a checkpoint for this planned network, checking names and shapes. Returns
 /// the parameters and the metadata.
 pub fn load(path: &Path, planned: &Planned) -> Result<(Params, HashMap<String, String>)> {
+    load_as(path, planned, Use::Same)
+}
+
+/// Warm start: the weights of a checkpoint of the same architecture under any plan.
+/// A plan changes only which ReLU decisions are shared, so every conv, linear and
+/// batchnorm tensor transfers; learned decision weights start from their defaults
+/// (the group mean) whatever the checkpoint holds.
+pub fn load_init(path: &Path, planned: &Planned) -> Result<(Params, HashMap<String, String>)> {
+    load_as(path, planned, Use::Init)
+}
+
+/// Whether a checkpoint must be of the same plan, or only of the same architecture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Use {
+    Same,
+    Init,
+}
+
+fn load_as(path: &Path, planned: &Planned, how: Use) -> Result<(Params, HashMap<String, String>)> {
     let bytes = std::fs::read(path).map_err(|source| Error::Read { path: path.to_path_buf(), source })?;
     let bad = |m: String| Error::invalid(path, None, m);
     let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| bad(format!("not a safetensors file: {e}")))?;
     let info = meta.metadata().clone().unwrap_or_default();
-    for (key, want) in [("architecture", &planned.network.name), ("plan", &planned.plan.name)] {
+    let checked: &[(&str, &String)] = match how {
+        Use::Same => &[("architecture", &planned.network.name), ("plan", &planned.plan.name)],
+        Use::Init => &[("architecture", &planned.network.name)],
+    };
+    for &(key, want) in checked {
         if let Some(got) = info.get(key)
             && got != want
         {
@@ -86,7 +109,15 @@ pub fn load(path: &Path, planned: &Planned) -> Result<(Params, HashMap<String, S
     // The expected tensors: those of freshly initialised parameters.
     let template = Params::random(planned, 0);
     let mut layers = HashMap::new();
-    for (name, p) in &template.layers {
+    // In network order, so that the first tensor that differs is the one named.
+    let names = planned.network.layers().map(|(_, l)| &l.name).filter(|n| template.layers.contains_key(*n));
+    for name in names {
+        let p = &template.layers[name];
+        let is_relu = planned.network.find(name).is_some_and(|n| planned.network.node(n).op == Some(Op::Relu));
+        if how == Use::Init && is_relu {
+            layers.insert(name.clone(), p.clone());
+            continue;
+        }
         let (ws, bs) = shapes(planned, name, p);
         let read = |part: &str, shape: &[usize]| -> Result<Vec<f32>> {
             let tn = tensor_name(planned, name, part);

@@ -257,7 +257,14 @@ impl Context<'_> {
                     self.bars.start(&c.name, "training");
                     let tmp = store::temporary(&ckpt);
                     std::fs::create_dir_all(dir.join("train")).map_err(|source| Error::Write { path: dir.join("train"), source })?;
-                    let report = crate::train::train_planned(&planned, &ds, None, Some(&tmp), &self.cfg, self.bars.stage_bar())?;
+                    let report = crate::train::train_planned(
+                        &planned,
+                        &ds,
+                        crate::train::Start::Random,
+                        Some(&tmp),
+                        &self.cfg,
+                        self.bars.stage_bar(),
+                    )?;
                     std::fs::rename(&tmp, &ckpt).map_err(|source| Error::Write { path: ckpt.clone(), source })?;
                     let record = TrainRecord::from(&report);
                     store::write_json(&json, &record)?;

@@ -329,14 +329,24 @@ pub fn memory_estimate(network: &crate::graph::Network, threads: usize, images: 
         .saturating_add(images.saturating_mul(input).saturating_mul(4))
 }
 
-/// Trains a planned network on a loaded dataset from `init` (a checkpoint of the
-/// same plan) or from seeded random weights, drawing each epoch's progress on `bar`
+/// Where training starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start<'a> {
+    /// Seeded random weights (`TrainConfig::seed`).
+    Random,
+    /// A checkpoint of the same plan, continued.
+    Resume(&'a Path),
+    /// A checkpoint of the same architecture under any plan (`checkpoint::load_init`).
+    Init(&'a Path),
+}
+
+/// Trains a planned network on a loaded dataset from `start`, drawing each epoch's progress on `bar`
 /// and logging one line per epoch on standard error; writes the checkpoint to `out`
 /// when given, with the settings and the input normalisation in its metadata.
 pub fn train_planned(
     planned: &Planned,
     dataset: &Dataset,
-    init: Option<&Path>,
+    start: Start,
     out: Option<&Path>,
     cfg: &TrainConfig,
     bar: indicatif::ProgressBar,
@@ -348,9 +358,10 @@ pub fn train_planned(
             format!("no images to train on ({} training, {} test)", dataset.train.len(), dataset.test.len()),
         ));
     }
-    let mut params = match init {
-        Some(ckpt) => crate::infer::checkpoint::load(ckpt, planned)?.0,
-        None => Params::random(planned, cfg.seed),
+    let mut params = match start {
+        Start::Random => Params::random(planned, cfg.seed),
+        Start::Resume(ckpt) => crate::infer::checkpoint::load(ckpt, planned)?.0,
+        Start::Init(ckpt) => crate::infer::checkpoint::load_init(ckpt, planned)?.0,
     };
     bar.set_style(
         indicatif::ProgressStyle::with_template("epoch {msg} [{bar:30}] {pos}/{len} batches, {elapsed}")
