@@ -411,6 +411,12 @@ pub fn train_planned(
             ("seed".to_string(), json(&cfg.seed)),
             ("input_mean".to_string(), json(&dataset.mean)),
             ("input_std".to_string(), json(&dataset.std)),
+            ("dataset".to_string(), json(&dataset.root.display().to_string())),
+            ("train_images".to_string(), json(&dataset.train.len())),
+            ("test_images".to_string(), json(&dataset.test.len())),
+            ("config".to_string(), json(cfg)),
+            // The command line that made it (the CLI's, or the program's that called).
+            ("command".to_string(), json(&std::env::args().collect::<Vec<_>>().join(" "))),
         ]);
         crate::infer::checkpoint::save(out, planned, &params, meta)?;
     }
