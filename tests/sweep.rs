@@ -216,3 +216,59 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+#[test]
+fn a_warm_started_sweep_trains_the_original_once_and_fine_tunes_each_point_from_it() {
+    let dir = scratch("sweep-warm");
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    write_idx(&data, 300, 100);
+    let root = env!("CARGO_MANIFEST_DIR");
+    let sweep = |epochs: usize| {
+        let text = format!(
+            r#"name = "warm"
+architecture = "{root}/architectures/fashion_mnist.toml"
+[train]
+epochs = {epochs}
+batch_size = 32
+init = "original"
+finetune_epochs = 1
+[simulate]
+samples = 0
+[[point]]
+plan = "{root}/architectures/plans/fashion_mnist/original.toml"
+[[grid]]
+name = "patch"
+layers = ["relu1"]
+group = "patch"
+patch = [4, 7, 14]
+decision = "center"
+"#
+        );
+        let f = dir.join(format!("warm-{epochs}.toml"));
+        std::fs::write(&f, text).unwrap();
+        f
+    };
+    let out = dir.join("out");
+    let run = |f: &Path| {
+        let o = explore(&["sweep", f.to_str().unwrap(), "--data", data.to_str().unwrap(), "--out-dir", out.to_str().unwrap(), "--quiet"]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        stages(&String::from_utf8_lossy(&o.stdout))
+    };
+    // The original (2 epochs) and three fine-tuned points (1 epoch each).
+    assert_eq!(run(&sweep(2)), (4, 0));
+    let (h, rows) = read_csv(&out.join("warm/results.csv"));
+    assert_eq!(column(&h, &rows, "epochs"), ["2", "1", "1", "1"]);
+    assert!(column(&h, &rows, "test_accuracy_pct").iter().all(|a| a.parse::<f64>().unwrap() > 50.0), "{rows:?}");
+    // Nothing changed: nothing trains.
+    assert_eq!(run(&sweep(2)), (0, 4));
+    // Another original retrains its children too (their keys name the parent).
+    assert_eq!(run(&sweep(3)), (4, 0));
+    // A warm start needs to know how long to fine-tune.
+    let bad = dir.join("bad.toml");
+    std::fs::write(&bad, std::fs::read_to_string(sweep(2)).unwrap().replace("finetune_epochs = 1\n", "")).unwrap();
+    let o = explore(&["sweep", bad.to_str().unwrap(), "--out-dir", out.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("[train] key \"finetune_epochs\": missing"), "{err}");
+}

@@ -56,6 +56,8 @@ pub struct SweepSpec {
     pub protocol: String,
     pub profiles: BTreeMap<String, Profile>,
     pub train: TrainConfig,
+    /// `[train] init = "original"`: each point is fine-tuned from the trained original.
+    pub warm: Option<Warm>,
     /// Images per split to train on (all when absent).
     pub train_images: Option<usize>,
     pub simulate: SimulateSettings,
@@ -104,6 +106,37 @@ struct RawPoint {
     name: Option<String>,
     plan: PathBuf,
     paper: Option<Paper>,
+}
+
+/// A warm-started sweep: the original plan is trained once with `[train]`, and every
+/// other point starts from its weights (`train --init`) for `finetune_epochs` epochs
+/// under the same schedule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Warm {
+    pub finetune_epochs: usize,
+}
+
+impl Warm {
+    /// Takes `init` and `finetune_epochs` out of a `[train]` table (the rest are
+    /// `explore train --config` keys).
+    fn take(path: &Path, train: &mut toml::Table) -> Result<Option<Warm>> {
+        let init = train.remove("init");
+        let epochs = train.remove("finetune_epochs");
+        let bad = |key: &str, m: String| Err(Error::invalid(path, Some(format!("[train] key \"{key}\"")), m));
+        match init {
+            None if epochs.is_some() => bad("finetune_epochs", "goes with init = \"original\"".into()),
+            None => Ok(None),
+            Some(toml::Value::String(s)) if s == "original" => {
+                let finetune_epochs = match epochs {
+                    None => return bad("finetune_epochs", "missing: how many epochs each point is fine-tuned".into()),
+                    Some(toml::Value::Integer(n)) if n >= 1 => n as usize,
+                    Some(v) => return bad("finetune_epochs", format!("must be a whole number of at least 1, got {v}")),
+                };
+                Ok(Some(Warm { finetune_epochs }))
+            }
+            Some(v) => bad("init", format!("the one parent a sweep knows is \"original\", got {v}")),
+        }
+    }
 }
 
 /// One axis of a grid: (label, layer it applies to or None for all, key, values).
@@ -169,7 +202,9 @@ impl SweepSpec {
         if name.contains(['/', '\\']) || name.starts_with('.') {
             return Err(Error::invalid(path, Some("key \"name\"".into()), "names the output folder: no slashes, no leading dot"));
         }
-        let train: TrainConfig = from_table(path, "[train]", raw.train)?;
+        let mut train_table = raw.train;
+        let warm = Warm::take(path, &mut train_table)?;
+        let train: TrainConfig = from_table(path, "[train]", train_table)?;
         train.check(path)?;
         let protocol = match raw.protocol {
             None => "securenn".to_string(),
@@ -200,6 +235,7 @@ impl SweepSpec {
             protocol,
             profiles: raw.profile,
             train,
+            warm,
             train_images: raw.train_images,
             simulate: raw.simulate,
             points,

@@ -18,6 +18,7 @@ use crate::graph::sharing::{self, Planned};
 use crate::spec::profile;
 use crate::spec::protocol::ProtocolTable;
 use crate::spec::sweep::{Paper, SweepSpec};
+use crate::spec::train::TrainConfig;
 use crate::spec::{ArchSpec, PlanSpec};
 use crate::{data, simulate};
 use rayon::prelude::*;
@@ -174,6 +175,8 @@ pub fn run(spec: &SweepSpec, opts: &Options) -> Result<Outcome> {
         train_images,
         dir: dir.clone(),
         dataset: std::sync::Mutex::new(None),
+        warm: spec.warm.clone(),
+        parent: Mutex::new(None),
         bars: Bars::new(valid.len(), opts.quiet),
         computed: AtomicUsize::new(0),
         reused: AtomicUsize::new(0),
@@ -201,7 +204,7 @@ struct Context<'a> {
     table: ProtocolTable,
     profiles: Vec<profile::Profile>,
     baseline: cost::CostReport,
-    cfg: crate::spec::train::TrainConfig,
+    cfg: TrainConfig,
     cfg_id: String,
     samples: usize,
     frac_bits: u32,
@@ -212,6 +215,10 @@ struct Context<'a> {
     dir: PathBuf,
     /// Loaded by the first point that trains, then shared.
     dataset: Mutex<Option<Arc<data::Dataset>>>,
+    /// Fine-tuning settings of a warm-started sweep.
+    warm: Option<crate::spec::sweep::Warm>,
+    /// The trained original's store key and checkpoint, once a point has needed it.
+    parent: Mutex<Option<(String, TrainRecord, PathBuf)>>,
     bars: Bars,
     computed: AtomicUsize,
     reused: AtomicUsize,
@@ -231,6 +238,53 @@ impl Context<'_> {
         Ok(ds)
     }
 
+    /// A training stage under `key`: found in the store, or run from `start` and stored
+    /// (checkpoint written to a temporary name, then renamed).
+    #[allow(clippy::too_many_arguments)]
+    fn train_stage(
+        &self,
+        point: &str,
+        stage: &str,
+        planned: &Planned,
+        key: &str,
+        cfg: &TrainConfig,
+        start: crate::train::Start,
+    ) -> Result<(TrainRecord, PathBuf)> {
+        let dir = self.dir.join("train");
+        let json = dir.join(format!("{key}.json"));
+        let ckpt = dir.join(format!("{key}.safetensors"));
+        if let Some(r) = store::read_json::<TrainRecord>(&json).filter(|_| ckpt.is_file()) {
+            self.reused.fetch_add(1, Ordering::Relaxed);
+            return Ok((r, ckpt));
+        }
+        let ds = self.dataset()?;
+        self.bars.start(point, stage);
+        let tmp = store::temporary(&ckpt);
+        std::fs::create_dir_all(&dir).map_err(|source| Error::Write { path: dir.clone(), source })?;
+        let report = crate::train::train_planned(planned, &ds, start, Some(&tmp), cfg, self.bars.stage_bar())?;
+        std::fs::rename(&tmp, &ckpt).map_err(|source| Error::Write { path: ckpt.clone(), source })?;
+        let record = TrainRecord::from(&report);
+        store::write_json(&json, &record)?;
+        self.computed.fetch_add(1, Ordering::Relaxed);
+        Ok((record, ckpt))
+    }
+
+    /// The trained original of a warm-started sweep (its store key and checkpoint),
+    /// trained by the first point that needs it while the others wait.
+    fn parent(&self, point: &str) -> Result<(String, TrainRecord, PathBuf)> {
+        // A poisoned lock means another point panicked; the run is lost anyway.
+        let mut slot = self.parent.lock().expect("no point panicked");
+        if let Some(p) = slot.as_ref() {
+            return Ok(p.clone());
+        }
+        let original = PlanSpec::original();
+        let planned = Planned::new(self.network, &original)?;
+        let key = store::key(&[STAGE_VERSION, "train", &self.arch_text, &format!("{:?}", original.relu), &self.cfg_id, &self.data_id]);
+        let (record, ckpt) = self.train_stage(point, "training the original", &planned, &key, &self.cfg, crate::train::Start::Random)?;
+        *slot = Some((key.clone(), record.clone(), ckpt.clone()));
+        Ok((key, record, ckpt))
+    }
+
     /// One point through its stages: cost, then training and simulation unless stored.
     fn point(&self, c: &Candidate) -> Result<Row> {
         let network = self.network;
@@ -244,32 +298,25 @@ impl Context<'_> {
         let mut trained = None;
         let mut train_key = None;
         if self.training {
-            let key = store::key(&[STAGE_VERSION, "train", &self.arch_text, &plan_id, &self.cfg_id, &self.data_id]);
-            let json = dir.join("train").join(format!("{key}.json"));
-            let ckpt = dir.join("train").join(format!("{key}.safetensors"));
-            let record = match store::read_json::<TrainRecord>(&json).filter(|_| ckpt.is_file()) {
-                Some(r) => {
-                    self.reused.fetch_add(1, Ordering::Relaxed);
-                    r
+            let original = format!("{:?}", PlanSpec::original().relu);
+            let (key, record, ckpt) = match &self.warm {
+                // Fine-tuned from the trained original; the key names the parent, so a
+                // changed original retrains its children and nothing else.
+                // The original itself: trained once, whichever point needs it first.
+                Some(_) if plan_id == original => self.parent(&c.name)?,
+                Some(ft) => {
+                    let (parent_key, _, parent_ckpt) = self.parent(&c.name)?;
+                    let cfg = TrainConfig { epochs: ft.finetune_epochs, ..self.cfg.clone() };
+                    let cfg_id = serde_json::to_string(&cfg).expect("a config serialises");
+                    let key = store::key(&[STAGE_VERSION, "finetune", &self.arch_text, &plan_id, &cfg_id, &self.data_id, &parent_key]);
+                    let (record, ckpt) =
+                        self.train_stage(&c.name, "fine-tuning", &planned, &key, &cfg, crate::train::Start::Init(&parent_ckpt))?;
+                    (key, record, ckpt)
                 }
-                None => {
-                    let ds = self.dataset()?;
-                    self.bars.start(&c.name, "training");
-                    let tmp = store::temporary(&ckpt);
-                    std::fs::create_dir_all(dir.join("train")).map_err(|source| Error::Write { path: dir.join("train"), source })?;
-                    let report = crate::train::train_planned(
-                        &planned,
-                        &ds,
-                        crate::train::Start::Random,
-                        Some(&tmp),
-                        &self.cfg,
-                        self.bars.stage_bar(),
-                    )?;
-                    std::fs::rename(&tmp, &ckpt).map_err(|source| Error::Write { path: ckpt.clone(), source })?;
-                    let record = TrainRecord::from(&report);
-                    store::write_json(&json, &record)?;
-                    self.computed.fetch_add(1, Ordering::Relaxed);
-                    record
+                _ => {
+                    let key = store::key(&[STAGE_VERSION, "train", &self.arch_text, &plan_id, &self.cfg_id, &self.data_id]);
+                    let (record, ckpt) = self.train_stage(&c.name, "training", &planned, &key, &self.cfg, crate::train::Start::Random)?;
+                    (key, record, ckpt)
                 }
             };
             trained = Some((record, ckpt));

@@ -416,7 +416,10 @@ pub fn train_planned(
             ("test_images".to_string(), json(&dataset.test.len())),
             ("config".to_string(), json(cfg)),
             // The command line that made it (the CLI's, or the program's that called).
-            ("command".to_string(), json(&std::iter::once("explore".to_string()).chain(std::env::args().skip(1)).collect::<Vec<_>>().join(" "))),
+            (
+                "command".to_string(),
+                json(&std::iter::once("explore".to_string()).chain(std::env::args().skip(1)).collect::<Vec<_>>().join(" ")),
+            ),
         ]);
         crate::infer::checkpoint::save(out, planned, &params, meta)?;
     }
