@@ -114,7 +114,8 @@ fn bytes(s: &str) -> std::result::Result<u64, String> {
         _ => return Err(format!("expected a size such as 4G, 512M or 2000k, got {s}")),
     };
     let v: f64 = digits.parse().map_err(|_| format!("expected a size such as 4G, 512M or 2000k, got {s}"))?;
-    if !(v > 0.0) {
+    // NaN is refused with the rest.
+    if v.is_nan() || v <= 0.0 {
         return Err("must be more than 0".into());
     }
     Ok((v * scale as f64) as u64)
