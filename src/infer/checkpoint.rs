@@ -139,5 +139,62 @@ fn load_as(path: &Path, planned: &Planned, how: Use) -> Result<(Params, HashMap<
         };
         layers.insert(name.clone(), LayerParams { weight, bias, buffers });
     }
+    // A tensor this network does not have means another network (cifar10_bn.toml's
+    // batchnorm under cifar10.toml, say): its weights would be read wrong, so refuse.
+    // A warm start may leave out the decision weights of the checkpoint's own plan.
+    let expected: std::collections::HashSet<String> = template
+        .layers
+        .iter()
+        .flat_map(|(name, p)| {
+            let mut names = vec![tensor_name(planned, name, "weight")];
+            if !p.bias.is_empty() {
+                names.push(tensor_name(planned, name, "bias"));
+            }
+            if !p.buffers.is_empty() {
+                names.extend([format!("{name}.running_mean"), format!("{name}.running_var")]);
+            }
+            names
+        })
+        .collect();
+    let mut extra: Vec<String> = st
+        .names()
+        .into_iter()
+        .filter(|n| !expected.contains(*n) && !(how == Use::Init && n.ends_with(".decision_weight")))
+        .map(String::from)
+        .collect();
+    extra.sort();
+    if let Some(first) = extra.first() {
+        return Err(bad(format!(
+            "tensor \"{first}\" is not a parameter of this network ({} such tensors): a checkpoint of another network?",
+            extra.len()
+        )));
+    }
     Ok((Params { layers }, info))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::Network;
+    use crate::spec::{ArchSpec, PlanSpec};
+
+    fn network(file: &str) -> Network {
+        Network::build(&ArchSpec::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("architectures").join(file)).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn a_checkpoint_of_a_network_with_other_tensors_is_refused() {
+        // Same architecture name, batchnorm added: the conv tensors alone would load.
+        let (bn, plain) = (network("cifar10_bn.toml"), network("cifar10.toml"));
+        let original = PlanSpec::original();
+        let bn_planned = Planned::new(&bn, &original).unwrap();
+        let path = std::env::temp_dir().join(format!("explore-ckpt-{}.safetensors", std::process::id()));
+        save(&path, &bn_planned, &Params::random(&bn_planned, 1), HashMap::new()).unwrap();
+        let plain_planned = Planned::new(&plain, &original).unwrap();
+        for e in [load(&path, &plain_planned).unwrap_err(), load_init(&path, &plain_planned).unwrap_err()] {
+            assert!(e.to_string().contains("tensor \"bn1.bias\" is not a parameter of this network"), "{e}");
+        }
+        assert!(load(&path, &bn_planned).is_ok());
+        std::fs::remove_file(&path).unwrap();
+    }
 }
