@@ -52,6 +52,9 @@ enum Command {
     /// with a dealer, or your own tables): rounds, MB offline/online/total, estimated
     /// seconds per profile, and the plan's saving under each protocol.
     Compare(app::compare::Args),
+    /// Rewrite a checkpoint of a network with batchnorm for the same network without
+    /// it (each batchnorm folded into the layer before, as inference does).
+    Fold(app::fold::Args),
     /// Print the built-in SecureNN protocol table, to copy and edit for --protocol.
     Protocol,
     /// Measure the simulator's local work per action on this machine and print the
@@ -71,6 +74,7 @@ fn main() -> ExitCode {
         Command::Cluster(a) => app::cluster::run(a),
         Command::Validate(a) => app::validate::run(a),
         Command::Compare(a) => app::compare::run(a),
+        Command::Fold(a) => app::fold::run(a),
         Command::Protocol => app::protocol::run(),
         Command::Calibrate(a) => app::calibrate::run(a),
     };

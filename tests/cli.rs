@@ -364,3 +364,50 @@ fn work_that_cannot_fit_or_cannot_be_right_is_refused_before_it_starts() {
     );
     expect_error(&["cost", &neg], &neg, "key \"kernel\": expected a size: a whole number such as 3, or [height, width], got -3");
 }
+
+#[test]
+fn fold_writes_the_checkpoint_the_network_without_batchnorm_runs_the_same() {
+    use explore::graph::{Network, sharing::Planned};
+    use explore::infer::{checkpoint, model::Params};
+    use explore::spec::{ArchSpec, Op, PlanSpec};
+    let dir = scratch("fold");
+    let bn_net = Network::build(&ArchSpec::load(Path::new("architectures/cifar10_bn.toml")).unwrap()).unwrap();
+    let original = PlanSpec::original();
+    let planned = Planned::new(&bn_net, &original).unwrap();
+    // Batchnorm that does something: scale, shift and statistics per channel.
+    let mut params = Params::random(&planned, 3);
+    for (_, layer) in bn_net.layers().filter(|(_, l)| l.op == Some(Op::BatchNorm)) {
+        let p = params.layers.get_mut(&layer.name).unwrap();
+        let c = p.weight.len();
+        p.weight.iter_mut().enumerate().for_each(|(i, w)| *w = 0.5 + (i % 3) as f32 * 0.5);
+        p.bias.iter_mut().enumerate().for_each(|(i, b)| *b = 0.1 * (i % 5) as f32 - 0.2);
+        p.buffers[..c].iter_mut().enumerate().for_each(|(i, m)| *m = 0.05 * (i % 4) as f32);
+        p.buffers[c..].iter_mut().enumerate().for_each(|(i, v)| *v = 0.5 + 0.25 * (i % 6) as f32);
+    }
+    let bn = dir.join("bn.safetensors");
+    checkpoint::save(&bn, &planned, &params, Default::default()).unwrap();
+    let folded = dir.join("folded.safetensors");
+    let o = explore(&[
+        "fold",
+        "architectures/cifar10_bn.toml",
+        "--weights",
+        bn.to_str().unwrap(),
+        "--into",
+        "architectures/cifar10.toml",
+        "-o",
+        folded.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(stdout(&o).contains("folded 7 batchnorm layers"), "{}", stdout(&o));
+    // The same secure inference: every message, payloads included.
+    let transcript = |arch: &str, ckpt: &Path| {
+        let o = explore(&["simulate", arch, "--weights", ckpt.to_str().unwrap(), "--samples", "2", "--format", "json"]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        (v["total"]["transcript"].as_str().unwrap().to_string(), v["total"]["measured"]["bits"].as_u64().unwrap())
+    };
+    assert_eq!(transcript("architectures/cifar10_bn.toml", &bn), transcript("architectures/cifar10.toml", &folded));
+    // The unfolded checkpoint does not load into the network without batchnorm.
+    let o = explore(&["simulate", "architectures/cifar10.toml", "--weights", bn.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+}

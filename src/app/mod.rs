@@ -6,6 +6,7 @@ pub mod calibrate;
 pub mod cluster;
 pub mod compare;
 pub mod cost;
+pub mod fold;
 pub mod limits;
 pub mod protocol;
 pub mod record;
