@@ -56,6 +56,12 @@ impl Table {
         String::from_utf8(w.into_inner().expect("in-memory flush")).expect("CSV of UTF-8 fields is UTF-8")
     }
 
+    /// The rows as JSON objects keyed by the header (for commands whose report is the
+    /// table itself).
+    pub fn records(&self) -> Vec<std::collections::BTreeMap<&str, &str>> {
+        self.rows.iter().map(|r| self.header.iter().map(String::as_str).zip(r.iter().map(String::as_str)).collect()).collect()
+    }
+
     /// A Markdown table; `|` inside a cell is escaped.
     pub fn markdown(&self) -> String {
         let cell = |c: &String| c.replace('|', "\\|");

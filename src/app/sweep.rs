@@ -95,8 +95,9 @@ pub fn run(args: Args) -> Result<()> {
         }
         text
     };
-    let rows: Vec<&str> = outcome.rows.iter().map(|r| r.name.as_str()).collect();
-    super::emit(None, &report::render(args.format, &rows, text, table))
+    // JSON: the summary's rows as objects (results.csv has every column).
+    let summary_table = table();
+    super::emit(None, &report::render(args.format, &summary_table.records(), text, table))
 }
 
 /// Why secure and float classes differ on some points, when they do: truncation
