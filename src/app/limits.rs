@@ -92,6 +92,8 @@ impl Limits {
 /// Bytes for people: 1.5 GB, 300 MB (powers of ten, as the rest of the tool).
 fn show(bytes: u64) -> String {
     match bytes {
+        // Estimates saturate: past u64 the figure means "more than that".
+        u64::MAX => "more than 18 million TB".to_string(),
         b if b >= 1_000_000_000_000 => format!("{:.1} TB", b as f64 / 1e12),
         b if b >= 1_000_000_000 => format!("{:.1} GB", b as f64 / 1e9),
         b => format!("{:.0} MB", b as f64 / 1e6),
