@@ -52,7 +52,7 @@ impl Limits {
         Err(Error::invalid(
             file,
             Some(key.to_string()),
-            format!("{what} would need about {} of memory, over the limit of {} ({})", show(estimate), show(self.max_bytes), self.why),
+            format!("{what} would need {} of memory, over the limit of {} ({})", need(estimate), show(self.max_bytes), self.why),
         ))
     }
 
@@ -89,11 +89,15 @@ impl Limits {
     }
 }
 
+/// An estimate for people: "about 3.0 GB", or past what a u64 counts (estimates
+/// saturate), "more than 18 million TB".
+fn need(bytes: u64) -> String {
+    if bytes == u64::MAX { "more than 18 million TB".into() } else { format!("about {}", show(bytes)) }
+}
+
 /// Bytes for people: 1.5 GB, 300 MB (powers of ten, as the rest of the tool).
 fn show(bytes: u64) -> String {
     match bytes {
-        // Estimates saturate: past u64 the figure means "more than that".
-        u64::MAX => "more than 18 million TB".to_string(),
         b if b >= 1_000_000_000_000 => format!("{:.1} TB", b as f64 / 1e12),
         b if b >= 1_000_000_000 => format!("{:.1} GB", b as f64 / 1e9),
         b => format!("{:.0} MB", b as f64 / 1e6),
