@@ -47,12 +47,8 @@ pub fn run(args: Args) -> Result<()> {
     let table = ProtocolTable::load_or_builtin(args.protocol.as_deref())?;
     let profiles = profiles_or_builtin(args.profiles.as_deref())?;
     let (priced, saving) = price_files(&args.arch, args.plan.as_deref(), &table, args.conv_masking, &profiles)?;
-    let text = match args.format {
-        Format::Table => text(&priced, saving.as_ref()),
-        Format::Csv => csv(&priced),
-        Format::Markdown => layer_table(&priced).markdown(),
-        Format::Json => json(&priced, saving.as_ref()) + "\n",
-    };
+    let with_saving = WithSaving { report: &priced, saving: saving.as_ref() };
+    let text = report::render(args.format, &with_saving, || text(&priced, saving.as_ref()), || layer_table(&priced));
     super::emit(args.out.as_deref(), &text)
 }
 
@@ -233,15 +229,12 @@ fn layer_table(r: &CostReport) -> report::Table {
     table
 }
 
-/// JSON: the report, plus the saving against the original network when given.
-fn json(r: &CostReport, saving: Option<&Saving>) -> String {
-    #[derive(Serialize)]
-    struct WithSaving<'a> {
-        #[serde(flatten)]
-        report: &'a CostReport,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        saving: Option<&'a Saving>,
-    }
-    // Plain data with string keys: serialization cannot fail.
-    serde_json::to_string_pretty(&WithSaving { report: r, saving }).expect("report serializes")
+/// The JSON report: the cost report, plus the saving against the original network
+/// when there is one.
+#[derive(Serialize)]
+struct WithSaving<'a> {
+    #[serde(flatten)]
+    report: &'a CostReport,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    saving: Option<&'a Saving>,
 }
