@@ -272,3 +272,121 @@ decision = "center"
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(err.contains("[train] key \"finetune_epochs\": missing"), "{err}");
 }
+
+/// A warm-started sweep from a given checkpoint with two seeds per point, killed while
+/// it fine-tunes: the resumed run evaluates and fine-tunes nothing twice, and its
+/// results equal an uninterrupted run's.
+#[test]
+fn a_sweep_from_a_checkpoint_with_seeds_resumes_after_a_kill_during_fine_tuning() {
+    let dir = scratch("sweep-warm-seeds");
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    write_idx(&data, 600, 100);
+    let root = env!("CARGO_MANIFEST_DIR");
+    let arch = format!("{root}/architectures/fashion_mnist.toml");
+    let ckpt = dir.join("original.safetensors");
+    let o = explore(&[
+        "train",
+        &arch,
+        "--data",
+        data.to_str().unwrap(),
+        "--epochs",
+        "1",
+        "--batch-size",
+        "32",
+        "--out",
+        ckpt.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = format!(
+        r#"name = "seeds"
+architecture = "{arch}"
+seeds = 2
+[train]
+init = "original.safetensors"
+finetune_epochs = 2
+finetune_lr = 0.02
+batch_size = 32
+[simulate]
+samples = 1
+[[point]]
+plan = "{root}/architectures/plans/fashion_mnist/original.toml"
+paper = {{ table = "6", accuracy = 92.11, megabytes = 35.04, rounds = 40, seconds = 6.55 }}
+[[grid]]
+name = "patch"
+layers = ["relu1"]
+group = "patch"
+patch = [4, 7]
+decision = "center"
+"#
+    );
+    let sweep = dir.join("seeds.toml");
+    std::fs::write(&sweep, text).unwrap();
+    let args = |out: &Path| -> Vec<String> {
+        ["sweep", sweep.to_str().unwrap(), "--data", data.to_str().unwrap(), "--out-dir", out.to_str().unwrap(), "--quiet"]
+            .map(String::from)
+            .to_vec()
+    };
+    let out = dir.join("out");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_explore"))
+        .args(args(&out))
+        .current_dir(root)
+        .env_remove("EXPLORE_DATA")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // The original's evaluation and one fine-tune stored, the other three running or waiting.
+    let train_dir = out.join("seeds/train");
+    let finished = |d: &Path| {
+        std::fs::read_dir(d)
+            .map(|r| r.filter_map(|e| e.ok()).filter(|e| e.path().extension().is_some_and(|x| x == "json")).count())
+            .unwrap_or(0)
+    };
+    let start = Instant::now();
+    while finished(&train_dir) < 2 {
+        assert!(start.elapsed() < Duration::from_secs(120), "no fine-tune finished in 2 minutes");
+        assert!(child.try_wait().unwrap().is_none(), "the sweep ended before it could be killed");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let done_before = finished(&train_dir) + finished(&out.join("seeds/simulate"));
+    assert!(finished(&train_dir) < 5, "killed before every fine-tune finished");
+
+    // 1 evaluation of the checkpoint (shared by both seeds), 2 points x 2 seeds
+    // fine-tuned, and 3 simulations.
+    let run = |out: &Path| {
+        let o = explore(&args(out).iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        stages(&String::from_utf8_lossy(&o.stdout))
+    };
+    let (computed, reused) = run(&out);
+    assert_eq!((computed + reused, reused), (8, done_before));
+    let fresh = dir.join("fresh");
+    assert_eq!(run(&fresh), (8, 0));
+    let (h1, r1) = read_csv(&out.join("seeds/results.csv"));
+    let (h2, r2) = read_csv(&fresh.join("seeds/results.csv"));
+    for col in ["point", "test_accuracy_pct", "test_accuracy_sd_pct", "seeds", "train_key", "secure_agreement_pct"] {
+        assert_eq!(column(&h1, &r1, col), column(&h2, &r2, col), "{col}");
+    }
+    // The original is the checkpoint, evaluated once; each grid point has two seeds,
+    // their mean and sample standard deviation.
+    assert_eq!(column(&h1, &r1, "seeds"), ["1", "2", "2"]);
+    assert_eq!(column(&h1, &r1, "epochs"), ["0", "2", "2"]);
+    assert!(column(&h1, &r1, "test_accuracy_sd_pct")[0].is_empty());
+    assert!(column(&h1, &r1, "test_accuracy_sd_pct")[1..].iter().all(|s| s.parse::<f64>().is_ok_and(|v| v >= 0.0)), "{r1:?}");
+    let keys = column(&h1, &r1, "train_key");
+    assert!(keys[1].split(' ').count() == 2 && keys[1].split(' ').all(|k| k.len() == 32), "{keys:?}");
+    // The paper's Table 8 figures beside ours.
+    assert_eq!(column(&h1, &r1, "paper_mb")[0], "35.04");
+    assert_eq!(column(&h1, &r1, "paper_rounds")[0], "40");
+    assert_eq!(column(&h1, &r1, "paper_seconds")[0], "6.55");
+    assert!(column(&h1, &r1, "paper_mb")[1].is_empty());
+    // The checkpoint's recorded accuracy is the evaluation's.
+    let meta = std::fs::read(&ckpt).unwrap();
+    let (_, m) = safetensors::SafeTensors::read_metadata(&meta).unwrap();
+    let recorded: f64 = m.metadata().as_ref().unwrap()["test_accuracy"].parse().unwrap();
+    let evaluated: f64 = column(&h1, &r1, "test_accuracy_pct")[0].parse().unwrap();
+    assert!((100.0 * recorded - evaluated).abs() < 0.005, "{recorded} {evaluated}");
+}

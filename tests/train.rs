@@ -158,4 +158,21 @@ fn a_plan_starts_from_the_original_weights_with_init_and_not_with_resume() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(err.contains("tensor \"conv1.weight\" is F32 [32, 1, 3, 3], expected F32 [16, 1, 3, 3]"), "{err}");
+    // A checkpoint cut short on disk: the file is named, nothing trains.
+    let bytes = std::fs::read(&ckpt).unwrap();
+    let cut = dir.join("cut.safetensors");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let o = explore(&["train", arch, "--data", data, "--init", cut.to_str().unwrap(), "--epochs", "1"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("cut.safetensors") && err.contains("not a safetensors file"), "{err}");
+    // A plan that shares a layer the network does not have: the plan and layer are named.
+    let bad_plan = dir.join("ghost.toml");
+    std::fs::write(&bad_plan, "name = \"ghost\"\n[relu.relu9]\ngroup = \"channel\"\ndecision = \"center\"\n").unwrap();
+    let o = explore(&["train", arch, "--plan", bad_plan.to_str().unwrap(), "--data", data, "--init", ckpt.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("ghost.toml") && err.contains("relu9"), "{err}");
 }

@@ -94,8 +94,8 @@ pub fn variation_figure(network: &str, images: usize, tv: &[Variation]) -> Figur
         x_log: false,
         y_log: false,
         series: vec![
-            Series { label: "mean |difference| of neighbours".into(), mark: Mark::Line, points: points.clone() },
-            Series { label: String::new(), mark: Mark::Labelled, points },
+            Series::new("mean |difference| of neighbours", Mark::Line, points.clone()),
+            Series::new(String::new(), Mark::Labelled, points),
         ],
     }
 }

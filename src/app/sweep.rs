@@ -129,6 +129,7 @@ fn flip_note(rows: &[Row]) -> Option<String> {
 fn summary(rows: &[Row], profiles: &[String]) -> Table {
     let mut header: Vec<String> = ["point", "ReLUs/channel", "ReLUs", "rounds", "MB", "saved"].map(String::from).to_vec();
     header.extend(profiles.iter().map(|p| format!("{p} s")));
+    // With several seeds: the mean and the sample standard deviation.
     header.extend(["secure", "test %", "paper %"].map(String::from));
     let body: Vec<Vec<String>> = rows
         .iter()
@@ -153,7 +154,11 @@ fn summary(rows: &[Row], profiles: &[String]) -> Table {
             cells.push(r.sim.as_ref().map_or("-".into(), |(s, _)| {
                 format!("{}/{}{}", (s.agreement * s.samples as f64).round(), s.samples, if s.exact { "" } else { " !" })
             }));
-            cells.push(r.accuracy().map_or("-".into(), |a| format!("{a:.2}")));
+            cells.push(match (r.accuracy(), r.accuracy_sd()) {
+                (Some(a), Some(sd)) => format!("{a:.2} +- {sd:.2}"),
+                (Some(a), None) => format!("{a:.2}"),
+                _ => "-".into(),
+            });
             cells.push(r.paper_accuracy().map_or("-".into(), |a| format!("{a:.2}")));
             cells
         })
@@ -187,27 +192,34 @@ pub fn sweep_figures(sweep: &str, network: &str, rows: &[Row], fronts: &[Front],
         let m = &front.metric;
         let source = front.source;
         let acc = |r: &Row| source.of(r);
-        let at = |r: &Row| (r.cost(m), acc(r));
         let mut series = Vec::new();
-        let grid: Vec<_> = rows
-            .iter()
-            .filter(|r| matches!(r.source, Source::Grid(_)))
-            .filter_map(|r| Some((r.cost(m), acc(r)?, r.name.clone())))
-            .collect();
-        if !grid.is_empty() {
-            series.push(Series { label: "grid points".into(), mark: Mark::Dot, points: grid });
+        // Each series with its error bars: the accuracy's standard deviation over the
+        // seeds (none with one seed, or with the paper's accuracy).
+        let series_of = |label: &str, mark: Mark, rows: Vec<&Row>| {
+            let picked: Vec<&Row> = rows.into_iter().filter(|r| acc(r).is_some()).collect();
+            let points = picked.iter().filter_map(|r| Some((r.cost(m), acc(r)?, r.name.clone()))).collect();
+            let errors = match source {
+                AccuracySource::Measured => picked.iter().map(|r| r.accuracy_sd().unwrap_or(0.0)).collect(),
+                AccuracySource::Paper => Vec::new(),
+            };
+            Series::new(label, mark, points).with_errors(errors)
+        };
+        let grid: Vec<&Row> = rows.iter().filter(|r| matches!(r.source, Source::Grid(_))).collect();
+        if grid.iter().any(|r| acc(r).is_some()) {
+            series.push(series_of("grid points", Mark::Dot, grid));
         }
-        let named: Vec<_> =
-            rows.iter().filter(|r| r.source == Source::Named).filter_map(|r| Some((at(r).0, at(r).1?, r.name.clone()))).collect();
-        if !named.is_empty() {
+        let named: Vec<&Row> = rows.iter().filter(|r| r.source == Source::Named).collect();
+        if named.iter().any(|r| acc(r).is_some()) {
             let label = if source == AccuracySource::Paper { "named configurations (paper's accuracy at our cost)" } else { named_label };
-            series.push(Series { label: label.into(), mark: Mark::Labelled, points: named });
+            series.push(series_of(label, Mark::Labelled, named));
         }
-        series.push(Series {
-            label: "Pareto front".into(),
-            mark: Mark::Front,
-            points: front.points.iter().map(|&i| (rows[i].cost(m), acc(&rows[i]).unwrap_or(f64::NAN), rows[i].name.clone())).collect(),
-        });
+        // The front is over the mean accuracy (with several seeds).
+        let front_label = if rows.iter().any(|r| r.train.len() > 1) { "Pareto front (mean over seeds)" } else { "Pareto front" };
+        series.push(Series::new(
+            front_label,
+            Mark::Front,
+            front.points.iter().map(|&i| (rows[i].cost(m), acc(&rows[i]).unwrap_or(f64::NAN), rows[i].name.clone())).collect(),
+        ));
         if source == AccuracySource::Measured {
             // The paper's accuracy for the same plan, at the paper's own cost where its
             // Table 8 gives one, else at ours.
@@ -224,10 +236,14 @@ pub fn sweep_figures(sweep: &str, network: &str, rows: &[Row], fronts: &[Front],
                 })
                 .collect();
             if !published.is_empty() {
-                series.push(Series { label: "paper (Tables 5-8)".into(), mark: Mark::Published, points: published });
+                series.push(Series::new("paper (Tables 5-8)", Mark::Published, published));
             }
         }
-        let what = if source == AccuracySource::Paper { "paper's test accuracy (%)" } else { "test accuracy (%)" };
+        let what = match source {
+            AccuracySource::Paper => "paper's test accuracy (%)",
+            _ if rows.iter().any(|r| r.train.len() > 1) => "test accuracy (%), mean and sd over seeds",
+            _ => "test accuracy (%)",
+        };
         figs.push((
             format!("accuracy-vs-{}", m.id()),
             Figure {
@@ -250,11 +266,11 @@ pub fn sweep_figures(sweep: &str, network: &str, rows: &[Row], fronts: &[Front],
         let mut series = Vec::new();
         let grid = pick(false);
         if !grid.is_empty() {
-            series.push(Series { label: "grid points".into(), mark: Mark::Dot, points: grid });
+            series.push(Series::new("grid points", Mark::Dot, grid));
         }
         let named = pick(true);
         if !named.is_empty() {
-            series.push(Series { label: named_label.into(), mark: Mark::Labelled, points: named });
+            series.push(Series::new(named_label, Mark::Labelled, named));
         }
         figs.push((
             format!("{}-vs-relus", m.id()),

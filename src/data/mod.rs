@@ -126,6 +126,24 @@ pub fn load_normalised(dir: &Path, limit: usize, input_shape: &[usize], stats: O
     Ok(ds)
 }
 
+/// The dataset normalised with other statistics (a checkpoint's): each value back to
+/// its pixel, then through the new mean and standard deviation. A warm start on a
+/// subset (`--limit`) sees its images as the checkpoint's training did.
+pub fn renormalised(ds: &Dataset, mean: &[f32], std: &[f32]) -> Dataset {
+    let mut out = ds.clone();
+    let [c, h, w] = out.train.shape;
+    let plane = h * w;
+    for split in [&mut out.train, &mut out.test] {
+        for (i, v) in split.images.iter_mut().enumerate() {
+            let ch = (i / plane) % c;
+            *v = (*v * ds.std[ch] + ds.mean[ch] - mean[ch]) / std[ch];
+        }
+    }
+    out.mean = mean.to_vec();
+    out.std = std.to_vec();
+    out
+}
+
 /// Per-channel mean and standard deviation of a split.
 pub fn channel_stats(split: &Split) -> (Vec<f32>, Vec<f32>) {
     let [c, h, w] = split.shape;

@@ -34,6 +34,28 @@ pub struct Series {
     pub mark: Mark,
     /// (x, y, name) in drawing order (for a front, cheapest first).
     pub points: Vec<(f64, f64, String)>,
+    /// A vertical error bar's half-height per point (y - e to y + e), such as a
+    /// standard deviation over seeds; empty for none, 0 or NaN for a point without.
+    pub errors: Vec<f64>,
+}
+
+impl Series {
+    pub fn new(label: impl Into<String>, mark: Mark, points: Vec<(f64, f64, String)>) -> Series {
+        Series { label: label.into(), mark, points, errors: Vec::new() }
+    }
+
+    /// The same series with error bars (`errors[i]` for `points[i]`).
+    pub fn with_errors(self, errors: Vec<f64>) -> Series {
+        Series { errors, ..self }
+    }
+
+    /// Each point's y extent: the point, or its error bar's ends.
+    fn y_extent(&self) -> impl Iterator<Item = f64> + '_ {
+        self.points.iter().enumerate().flat_map(|(i, p)| {
+            let e = self.errors.get(i).copied().filter(|e| e.is_finite()).unwrap_or(0.0);
+            [p.1 - e, p.1 + e]
+        })
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -175,7 +197,7 @@ pub fn render<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, fig: &Figure) ->
     };
     let all = || fig.series.iter().flat_map(|s| s.points.iter());
     let (x0, x1) = range(all().map(|p| p.0), fig.x_log);
-    let (y0, y1) = range(all().map(|p| p.1), fig.y_log);
+    let (y0, y1) = range(fig.series.iter().flat_map(|s| s.y_extent()), fig.y_log);
     let mut builder = ChartBuilder::on(&root);
     builder.caption(&fig.title, (FONT, 26)).margin(20).margin_right(40).x_label_area_size(65).y_label_area_size(90);
     let log_axis = |lo: f64, hi: f64| {
@@ -231,6 +253,12 @@ where
     for s in &fig.series {
         let (color, size) = style(s.mark);
         let pts = s.points.iter().map(|p| (p.0, p.1));
+        // Error bars first, under the marks: a line from y - e to y + e with caps.
+        let bars = || s.points.iter().zip(&s.errors).filter(|(_, e)| e.is_finite() && **e > 0.0);
+        chart.draw_series(bars().map(|(p, &e)| PathElement::new(vec![(p.0, p.1 - e), (p.0, p.1 + e)], color.stroke_width(1))))?;
+        chart.draw_series(bars().flat_map(|(p, &e)| {
+            [p.1 - e, p.1 + e].map(|y| EmptyElement::at((p.0, y)) + PathElement::new(vec![(-5, 0), (5, 0)], color.stroke_width(1)))
+        }))?;
         match s.mark {
             Mark::Dot => {
                 chart
@@ -452,10 +480,10 @@ mod tests {
             x_log: true,
             y_log: false,
             series: vec![
-                Series { label: "a".into(), mark: Mark::Dot, points: vec![(10.0, 80.0, "p".into()), (100.0, 82.0, "q".into())] },
-                Series { label: "f".into(), mark: Mark::Front, points: vec![(10.0, 80.0, "p".into()), (100.0, 82.0, "q".into())] },
-                Series { label: "n".into(), mark: Mark::Labelled, points: vec![(50.0, 81.0, "named".into())] },
-                Series { label: "paper".into(), mark: Mark::Published, points: vec![(60.0, 83.0, "named".into())] },
+                Series::new("a", Mark::Dot, vec![(10.0, 80.0, "p".into()), (100.0, 82.0, "q".into())]),
+                Series::new("f", Mark::Front, vec![(10.0, 80.0, "p".into()), (100.0, 82.0, "q".into())]),
+                Series::new("n", Mark::Labelled, vec![(50.0, 81.0, "named".into())]),
+                Series::new("paper", Mark::Published, vec![(60.0, 83.0, "named".into())]),
             ],
         };
         let files = write(&fig, &dir.join("fig")).unwrap();

@@ -6,6 +6,7 @@
 //! architecture = "../architectures/cifar10.toml"   # relative to this file
 //! dataset = "CIFAR-10"                              # named in the note when data is missing
 //! protocol = "securenn"                             # a built-in table or a protocol file
+//! seeds = 3                                         # trainings per point (seed, seed + 1, ..): mean, sd, n
 //!
 //! [train]                     # the keys of `explore train --config`
 //! epochs = 15
@@ -56,10 +57,14 @@ pub struct SweepSpec {
     pub protocol: String,
     pub profiles: BTreeMap<String, Profile>,
     pub train: TrainConfig,
-    /// `[train] init = "original"`: each point is fine-tuned from the trained original.
+    /// `[train] init = "original"` or a checkpoint: each point is fine-tuned from the
+    /// trained original.
     pub warm: Option<Warm>,
     /// Images per split to train on (all when absent).
     pub train_images: Option<usize>,
+    /// Trainings per point, with seeds `[train] seed`, `seed + 1`, ...: results report
+    /// their mean, standard deviation and count.
+    pub seeds: usize,
     pub simulate: SimulateSettings,
     pub points: Vec<NamedPoint>,
     pub grids: Vec<Grid>,
@@ -108,34 +113,61 @@ struct RawPoint {
     paper: Option<Paper>,
 }
 
-/// A warm-started sweep: the original plan is trained once with `[train]`, and every
-/// other point starts from its weights (`train --init`) for `finetune_epochs` epochs
-/// under the same schedule.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A warm-started sweep: every point starts from the original's weights
+/// (`train --init`) and is fine-tuned for `finetune_epochs` epochs, at `finetune_lr`
+/// (the `[train]` lr when absent) under the `[train]` schedule.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Warm {
+    pub parent: Parent,
     pub finetune_epochs: usize,
+    pub finetune_lr: Option<f64>,
+}
+
+/// Where a warm-started sweep's original comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Parent {
+    /// `init = "original"`: trained with `[train]` (or found in the store).
+    Original,
+    /// `init = "FILE.safetensors"`: a trained original checkpoint (resolved against the
+    /// sweep's folder), evaluated once and used as is.
+    Checkpoint(PathBuf),
 }
 
 impl Warm {
-    /// Takes `init` and `finetune_epochs` out of a `[train]` table (the rest are
-    /// `explore train --config` keys).
+    /// Takes `init`, `finetune_epochs` and `finetune_lr` out of a `[train]` table (the
+    /// rest are `explore train --config` keys).
     fn take(path: &Path, train: &mut toml::Table) -> Result<Option<Warm>> {
         let init = train.remove("init");
         let epochs = train.remove("finetune_epochs");
+        let lr = train.remove("finetune_lr");
         let bad = |key: &str, m: String| Err(Error::invalid(path, Some(format!("[train] key \"{key}\"")), m));
-        match init {
-            None if epochs.is_some() => bad("finetune_epochs", "goes with init = \"original\"".into()),
-            None => Ok(None),
-            Some(toml::Value::String(s)) if s == "original" => {
-                let finetune_epochs = match epochs {
-                    None => return bad("finetune_epochs", "missing: how many epochs each point is fine-tuned".into()),
-                    Some(toml::Value::Integer(n)) if n >= 1 => n as usize,
-                    Some(v) => return bad("finetune_epochs", format!("must be a whole number of at least 1, got {v}")),
-                };
-                Ok(Some(Warm { finetune_epochs }))
+        let parent = match init {
+            None if epochs.is_some() || lr.is_some() => {
+                let key = if epochs.is_some() { "finetune_epochs" } else { "finetune_lr" };
+                return bad(key, "goes with init = \"original\" or init = \"CHECKPOINT.safetensors\"".into());
             }
-            Some(v) => bad("init", format!("the one parent a sweep knows is \"original\", got {v}")),
-        }
+            None => return Ok(None),
+            Some(toml::Value::String(s)) if s == "original" => Parent::Original,
+            Some(toml::Value::String(s)) if s.ends_with(".safetensors") => {
+                let file = path.parent().unwrap_or(Path::new(".")).join(&s);
+                if !file.is_file() {
+                    return bad("init", format!("no checkpoint at {}", file.display()));
+                }
+                Parent::Checkpoint(file)
+            }
+            Some(v) => return bad("init", format!("\"original\" or a .safetensors checkpoint of the original, got {v}")),
+        };
+        let finetune_epochs = match epochs {
+            None => return bad("finetune_epochs", "missing: how many epochs each point is fine-tuned".into()),
+            Some(toml::Value::Integer(n)) if n >= 1 => n as usize,
+            Some(v) => return bad("finetune_epochs", format!("must be a whole number of at least 1, got {v}")),
+        };
+        let finetune_lr = match lr {
+            None => None,
+            Some(toml::Value::Float(x)) if x > 0.0 && x.is_finite() => Some(x),
+            Some(v) => return bad("finetune_lr", format!("must be a positive number, got {v}")),
+        };
+        Ok(Some(Warm { parent, finetune_epochs, finetune_lr }))
     }
 }
 
@@ -177,6 +209,7 @@ struct RawSweep {
     #[serde(default)]
     train: toml::Table,
     train_images: Option<usize>,
+    seeds: Option<usize>,
     #[serde(default)]
     simulate: SimulateSettings,
     #[serde(default)]
@@ -223,6 +256,11 @@ impl SweepSpec {
             points.push(NamedPoint { name, plan, paper: rp.paper });
         }
         let grids = raw.grid.into_iter().enumerate().map(|(i, t)| Grid::parse(path, i, t)).collect::<Result<Vec<_>>>()?;
+        let seeds = match raw.seeds {
+            None => 1,
+            Some(0) => return Err(Error::invalid(path, Some("key \"seeds\"".into()), "must be at least 1")),
+            Some(n) => n,
+        };
         if points.is_empty() && grids.is_empty() {
             return Err(Error::invalid(path, None, "no design points: add [[point]] or [[grid]] tables"));
         }
@@ -237,6 +275,7 @@ impl SweepSpec {
             train,
             warm,
             train_images: raw.train_images,
+            seeds,
             simulate: raw.simulate,
             points,
             grids,
@@ -469,5 +508,35 @@ mod tests {
         assert!(e.starts_with("sweeps/missing.toml: cannot read"), "{e}");
         let e = parse(&format!("{HEAD}[[grid]]\nname = \"g\"\ngroup = \"patch\"\npatch = []\n")).unwrap_err().to_string();
         assert!(e.contains("key \"patch\": an empty axis"), "{e}");
+    }
+
+    #[test]
+    fn seeds_and_warm_starts_are_read_and_checked() {
+        let grid = "[[grid]]\nname = \"g\"\ngroup = \"channel\"\n";
+        let s = parse(&format!("{HEAD}{grid}")).unwrap();
+        assert_eq!((s.seeds, s.warm), (1, None));
+        let s = parse(&format!("{HEAD}seeds = 3\n[train]\ninit = \"original\"\nfinetune_epochs = 2\nfinetune_lr = 0.01\n{grid}")).unwrap();
+        assert_eq!(s.seeds, 3);
+        assert_eq!(s.warm, Some(Warm { parent: Parent::Original, finetune_epochs: 2, finetune_lr: Some(0.01) }));
+        // A checkpoint parent resolves against the sweep's folder (this crate's root
+        // for the test) and must exist.
+        let here = Path::new(env!("CARGO_MANIFEST_DIR")).join("s.toml");
+        let text = format!("{HEAD}[train]\ninit = \"models/cifar10-original.safetensors\"\nfinetune_epochs = 1\n{grid}");
+        let s = SweepSpec::parse(&here, &text).unwrap();
+        assert_eq!(
+            s.warm.unwrap().parent,
+            Parent::Checkpoint(Path::new(env!("CARGO_MANIFEST_DIR")).join("models/cifar10-original.safetensors"))
+        );
+        let bad = [
+            ("seeds = 0\n", "key \"seeds\": must be at least 1"),
+            ("[train]\ninit = \"gone.safetensors\"\nfinetune_epochs = 1\n", "no checkpoint at sweeps/gone.safetensors"),
+            ("[train]\ninit = \"best\"\nfinetune_epochs = 1\n", "[train] key \"init\""),
+            ("[train]\ninit = \"original\"\nfinetune_epochs = 1\nfinetune_lr = -1.0\n", "finetune_lr\": must be a positive number"),
+            ("[train]\nfinetune_lr = 0.1\n", "finetune_lr\": goes with init"),
+        ];
+        for (text, want) in bad {
+            let e = parse(&format!("{HEAD}{text}{grid}")).unwrap_err().to_string();
+            assert!(e.contains(want), "{text}: {e}");
+        }
     }
 }

@@ -17,9 +17,10 @@ use crate::graph::Network;
 use crate::graph::sharing::{self, Planned};
 use crate::spec::profile;
 use crate::spec::protocol::ProtocolTable;
-use crate::spec::sweep::{Paper, SweepSpec};
+use crate::spec::sweep::{Paper, Parent, SweepSpec};
 use crate::spec::train::TrainConfig;
 use crate::spec::{ArchSpec, PlanSpec};
+use crate::train::Start;
 use crate::{data, simulate};
 use rayon::prelude::*;
 use results::{LayerRelus, Row, SimRecord, Source, TrainRecord};
@@ -165,7 +166,6 @@ pub fn run(spec: &SweepSpec, opts: &Options) -> Result<Outcome> {
         baseline: cost::price(&Planned::new(&network, &baseline_plan)?, &table, None, &profiles),
         table,
         profiles: profiles.clone(),
-        cfg_id: serde_json::to_string(&cfg).expect("a config serialises"),
         cfg,
         samples,
         frac_bits: spec.simulate.frac_bits,
@@ -176,7 +176,8 @@ pub fn run(spec: &SweepSpec, opts: &Options) -> Result<Outcome> {
         dir: dir.clone(),
         dataset: std::sync::Mutex::new(None),
         warm: spec.warm.clone(),
-        parent: Mutex::new(None),
+        parent: Mutex::new(Default::default()),
+        seeds: spec.seeds,
         bars: Bars::new(valid.len(), opts.quiet),
         computed: AtomicUsize::new(0),
         reused: AtomicUsize::new(0),
@@ -205,7 +206,6 @@ struct Context<'a> {
     profiles: Vec<profile::Profile>,
     baseline: cost::CostReport,
     cfg: TrainConfig,
-    cfg_id: String,
     samples: usize,
     frac_bits: u32,
     training: bool,
@@ -217,8 +217,11 @@ struct Context<'a> {
     dataset: Mutex<Option<Arc<data::Dataset>>>,
     /// Fine-tuning settings of a warm-started sweep.
     warm: Option<crate::spec::sweep::Warm>,
-    /// The trained original's store key and checkpoint, once a point has needed it.
-    parent: Mutex<Option<(String, TrainRecord, PathBuf)>>,
+    /// The trained original's store key and checkpoint per seed, once a point has
+    /// needed it.
+    parent: Mutex<std::collections::BTreeMap<u64, (String, TrainRecord, PathBuf)>>,
+    /// Trainings per point (`seeds`).
+    seeds: usize,
     bars: Bars,
     computed: AtomicUsize,
     reused: AtomicUsize,
@@ -269,20 +272,65 @@ impl Context<'_> {
         Ok((record, ckpt))
     }
 
-    /// The trained original of a warm-started sweep (its store key and checkpoint),
-    /// trained by the first point that needs it while the others wait.
-    fn parent(&self, point: &str) -> Result<(String, TrainRecord, PathBuf)> {
+    /// The trained original of a warm-started sweep (its store key and checkpoint):
+    /// trained by the first point that needs it while the others wait, or, given as a
+    /// checkpoint, evaluated once (a 0-epoch stage: its record holds the test accuracy).
+    fn parent(&self, point: &str, seed: u64) -> Result<(String, TrainRecord, PathBuf)> {
         // A poisoned lock means another point panicked; the run is lost anyway.
         let mut slot = self.parent.lock().expect("no point panicked");
-        if let Some(p) = slot.as_ref() {
+        let parent = self.warm.as_ref().map(|w| &w.parent);
+        // A given checkpoint is every seed's parent.
+        let seed = if matches!(parent, Some(Parent::Checkpoint(_))) { 0 } else { seed };
+        if let Some(p) = slot.get(&seed) {
             return Ok(p.clone());
         }
         let original = PlanSpec::original();
         let planned = Planned::new(self.network, &original)?;
-        let key = store::key(&[STAGE_VERSION, "train", &self.arch_text, &format!("{:?}", original.relu), &self.cfg_id, &self.data_id]);
-        let (record, ckpt) = self.train_stage(point, "training the original", &planned, &key, &self.cfg, crate::train::Start::Random)?;
-        *slot = Some((key.clone(), record.clone(), ckpt.clone()));
+        let (key, (record, ckpt)) = match parent {
+            Some(Parent::Checkpoint(file)) => {
+                let cfg = TrainConfig { epochs: 0, ..self.cfg.clone() };
+                let key = store::key(&[STAGE_VERSION, "checkpoint", &self.arch_text, &store::file_digest(file)?, &self.data_id]);
+                let stage = self.train_stage(point, "evaluating the original", &planned, &key, &cfg, Start::Resume(file))?;
+                (key, stage)
+            }
+            _ => {
+                let cfg = TrainConfig { seed, ..self.cfg.clone() };
+                let cfg_id = serde_json::to_string(&cfg).expect("a config serialises");
+                let key = store::key(&[STAGE_VERSION, "train", &self.arch_text, &format!("{:?}", original.relu), &cfg_id, &self.data_id]);
+                let stage = self.train_stage(point, "training the original", &planned, &key, &cfg, Start::Random)?;
+                (key, stage)
+            }
+        };
+        slot.insert(seed, (key.clone(), record.clone(), ckpt.clone()));
         Ok((key, record, ckpt))
+    }
+
+    /// One training of a point with one seed: from scratch, or fine-tuned from the
+    /// original of a warm-started sweep. Returns its record, store key and checkpoint.
+    fn train_point(&self, point: &str, planned: &Planned, plan_id: &str, seed: u64) -> Result<(TrainRecord, String, PathBuf)> {
+        let original = format!("{:?}", PlanSpec::original().relu);
+        let (key, record, ckpt) = match &self.warm {
+            // The original itself: trained (or evaluated) once, whichever point needs it first.
+            Some(_) if plan_id == original => self.parent(point, seed)?,
+            // Fine-tuned from the trained original; the key names the parent, so a
+            // changed original retrains its children and nothing else.
+            Some(ft) => {
+                let (parent_key, _, parent_ckpt) = self.parent(point, seed)?;
+                let cfg = TrainConfig { epochs: ft.finetune_epochs, lr: ft.finetune_lr.unwrap_or(self.cfg.lr), seed, ..self.cfg.clone() };
+                let cfg_id = serde_json::to_string(&cfg).expect("a config serialises");
+                let key = store::key(&[STAGE_VERSION, "finetune", &self.arch_text, plan_id, &cfg_id, &self.data_id, &parent_key]);
+                let (record, ckpt) = self.train_stage(point, "fine-tuning", planned, &key, &cfg, Start::Init(&parent_ckpt))?;
+                (key, record, ckpt)
+            }
+            None => {
+                let cfg = TrainConfig { seed, ..self.cfg.clone() };
+                let cfg_id = serde_json::to_string(&cfg).expect("a config serialises");
+                let key = store::key(&[STAGE_VERSION, "train", &self.arch_text, plan_id, &cfg_id, &self.data_id]);
+                let (record, ckpt) = self.train_stage(point, "training", planned, &key, &cfg, Start::Random)?;
+                (key, record, ckpt)
+            }
+        };
+        Ok((record, key, ckpt))
     }
 
     /// One point through its stages: cost, then training and simulation unless stored.
@@ -295,40 +343,26 @@ impl Context<'_> {
         let plan_id = format!("{:?}", c.plan.relu);
         let dir = &self.dir;
 
-        let mut trained = None;
-        let mut train_key = None;
+        // One training per seed; a stage that does not depend on the seed (the shipped
+        // original, evaluated) counts once.
+        let mut trained: Vec<(TrainRecord, String, PathBuf)> = Vec::new();
         if self.training {
-            let original = format!("{:?}", PlanSpec::original().relu);
-            let (key, record, ckpt) = match &self.warm {
-                // Fine-tuned from the trained original; the key names the parent, so a
-                // changed original retrains its children and nothing else.
-                // The original itself: trained once, whichever point needs it first.
-                Some(_) if plan_id == original => self.parent(&c.name)?,
-                Some(ft) => {
-                    let (parent_key, _, parent_ckpt) = self.parent(&c.name)?;
-                    let cfg = TrainConfig { epochs: ft.finetune_epochs, ..self.cfg.clone() };
-                    let cfg_id = serde_json::to_string(&cfg).expect("a config serialises");
-                    let key = store::key(&[STAGE_VERSION, "finetune", &self.arch_text, &plan_id, &cfg_id, &self.data_id, &parent_key]);
-                    let (record, ckpt) =
-                        self.train_stage(&c.name, "fine-tuning", &planned, &key, &cfg, crate::train::Start::Init(&parent_ckpt))?;
-                    (key, record, ckpt)
+            for i in 0..self.seeds as u64 {
+                let t = self.train_point(&c.name, &planned, &plan_id, self.cfg.seed.wrapping_add(i))?;
+                if !trained.iter().any(|(_, key, _)| *key == t.1) {
+                    trained.push(t);
                 }
-                _ => {
-                    let key = store::key(&[STAGE_VERSION, "train", &self.arch_text, &plan_id, &self.cfg_id, &self.data_id]);
-                    let (record, ckpt) = self.train_stage(&c.name, "training", &planned, &key, &self.cfg, crate::train::Start::Random)?;
-                    (key, record, ckpt)
-                }
-            };
-            trained = Some((record, ckpt));
-            train_key = Some(key);
+            }
         }
+        // The first seed's weights go through the secure simulation.
+        let first = trained.first();
 
         let mut sim = None;
         if self.samples > 0 {
             let sim_opts = simulate::Options { samples: self.samples, seed: self.cfg.seed, frac: self.frac_bits, masking: None };
             let prediction = serde_json::to_string(&priced).expect("a cost report serialises");
-            let weights = train_key.clone().unwrap_or_else(|| format!("random seed {}", self.cfg.seed));
-            let inputs = if trained.is_some() { self.data_id.clone() } else { "generated".into() };
+            let weights = first.map_or_else(|| format!("random seed {}", self.cfg.seed), |t| t.1.clone());
+            let inputs = if first.is_some() { self.data_id.clone() } else { "generated".into() };
             let key = store::key(&[
                 STAGE_VERSION,
                 "simulate",
@@ -347,8 +381,8 @@ impl Context<'_> {
                 }
                 None => {
                     self.bars.start(&c.name, "secure simulation");
-                    let ckpt = trained.as_ref().map(|(_, p)| p.as_path());
-                    let data = if trained.is_some() { self.data_dir.as_deref() } else { None };
+                    let ckpt = first.map(|t| t.2.as_path());
+                    let data = if first.is_some() { self.data_dir.as_deref() } else { None };
                     let report = simulate::run_planned(&planned, ckpt, data, &self.table, &sim_opts, &self.bars.stage_bar())?;
                     let record = SimRecord::from(&report);
                     store::write_json(&json, &record)?;
@@ -377,7 +411,7 @@ impl Context<'_> {
             &priced,
             &self.baseline,
             self.cfg.seed,
-            trained.map(|(r, _)| (r, train_key.unwrap_or_default())),
+            trained.into_iter().map(|(r, key, _)| (r, key)).collect(),
             sim,
         );
         self.bars.done(&c.name, &row.summary());

@@ -121,8 +121,10 @@ pub struct Row {
     /// Online estimate per network profile, seconds; and with the offline phase.
     pub seconds: Vec<(String, f64)>,
     pub seconds_total: Vec<(String, f64)>,
+    /// The first training's seed (the others follow it: seed + 1, ...).
     pub seed: u64,
-    pub train: Option<(TrainRecord, String)>,
+    /// One training per seed, with its store key; empty when nothing was trained.
+    pub train: Vec<(TrainRecord, String)>,
     pub sim: Option<(SimRecord, String)>,
 }
 
@@ -138,7 +140,7 @@ impl Row {
         priced: &CostReport,
         baseline: &CostReport,
         seed: u64,
-        train: Option<(TrainRecord, String)>,
+        train: Vec<(TrainRecord, String)>,
         sim: Option<(SimRecord, String)>,
     ) -> Row {
         let t = &priced.total;
@@ -164,9 +166,18 @@ impl Row {
         }
     }
 
-    /// Plaintext test accuracy from our training, percent.
+    /// Plaintext test accuracy from our training, percent: the mean over the seeds.
     pub fn accuracy(&self) -> Option<f64> {
-        self.train.as_ref().map(|(t, _)| 100.0 * t.test_accuracy)
+        let n = self.train.len();
+        (n > 0).then(|| self.train.iter().map(|(t, _)| 100.0 * t.test_accuracy).sum::<f64>() / n as f64)
+    }
+
+    /// The sample standard deviation of the test accuracy over the seeds, percent
+    /// points; `None` under two seeds.
+    pub fn accuracy_sd(&self) -> Option<f64> {
+        let n = self.train.len();
+        let mean = self.accuracy()?;
+        (n >= 2).then(|| (self.train.iter().map(|(t, _)| (100.0 * t.test_accuracy - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt())
     }
 
     pub fn paper_accuracy(&self) -> Option<f64> {
@@ -199,8 +210,10 @@ impl Row {
                 Some((f, u)) => s += &format!(", {f} shared decision(s) flipped, {u} NOT by truncation"),
             }
         }
-        if let Some(a) = self.accuracy() {
-            s += &format!(", test {a:.2}%");
+        match (self.accuracy(), self.accuracy_sd()) {
+            (Some(a), Some(sd)) => s += &format!(", test {a:.2}% +- {sd:.2} ({} seeds)", self.train.len()),
+            (Some(a), None) => s += &format!(", test {a:.2}%"),
+            _ => {}
         }
         if let Some(p) = self.paper_accuracy() {
             s += &format!(" (paper {p:.2}%)");
@@ -350,8 +363,13 @@ pub fn write_results(path: &Path, rows: &[Row], relu_layers: &[String], profiles
     header.extend(
         [
             "test_accuracy_pct",
+            "test_accuracy_sd_pct",
+            "seeds",
             "paper_accuracy_pct",
             "accuracy_minus_paper",
+            "paper_mb",
+            "paper_rounds",
+            "paper_seconds",
             "secure_samples",
             "secure_inputs",
             "secure_agreement_pct",
@@ -402,10 +420,16 @@ pub fn write_results(path: &Path, rows: &[Row], relu_layers: &[String], profiles
                 rec.push(opt(r.seconds_total.iter().find(|(n, _)| n == p).map(|s| s.1), 4));
             }
             let sim = r.sim.as_ref().map(|s| &s.0);
-            let train = r.train.as_ref().map(|t| &t.0);
+            let train = r.train.first().map(|t| &t.0);
+            let paper = r.paper.as_ref();
             rec.push(opt(r.accuracy(), 2));
+            rec.push(opt(r.accuracy_sd(), 2));
+            rec.push(if r.train.is_empty() { String::new() } else { r.train.len().to_string() });
             rec.push(opt(r.paper_accuracy(), 2));
             rec.push(opt(r.accuracy().zip(r.paper_accuracy()).map(|(a, p)| a - p), 2));
+            rec.push(paper.and_then(|p| p.megabytes).map_or(String::new(), |v| v.to_string()));
+            rec.push(paper.and_then(|p| p.rounds).map_or(String::new(), |v| v.to_string()));
+            rec.push(paper.and_then(|p| p.seconds).map_or(String::new(), |v| v.to_string()));
             rec.push(sim.map_or(String::new(), |s| s.samples.to_string()));
             rec.push(sim.map_or(String::new(), |s| s.inputs.clone()));
             rec.push(opt(sim.map(|s| 100.0 * s.agreement), 1));
@@ -414,10 +438,11 @@ pub fn write_results(path: &Path, rows: &[Row], relu_layers: &[String], profiles
             rec.push(sim.map_or(String::new(), |s| s.max_error_lsb.to_string()));
             rec.push(opt(sim.map(|s| s.seconds_per_image), 3));
             rec.push(train.map_or(String::new(), |t| t.epochs.to_string()));
-            rec.push(opt(train.map(|t| t.train_seconds), 1));
+            // Per training: the mean over the seeds.
+            rec.push(opt((!r.train.is_empty()).then(|| r.train.iter().map(|t| t.0.train_seconds).sum::<f64>() / r.train.len() as f64), 1));
             rec.push(train.map_or(String::new(), |t| t.train_images.to_string()));
             rec.push(r.seed.to_string());
-            rec.push(r.train.as_ref().map_or(String::new(), |t| t.1.clone()));
+            rec.push(r.train.iter().map(|t| t.1.as_str()).collect::<Vec<_>>().join(" "));
             rec.push(r.sim.as_ref().map_or(String::new(), |s| s.1.clone()));
             rec
         })
@@ -477,20 +502,23 @@ mod tests {
             seconds: vec![],
             seconds_total: vec![],
             seed: 1,
-            train: acc.map(|a| {
-                (
-                    TrainRecord {
-                        test_accuracy: a,
-                        train_seconds: 1.0,
-                        epochs: 1,
-                        images_per_second: 1.0,
-                        train_images: 1,
-                        test_images: 1,
-                        threads: 1,
-                    },
-                    "k".into(),
-                )
-            }),
+            train: acc
+                .map(|a| {
+                    (
+                        TrainRecord {
+                            test_accuracy: a,
+                            train_seconds: 1.0,
+                            epochs: 1,
+                            images_per_second: 1.0,
+                            train_images: 1,
+                            test_images: 1,
+                            threads: 1,
+                        },
+                        "k".into(),
+                    )
+                })
+                .into_iter()
+                .collect(),
             sim: None,
         }
     }
@@ -524,5 +552,19 @@ mod tests {
         let f = pareto(&rows, &[]);
         assert_eq!(f[0].source, AccuracySource::Paper);
         assert_eq!(f[0].points, [0]);
+    }
+
+    #[test]
+    fn several_seeds_give_the_mean_and_the_sample_standard_deviation() {
+        let mut r = row("a", 1, 1, Some(0.80));
+        assert_eq!((r.accuracy(), r.accuracy_sd()), (Some(80.0), None));
+        let mut second = r.train[0].clone();
+        second.0.test_accuracy = 0.90;
+        r.train.push(second);
+        assert!((r.accuracy().unwrap() - 85.0).abs() < 1e-9);
+        // sqrt(((80 - 85)^2 + (90 - 85)^2) / (2 - 1))
+        assert!((r.accuracy_sd().unwrap() - 50f64.sqrt()).abs() < 1e-9);
+        assert!(r.summary().contains("test 85.00% +- 7.07 (2 seeds)"), "{}", r.summary());
+        assert_eq!(row("b", 1, 1, None).accuracy(), None);
     }
 }

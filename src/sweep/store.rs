@@ -17,6 +17,13 @@ pub fn key(parts: &[&str]) -> String {
     h.finalize()[..16].iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// SHA-256 of a file's bytes (hex): identifies an input file, such as a shipped
+/// checkpoint, by its content rather than its name.
+pub fn file_digest(path: &Path) -> Result<String> {
+    let bytes = std::fs::read(path).map_err(|source| Error::Read { path: path.to_path_buf(), source })?;
+    Ok(Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect())
+}
+
 /// Writes `bytes` to a temporary file beside `path` and renames it into place: a
 /// reader sees the old file, no file, or the whole new one, never a part.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {

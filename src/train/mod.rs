@@ -358,10 +358,21 @@ pub fn train_planned(
             format!("no images to train on ({} training, {} test)", dataset.train.len(), dataset.test.len()),
         ));
     }
-    let mut params = match start {
-        Start::Random => Params::random(planned, cfg.seed),
-        Start::Resume(ckpt) => crate::infer::checkpoint::load(ckpt, planned)?.0,
-        Start::Init(ckpt) => crate::infer::checkpoint::load_init(ckpt, planned)?.0,
+    let (mut params, meta) = match start {
+        Start::Random => (Params::random(planned, cfg.seed), Default::default()),
+        Start::Resume(ckpt) => crate::infer::checkpoint::load(ckpt, planned)?,
+        Start::Init(ckpt) => crate::infer::checkpoint::load_init(ckpt, planned)?,
+    };
+    // A checkpoint's weights expect its own input normalisation; a dataset loaded with
+    // other statistics (a subset) is brought to it.
+    let channels = dataset.train.shape[0];
+    let renormalised;
+    let dataset = match crate::infer::checkpoint::input_stats(&meta, channels) {
+        Some((mean, std)) if mean != dataset.mean || std != dataset.std => {
+            renormalised = crate::data::renormalised(dataset, &mean, &std);
+            &renormalised
+        }
+        _ => dataset,
     };
     bar.set_style(
         indicatif::ProgressStyle::with_template("epoch {msg} [{bar:30}] {pos}/{len} batches, {elapsed}")
