@@ -411,3 +411,32 @@ fn fold_writes_the_checkpoint_the_network_without_batchnorm_runs_the_same() {
     let o = explore(&["simulate", "architectures/cifar10.toml", "--weights", bn.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2));
 }
+
+/// Without --weights, `simulate` runs the network's shipped trained original on its
+/// shipped test images: real weights, real images, no dataset needed.
+#[test]
+fn simulate_runs_the_shipped_trained_network_on_shipped_images_by_default() {
+    let json = |args: &[&str]| -> serde_json::Value {
+        let o = explore(args);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    let v = json(&["simulate", "architectures/cifar10.toml", "--samples", "10", "--format", "json"]);
+    assert_eq!(v["weights"], "checkpoint models/cifar10-original.safetensors", "{v}");
+    assert_eq!(v["inputs"], "test images of models/cifar10-test-sample", "{v}");
+    // The secure class is the float one on every image, and most are right.
+    assert_eq!(v["total"]["agreement"], 1.0, "{v}");
+    assert!(v["total"]["accuracy"].as_f64().unwrap() >= 0.6, "{v}");
+    // Under a plan: the original's weights, the shared decisions at their defaults.
+    let plan = "architectures/plans/cifar10/uniform-32x32.toml";
+    let v = json(&["simulate", "architectures/cifar10.toml", "--plan", plan, "--samples", "2", "--format", "json"]);
+    assert!(v["weights"].as_str().unwrap().ends_with("(the original's, shared decisions at their defaults)"), "{v}");
+    // Asked for, or where no model is shipped: seeded random weights on generated inputs.
+    let v = json(&["simulate", "architectures/cifar10.toml", "--random-weights", "--format", "json"]);
+    assert_eq!(v["weights"], "random (He-normal, seed 1)", "{v}");
+    assert!(v["inputs"].as_str().unwrap().starts_with("generated"), "{v}");
+    let copy = scratch("arch-copy").join("cifar10.toml");
+    std::fs::copy("architectures/cifar10.toml", &copy).unwrap();
+    let v = json(&["simulate", copy.to_str().unwrap(), "--format", "json"]);
+    assert!(v["weights"].as_str().unwrap().starts_with("random"), "{v}");
+}

@@ -3,7 +3,7 @@
 
 use explore::app::limits::Limits;
 use explore::app::simulate::simulate_files;
-use explore::simulate::{Options, SimReport};
+use explore::simulate::{Options, SimReport, Weights};
 use explore::spec::protocol::{ConvMasking, ProtocolTable};
 use std::path::PathBuf;
 
@@ -16,7 +16,7 @@ fn sim(arch: &str, plan: Option<&str>, opts: Options) -> SimReport {
     simulate_files(
         &root().join(format!("architectures/{arch}.toml")),
         plan.as_deref(),
-        None,
+        Weights::Random,
         None,
         &ProtocolTable::securenn(),
         &opts,
@@ -127,8 +127,17 @@ fn layer_times_add_up_within_the_secure_time_and_meet_the_compute_model() {
         ns_per_truncate: 1.0,
     });
     let arch = root().join("architectures/svhn.toml");
-    let timed = simulate_files(&arch, None, None, None, &table, &Options::default(), &Limits::default(), &indicatif::ProgressBar::hidden())
-        .unwrap();
+    let timed = simulate_files(
+        &arch,
+        None,
+        Weights::Random,
+        None,
+        &table,
+        &Options::default(),
+        &Limits::default(),
+        &indicatif::ProgressBar::hidden(),
+    )
+    .unwrap();
     let priced = explore::cost::price(
         &explore::graph::sharing::Planned::new(
             &explore::graph::Network::build(&explore::spec::ArchSpec::load(&arch).unwrap()).unwrap(),

@@ -3,7 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::report::{self, Format, Table};
-use crate::simulate::{Counts, Options, SimReport, messages_csv, run_planned};
+use crate::simulate::{Counts, Options, SimReport, Weights, messages_csv, run_planned};
 use crate::spec::protocol::{ConvMasking, ProtocolTable};
 use std::path::{Path, PathBuf};
 
@@ -17,12 +17,17 @@ pub struct Args {
     /// Number of inputs to run (each a fresh secure inference).
     #[arg(long, default_value_t = 1, value_parser = super::positive)]
     pub samples: usize,
-    /// Trained weights (a checkpoint written by `explore train`); default: seeded
-    /// random He-normal weights.
+    /// Trained weights of this plan (a checkpoint written by `explore train`); default:
+    /// the network's shipped trained original (`[trained]` in its file) when present,
+    /// else seeded random He-normal weights.
     #[arg(long)]
     pub weights: Option<PathBuf>,
+    /// Seeded random He-normal weights, even where the network ships trained ones.
+    #[arg(long, conflicts_with = "weights")]
+    pub random_weights: bool,
     /// Dataset directory whose test images are the inputs (as for `explore train`);
-    /// default: generated N(0, 1) inputs.
+    /// default: the network's shipped test images with its shipped weights, else
+    /// generated N(0, 1) inputs.
     #[arg(long)]
     pub data: Option<PathBuf>,
     /// Seed of the weights, inputs and every party's randomness.
@@ -63,16 +68,13 @@ pub fn run(args: Args) -> Result<()> {
     };
     // The bar draws on standard error, and only on a terminal.
     let bar = indicatif::ProgressBar::new(0);
-    let report = simulate_files(
-        &args.arch,
-        args.plan.as_deref(),
-        args.weights.as_deref(),
-        args.data.as_deref(),
-        &table,
-        &opts,
-        &args.limits.settings()?,
-        &bar,
-    )?;
+    let weights = match (&args.weights, args.random_weights) {
+        (Some(w), _) => Weights::Trained(w),
+        (None, true) => Weights::Random,
+        (None, false) => Weights::Shipped,
+    };
+    let report =
+        simulate_files(&args.arch, args.plan.as_deref(), weights, args.data.as_deref(), &table, &opts, &args.limits.settings()?, &bar)?;
     if let Some((mut file, path)) = messages_file {
         use std::io::Write;
         file.write_all(messages_csv(&report).as_bytes()).map_err(|source| Error::Write { path: path.clone(), source })?;
@@ -88,7 +90,7 @@ pub fn run(args: Args) -> Result<()> {
 pub fn simulate_files(
     arch: &Path,
     plan: Option<&Path>,
-    weights: Option<&Path>,
+    weights: Weights,
     data_dir: Option<&Path>,
     table: &ProtocolTable,
     opts: &Options,

@@ -73,7 +73,7 @@ pub fn validate(root: &Path, table: &ProtocolTable) -> Result<Vec<Check>> {
             let sim = super::simulate::simulate_files(
                 &arch_file,
                 Some(&plan),
-                None,
+                crate::simulate::Weights::Random,
                 None,
                 table,
                 &Options::default(),

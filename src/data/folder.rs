@@ -73,21 +73,21 @@ fn split(dir: &Path, classes: &[String], limit: Option<usize>, channels: usize) 
     Ok(Split { images: decoded.into_iter().flat_map(|d| d.0).collect(), labels: picks.iter().map(|p| p.1).collect(), shape })
 }
 
+/// Reads `root/train` and `root/test`. A folder with `test/` alone is a test set (a
+/// few images shipped to run a trained network on): its training split is empty.
 pub fn load(root: &Path, limit: Option<usize>, channels: usize) -> Result<Dataset> {
-    let classes = classes(&root.join("train"))?;
-    let test_dir = root.join("test");
+    let (train_dir, test_dir) = (root.join("train"), root.join("test"));
     if !test_dir.is_dir() {
-        return Err(Error::invalid(&test_dir, None, "missing: image folders need train/ and test/"));
+        return Err(Error::invalid(&test_dir, None, "missing: image folders need test/ (and train/ to train)"));
     }
-    Ok(Dataset {
-        name: "image-folders".into(),
-        root: root.to_path_buf(),
-        train: split(&root.join("train"), &classes, limit, channels)?,
-        test: split(&test_dir, &classes, limit, channels)?,
-        classes,
-        mean: vec![],
-        std: vec![],
-    })
+    let classes = classes(if train_dir.is_dir() { &train_dir } else { &test_dir })?;
+    let test = split(&test_dir, &classes, limit, channels)?;
+    let train = if train_dir.is_dir() {
+        split(&train_dir, &classes, limit, channels)?
+    } else {
+        Split { images: vec![], labels: vec![], shape: test.shape }
+    };
+    Ok(Dataset { name: "image-folders".into(), root: root.to_path_buf(), train, test, classes, mean: vec![], std: vec![] })
 }
 
 #[cfg(test)]
@@ -114,5 +114,10 @@ mod tests {
         // The green channel of a pixel at x = 3 is 30 / 255 before normalisation.
         let raw = split(&root.join("train"), &ds.classes, Some(1), 3).unwrap();
         assert_eq!(raw.image(0)[8 + 3], 30.0 / 255.0);
+        // Without train/, a test set: the same test images, no training ones.
+        std::fs::remove_dir_all(root.join("train")).unwrap();
+        let test_only = crate::data::load_raw(&root, Some(4), &[3, 2, 4]).unwrap();
+        assert_eq!((test_only.train.len(), test_only.test.len()), (0, 4));
+        assert_eq!(test_only.classes, ["airplane", "cat"]);
     }
 }

@@ -96,13 +96,13 @@ pub fn load_raw(dir: &Path, limit: Option<usize>, input_shape: &[usize]) -> Resu
         cifar::load(dir, limit)?
     } else if svhn::present(dir) {
         svhn::load(dir, limit)?
-    } else if dir.join("train").is_dir() {
+    } else if dir.join("train").is_dir() || dir.join("test").is_dir() {
         folder::load(dir, limit, input_shape.first().copied().unwrap_or(3))?
     } else {
         return Err(Error::invalid(
             dir,
             None,
-            "no dataset recognised: expected IDX files (train-images-idx3-ubyte[.gz]), CIFAR-10 batches (data_batch_1.bin or cifar-10-binary.tar.gz), SVHN (train_32x32.mat) or image class folders (train/<class>/*.jpg)",
+            "no dataset recognised: expected IDX files (train-images-idx3-ubyte[.gz]), CIFAR-10 batches (data_batch_1.bin or cifar-10-binary.tar.gz), SVHN (train_32x32.mat) or image class folders (train/<class>/*.jpg, test/<class>/*.jpg)",
         ));
     };
     if ds.train.is_empty() && ds.test.is_empty() {

@@ -73,6 +73,8 @@ pub struct Network {
     /// Layers (not the input) in an order where producers come first; file order
     /// when the file lists producers first, as it usually does.
     pub order: Vec<NodeIndex>,
+    /// Trained weights and test images shipped with the network (`[trained]`).
+    pub trained: Option<crate::spec::arch::Trained>,
 }
 
 impl Network {
@@ -216,7 +218,7 @@ impl Network {
                 }
             }
         }
-        Ok(Network { path: spec.path.clone(), name: spec.name.clone(), graph, input, output, order })
+        Ok(Network { path: spec.path.clone(), name: spec.name.clone(), graph, input, output, order, trained: spec.trained.clone() })
     }
 
     pub fn node(&self, n: NodeIndex) -> &Node {

@@ -7,6 +7,7 @@
 pub mod calibrate;
 
 use crate::cost::{self, CostReport};
+use crate::graph::Network;
 use crate::graph::sharing::Planned;
 use crate::infer::checkpoint;
 use crate::infer::model::Params;
@@ -20,6 +21,7 @@ use crate::spec::protocol::{ConvMasking, ProtocolTable};
 use petgraph::graph::NodeIndex;
 use rayon::prelude::*;
 use serde::Serialize;
+use std::path::Path;
 use std::time::Instant;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -600,24 +602,67 @@ pub fn max_frac_bits(planned: &Planned, params: &Params, inputs: &Inputs, opts: 
     (bits.clamp(0.0, 62.0) as u32, largest, truncated)
 }
 
-/// Secure inference of a planned network. Without weights, seeded random ones;
-/// without images (`data_dir`), generated inputs. Batchnorm is folded into the layer
+/// Which weights a secure inference runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Weights<'a> {
+    /// Seeded random He-normal weights (`Options::seed`).
+    Random,
+    /// A checkpoint of this very plan (`explore train --plan` wrote it).
+    Trained(&'a Path),
+    /// The original network's trained checkpoint under any plan: every conv, linear
+    /// and batchnorm tensor transfers, shared decisions start from their default
+    /// weights (`checkpoint::load_init`).
+    Original(&'a Path),
+    /// The network's shipped original (`[trained]` in its file) when present, else random.
+    Shipped,
+}
+
+impl<'a> Weights<'a> {
+    /// `Shipped` made concrete for this network.
+    pub fn resolve(self, network: &'a Network) -> Weights<'a> {
+        match (self, &network.trained) {
+            (Weights::Shipped, Some(t)) => Weights::Original(&t.weights),
+            (Weights::Shipped, None) => Weights::Random,
+            (w, _) => w,
+        }
+    }
+
+    /// The images to run without a dataset: the shipped test images, with the
+    /// shipped weights they go with.
+    pub fn default_inputs(self, network: &'a Network) -> Option<&'a Path> {
+        let t = network.trained.as_ref()?;
+        match self.resolve(network) {
+            Weights::Original(p) if p == t.weights => t.test_images.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+/// Secure inference of a planned network with `weights` on the test images of
+/// `data_dir` (without one, the network's shipped test images when the weights are
+/// its shipped original, else generated inputs). Batchnorm is folded into the layer
 /// before it, as inference runs it.
 pub fn run_planned(
     planned: &Planned,
-    weights: Option<&std::path::Path>,
-    data_dir: Option<&std::path::Path>,
+    weights: Weights,
+    data_dir: Option<&Path>,
     table: &ProtocolTable,
     opts: &Options,
     bar: &indicatif::ProgressBar,
 ) -> crate::error::Result<SimReport> {
     let network = planned.network;
-    let (params, stats, described) = match weights {
-        Some(ckpt) => {
+    let data_dir = data_dir.or_else(|| weights.default_inputs(network));
+    let (params, stats, described) = match weights.resolve(network) {
+        Weights::Trained(ckpt) => {
             let (p, meta) = checkpoint::load(ckpt, planned)?;
             (p, checkpoint::input_stats(&meta, network.input_dims()[0]), format!("checkpoint {}", ckpt.display()))
         }
-        None => (Params::random(planned, opts.seed), None, format!("random (He-normal, seed {})", opts.seed)),
+        Weights::Original(ckpt) => {
+            let (p, meta) = checkpoint::load_init(ckpt, planned)?;
+            let what = if planned.plan.relu.is_empty() { "" } else { " (the original's, shared decisions at their defaults)" };
+            (p, checkpoint::input_stats(&meta, network.input_dims()[0]), format!("checkpoint {}{what}", ckpt.display()))
+        }
+        Weights::Random | Weights::Shipped => (Params::random(planned, opts.seed), None, format!("random (He-normal, seed {})", opts.seed)),
     };
     let inputs = match data_dir {
         None => Inputs::Generated,

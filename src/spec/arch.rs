@@ -11,6 +11,13 @@
 //! kernel = 3
 //! padding = 1
 //! ```
+//! An optional `[trained]` table names trained weights shipped with the network
+//! (and a few test images), which `simulate` and `sweep` use when given none:
+//! ```toml
+//! [trained]
+//! weights = "../models/cifar10-original.safetensors"   # relative to this file
+//! test_images = "../models/cifar10-test-sample"        # a dataset folder
+//! ```
 //! Parsing checks each layer on its own (keys, values); how layers connect and
 //! what shapes flow between them is `graph`'s job.
 
@@ -27,6 +34,17 @@ pub struct ArchSpec {
     pub description: Option<String>,
     pub input_shape: Vec<usize>,
     pub layers: Vec<LayerSpec>,
+    /// `[trained]`, when its weights file is present.
+    pub trained: Option<Trained>,
+}
+
+/// Trained weights of the original network shipped beside it, and test images to
+/// run them on, resolved against the architecture file's folder.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Trained {
+    pub weights: PathBuf,
+    pub test_images: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -74,6 +92,7 @@ struct RawArch {
     input: RawInput,
     #[serde(default)]
     layers: Vec<toml::Table>,
+    trained: Option<Trained>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -143,7 +162,16 @@ impl ArchSpec {
         for (index, table) in raw.layers.into_iter().enumerate() {
             layers.push(parse_layer(path, index, table, &mut counts)?);
         }
-        Ok(ArchSpec { path: path.to_path_buf(), name: raw.name, description: raw.description, input_shape: shape, layers })
+        // A copied architecture file without the models beside it is still a network:
+        // the files are used when present (commands say which weights they ran).
+        let trained = raw
+            .trained
+            .map(|t| Trained {
+                weights: super::resolve(path, &t.weights),
+                test_images: t.test_images.map(|d| super::resolve(path, &d)).filter(|d| d.is_dir()),
+            })
+            .filter(|t| t.weights.is_file());
+        Ok(ArchSpec { path: path.to_path_buf(), name: raw.name, description: raw.description, input_shape: shape, layers, trained })
     }
 }
 

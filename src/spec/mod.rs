@@ -19,6 +19,24 @@ pub use plan::{Decision, Edge, Grouping, NoiseMask, PlanSpec, ReluPlan, WeightVi
 pub use sweep::SweepSpec;
 
 /// Reads a file, naming it in the error.
+/// A path written in a file, resolved against that file's folder, with `a/../`
+/// pairs removed so that messages show `models/x`, not `architectures/../models/x`.
+pub fn resolve(file: &Path, written: &Path) -> std::path::PathBuf {
+    use std::path::Component;
+    let joined = file.parent().unwrap_or(Path::new("")).join(written);
+    let mut out: Vec<Component> = Vec::new();
+    for c in joined.components() {
+        match (c, out.last()) {
+            (Component::CurDir, _) => {}
+            (Component::ParentDir, Some(Component::Normal(_))) => {
+                out.pop();
+            }
+            _ => out.push(c),
+        }
+    }
+    if out.is_empty() { ".".into() } else { out.iter().collect() }
+}
+
 pub fn read_text(path: &Path) -> Result<String> {
     std::fs::read_to_string(path).map_err(|source| Error::Read { path: path.to_path_buf(), source })
 }
@@ -116,6 +134,15 @@ impl Pair {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn written_paths_resolve_against_their_file_without_up_and_down_pairs() {
+        let r = |file: &str, w: &str| resolve(Path::new(file), Path::new(w)).display().to_string();
+        assert_eq!(r("architectures/cifar10.toml", "../models/a.safetensors"), "models/a.safetensors");
+        assert_eq!(r("/x/sweeps/s.toml", "./../../y"), "/y");
+        assert_eq!(r("s.toml", "../up"), "../up");
+        assert_eq!(r("a/s.toml", ".."), ".");
+    }
 
     #[test]
     fn line_and_column_count_from_one() {

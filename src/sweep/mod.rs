@@ -178,6 +178,7 @@ pub fn run(spec: &SweepSpec, opts: &Options) -> Result<Outcome> {
         warm: spec.warm.clone(),
         parent: Mutex::new(Default::default()),
         seeds: spec.seeds,
+        shipped: network.trained.as_ref().map(|t| store::file_digest(&t.weights)).transpose()?,
         bars: Bars::new(valid.len(), opts.quiet),
         computed: AtomicUsize::new(0),
         reused: AtomicUsize::new(0),
@@ -222,6 +223,8 @@ struct Context<'a> {
     parent: Mutex<std::collections::BTreeMap<u64, (String, TrainRecord, PathBuf)>>,
     /// Trainings per point (`seeds`).
     seeds: usize,
+    /// The SHA-256 of the network's shipped original, when it has one.
+    shipped: Option<String>,
     bars: Bars,
     computed: AtomicUsize,
     reused: AtomicUsize,
@@ -361,8 +364,14 @@ impl Context<'_> {
         if self.samples > 0 {
             let sim_opts = simulate::Options { samples: self.samples, seed: self.cfg.seed, frac: self.frac_bits, masking: None };
             let prediction = serde_json::to_string(&priced).expect("a cost report serialises");
-            let weights = first.map_or_else(|| format!("random seed {}", self.cfg.seed), |t| t.1.clone());
-            let inputs = if first.is_some() { self.data_id.clone() } else { "generated".into() };
+            // Untrained points run the network's shipped original on its shipped test
+            // images where it has them, else seeded random weights on generated inputs.
+            let untrained = simulate::Weights::Shipped;
+            let (weights, inputs) = match (first, &self.shipped) {
+                (Some(t), _) => (t.1.clone(), self.data_id.clone()),
+                (None, Some(digest)) => (format!("shipped {digest}"), format!("{:?}", untrained.default_inputs(network))),
+                (None, None) => (format!("random seed {}", self.cfg.seed), "generated".into()),
+            };
             let key = store::key(&[
                 STAGE_VERSION,
                 "simulate",
@@ -381,9 +390,11 @@ impl Context<'_> {
                 }
                 None => {
                     self.bars.start(&c.name, "secure simulation");
-                    let ckpt = first.map(|t| t.2.as_path());
-                    let data = if first.is_some() { self.data_dir.as_deref() } else { None };
-                    let report = simulate::run_planned(&planned, ckpt, data, &self.table, &sim_opts, &self.bars.stage_bar())?;
+                    let (w, data) = match first {
+                        Some(t) => (simulate::Weights::Trained(&t.2), self.data_dir.as_deref()),
+                        None => (untrained, None),
+                    };
+                    let report = simulate::run_planned(&planned, w, data, &self.table, &sim_opts, &self.bars.stage_bar())?;
                     let record = SimRecord::from(&report);
                     store::write_json(&json, &record)?;
                     self.computed.fetch_add(1, Ordering::Relaxed);
