@@ -31,7 +31,8 @@ fn measured_rounds_and_bits_equal_the_cost_model_under_every_shipped_plan() {
     let mut runs = 0;
     for arch in ["cifar10", "svhn", "fashion_mnist"] {
         let dir = root().join("architectures/plans").join(arch);
-        let mut plans: Vec<PathBuf> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+        let mut plans: Vec<PathBuf> =
+            std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|x| x == "toml")).collect();
         plans.sort();
         for plan in plans {
             let r = sim(arch, Some(plan.to_str().unwrap()), Options::default());
