@@ -142,13 +142,28 @@ pub fn run(spec: &SweepSpec, opts: &Options) -> Result<Outcome> {
     let train_images = opts.train_images.or(spec.train_images);
     let input_shape = network.node(network.input).output.0.clone();
     let data_dir = data::locate(opts.data.as_deref(), &input_shape);
-    let note = match (&data_dir, opts.no_train) {
+    let mut note = match (&data_dir, opts.no_train) {
         (None, false) => Some(format!(
             "no {} data found: accuracy columns are empty; add --data DIR or EXPLORE_DATA=DIR (see README, Datasets)",
             spec.dataset.as_deref().unwrap_or("training")
         )),
         _ => None,
     };
+    // Say which weights the untrained points' secure inferences ran.
+    if (data_dir.is_none() || opts.no_train) && samples > 0 {
+        let ran = match &network.trained {
+            Some(t) => format!(
+                "secure inferences ran the shipped trained original {} (under each plan: the same weights, shared decisions at their defaults) on {}",
+                t.weights.display(),
+                t.test_images.as_ref().map_or("generated inputs".into(), |d| format!("the test images in {}", d.display()))
+            ),
+            None => format!("secure inferences ran seeded random weights on generated inputs (no trained model ships with {})", network.name),
+        };
+        note = Some(match note {
+            Some(n) => format!("{n}; {ran}"),
+            None => ran,
+        });
+    }
     let training = data_dir.is_some() && !opts.no_train;
     // Identifies the data by where it is and how much of it is used; loading it just
     // to hash it would make a rerun slow.
