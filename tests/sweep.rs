@@ -59,6 +59,13 @@ fn the_cifar_sweep_without_data_prices_every_point_and_reproduces_table_5_counts
     assert_eq!(column(&header, &rows, "rounds")[i], "86");
     assert!(column(&header, &rows, "test_accuracy_pct").iter().all(|a| a.is_empty()));
     assert_eq!(column(&header, &rows, "paper_accuracy_pct")[i], "81.13");
+    // Table 7's plans name assignments clustered from the trained original; the grid's
+    // cluster points, untrained, fall back to the stand-in and say so.
+    let clusters = column(&header, &rows, "clusters");
+    let at = |name: &str| clusters[names.iter().position(|n| *n == name).unwrap()];
+    assert_eq!((at("clusters-8x8-8"), at("clusters-center-256")), ("assignment file", "assignment file"));
+    assert!(names.iter().zip(&clusters).filter(|(n, _)| n.starts_with("clusters/")).all(|(_, c)| *c == "stand-in partition"));
+    assert_eq!(at("uniform-32x32"), "");
     // Without training, the fronts use the paper's accuracy of the named points.
     let (ph, pr) = read_csv(&dir.join("pareto.csv"));
     assert!(column(&ph, &pr, "accuracy_source").iter().all(|s| *s == "paper"));
@@ -243,6 +250,12 @@ layers = ["relu1"]
 group = "patch"
 patch = [4, 7, 14]
 decision = "center"
+[[grid]]
+name = "clusters"
+layers = ["relu1"]
+group = "clusters"
+window = 7
+clusters = 4
 "#
         );
         let f = dir.join(format!("warm-{epochs}.toml"));
@@ -255,15 +268,30 @@ decision = "center"
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         stages(&String::from_utf8_lossy(&o.stdout))
     };
-    // The original (2 epochs) and three fine-tuned points (1 epoch each).
-    assert_eq!(run(&sweep(2)), (4, 0));
+    // The original (2 epochs), three fine-tuned patch points (1 epoch each), and the
+    // cluster point: its clusters found from the original's decisions, then fine-tuned.
+    assert_eq!(run(&sweep(2)), (6, 0));
     let (h, rows) = read_csv(&out.join("warm/results.csv"));
-    assert_eq!(column(&h, &rows, "epochs"), ["2", "1", "1", "1"]);
+    assert_eq!(column(&h, &rows, "epochs"), ["2", "1", "1", "1", "1"]);
     assert!(column(&h, &rows, "test_accuracy_pct").iter().all(|a| a.parse::<f64>().unwrap() > 50.0), "{rows:?}");
-    // Nothing changed: nothing trains.
-    assert_eq!(run(&sweep(2)), (0, 4));
-    // Another original retrains its children too (their keys name the parent).
-    assert_eq!(run(&sweep(3)), (4, 0));
+    assert_eq!(column(&h, &rows, "clusters"), ["", "", "", "", "trained original"]);
+    let found: Vec<_> = walk(&out.join("warm/clusters"));
+    assert_eq!(found.len(), 1, "{found:?}");
+    let ids = explore::spec::plan::Assignment::load(&found[0], "relu1").unwrap();
+    assert_eq!(ids.shape, [32, 28, 28]);
+    assert!(ids.ids.iter().all(|&k| k < 4) && (0..4).all(|k| ids.ids.contains(&k)));
+    // Nothing changed: nothing trains or clusters again.
+    assert_eq!(run(&sweep(2)), (0, 6));
+    // Another original retrains (and reclusters) its children too (their keys name the parent).
+    assert_eq!(run(&sweep(3)), (6, 0));
+    // Without a warm start there is nothing to cluster from: the stand-in, and it says so.
+    let cold = dir.join("cold.toml");
+    let text = std::fs::read_to_string(sweep(2)).unwrap().replace("init = \"original\"\nfinetune_epochs = 1\n", "");
+    std::fs::write(&cold, text.replace("name = \"warm\"", "name = \"cold\"")).unwrap();
+    let o = explore(&["sweep", cold.to_str().unwrap(), "--no-train", "--out-dir", out.to_str().unwrap(), "--quiet"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (h, rows) = read_csv(&out.join("cold/results.csv"));
+    assert_eq!(column(&h, &rows, "clusters")[4], "stand-in partition");
     // A warm start needs to know how long to fine-tune.
     let bad = dir.join("bad.toml");
     std::fs::write(&bad, std::fs::read_to_string(sweep(2)).unwrap().replace("finetune_epochs = 1\n", "")).unwrap();

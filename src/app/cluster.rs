@@ -182,7 +182,7 @@ pub fn cluster_files(req: &ClusterRequest) -> Result<ClusterReport> {
     let (patterns, _) = record(&prepared, &params, &dataset.train, &nodes, req.samples);
     let record_seconds = started.elapsed().as_secs_f64();
     let mut layers = Vec::new();
-    let mut tensors: Vec<(String, Vec<u8>, Vec<usize>)> = Vec::new();
+    let mut tensors: Vec<(String, Vec<usize>, Vec<u32>)> = Vec::new();
     let write_err = |path: &Path, e: String| Error::Write { path: path.to_path_buf(), source: std::io::Error::other(e) };
     for p in &patterns {
         let t = std::time::Instant::now();
@@ -202,15 +202,8 @@ pub fn cluster_files(req: &ClusterRequest) -> Result<ClusterReport> {
             seconds,
             map: map.display().to_string(),
         });
-        tensors.push((p.layer.clone(), ids.iter().flat_map(|v| v.to_le_bytes()).collect(), p.shape.clone()));
+        tensors.push((p.layer.clone(), p.shape.clone(), ids));
     }
-    let views: Vec<(String, safetensors::tensor::TensorView)> = tensors
-        .iter()
-        .map(|(name, bytes, shape)| {
-            // Bytes and shape come from the same clustering.
-            (name.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::U32, shape.clone(), bytes).expect("shape matches data"))
-        })
-        .collect();
     let window_text = match req.window {
         Window::Full => "full".to_string(),
         Window::Size(h, w) => format!("{h}x{w}"),
@@ -224,8 +217,7 @@ pub fn cluster_files(req: &ClusterRequest) -> Result<ClusterReport> {
     info.insert("edge".to_string(), edge_text.to_string());
     info.insert("clusters".to_string(), req.clusters.to_string());
     info.insert("method".to_string(), "single-linkage agglomerative, Hamming distance of ReLU decisions".to_string());
-    let bytes = safetensors::serialize(views, Some(info)).map_err(|e| write_err(req.out, e.to_string()))?;
-    crate::sweep::store::write_atomic(req.out, &bytes)?;
+    crate::spec::plan::Assignment::write(req.out, &tensors, info).map_err(|e| write_err(req.out, e.to_string()))?;
     if let Some(plan_out) = req.plan_out {
         // The plan names the assignment by a path relative to itself when they share a folder.
         let same_folder = std::fs::canonicalize(plan_out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")))

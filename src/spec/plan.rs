@@ -17,6 +17,7 @@ use super::{Pair, from_table, parse_toml, read_text};
 use crate::error::{Error, Result};
 use serde::Deserialize;
 use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone)]
@@ -110,6 +111,26 @@ impl std::fmt::Debug for Assignment {
 }
 
 impl Assignment {
+    /// Writes cluster ids, one `[C, H, W]` U32 tensor per layer, to `file` with
+    /// `metadata` (through a temporary name: a reader never sees part of it).
+    pub fn write(file: &Path, layers: &[(String, Vec<usize>, Vec<u32>)], metadata: HashMap<String, String>) -> std::io::Result<()> {
+        let bytes: Vec<Vec<u8>> = layers.iter().map(|(_, _, ids)| ids.iter().flat_map(|v| v.to_le_bytes()).collect()).collect();
+        let views = layers
+            .iter()
+            .zip(&bytes)
+            .map(|((name, shape, _), b)| {
+                let view = safetensors::tensor::TensorView::new(safetensors::Dtype::U32, shape.clone(), b)
+                    .map_err(|e| std::io::Error::other(format!("tensor \"{name}\": {e}")))?;
+                Ok((name.clone(), view))
+            })
+            .collect::<std::io::Result<Vec<_>>>()?;
+        let out = safetensors::serialize(views, Some(metadata)).map_err(std::io::Error::other)?;
+        let mut tmp = file.as_os_str().to_owned();
+        tmp.push(format!(".tmp{}", std::process::id()));
+        std::fs::write(&tmp, out)?;
+        std::fs::rename(&tmp, file)
+    }
+
     /// Reads the tensor named `layer` from `file`.
     pub fn load(file: &Path, layer: &str) -> std::result::Result<Assignment, String> {
         use sha2::Digest;

@@ -15,6 +15,7 @@ use crate::cost;
 use crate::error::{Error, Result};
 use crate::graph::Network;
 use crate::graph::sharing::{self, Planned};
+use crate::spec::plan::Window;
 use crate::spec::profile;
 use crate::spec::protocol::ProtocolTable;
 use crate::spec::sweep::{Paper, Parent, SweepSpec};
@@ -23,10 +24,13 @@ use crate::spec::{ArchSpec, PlanSpec};
 use crate::train::Start;
 use crate::{data, simulate};
 use rayon::prelude::*;
-use results::{LayerRelus, Row, SimRecord, Source, TrainRecord};
+use results::{ClusterSource, LayerRelus, Row, SimRecord, Source, TrainRecord};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+
+/// Training images whose ReLU decisions a sweep clusters (as `explore cluster`'s default).
+const CLUSTER_IMAGES: usize = 2000;
 
 /// Bumped when a stage's stored result would differ for the same inputs (a change to
 /// the training loop or the simulator that the other parts of a key cannot see).
@@ -157,7 +161,9 @@ pub fn run(spec: &SweepSpec, opts: &Options) -> Result<Outcome> {
                 t.weights.display(),
                 t.test_images.as_ref().map_or("generated inputs".into(), |d| format!("the test images in {}", d.display()))
             ),
-            None => format!("secure inferences ran seeded random weights on generated inputs (no trained model ships with {})", network.name),
+            None => {
+                format!("secure inferences ran seeded random weights on generated inputs (no trained model ships with {})", network.name)
+            }
         };
         note = Some(match note {
             Some(n) => format!("{n}; {ran}"),
@@ -351,14 +357,78 @@ impl Context<'_> {
         Ok((record, key, ckpt))
     }
 
+    /// The plan with every `clusters` layer that has no assignment clustered from the
+    /// trained original's ReLU decisions (on up to `CLUSTER_IMAGES` training images;
+    /// the first seed's original; stored under a key of the original and the layers'
+    /// settings), when this sweep fine-tunes from an original. Also says where the
+    /// plan's clusters come from, for results.csv.
+    fn with_clusters(&self, point: &str, plan: &PlanSpec) -> Result<(PlanSpec, ClusterSource)> {
+        use crate::spec::plan::{Assignment, Grouping};
+        let missing: Vec<(&String, Window, crate::spec::Edge, usize)> = plan
+            .relu
+            .iter()
+            .filter_map(|(layer, p)| match &p.grouping {
+                Grouping::Clusters { window, clusters, edge, assignment: None } => Some((layer, *window, *edge, *clusters)),
+                _ => None,
+            })
+            .collect();
+        let any = plan.relu.values().any(|p| matches!(p.grouping, Grouping::Clusters { .. }));
+        if missing.is_empty() {
+            return Ok((plan.clone(), if any { ClusterSource::File } else { ClusterSource::None }));
+        }
+        if !(self.training && self.warm.is_some()) {
+            return Ok((plan.clone(), ClusterSource::StandIn));
+        }
+        let (parent_key, _, parent_ckpt) = self.parent(point, self.cfg.seed)?;
+        let key = store::key(&[STAGE_VERSION, "clusters", &parent_key, &format!("{missing:?}"), &CLUSTER_IMAGES.to_string()]);
+        let file = self.dir.join("clusters").join(format!("{key}.safetensors"));
+        if file.is_file() {
+            self.reused.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.bars.start(point, "clustering the original's decisions");
+            let original = PlanSpec::original();
+            let planned = Planned::new(self.network, &original)?;
+            let (params, meta) = crate::infer::checkpoint::load(&parent_ckpt, &planned)?;
+            let ds = self.dataset()?;
+            let ds = crate::train::as_trained(&ds, &meta);
+            let requests = missing
+                .iter()
+                .map(|&(layer, window, edge, clusters)| {
+                    let node = self.network.find(layer).expect("the plan was checked against the network");
+                    crate::train::cluster::Request { node, window, edge, clusters }
+                })
+                .collect::<Vec<_>>();
+            let found = crate::train::cluster::assignments(&planned, &params, &ds.train, &requests, CLUSTER_IMAGES)
+                .map_err(|m| Error::invalid(&self.network.path, Some(format!("point \"{point}\"")), m))?;
+            let info = std::collections::HashMap::from([
+                ("architecture".to_string(), self.network.name.clone()),
+                ("weights".to_string(), parent_ckpt.display().to_string()),
+                ("images".to_string(), CLUSTER_IMAGES.min(ds.train.len()).to_string()),
+                ("method".to_string(), "single-linkage agglomerative, Hamming distance of ReLU decisions".to_string()),
+            ]);
+            std::fs::create_dir_all(self.dir.join("clusters"))
+                .map_err(|source| Error::Write { path: self.dir.join("clusters"), source })?;
+            Assignment::write(&file, &found, info).map_err(|source| Error::Write { path: file.clone(), source })?;
+            self.computed.fetch_add(1, Ordering::Relaxed);
+        }
+        let mut plan = plan.clone();
+        for (layer, p) in plan.relu.iter_mut() {
+            if let Grouping::Clusters { assignment: a @ None, .. } = &mut p.grouping {
+                *a = Some(Assignment::load(&file, layer).map_err(|m| Error::invalid(&file, None, m))?);
+            }
+        }
+        Ok((plan, ClusterSource::Original))
+    }
+
     /// One point through its stages: cost, then training and simulation unless stored.
     fn point(&self, c: &Candidate) -> Result<Row> {
         let network = self.network;
-        // Checked when the points were chosen.
-        let planned = Planned::new(network, &c.plan)?;
+        let (plan, clusters) = self.with_clusters(&c.name, &c.plan)?;
+        // Checked when the points were chosen (clusters found here have the plan's counts).
+        let planned = Planned::new(network, &plan)?;
         self.bars.start(&c.name, "cost");
         let priced = cost::price(&planned, &self.table, None, &self.profiles);
-        let plan_id = format!("{:?}", c.plan.relu);
+        let plan_id = format!("{:?}", plan.relu);
         let dir = &self.dir;
 
         // One training per seed; a stage that does not depend on the seed (the shipped
@@ -431,7 +501,7 @@ impl Context<'_> {
             c.name.clone(),
             c.source.clone(),
             c.parameters.clone(),
-            c.plan.relu.iter().map(|(l, p)| format!("{l}: {p}")).collect::<Vec<_>>().join("; "),
+            plan.relu.iter().map(|(l, p)| format!("{l}: {p}")).collect::<Vec<_>>().join("; "),
             c.paper.clone(),
             layers,
             &priced,
@@ -440,6 +510,7 @@ impl Context<'_> {
             trained.into_iter().map(|(r, key, _)| (r, key)).collect(),
             sim,
         );
+        let row = Row { clusters, ..row };
         self.bars.done(&c.name, &row.summary());
         Ok(row)
     }
@@ -447,7 +518,7 @@ impl Context<'_> {
 
 /// Removes what a killed run was writing (`*.tmpPID` in the stage folders).
 fn remove_temporaries(dir: &Path) {
-    for stage in ["train", "simulate"] {
+    for stage in ["train", "simulate", "clusters"] {
         let Ok(entries) = std::fs::read_dir(dir.join(stage)) else { continue };
         for e in entries.flatten() {
             if e.file_name().to_string_lossy().contains(".tmp") {

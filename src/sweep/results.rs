@@ -100,6 +100,32 @@ impl From<&SimReport> for SimRecord {
     }
 }
 
+/// Where a point's clusters come from (results.csv's `clusters`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ClusterSource {
+    /// No layer shares by clusters.
+    #[default]
+    None,
+    /// The plan names its assignments (`explore cluster` wrote them).
+    File,
+    /// Found by the sweep from the trained original's ReLU decisions.
+    Original,
+    /// No assignment and nothing to cluster from: runs of near-equal length with the
+    /// paper's counts, so costs are exact and accuracy is not the paper's method's.
+    StandIn,
+}
+
+impl ClusterSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClusterSource::None => "",
+            ClusterSource::File => "assignment file",
+            ClusterSource::Original => "trained original",
+            ClusterSource::StandIn => "stand-in partition",
+        }
+    }
+}
+
 /// One design point, all stages joined.
 #[derive(Debug, Clone)]
 pub struct Row {
@@ -108,6 +134,7 @@ pub struct Row {
     pub parameters: String,
     /// Each shared layer's sharing, `relu1: patch 3x3 ...; relu2: ...`.
     pub plan: String,
+    pub clusters: ClusterSource,
     pub paper: Option<Paper>,
     pub layers: Vec<LayerRelus>,
     pub relus: u64,
@@ -149,6 +176,7 @@ impl Row {
             source,
             parameters,
             plan: if plan.is_empty() { "regular ReLU".into() } else { plan },
+            clusters: ClusterSource::None,
             paper,
             layers,
             relus: t.relus,
@@ -345,7 +373,7 @@ fn csv_bytes(header: Vec<String>, records: Vec<Vec<String>>) -> Vec<u8> {
 
 /// `results.csv`: one row per valid point; empty cells where a stage did not run.
 pub fn write_results(path: &Path, rows: &[Row], relu_layers: &[String], profiles: &[String]) -> Result<()> {
-    let mut header: Vec<String> = ["point", "source", "grid", "parameters", "plan", "paper_table"].map(String::from).to_vec();
+    let mut header: Vec<String> = ["point", "source", "grid", "parameters", "plan", "clusters", "paper_table"].map(String::from).to_vec();
     for l in relu_layers {
         header.push(format!("relus_{l}"));
         header.push(format!("relus_per_channel_{l}"));
@@ -399,6 +427,7 @@ pub fn write_results(path: &Path, rows: &[Row], relu_layers: &[String], profiles
                 grid,
                 r.parameters.clone(),
                 r.plan.clone(),
+                r.clusters.as_str().into(),
                 r.paper.as_ref().and_then(|p| p.table.clone()).unwrap_or_default(),
             ];
             for name in relu_layers {
@@ -490,6 +519,7 @@ mod tests {
             source: Source::Named,
             parameters: String::new(),
             plan: String::new(),
+            clusters: ClusterSource::None,
             paper: None,
             layers: vec![],
             relus,

@@ -156,6 +156,35 @@ pub fn cluster_layer(p: &Pattern, window: Window, edge: Edge, k: usize) -> Resul
     Ok(ids)
 }
 
+/// One layer to cluster: its ReLU node, and the plan's window, edge and clusters per window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Request {
+    pub node: petgraph::graph::NodeIndex,
+    pub window: Window,
+    pub edge: Edge,
+    pub clusters: usize,
+}
+
+/// Records a trained network's ReLU decisions on the first `samples` images of `split`
+/// (in `planned`, normally the original) and clusters each requested layer: its name,
+/// `[C, H, W]` shape and the cluster of every activation.
+pub fn assignments(
+    planned: &crate::graph::sharing::Planned,
+    params: &crate::infer::model::Params,
+    split: &crate::data::Split,
+    requests: &[Request],
+    samples: usize,
+) -> Result<Vec<(String, Vec<usize>, Vec<u32>)>, String> {
+    let prepared = crate::train::net::Prepared::new(planned);
+    let nodes: Vec<_> = requests.iter().map(|r| r.node).collect();
+    let (patterns, _) = crate::train::record::record(&prepared, params, split, &nodes, samples);
+    requests
+        .iter()
+        .zip(&patterns)
+        .map(|(r, p)| Ok((p.layer.clone(), p.shape.clone(), cluster_layer(p, r.window, r.edge, r.clusters)?)))
+        .collect()
+}
+
 /// The largest cluster's share of its window, averaged over all windows of all
 /// channels: 1/k when clusters are balanced, near 1 when one (background) cluster
 /// takes almost every activation.

@@ -20,6 +20,7 @@ use crate::mpc::prg::Prg;
 use net::{Mode, Prepared, backward, forward};
 use rayon::prelude::*;
 use serde::Serialize;
+use std::collections::HashMap;
 use std::path::Path;
 use std::time::Instant;
 
@@ -329,6 +330,17 @@ pub fn memory_estimate(network: &crate::graph::Network, threads: usize, images: 
         .saturating_add(images.saturating_mul(input).saturating_mul(4))
 }
 
+/// The dataset as a checkpoint's weights expect it: a dataset loaded with other
+/// input statistics than the checkpoint's (a subset) is brought to them.
+pub fn as_trained<'a>(dataset: &'a Dataset, meta: &HashMap<String, String>) -> std::borrow::Cow<'a, Dataset> {
+    match crate::infer::checkpoint::input_stats(meta, dataset.train.shape[0]) {
+        Some((mean, std)) if mean != dataset.mean || std != dataset.std => {
+            std::borrow::Cow::Owned(crate::data::renormalised(dataset, &mean, &std))
+        }
+        _ => std::borrow::Cow::Borrowed(dataset),
+    }
+}
+
 /// Where training starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Start<'a> {
@@ -363,17 +375,8 @@ pub fn train_planned(
         Start::Resume(ckpt) => crate::infer::checkpoint::load(ckpt, planned)?,
         Start::Init(ckpt) => crate::infer::checkpoint::load_init(ckpt, planned)?,
     };
-    // A checkpoint's weights expect its own input normalisation; a dataset loaded with
-    // other statistics (a subset) is brought to it.
-    let channels = dataset.train.shape[0];
-    let renormalised;
-    let dataset = match crate::infer::checkpoint::input_stats(&meta, channels) {
-        Some((mean, std)) if mean != dataset.mean || std != dataset.std => {
-            renormalised = crate::data::renormalised(dataset, &mean, &std);
-            &renormalised
-        }
-        _ => dataset,
-    };
+    let dataset = as_trained(dataset, &meta);
+    let dataset = dataset.as_ref();
     bar.set_style(
         indicatif::ProgressStyle::with_template("epoch {msg} [{bar:30}] {pos}/{len} batches, {elapsed}")
             .expect("a valid template")
