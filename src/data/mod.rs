@@ -131,17 +131,21 @@ pub fn load_normalised(dir: &Path, limit: usize, input_shape: &[usize], stats: O
 /// subset (`--limit`) sees its images as the checkpoint's training did.
 pub fn renormalised(ds: &Dataset, mean: &[f32], std: &[f32]) -> Dataset {
     let mut out = ds.clone();
-    let [c, h, w] = out.train.shape;
-    let plane = h * w;
-    for split in [&mut out.train, &mut out.test] {
-        for (i, v) in split.images.iter_mut().enumerate() {
-            let ch = (i / plane) % c;
-            *v = (*v * ds.std[ch] + ds.mean[ch] - mean[ch]) / std[ch];
-        }
-    }
+    map_values(&mut out, |ch, v| (v * ds.std[ch] + ds.mean[ch] - mean[ch]) / std[ch]);
     out.mean = mean.to_vec();
     out.std = std.to_vec();
     out
+}
+
+/// Applies `f(channel, value)` to every value of both splits.
+fn map_values(ds: &mut Dataset, f: impl Fn(usize, f32) -> f32) {
+    let [c, h, w] = ds.train.shape;
+    let plane = h * w;
+    for split in [&mut ds.train, &mut ds.test] {
+        for (i, v) in split.images.iter_mut().enumerate() {
+            *v = f((i / plane) % c, *v);
+        }
+    }
 }
 
 /// Per-channel mean and standard deviation of a split.
@@ -167,14 +171,7 @@ pub fn channel_stats(split: &Split) -> (Vec<f32>, Vec<f32>) {
 
 /// Normalises both splits with the given statistics (a checkpoint's, or the train split's).
 pub fn normalise_with(ds: &mut Dataset, mean: &[f32], std: &[f32]) {
-    let [c, h, w] = ds.train.shape;
-    let plane = h * w;
-    for split in [&mut ds.train, &mut ds.test] {
-        for (i, v) in split.images.iter_mut().enumerate() {
-            let ch = (i / plane) % c;
-            *v = (*v - mean[ch]) / std[ch];
-        }
-    }
+    map_values(ds, |ch, v| (v - mean[ch]) / std[ch]);
     ds.mean = mean.to_vec();
     ds.std = std.to_vec();
 }
@@ -239,6 +236,22 @@ mod tests {
         assert_eq!(da.classes.len(), 10);
         let mean: f32 = da.train.images.iter().sum::<f32>() / da.train.images.len() as f32;
         assert!(mean.abs() < 1e-4, "{mean}");
+    }
+
+    #[test]
+    fn renormalising_equals_normalising_the_pixels_with_the_other_statistics() {
+        let d = testdata::dir("idx-renorm");
+        testdata::write_idx(&d, 40, false);
+        let own = load(&d, None, &[1, 28, 28]).unwrap();
+        let (mean, std) = (vec![own.mean[0] + 0.1], vec![own.std[0] * 2.0]);
+        let mut direct = load_raw(&d, None, &[1, 28, 28]).unwrap();
+        normalise_with(&mut direct, &mean, &std);
+        let converted = renormalised(&own, &mean, &std);
+        assert_eq!((&converted.mean, &converted.std), (&mean, &std));
+        for (a, b) in [(&converted.train, &direct.train), (&converted.test, &direct.test)] {
+            let worst = a.images.iter().zip(&b.images).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+            assert!(worst < 1e-5, "{worst}");
+        }
     }
 
     #[test]
