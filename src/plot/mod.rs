@@ -482,10 +482,13 @@ mod tests {
             series: vec![
                 Series::new("a", Mark::Dot, vec![(10.0, 80.0, "p".into()), (100.0, 82.0, "q".into())]),
                 Series::new("f", Mark::Front, vec![(10.0, 80.0, "p".into()), (100.0, 82.0, "q".into())]),
-                Series::new("n", Mark::Labelled, vec![(50.0, 81.0, "named".into())]),
+                Series::new("n", Mark::Labelled, vec![(50.0, 81.0, "named".into())]).with_errors(vec![3.0]),
                 Series::new("paper", Mark::Published, vec![(60.0, 83.0, "named".into())]),
             ],
         };
+        // The error bar reaches 78 and 84: the y axis holds it.
+        let (lo, hi) = range(fig.series.iter().flat_map(|s| s.y_extent()), false);
+        assert!(lo <= 78.0 && hi >= 84.0, "{lo} {hi}");
         let files = write(&fig, &dir.join("fig")).unwrap();
         let png = image::open(&files[0]).unwrap();
         assert_eq!((png.width(), png.height()), SIZE);
