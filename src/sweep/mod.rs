@@ -318,11 +318,9 @@ impl Context<'_> {
                 (key, stage)
             }
             _ => {
-                let cfg = TrainConfig { seed, ..self.cfg.clone() };
-                let cfg_id = serde_json::to_string(&cfg).expect("a config serialises");
-                let key = store::key(&[STAGE_VERSION, "train", &self.arch_text, &format!("{:?}", original.relu), &cfg_id, &self.data_id]);
-                let stage = self.train_stage(point, "training the original", &planned, &key, &cfg, Start::Random)?;
-                (key, stage)
+                let (key, record, ckpt) =
+                    self.from_scratch(point, "training the original", &planned, &format!("{:?}", original.relu), seed)?;
+                (key, (record, ckpt))
             }
         };
         slot.insert(seed, (key.clone(), record.clone(), ckpt.clone()));
@@ -341,20 +339,30 @@ impl Context<'_> {
             Some(ft) => {
                 let (parent_key, _, parent_ckpt) = self.parent(point, seed)?;
                 let cfg = TrainConfig { epochs: ft.finetune_epochs, lr: ft.finetune_lr.unwrap_or(self.cfg.lr), seed, ..self.cfg.clone() };
-                let cfg_id = serde_json::to_string(&cfg).expect("a config serialises");
-                let key = store::key(&[STAGE_VERSION, "finetune", &self.arch_text, plan_id, &cfg_id, &self.data_id, &parent_key]);
+                let key = store::key(&[STAGE_VERSION, "finetune", &self.arch_text, plan_id, &config_id(&cfg), &self.data_id, &parent_key]);
                 let (record, ckpt) = self.train_stage(point, "fine-tuning", planned, &key, &cfg, Start::Init(&parent_ckpt))?;
                 (key, record, ckpt)
             }
-            None => {
-                let cfg = TrainConfig { seed, ..self.cfg.clone() };
-                let cfg_id = serde_json::to_string(&cfg).expect("a config serialises");
-                let key = store::key(&[STAGE_VERSION, "train", &self.arch_text, plan_id, &cfg_id, &self.data_id]);
-                let (record, ckpt) = self.train_stage(point, "training", planned, &key, &cfg, Start::Random)?;
-                (key, record, ckpt)
-            }
+            None => self.from_scratch(point, "training", planned, plan_id, seed)?,
         };
         Ok((record, key, ckpt))
+    }
+
+    /// A training from seeded random weights with `[train]` and `seed`: its store key,
+    /// record and checkpoint. The original of a warm-started sweep and every point of
+    /// a cold one train here, under the same key for the same plan and seed.
+    fn from_scratch(
+        &self,
+        point: &str,
+        stage: &str,
+        planned: &Planned,
+        plan_id: &str,
+        seed: u64,
+    ) -> Result<(String, TrainRecord, PathBuf)> {
+        let cfg = TrainConfig { seed, ..self.cfg.clone() };
+        let key = store::key(&[STAGE_VERSION, "train", &self.arch_text, plan_id, &config_id(&cfg), &self.data_id]);
+        let (record, ckpt) = self.train_stage(point, stage, planned, &key, &cfg, Start::Random)?;
+        Ok((key, record, ckpt))
     }
 
     /// The plan with every `clusters` layer that has no assignment clustered from the
@@ -514,6 +522,12 @@ impl Context<'_> {
         self.bars.done(&c.name, &row.summary());
         Ok(row)
     }
+}
+
+/// A training configuration as it enters store keys.
+fn config_id(cfg: &TrainConfig) -> String {
+    // Plain numbers and strings: serialisation cannot fail.
+    serde_json::to_string(cfg).expect("a config serialises")
 }
 
 /// Removes what a killed run was writing (`*.tmpPID` in the stage folders).
