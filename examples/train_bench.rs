@@ -44,12 +44,12 @@ fn main() {
     let x: Vec<f32> = (0..128 * 3072).map(|_| (g.below(2000) as f32 - 1000.0) / 500.0).collect();
     let labels: Vec<u8> = (0..128).map(|_| g.below(10) as u8).collect();
     let threads = rayon::current_num_threads();
-    batch_step(&prepared, &mut params, &mut state, &cfg, &x, &labels, cfg.lr, 0);
+    batch_step(&prepared, &mut params, &mut state, &cfg, &x, &labels, cfg.lr, 0, None);
     let mut rates: Vec<f64> = (0..repeats)
         .map(|r| {
             let t = Instant::now();
             for s in 0..steps {
-                batch_step(&prepared, &mut params, &mut state, &cfg, &x, &labels, cfg.lr, (r * steps + s) as u64);
+                batch_step(&prepared, &mut params, &mut state, &cfg, &x, &labels, cfg.lr, (r * steps + s) as u64, None);
             }
             (steps * 128) as f64 / t.elapsed().as_secs_f64()
         })

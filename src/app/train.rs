@@ -4,7 +4,7 @@
 use crate::error::Result;
 use crate::graph::sharing::Planned;
 use crate::report::{self, Format, Table};
-use crate::spec::train::{Optimizer, TrainConfig};
+use crate::spec::train::{Distill, Optimizer, TrainConfig};
 use crate::train::{Start, TrainReport};
 use std::path::{Path, PathBuf};
 
@@ -55,6 +55,14 @@ pub struct Args {
     /// batchnorm tensor transfers; learned decision weights start from their defaults.
     #[arg(long)]
     pub init: Option<PathBuf>,
+    /// Distil from the --init checkpoint (the trained original) at this temperature:
+    /// the loss mixes the labels' cross-entropy with the divergence from the
+    /// original's softened outputs [default: labels only, or the config's].
+    #[arg(long, requires = "init")]
+    pub distill: Option<f64>,
+    /// Weight of the original's outputs in the distillation loss, 0 to 1 [default: 0.5].
+    #[arg(long, requires = "distill")]
+    pub distill_weight: Option<f64>,
     /// Where to write the checkpoint (safetensors).
     #[arg(long, short)]
     pub out: Option<PathBuf>,
@@ -90,6 +98,9 @@ fn settings(args: &Args) -> Result<TrainConfig> {
     cfg.seed = args.seed.unwrap_or(cfg.seed);
     cfg.augment |= args.augment;
     cfg.optimizer = args.optimizer.unwrap_or(cfg.optimizer);
+    if let Some(temperature) = args.distill {
+        cfg.distill = Some(Distill { temperature, weight: args.distill_weight.unwrap_or(0.5) });
+    }
     cfg.check(args.config.as_deref().unwrap_or(Path::new("(flags)")))?;
     Ok(cfg)
 }

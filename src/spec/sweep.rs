@@ -239,6 +239,13 @@ impl SweepSpec {
         let warm = Warm::take(path, &mut train_table)?;
         let train: TrainConfig = from_table(path, "[train]", train_table)?;
         train.check(path)?;
+        if train.distill.is_some() && warm.is_none() {
+            return Err(Error::invalid(
+                path,
+                Some("[train] key \"distill\"".into()),
+                "goes with init = \"original\" or init = \"CHECKPOINT.safetensors\" (the teacher is the original)",
+            ));
+        }
         let protocol = match raw.protocol {
             None => "securenn".to_string(),
             Some(p) if crate::spec::protocol::ProtocolTable::builtin(&p).is_some() => p,
@@ -518,6 +525,8 @@ mod tests {
         let s = parse(&format!("{HEAD}seeds = 3\n[train]\ninit = \"original\"\nfinetune_epochs = 2\nfinetune_lr = 0.01\n{grid}")).unwrap();
         assert_eq!(s.seeds, 3);
         assert_eq!(s.warm, Some(Warm { parent: Parent::Original, finetune_epochs: 2, finetune_lr: Some(0.01) }));
+        let s = parse(&format!("{HEAD}[train]\ninit = \"original\"\nfinetune_epochs = 2\ndistill = {{ temperature = 4.0, weight = 0.9 }}\n{grid}")).unwrap();
+        assert_eq!(s.train.distill, Some(crate::spec::train::Distill { temperature: 4.0, weight: 0.9 }));
         // A checkpoint parent resolves against the sweep's folder (this crate's root
         // for the test) and must exist.
         let here = Path::new(env!("CARGO_MANIFEST_DIR")).join("s.toml");
@@ -533,6 +542,9 @@ mod tests {
             ("[train]\ninit = \"best\"\nfinetune_epochs = 1\n", "[train] key \"init\""),
             ("[train]\ninit = \"original\"\nfinetune_epochs = 1\nfinetune_lr = -1.0\n", "finetune_lr\": must be a positive number"),
             ("[train]\nfinetune_lr = 0.1\n", "finetune_lr\": goes with init"),
+            ("[train]\ndistill = { temperature = 4.0, weight = 0.9 }\n", "key \"distill\": goes with init"),
+            ("[train]\ninit = \"original\"\nfinetune_epochs = 1\ndistill = { temperature = 0.0, weight = 0.9 }\n", "temperature must be a positive number"),
+            ("[train]\ninit = \"original\"\nfinetune_epochs = 1\ndistill = { temperature = 4.0, weight = 1.5 }\n", "weight must be in [0, 1]"),
         ];
         for (text, want) in bad {
             let e = parse(&format!("{HEAD}{text}{grid}")).unwrap_err().to_string();

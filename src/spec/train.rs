@@ -39,6 +39,24 @@ pub struct TrainConfig {
     /// Random crop with 4-pixel padding, and horizontal flips (3-channel inputs only).
     pub augment: bool,
     pub seed: u64,
+    /// Distillation from the checkpoint a fine-tune starts from (absent: labels only;
+    /// left out of the serialised settings then, so store keys of runs without it
+    /// stay as they were).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub distill: Option<Distill>,
+}
+
+/// Knowledge distillation (Hinton, Vinyals and Dean, 2015): the training signal mixes
+/// the labels' cross-entropy (weight 1 - `weight`) with the divergence from the
+/// teacher's outputs softened by `temperature` (weight `weight`, scaled by the
+/// temperature squared so its gradient keeps its size). The teacher is the trained
+/// original a fine-tune starts from; SNL and DeepReDuce fine-tune ReLU-reduced
+/// networks this way.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Distill {
+    pub temperature: f64,
+    pub weight: f64,
 }
 
 impl Default for TrainConfig {
@@ -55,6 +73,7 @@ impl Default for TrainConfig {
             step_gamma: 0.1,
             augment: false,
             seed: 1,
+            distill: None,
         }
     }
 }
@@ -76,6 +95,14 @@ impl TrainConfig {
         }
         if !(0.0..1.0).contains(&self.momentum) {
             return bad("momentum", "must be in [0, 1)");
+        }
+        if let Some(d) = self.distill {
+            if !(d.temperature > 0.0 && d.temperature.is_finite()) {
+                return bad("distill", &format!("temperature must be a positive number, got {}", d.temperature));
+            }
+            if !(0.0..=1.0).contains(&d.weight) {
+                return bad("distill", &format!("weight must be in [0, 1], got {}", d.weight));
+            }
         }
         Ok(())
     }

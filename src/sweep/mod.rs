@@ -312,7 +312,7 @@ impl Context<'_> {
         let planned = Planned::new(self.network, &original)?;
         let (key, (record, ckpt)) = match parent {
             Some(Parent::Checkpoint(file)) => {
-                let cfg = TrainConfig { epochs: 0, ..self.cfg.clone() };
+                let cfg = TrainConfig { epochs: 0, distill: None, ..self.cfg.clone() };
                 let key = store::key(&[STAGE_VERSION, "checkpoint", &self.arch_text, &store::file_digest(file)?, &self.data_id]);
                 let stage = self.train_stage(point, "evaluating the original", &planned, &key, &cfg, Start::Resume(file))?;
                 (key, stage)
@@ -359,7 +359,8 @@ impl Context<'_> {
         plan_id: &str,
         seed: u64,
     ) -> Result<(String, TrainRecord, PathBuf)> {
-        let cfg = TrainConfig { seed, ..self.cfg.clone() };
+        // Distillation is for fine-tunes only: a from-scratch training has no teacher.
+        let cfg = TrainConfig { seed, distill: None, ..self.cfg.clone() };
         let key = store::key(&[STAGE_VERSION, "train", &self.arch_text, plan_id, &config_id(&cfg), &self.data_id]);
         let (record, ckpt) = self.train_stage(point, stage, planned, &key, &cfg, Start::Random)?;
         Ok((key, record, ckpt))

@@ -10,13 +10,14 @@ pub mod cluster;
 pub mod net;
 pub mod record;
 
-pub use crate::spec::train::{Optimizer, Schedule, TrainConfig};
+pub use crate::spec::train::{Distill, Optimizer, Schedule, TrainConfig};
 
 use crate::data::{Dataset, Split};
 use crate::error::{Error, Result};
 use crate::graph::sharing::Planned;
 use crate::infer::model::Params;
 use crate::mpc::prg::Prg;
+use crate::spec::PlanSpec;
 use net::{Mode, Prepared, backward, forward};
 use rayon::prelude::*;
 use serde::Serialize;
@@ -79,6 +80,7 @@ pub fn batch_step(
     labels: &[u8],
     lr: f64,
     seed: u64,
+    teacher: Option<&Teacher>,
 ) -> (f64, usize) {
     let net = prepared.planned.network;
     let classes = net.node(net.output).output.numel();
@@ -90,7 +92,11 @@ pub fn batch_step(
         .map(|c| {
             let (a, b) = (c * CHUNK, ((c + 1) * CHUNK).min(n));
             let pass = forward(prepared, params, &x[a * len..b * len], b - a, Mode::Train { seed: seed.wrapping_add(c as u64) });
-            let (l, k, dlogits) = softmax_xent(pass.logits(net), &labels[a..b], classes, n as f32);
+            let (l, k, mut dlogits) = softmax_xent(pass.logits(net), &labels[a..b], classes, n as f32);
+            if let Some(t) = teacher {
+                let taught = forward(&t.prepared, &t.params, &x[a * len..b * len], b - a, Mode::Eval { seed });
+                distill_into(&mut dlogits, pass.logits(net), taught.logits(net), classes, t.distill, n as f32);
+            }
             let grads = backward(prepared, params, &pass, dlogits);
             (l, k, grads, pass.norm_stats, b - a)
         })
@@ -193,6 +199,33 @@ pub fn softmax_xent(logits: &[f32], labels: &[u8], classes: usize, scale: f32) -
     (loss, correct, grad)
 }
 
+/// The trained network a fine-tune distils from: the original plan's forward pass in
+/// evaluation mode, with its settings.
+pub struct Teacher<'a> {
+    pub prepared: Prepared<'a>,
+    pub params: Params,
+    pub distill: Distill,
+}
+
+/// Mixes the teacher into the cross-entropy gradient `grad` (of `student` logits,
+/// divided by `scale`): (1 - w) grad + w T (softmax(s / T) - softmax(t / T)) / scale,
+/// the gradient of (1 - w) CE + w T^2 KL(teacher || student) at temperature T.
+pub fn distill_into(grad: &mut [f32], student: &[f32], teacher: &[f32], classes: usize, d: Distill, scale: f32) {
+    let (t, w) = (d.temperature as f32, d.weight as f32);
+    let softened = |row: &[f32]| -> Vec<f32> {
+        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let e: Vec<f32> = row.iter().map(|v| ((v - max) / t).exp()).collect();
+        let sum: f32 = e.iter().sum();
+        e.into_iter().map(|v| v / sum).collect()
+    };
+    for ((g, s), te) in grad.chunks_mut(classes).zip(student.chunks(classes)).zip(teacher.chunks(classes)) {
+        let (ps, pt) = (softened(s), softened(te));
+        for ((gi, a), b) in g.iter_mut().zip(&ps).zip(&pt) {
+            *gi = (1.0 - w) * *gi + w * t * (a - b) / scale;
+        }
+    }
+}
+
 /// One augmented copy of image `i`: random crop after 4-pixel zero padding and a
 /// random horizontal flip, drawn from `rng`.
 fn augmented(split: &Split, i: usize, rng: &mut Prg) -> Vec<f32> {
@@ -235,6 +268,7 @@ pub fn train(
     params: &mut Params,
     data: &Dataset,
     cfg: &TrainConfig,
+    teacher: Option<&Teacher>,
     mut on_batch: impl FnMut(usize, usize),
     mut on_epoch: impl FnMut(&EpochLog),
 ) -> TrainReport {
@@ -271,7 +305,7 @@ pub fn train(
             let labels: Vec<u8> = idx.iter().map(|&i| train_set.labels[i]).collect();
             let step_seed = cfg.seed ^ ((epoch as u64) << 32 | batch as u64);
             lr = cfg.lr_at(epoch, epoch * batches + batch, cfg.epochs * batches);
-            let (l, k) = batch_step(&prepared, params, &mut state, cfg, &x, &labels, lr, step_seed);
+            let (l, k) = batch_step(&prepared, params, &mut state, cfg, &x, &labels, lr, step_seed, teacher);
             loss += l;
             correct += k;
             seen += n;
@@ -377,6 +411,23 @@ pub fn train_planned(
     };
     let dataset = as_trained(dataset, &meta);
     let dataset = dataset.as_ref();
+    // The teacher: the checkpoint the fine-tune starts from, as the original network.
+    let original = PlanSpec::original();
+    let teacher_net = Planned::new(planned.network, &original)?;
+    let teacher = match (cfg.distill, start) {
+        (None, _) => None,
+        (Some(distill), Start::Init(ckpt)) => {
+            let (params, _) = crate::infer::checkpoint::load(ckpt, &teacher_net)?;
+            Some(Teacher { prepared: Prepared::new(&teacher_net), params, distill })
+        }
+        (Some(_), _) => {
+            return Err(Error::invalid(
+                Path::new("(training settings)"),
+                Some("distill".into()),
+                "distillation needs a teacher: start from the trained original (--init, or a sweep's [train] init)",
+            ));
+        }
+    };
     bar.set_style(
         indicatif::ProgressStyle::with_template("epoch {msg} [{bar:30}] {pos}/{len} batches, {elapsed}")
             .expect("a valid template")
@@ -391,6 +442,7 @@ pub fn train_planned(
         &mut params,
         dataset,
         cfg,
+        teacher.as_ref(),
         |done, total| {
             bar.set_length(total as u64);
             bar.set_position(done as u64);
@@ -579,7 +631,7 @@ mod tests {
         let mut params = Params::random(&planned, 7);
         let cfg = TrainConfig { epochs: 8, batch_size: 32, lr: 0.05, ..TrainConfig::default() };
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-        let report = pool.install(|| train(&planned, &mut params, &dataset(), &cfg, |_, _| {}, |_| {}));
+        let report = pool.install(|| train(&planned, &mut params, &dataset(), &cfg, None, |_, _| {}, |_| {}));
         (report, params)
     }
 
@@ -599,5 +651,45 @@ mod tests {
         let (_, a) = fit(None, 1);
         let (_, b) = fit(None, 2);
         assert_eq!(a, b);
+    }
+
+    /// The distillation gradient is the derivative of (1 - w) CE + w T^2 KL(teacher ||
+    /// student) (central differences in f64 on the same formula), and weight 0 leaves
+    /// the cross-entropy gradient as it was.
+    #[test]
+    fn distillation_gradient_is_the_derivative_of_its_loss() {
+        let (classes, scale) = (4, 2.0f32);
+        let student = [0.3f32, -1.2, 2.0, 0.5, 1.0, 0.0, -0.5, 0.25];
+        let teacher = [1.5f32, -0.2, 0.7, 0.1, -1.0, 2.0, 0.3, 0.0];
+        let labels = [2u8, 1];
+        let d = Distill { temperature: 3.0, weight: 0.7 };
+        let (_, _, mut grad) = softmax_xent(&student, &labels, classes, scale);
+        let ce_only = grad.clone();
+        distill_into(&mut grad, &student, &teacher, classes, Distill { weight: 0.0, ..d }, scale);
+        assert_eq!(grad, ce_only);
+        distill_into(&mut grad, &student, &teacher, classes, d, scale);
+        let loss = |z: &[f64]| -> f64 {
+            let soft = |row: &[f64], t: f64| {
+                let e: Vec<f64> = row.iter().map(|v| (v / t).exp()).collect();
+                let s: f64 = e.iter().sum();
+                e.into_iter().map(|v| v / s).collect::<Vec<f64>>()
+            };
+            let mut total = 0.0;
+            for (r, (zr, tr)) in z.chunks(classes).zip(teacher.chunks(classes)).enumerate() {
+                let tr: Vec<f64> = tr.iter().map(|&v| v as f64).collect();
+                let (p, ps, pt) = (soft(zr, 1.0), soft(zr, d.temperature), soft(&tr, d.temperature));
+                let kl: f64 = pt.iter().zip(&ps).map(|(a, b)| a * (a / b).ln()).sum();
+                total += (1.0 - d.weight) * -p[labels[r] as usize].ln() + d.weight * d.temperature * d.temperature * kl;
+            }
+            total / scale as f64
+        };
+        let z: Vec<f64> = student.iter().map(|&v| v as f64).collect();
+        for i in 0..z.len() {
+            let (mut up, mut down) = (z.clone(), z.clone());
+            up[i] += 1e-5;
+            down[i] -= 1e-5;
+            let numeric = (loss(&up) - loss(&down)) / 2e-5;
+            assert!((numeric - grad[i] as f64).abs() < 1e-4, "logit {i}: numeric {numeric}, analytic {}", grad[i]);
+        }
     }
 }
