@@ -140,6 +140,24 @@ fn a_plan_starts_from_the_original_weights_with_init_and_not_with_resume() {
     cold.extend(still);
     let cold = explore_json(&cold)["test_accuracy"].as_f64().unwrap();
     assert!(warm >= 0.5 && cold <= 0.3, "from the original {warm}, from random {cold}");
+    // Distilling from the original (its outputs alone, weight 1): the plan learns the
+    // original's function; the settings are in the report and the checkpoint.
+    let student = dir.join("student.safetensors");
+    let mut taught = base.to_vec();
+    taught.extend(["--plan", plan, "--epochs", "1", "--init", ckpt.to_str().unwrap(), "--distill", "4", "--distill-weight", "1"]);
+    taught.extend(["--out", student.to_str().unwrap()]);
+    let report = explore_json(&taught);
+    assert_eq!(report["config"]["distill"], serde_json::json!({ "temperature": 4.0, "weight": 1.0 }));
+    let taught = report["test_accuracy"].as_f64().unwrap();
+    assert!(taught >= 0.6, "distilled {taught}");
+    // No teacher: without --init, or with a checkpoint that is not of the original.
+    let o = explore(&["train", arch, "--data", data, "--distill", "4"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--init"));
+    let o = explore(&["train", arch, "--plan", plan, "--data", data, "--init", student.to_str().unwrap(), "--distill", "4"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("student.safetensors") && err.contains("plan \"uniform-3x3\", not \"original\""), "{err}");
     // --resume takes only a checkpoint of the same plan; --init of the same network.
     let mut resume = base.to_vec();
     resume.extend(["--plan", plan, "--epochs", "1", "--resume", ckpt.to_str().unwrap()]);
