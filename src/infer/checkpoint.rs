@@ -159,7 +159,8 @@ fn load_as(path: &Path, planned: &Planned, how: Use) -> Result<(Params, HashMap<
     let mut extra: Vec<String> = st
         .names()
         .into_iter()
-        .filter(|n| !expected.contains(*n) && !(how == Use::Init && n.ends_with(".decision_weight")))
+        // Init may leave out the plan's decision weights: they start from defaults.
+        .filter(|n| !(expected.contains(*n) || how == Use::Init && n.ends_with(".decision_weight")))
         .map(String::from)
         .collect();
     extra.sort();

@@ -319,7 +319,7 @@ impl Context<'_> {
             }
             _ => {
                 let (key, record, ckpt) =
-                    self.from_scratch(point, "training the original", &planned, &format!("{:?}", original.relu), seed)?;
+                    self.train_from_scratch(point, "training the original", &planned, &format!("{:?}", original.relu), seed)?;
                 (key, (record, ckpt))
             }
         };
@@ -343,7 +343,7 @@ impl Context<'_> {
                 let (record, ckpt) = self.train_stage(point, "fine-tuning", planned, &key, &cfg, Start::Init(&parent_ckpt))?;
                 (key, record, ckpt)
             }
-            None => self.from_scratch(point, "training", planned, plan_id, seed)?,
+            None => self.train_from_scratch(point, "training", planned, plan_id, seed)?,
         };
         Ok((record, key, ckpt))
     }
@@ -351,7 +351,7 @@ impl Context<'_> {
     /// A training from seeded random weights with `[train]` and `seed`: its store key,
     /// record and checkpoint. The original of a warm-started sweep and every point of
     /// a cold one train here, under the same key for the same plan and seed.
-    fn from_scratch(
+    fn train_from_scratch(
         &self,
         point: &str,
         stage: &str,

@@ -165,16 +165,18 @@ pub struct Request {
     pub clusters: usize,
 }
 
+/// One clustered layer: its name, `[C, H, W]` shape and the cluster of every activation.
+pub type LayerClusters = (String, Vec<usize>, Vec<u32>);
+
 /// Records a trained network's ReLU decisions on the first `samples` images of `split`
-/// (in `planned`, normally the original) and clusters each requested layer: its name,
-/// `[C, H, W]` shape and the cluster of every activation.
+/// (in `planned`, normally the original) and clusters each requested layer.
 pub fn assignments(
     planned: &crate::graph::sharing::Planned,
     params: &crate::infer::model::Params,
     split: &crate::data::Split,
     requests: &[Request],
     samples: usize,
-) -> Result<Vec<(String, Vec<usize>, Vec<u32>)>, String> {
+) -> Result<Vec<LayerClusters>, String> {
     let prepared = crate::train::net::Prepared::new(planned);
     let nodes: Vec<_> = requests.iter().map(|r| r.node).collect();
     let (patterns, _) = crate::train::record::record(&prepared, params, split, &nodes, samples);
