@@ -115,12 +115,14 @@ struct RawPoint {
 
 /// A warm-started sweep: every point starts from the original's weights
 /// (`train --init`) and is fine-tuned for `finetune_epochs` epochs, at `finetune_lr`
-/// (the `[train]` lr when absent) under the `[train]` schedule.
+/// (the `[train]` lr when absent) under the `[train]` schedule, with augmentation as
+/// `finetune_augment` says (as `[train]` when absent).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Warm {
     pub parent: Parent,
     pub finetune_epochs: usize,
     pub finetune_lr: Option<f64>,
+    pub finetune_augment: Option<bool>,
 }
 
 /// Where a warm-started sweep's original comes from.
@@ -134,16 +136,23 @@ pub enum Parent {
 }
 
 impl Warm {
-    /// Takes `init`, `finetune_epochs` and `finetune_lr` out of a `[train]` table (the
-    /// rest are `explore train --config` keys).
+    /// Takes `init` and the `finetune_*` keys out of a `[train]` table (the rest are
+    /// `explore train --config` keys).
     fn take(path: &Path, train: &mut toml::Table) -> Result<Option<Warm>> {
         let init = train.remove("init");
         let epochs = train.remove("finetune_epochs");
         let lr = train.remove("finetune_lr");
+        let augment = train.remove("finetune_augment");
         let bad = |key: &str, m: String| Err(Error::invalid(path, Some(format!("[train] key \"{key}\"")), m));
         let parent = match init {
-            None if epochs.is_some() || lr.is_some() => {
-                let key = if epochs.is_some() { "finetune_epochs" } else { "finetune_lr" };
+            None if epochs.is_some() || lr.is_some() || augment.is_some() => {
+                let key = if epochs.is_some() {
+                    "finetune_epochs"
+                } else if lr.is_some() {
+                    "finetune_lr"
+                } else {
+                    "finetune_augment"
+                };
                 return bad(key, "goes with init = \"original\" or init = \"CHECKPOINT.safetensors\"".into());
             }
             None => return Ok(None),
@@ -167,7 +176,12 @@ impl Warm {
             Some(toml::Value::Float(x)) if x > 0.0 && x.is_finite() => Some(x),
             Some(v) => return bad("finetune_lr", format!("must be a positive number, got {v}")),
         };
-        Ok(Some(Warm { parent, finetune_epochs, finetune_lr }))
+        let finetune_augment = match augment {
+            None => None,
+            Some(toml::Value::Boolean(b)) => Some(b),
+            Some(v) => return bad("finetune_augment", format!("must be true or false, got {v}")),
+        };
+        Ok(Some(Warm { parent, finetune_epochs, finetune_lr, finetune_augment }))
     }
 }
 
@@ -524,7 +538,9 @@ mod tests {
         assert_eq!((s.seeds, s.warm), (1, None));
         let s = parse(&format!("{HEAD}seeds = 3\n[train]\ninit = \"original\"\nfinetune_epochs = 2\nfinetune_lr = 0.01\n{grid}")).unwrap();
         assert_eq!(s.seeds, 3);
-        assert_eq!(s.warm, Some(Warm { parent: Parent::Original, finetune_epochs: 2, finetune_lr: Some(0.01) }));
+        assert_eq!(s.warm, Some(Warm { parent: Parent::Original, finetune_epochs: 2, finetune_lr: Some(0.01), finetune_augment: None }));
+        let s = parse(&format!("{HEAD}[train]\ninit = \"original\"\nfinetune_epochs = 2\nfinetune_augment = false\naugment = true\n{grid}")).unwrap();
+        assert_eq!((s.warm.unwrap().finetune_augment, s.train.augment), (Some(false), true));
         let s = parse(&format!("{HEAD}[train]\ninit = \"original\"\nfinetune_epochs = 2\ndistill = {{ temperature = 4.0, weight = 0.9 }}\n{grid}")).unwrap();
         assert_eq!(s.train.distill, Some(crate::spec::train::Distill { temperature: 4.0, weight: 0.9 }));
         // A checkpoint parent resolves against the sweep's folder (this crate's root
@@ -542,6 +558,8 @@ mod tests {
             ("[train]\ninit = \"best\"\nfinetune_epochs = 1\n", "[train] key \"init\""),
             ("[train]\ninit = \"original\"\nfinetune_epochs = 1\nfinetune_lr = -1.0\n", "finetune_lr\": must be a positive number"),
             ("[train]\nfinetune_lr = 0.1\n", "finetune_lr\": goes with init"),
+            ("[train]\nfinetune_augment = false\n", "finetune_augment\": goes with init"),
+            ("[train]\ninit = \"original\"\nfinetune_epochs = 1\nfinetune_augment = \"no\"\n", "finetune_augment\": must be true or false"),
             ("[train]\ndistill = { temperature = 4.0, weight = 0.9 }\n", "key \"distill\": goes with init"),
             ("[train]\ninit = \"original\"\nfinetune_epochs = 1\ndistill = { temperature = 0.0, weight = 0.9 }\n", "temperature must be a positive number"),
             ("[train]\ninit = \"original\"\nfinetune_epochs = 1\ndistill = { temperature = 4.0, weight = 1.5 }\n", "weight must be in [0, 1]"),

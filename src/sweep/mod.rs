@@ -338,7 +338,13 @@ impl Context<'_> {
             // changed original retrains its children and nothing else.
             Some(ft) => {
                 let (parent_key, _, parent_ckpt) = self.parent(point, seed)?;
-                let cfg = TrainConfig { epochs: ft.finetune_epochs, lr: ft.finetune_lr.unwrap_or(self.cfg.lr), seed, ..self.cfg.clone() };
+                let cfg = TrainConfig {
+                    epochs: ft.finetune_epochs,
+                    lr: ft.finetune_lr.unwrap_or(self.cfg.lr),
+                    augment: ft.finetune_augment.unwrap_or(self.cfg.augment),
+                    seed,
+                    ..self.cfg.clone()
+                };
                 let key = store::key(&[STAGE_VERSION, "finetune", &self.arch_text, plan_id, &config_id(&cfg), &self.data_id, &parent_key]);
                 let (record, ckpt) = self.train_stage(point, "fine-tuning", planned, &key, &cfg, Start::Init(&parent_ckpt))?;
                 (key, record, ckpt)
