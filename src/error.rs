@@ -41,6 +41,10 @@ pub enum Error {
     #[error("{at}: {message}")]
     Invalid { at: Location, message: String },
 
+    /// A merge looked for a point's stage in the store and it was not there.
+    #[error("point \"{point}\": {stage} is not in the store")]
+    Missing { point: String, stage: String },
+
     /// `explore validate` ran, and some of its checks failed (the table says which).
     #[error("{failed} of {total} checks failed")]
     ChecksFailed { failed: usize, total: usize },

@@ -28,6 +28,10 @@ enum Command {
     /// output/<sweep>/results.csv, pareto.csv and plots. Finished points are stored
     /// and never recomputed: an interrupted sweep resumes, a rerun is instant.
     Sweep(app::sweep::Args),
+    /// Unite the stores of a sweep's shards (`explore sweep --shard I/N`, run as a
+    /// Slurm job array or by hand) and write results.csv, pareto.csv and plots as an
+    /// unsharded run does; lists the points no shard stored.
+    Merge(app::merge::Args),
     /// Run secure inference under SecureNN, message by message: measured rounds, bits
     /// and time per layer beside the cost model's prediction, the error against
     /// plaintext fixed point, and class agreement with float.
@@ -68,6 +72,7 @@ fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::Cost(a) => app::cost::run(a),
         Command::Sweep(a) => app::sweep::run(a),
+        Command::Merge(a) => app::merge::run(a),
         Command::Simulate(a) => app::simulate::run(a),
         Command::Train(a) => app::train::run(a),
         Command::Record(a) => app::record::run(a),

@@ -8,6 +8,7 @@ pub mod compare;
 pub mod cost;
 pub mod fold;
 pub mod limits;
+pub mod merge;
 pub mod protocol;
 pub mod record;
 pub mod simulate;

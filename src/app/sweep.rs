@@ -30,6 +30,14 @@ pub struct Args {
     /// Folder the sweep's folder goes in.
     #[arg(long, default_value = "output")]
     pub out_dir: PathBuf,
+    /// The sweep's folder itself (its store of finished stages and its outputs),
+    /// instead of OUT_DIR/<name>: a shared path when shards run on a cluster.
+    #[arg(long)]
+    pub store: Option<PathBuf>,
+    /// Run only slice I of N of the points (I from 0), or `slurm` for this task of a
+    /// Slurm job array; writes no results.csv: `explore merge` does, once all ran.
+    #[arg(long, value_name = "I/N|slurm", value_parser = shard)]
+    pub shard: Option<crate::sweep::shard::Shard>,
     /// No progress bars or per-point lines on standard error.
     #[arg(long, short)]
     pub quiet: bool,
@@ -65,13 +73,34 @@ pub fn run(args: Args) -> Result<()> {
         quiet: args.quiet,
         named_only: args.named_only,
         only: args.only,
+        shard: args.shard,
+        store: args.store,
+        store_only: false,
+        partial: false,
     };
     let outcome = crate::sweep::run(&spec, &opts)?;
-    let (plots, plot_note) =
-        match sweep_plots(&outcome.dir, &spec.name, &outcome.network, &outcome.rows, &outcome.fronts, &outcome.profiles) {
-            Ok(p) => (p, None),
-            Err(e) => (vec![], Some(e)),
-        };
+    if let Some(sh) = outcome.shard {
+        let text = format!(
+            "shard {sh} of sweep \"{}\": {} points; {} stages computed, {} reused; stored in {} (when every shard has run: explore merge {} -o DIR)\n",
+            spec.name,
+            outcome.rows.len(),
+            outcome.computed,
+            outcome.reused,
+            outcome.dir.display(),
+            outcome.dir.display()
+        );
+        return super::emit(None, &text);
+    }
+    report(&spec.name, &outcome, args.format, "")
+}
+
+/// Writes the plots of a finished sweep (or merge) and prints its summary, the
+/// points skipped and the notes; `extra` is added to the closing line.
+pub fn report(sweep: &str, outcome: &crate::sweep::Outcome, format: Format, extra: &str) -> Result<()> {
+    let (plots, plot_note) = match sweep_plots(&outcome.dir, sweep, &outcome.network, &outcome.rows, &outcome.fronts, &outcome.profiles) {
+        Ok(p) => (p, None),
+        Err(e) => (vec![], Some(e)),
+    };
     let table = || summary(&outcome.rows, &outcome.profiles);
     let text = || {
         let mut text = table().text();
@@ -79,7 +108,7 @@ pub fn run(args: Args) -> Result<()> {
             text += &format!("skipped {name}: {why}\n");
         }
         text += &format!(
-            "{} points ({} skipped); {} stages computed, {} reused; wrote {}/results.csv, pareto.csv, skipped.csv and {} plot files\n",
+            "{} points ({} skipped); {} stages computed, {} reused{extra}; wrote {}/results.csv, pareto.csv, skipped.csv and {} plot files\n",
             outcome.rows.len(),
             outcome.skipped.len(),
             outcome.computed,
@@ -97,7 +126,12 @@ pub fn run(args: Args) -> Result<()> {
     };
     // JSON: the summary's rows as objects (results.csv has every column).
     let summary_table = table();
-    super::emit(None, &report::render(args.format, &summary_table.records(), text, table))
+    super::emit(None, &report::render(format, &summary_table.records(), text, table))
+}
+
+/// `--shard`: `I/N` or `slurm` (this task's place in its Slurm job array).
+fn shard(s: &str) -> std::result::Result<crate::sweep::shard::Shard, String> {
+    crate::sweep::shard::Shard::parse(s, |k| std::env::var(k).ok())
 }
 
 /// Why secure and float classes differ on some points, when they do: truncation

@@ -104,9 +104,11 @@ impl PartialEq for Assignment {
 }
 
 impl std::fmt::Debug for Assignment {
-    // The ids themselves would fill pages; their digest identifies them.
+    // The ids themselves would fill pages; their digest identifies them. Not the file's
+    // path: Debug enters store keys, which must not depend on how a path is spelled
+    // (relative or absolute, from which folder), or shards and merges would disagree.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Assignment({}, {:?}, sha256 {})", self.file.display(), self.shape, self.digest)
+        write!(f, "Assignment({:?}, sha256 {})", self.shape, self.digest)
     }
 }
 

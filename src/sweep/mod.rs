@@ -8,7 +8,9 @@
 //! than one 2-thread training, 1.13x and 1.17x in two runs (README, Sweeps). Results do not depend on it: each
 //! stage is deterministic whatever the thread count, and rows keep the sweep's order.
 
+pub mod merge;
 pub mod results;
+pub mod shard;
 pub mod store;
 
 use crate::cost;
@@ -53,6 +55,14 @@ pub struct Options {
     pub named_only: bool,
     /// Only points whose name contains one of these (all when empty).
     pub only: Vec<String>,
+    /// Only this slice of the points; no results.csv (a merge writes it).
+    pub shard: Option<shard::Shard>,
+    /// The sweep's folder (its store and outputs), instead of `out_root/<name>`.
+    pub store: Option<PathBuf>,
+    /// Compute nothing: every stage comes from the store (a merge). Points with a
+    /// stage missing are an error naming them, or with `partial` left out.
+    pub store_only: bool,
+    pub partial: bool,
 }
 
 /// What a sweep did, for the CLI's summary.
@@ -72,6 +82,8 @@ pub struct Outcome {
     /// The network's name and the cost profiles' names, for the plots.
     pub network: String,
     pub profiles: Vec<String>,
+    /// The slice this run computed, when sharded (then no results files are written).
+    pub shard: Option<shard::Shard>,
 }
 
 /// A point left out: its name and why.
@@ -178,8 +190,61 @@ pub fn run(spec: &SweepSpec, opts: &Options) -> Result<Outcome> {
         None => String::new(),
     };
 
-    let dir = opts.out_root.join(&spec.name);
-    remove_temporaries(&dir);
+    let dir = opts.store.clone().unwrap_or_else(|| opts.out_root.join(&spec.name));
+    for stage in ["train", "simulate", "clusters"] {
+        store::remove_temporaries(&dir.join(stage));
+    }
+    // A shard computes its slice of the points, split by their known work: a training
+    // (or fine-tune) epoch outweighs any number of secure samples.
+    if let Some(sh) = opts.shard {
+        let original = format!("{:?}", PlanSpec::original().relu);
+        let weights: Vec<u64> = valid
+            .iter()
+            .map(|c| {
+                let epochs = match &spec.warm {
+                    _ if !training => 0,
+                    // The original of a warm start is shared by every shard.
+                    Some(_) if format!("{:?}", c.plan.relu) == original => 0,
+                    Some(w) => w.finetune_epochs,
+                    None => cfg.epochs,
+                };
+                1000 * (epochs * spec.seeds) as u64 + samples as u64 + 1
+            })
+            .collect();
+        let of = shard::split(&weights, sh.count);
+        let mut i = 0;
+        valid.retain(|_| {
+            i += 1;
+            of[i - 1] == sh.index
+        });
+    }
+    // What a shard ran, for the merge: written now (unfinished) and at the end.
+    let mut shard_record = match opts.shard {
+        None => None,
+        Some(sh) => Some(shard::Record {
+            sweep: spec.name.clone(),
+            file: std::fs::canonicalize(&spec.path).unwrap_or(spec.path.clone()),
+            given: spec.path.clone(),
+            digest: store::text_digest(crate::spec::read_text(&spec.path)?.as_bytes()),
+            settings: shard::Settings {
+                no_train: opts.no_train,
+                epochs: opts.epochs,
+                data: data_dir.as_ref().map(|d| std::fs::canonicalize(d).unwrap_or(d.clone())),
+                samples: opts.samples,
+                train_images: opts.train_images,
+                named_only: opts.named_only,
+                only: opts.only.clone(),
+            },
+            shard: sh,
+            points: valid.iter().map(|c| c.name.clone()).collect(),
+            finished: false,
+        }),
+    };
+    let record = |r: &Option<shard::Record>| match r {
+        Some(r) => store::write_json(&shard::Record::path(&dir, r.shard), r),
+        None => Ok(()),
+    };
+    record(&shard_record)?;
     let baseline_plan = PlanSpec::original();
     let ctx = Context {
         network: &network,
@@ -200,24 +265,76 @@ pub fn run(spec: &SweepSpec, opts: &Options) -> Result<Outcome> {
         parent: Mutex::new(Default::default()),
         seeds: spec.seeds,
         shipped: network.trained.as_ref().map(|t| store::file_digest(&t.weights)).transpose()?,
+        store_only: opts.store_only,
         bars: Bars::new(valid.len(), opts.quiet),
         computed: AtomicUsize::new(0),
         reused: AtomicUsize::new(0),
     };
+    // The original of a warm start first, once per seed, before the points run side by
+    // side: they all wait for it anyway, and no point then holds its lock while rayon
+    // runs another point's work on the same thread.
+    if ctx.training && ctx.warm.is_some() && !opts.store_only && !valid.is_empty() {
+        for i in 0..spec.seeds as u64 {
+            ctx.parent("original", ctx.cfg.seed.wrapping_add(i))?;
+        }
+    }
     // One task per point; each point's training and simulation parallelise inside too,
-    // and rayon's work stealing shares the cores between them.
-    let rows = valid.par_iter().with_max_len(1).map(|c| ctx.point(c)).collect::<Result<Vec<Row>>>()?;
+    // and rayon's work stealing shares the cores between them. A merge finds every
+    // stage in the store, or notes the point as missing.
+    let results: Vec<Result<Row>> = valid.par_iter().with_max_len(1).map(|c| ctx.point(c)).collect();
+    let mut rows = Vec::new();
+    let mut missing = Vec::new();
+    for (c, r) in valid.iter().zip(results) {
+        match r {
+            Ok(row) => rows.push(row),
+            Err(Error::Missing { .. }) if opts.store_only => missing.push(c.name.clone()),
+            Err(e) => return Err(e),
+        }
+    }
     let bars = &ctx.bars;
     let (computed, reused) = (ctx.computed.load(Ordering::Relaxed), ctx.reused.load(Ordering::Relaxed));
     bars.finish();
+    if let Some(r) = shard_record.as_mut() {
+        r.finished = true;
+    }
+    record(&shard_record)?;
+    if !missing.is_empty() {
+        if !opts.partial {
+            return Err(Error::invalid(
+                &dir,
+                None,
+                format!(
+                    "{} of {} points are not in the store: {} (rerun the shards that hold them, or merge with --partial)",
+                    missing.len(),
+                    valid.len(),
+                    missing.join(", ")
+                ),
+            ));
+        }
+        skipped.extend(missing.into_iter().map(|m| (m, "not in the store (merged with --partial)".to_string())));
+    }
 
     let relu_columns: Vec<String> = relu_names.clone();
     let profile_names: Vec<String> = profiles.iter().map(|p| p.name.clone()).collect();
-    results::write_results(&dir.join("results.csv"), &rows, &relu_columns, &profile_names)?;
     let fronts = results::pareto(&rows, &profile_names);
-    results::write_pareto(&dir.join("pareto.csv"), &fronts, &rows)?;
-    results::write_skipped(&dir.join("skipped.csv"), &skipped)?;
-    Ok(Outcome { dir, rows, skipped, computed, reused, note, fronts, network: network.name.clone(), profiles: profile_names })
+    // A shard's rows are a slice: the merge writes the sweep's files.
+    if opts.shard.is_none() {
+        results::write_results(&dir.join("results.csv"), &rows, &relu_columns, &profile_names)?;
+        results::write_pareto(&dir.join("pareto.csv"), &fronts, &rows)?;
+        results::write_skipped(&dir.join("skipped.csv"), &skipped)?;
+    }
+    Ok(Outcome {
+        dir,
+        rows,
+        skipped,
+        computed,
+        reused,
+        note,
+        fronts,
+        network: network.name.clone(),
+        profiles: profile_names,
+        shard: opts.shard,
+    })
 }
 
 /// What every point of a run shares.
@@ -246,6 +363,8 @@ struct Context<'a> {
     seeds: usize,
     /// The SHA-256 of the network's shipped original, when it has one.
     shipped: Option<String>,
+    /// Compute nothing (a merge): a stage not in the store is `Error::Missing`.
+    store_only: bool,
     bars: Bars,
     computed: AtomicUsize,
     reused: AtomicUsize,
@@ -265,6 +384,38 @@ impl Context<'_> {
         Ok(ds)
     }
 
+    /// A stage's result: found in the store, or computed under a claim on its key, so
+    /// that processes sharing the store (shards) never compute one key at once; a
+    /// process that finds the key claimed waits for the result.
+    fn stage<T>(
+        &self,
+        point: &str,
+        what: &str,
+        lock: &Path,
+        found: impl Fn() -> Result<Option<T>>,
+        compute: impl FnOnce() -> Result<T>,
+    ) -> Result<T> {
+        let reuse = |r: T| {
+            self.reused.fetch_add(1, Ordering::Relaxed);
+            r
+        };
+        if let Some(r) = found()? {
+            return Ok(reuse(r));
+        }
+        if self.store_only {
+            return Err(Error::Missing { point: point.to_string(), stage: what.to_string() });
+        }
+        let waiting = |owner: &str| self.bars.start(point, &format!("waiting for {owner} ({what})"));
+        let claim = store::claim(lock, || Ok(found()?.is_some()), waiting)?;
+        if let store::Claimed::Done = claim {
+            return found()?.map(reuse).ok_or_else(|| store::damaged(lock, "its result vanished after it was written"));
+        }
+        let r = compute()?;
+        self.computed.fetch_add(1, Ordering::Relaxed);
+        drop(claim);
+        Ok(r)
+    }
+
     /// A training stage under `key`: found in the store, or run from `start` and stored
     /// (checkpoint written to a temporary name, then renamed).
     #[allow(clippy::too_many_arguments)]
@@ -280,20 +431,26 @@ impl Context<'_> {
         let dir = self.dir.join("train");
         let json = dir.join(format!("{key}.json"));
         let ckpt = dir.join(format!("{key}.safetensors"));
-        if let Some(r) = store::read_json::<TrainRecord>(&json).filter(|_| ckpt.is_file()) {
-            self.reused.fetch_add(1, Ordering::Relaxed);
-            return Ok((r, ckpt));
-        }
-        let ds = self.dataset()?;
-        self.bars.start(point, stage);
-        let tmp = store::temporary(&ckpt);
-        std::fs::create_dir_all(&dir).map_err(|source| Error::Write { path: dir.clone(), source })?;
-        let report = crate::train::train_planned(planned, &ds, start, Some(&tmp), cfg, self.bars.stage_bar())?;
-        std::fs::rename(&tmp, &ckpt).map_err(|source| Error::Write { path: ckpt.clone(), source })?;
-        let record = TrainRecord::from(&report);
-        store::write_json(&json, &record)?;
-        self.computed.fetch_add(1, Ordering::Relaxed);
-        Ok((record, ckpt))
+        let found = || -> Result<Option<(TrainRecord, PathBuf)>> {
+            match store::read_json::<TrainRecord>(&json)? {
+                Some(r) if ckpt.is_file() => {
+                    store::check_safetensors(&ckpt)?;
+                    Ok(Some((r, ckpt.clone())))
+                }
+                _ => Ok(None),
+            }
+        };
+        self.stage(point, stage, &dir.join(format!("{key}.lock")), found, || {
+            let ds = self.dataset()?;
+            self.bars.start(point, stage);
+            let tmp = store::temporary(&ckpt);
+            std::fs::create_dir_all(&dir).map_err(|source| Error::Write { path: dir.clone(), source })?;
+            let report = crate::train::train_planned(planned, &ds, start, Some(&tmp), cfg, self.bars.stage_bar())?;
+            std::fs::rename(&tmp, &ckpt).map_err(|source| Error::Write { path: ckpt.clone(), source })?;
+            let record = TrainRecord::from(&report);
+            store::write_json(&json, &record)?;
+            Ok((record, ckpt.clone()))
+        })
     }
 
     /// The trained original of a warm-started sweep (its store key and checkpoint):
@@ -396,10 +553,15 @@ impl Context<'_> {
         }
         let (parent_key, _, parent_ckpt) = self.parent(point, self.cfg.seed)?;
         let key = store::key(&[STAGE_VERSION, "clusters", &parent_key, &format!("{missing:?}"), &CLUSTER_IMAGES.to_string()]);
-        let file = self.dir.join("clusters").join(format!("{key}.safetensors"));
-        if file.is_file() {
-            self.reused.fetch_add(1, Ordering::Relaxed);
-        } else {
+        let dir = self.dir.join("clusters");
+        let file = dir.join(format!("{key}.safetensors"));
+        let found = || -> Result<Option<()>> {
+            if !file.is_file() {
+                return Ok(None);
+            }
+            store::check_safetensors(&file).map(Some)
+        };
+        self.stage(point, "clusters", &dir.join(format!("{key}.lock")), found, || {
             self.bars.start(point, "clustering the original's decisions");
             let original = PlanSpec::original();
             let planned = Planned::new(self.network, &original)?;
@@ -421,11 +583,12 @@ impl Context<'_> {
                 ("images".to_string(), CLUSTER_IMAGES.min(ds.train.len()).to_string()),
                 ("method".to_string(), "single-linkage agglomerative, Hamming distance of ReLU decisions".to_string()),
             ]);
-            std::fs::create_dir_all(self.dir.join("clusters"))
-                .map_err(|source| Error::Write { path: self.dir.join("clusters"), source })?;
-            Assignment::write(&file, &found, info).map_err(|source| Error::Write { path: file.clone(), source })?;
-            self.computed.fetch_add(1, Ordering::Relaxed);
-        }
+            std::fs::create_dir_all(&dir).map_err(|source| Error::Write { path: dir.clone(), source })?;
+            // Written under a temporary name and renamed: a reader never sees a part.
+            let tmp = store::temporary(&file);
+            Assignment::write(&tmp, &found, info).map_err(|source| Error::Write { path: file.clone(), source })?;
+            std::fs::rename(&tmp, &file).map_err(|source| Error::Write { path: file.clone(), source })
+        })?;
         let mut plan = plan.clone();
         for (layer, p) in plan.relu.iter_mut() {
             if let Grouping::Clusters { assignment: a @ None, .. } = &mut p.grouping {
@@ -463,13 +626,19 @@ impl Context<'_> {
         let mut sim = None;
         if self.samples > 0 {
             let sim_opts = simulate::Options { samples: self.samples, seed: self.cfg.seed, frac: self.frac_bits, masking: None };
-            let prediction = serde_json::to_string(&priced).expect("a cost report serialises");
+            // The prediction without the files it names: keys do not depend on paths.
+            let unnamed = cost::CostReport { architecture_file: String::new(), plan_file: None, ..priced.clone() };
+            let prediction = serde_json::to_string(&unnamed).expect("a cost report serialises");
             // Untrained points run the network's shipped original on its shipped test
             // images where it has them, else seeded random weights on generated inputs.
             let untrained = simulate::Weights::Shipped;
             let (weights, inputs) = match (first, &self.shipped) {
                 (Some(t), _) => (t.1.clone(), self.data_id.clone()),
-                (None, Some(digest)) => (format!("shipped {digest}"), format!("{:?}", untrained.default_inputs(network))),
+                // The images' folder as found on disk: keys do not depend on how its path is spelled.
+                (None, Some(digest)) => {
+                    let images = untrained.default_inputs(network).map(|p| std::fs::canonicalize(p).unwrap_or(p.to_path_buf()));
+                    (format!("shipped {digest}"), format!("{images:?}"))
+                }
                 (None, None) => (format!("random seed {}", self.cfg.seed), "generated".into()),
             };
             let key = store::key(&[
@@ -483,24 +652,18 @@ impl Context<'_> {
                 &inputs,
             ]);
             let json = dir.join("simulate").join(format!("{key}.json"));
-            let record = match store::read_json::<SimRecord>(&json) {
-                Some(r) => {
-                    self.reused.fetch_add(1, Ordering::Relaxed);
-                    r
-                }
-                None => {
-                    self.bars.start(&c.name, "secure simulation");
-                    let (w, data) = match first {
-                        Some(t) => (simulate::Weights::Trained(&t.2), self.data_dir.as_deref()),
-                        None => (untrained, None),
-                    };
-                    let report = simulate::run_planned(&planned, w, data, &self.table, &sim_opts, &self.bars.stage_bar())?;
-                    let record = SimRecord::from(&report);
-                    store::write_json(&json, &record)?;
-                    self.computed.fetch_add(1, Ordering::Relaxed);
-                    record
-                }
-            };
+            let lock = dir.join("simulate").join(format!("{key}.lock"));
+            let record = self.stage(&c.name, "secure simulation", &lock, || store::read_json::<SimRecord>(&json), || {
+                self.bars.start(&c.name, "secure simulation");
+                let (w, data) = match first {
+                    Some(t) => (simulate::Weights::Trained(&t.2), self.data_dir.as_deref()),
+                    None => (untrained, None),
+                };
+                let report = simulate::run_planned(&planned, w, data, &self.table, &sim_opts, &self.bars.stage_bar())?;
+                let record = SimRecord::from(&report);
+                store::write_json(&json, &record)?;
+                Ok(record)
+            })?;
             sim = Some((record, key));
         }
 
@@ -535,19 +698,6 @@ impl Context<'_> {
 fn config_id(cfg: &TrainConfig) -> String {
     // Plain numbers and strings: serialisation cannot fail.
     serde_json::to_string(cfg).expect("a config serialises")
-}
-
-/// Removes what a killed run was writing (`*.tmpPID` in the stage folders).
-fn remove_temporaries(dir: &Path) {
-    for stage in ["train", "simulate", "clusters"] {
-        let Ok(entries) = std::fs::read_dir(dir.join(stage)) else { continue };
-        for e in entries.flatten() {
-            if e.file_name().to_string_lossy().contains(".tmp") {
-                // Best effort: a file that cannot be removed is overwritten or ignored later.
-                let _ = std::fs::remove_file(e.path());
-            }
-        }
-    }
 }
 
 /// Named points first, in file order, then each grid's points.
