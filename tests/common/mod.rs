@@ -1,6 +1,8 @@
 //! Helpers shared by the end-to-end tests: run the binary, write small datasets.
 #![allow(dead_code)] // each test file uses some of them
 
+pub mod sweeps;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
