@@ -21,6 +21,16 @@ fn four_shards_in_four_processes_merge_into_the_unsharded_results() {
     let out = run_ok(&sweep_args(&sweep, &data, &plain, None).iter().map(String::as_str).collect::<Vec<_>>());
     let all = stages(&out);
     assert_eq!(all, (11, 0), "{out}");
+    // No two points share protocol randomness: their message digests all differ.
+    let mut digests: Vec<String> = files(&plain.join("simulate"))
+        .iter()
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .map(|p| serde_json::from_slice::<serde_json::Value>(&std::fs::read(p).unwrap()).unwrap()["transcript"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(digests.len(), 5);
+    digests.sort();
+    digests.dedup();
+    assert_eq!(digests.len(), 5, "two points sent the same messages");
 
     // Four shards at once into one store, as a job array on a shared folder does.
     let shared = dir.join("shared");

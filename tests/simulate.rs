@@ -206,3 +206,18 @@ fn secure_decisions_equal_fixed_point_up_to_truncation_for_every_decision_kind()
         assert_decisions_explained(name, &r);
     }
 }
+
+/// Two runs of one seed (two design points of a sweep) never share protocol
+/// randomness: every message digest differs, while the inputs, weights, counts and
+/// fixed-point references are the same; the same run twice repeats itself exactly.
+#[test]
+fn two_runs_of_one_seed_draw_different_masks_and_agree_on_everything_else() {
+    let opts = |run| Options { samples: 2, run, ..Options::default() };
+    let (a, b, again) = (sim("fashion_mnist", None, opts(1)), sim("fashion_mnist", None, opts(2)), sim("fashion_mnist", None, opts(1)));
+    assert_ne!(a.total.transcript, b.total.transcript);
+    assert_eq!(a.total.transcript, again.total.transcript);
+    assert_eq!(a.total.measured, b.total.measured);
+    assert_eq!(a.inputs, b.inputs);
+    assert_eq!(a.weights, b.weights);
+    assert_eq!(a.total.agreement_fixed, b.total.agreement_fixed);
+}

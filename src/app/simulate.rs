@@ -60,7 +60,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<()> {
     let table = ProtocolTable::load_or_builtin(args.protocol.as_deref())?;
-    let opts = Options { samples: args.samples, seed: args.seed, frac: args.frac_bits, masking: args.conv_masking };
+    let opts = Options { samples: args.samples, seed: args.seed, frac: args.frac_bits, masking: args.conv_masking, run: 0 };
     // Opened first, so that a path that cannot be written fails before the run.
     let messages_file = match &args.messages {
         Some(path) => Some((std::fs::File::create(path).map_err(|source| Error::Write { path: path.clone(), source })?, path)),

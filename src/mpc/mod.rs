@@ -12,6 +12,8 @@ mod private_compare;
 pub mod protocols;
 pub mod ring;
 pub mod transport;
+#[cfg(test)]
+mod views;
 
 pub use protocols::{Ctx, Shares};
 pub use transport::{Party, Tally, Transport};

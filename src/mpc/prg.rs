@@ -1,6 +1,25 @@
 //! Seeded randomness. Each party has a private generator, and each pair of parties a
 //! common one (k01, k02, k12): values a common seed makes are known to both parties
 //! of the pair without any message, so they are never sent and never counted.
+//!
+//! Which generator masks what (`protocols`; a party that does not hold a generator
+//! never sees its draws):
+//!
+//! | generator | held by | draws |
+//! |---|---|---|
+//! | `owner` (`infer::secure`) | the input's and the model's owners | the shares of the input and of the weights, dealt before inference (uncounted) |
+//! | `own[0]`, `own[1]` | P0, P1 | nothing in the protocols |
+//! | `own[2]` | P2 | every dealing: bit shares of x (ShareConvert, ComputeMSB), shares of delta, eta', x, LSB(x), beta', and ComputeMSB's mask x |
+//! | `k01` | P0, P1 | ShareConvert's r = r0 + r1 and eta''; ComputeMSB's beta; PrivateCompare's multipliers s_i, shares of zero and rotations |
+//! | `k02` | P0, P2 | Beaver triples' A0, B0, C0 |
+//! | `k12` | P1, P2 | Beaver triples' A1, B1 |
+//!
+//! Streams are never reused: one image's layers draw from one set of generators in
+//! turn (`protocols::tests::successive_protocols_in_one_context_never_reuse_masks`);
+//! each image of each run has its own seed (`simulate::protocol_seed`, tested never
+//! to repeat over runs, images and seeds), and a sweep gives every design point its
+//! own run (tests/simulate.rs: two runs of one seed share no message). The view
+//! tests (`views`) hold the generators of one party fixed and redraw the others.
 
 use super::cpu::{Simd, simd};
 use super::keystream::Keystream;

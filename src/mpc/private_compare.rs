@@ -10,13 +10,16 @@ use super::cpu::{Simd, simd};
 use super::prg::Prg;
 use super::ring::*;
 
-/// PrivateCompare as specified, or with its permutation left out: then the position
-/// of the zero tells P2 where x and r first differ. Only the security test uses the
-/// leaky variant, to show that its check catches a leak.
+/// PrivateCompare as specified, or with a part left out that keeps its output
+/// right and leaks: without the permutation the position of the zero tells P2 where
+/// x and r first differ; without the common shares of zero P2 sees each party's
+/// s_i c_i apart, and their ratio c0_i / c1_i. Only the view tests use the leaky
+/// variants, to show that they catch them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Variant {
     Secure,
     LeakyNoPermutation,
+    LeakyNoZeroShares,
 }
 
 /// What P0 and P1 hold for a PrivateCompare (see `protocols::private_compare`).
@@ -84,15 +87,17 @@ impl Block {
         Block { s: [0; BLOCK * 64], zero: [0; BLOCK * 64], shifts: [0; BLOCK] }
     }
 
-    /// Draws for the next `m` values. The leaky variant draws the same stream and
-    /// leaves every value unrotated.
+    /// Draws for the next `m` values. The leaky variants draw the same stream and
+    /// then leave every value unrotated, or every share of zero 0.
     #[inline(always)]
     fn draw(&mut self, k01: &mut Prg, m: usize, variant: Variant) {
         k01.fill_field_nonzero(&mut self.s[..m * 64]);
         k01.fill_field(&mut self.zero[..m * 64]);
         k01.fill_rotations(&mut self.shifts[..m]);
-        if variant == Variant::LeakyNoPermutation {
-            self.shifts[..m].fill(0);
+        match variant {
+            Variant::Secure => {}
+            Variant::LeakyNoPermutation => self.shifts[..m].fill(0),
+            Variant::LeakyNoZeroShares => self.zero[..m * 64].fill(0),
         }
     }
 

@@ -73,13 +73,40 @@ pub struct Ctx {
     pub seeds: Seeds,
     /// Fractional bits of the fixed-point encoding.
     pub frac: u32,
+    /// A deliberate leak (test builds only), for the view tests to catch.
+    #[cfg(test)]
+    pub leak: Leak,
 }
 
 impl Ctx {
     /// SecureNN's sizes: l = 64, a Z_67 element in 8 bits.
     pub fn new(seed: u64, frac: u32) -> Ctx {
-        Ctx { net: Transport::new(64, 8), seeds: Seeds::new(seed), frac }
+        Ctx {
+            net: Transport::new(64, 8),
+            seeds: Seeds::new(seed),
+            frac,
+            #[cfg(test)]
+            leak: Leak::None,
+        }
     }
+}
+
+/// Changes that keep every output right and hand a party something it must not see,
+/// compiled into test builds only: the view tests (`views`) must fail on each.
+#[cfg(test)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Leak {
+    None,
+    /// PrivateCompare without its permutation: P2 sees where x and r first differ.
+    CompareUnpermuted,
+    /// PrivateCompare without the common shares of zero: P2 sees s_i c0_i and s_i c1_i apart.
+    CompareNoZeroShares,
+    /// ShareConvert: P2 sends P0 eta' itself (P1 gets a share of 0).
+    ShareConvertEtaInClear,
+    /// ComputeMSB: P2 sends P1 beta' itself (P0 gets a share of 0).
+    MsbBetaInClear,
+    /// ComputeMSB: P2's mask x is 0, so the opened c = 2y + x is 2y.
+    MsbUnmasked,
 }
 
 /// Beaver product Z = op(X, Y) for a bilinear `op` (matrix product, convolution,
@@ -240,7 +267,15 @@ fn deal_ring(rng: &mut Prg, x: &[u64]) -> (Vec<u64>, Vec<u64>) {
 /// common bit beta. P2 learns beta' = beta XOR (x > r), and nothing else.
 /// 1 round, 2 * 64 log p bits per value.
 pub fn private_compare(ctx: &mut Ctx, x0: &[u8], x1: &[u8], r: &[u64], beta: &[u8]) -> Vec<u8> {
-    private_compare_with(ctx, x0, x1, r, beta, Variant::Secure)
+    #[cfg(test)]
+    let variant = match ctx.leak {
+        Leak::CompareUnpermuted => Variant::LeakyNoPermutation,
+        Leak::CompareNoZeroShares => Variant::LeakyNoZeroShares,
+        _ => Variant::Secure,
+    };
+    #[cfg(not(test))]
+    let variant = Variant::Secure;
+    private_compare_with(ctx, x0, x1, r, beta, variant)
 }
 
 pub fn private_compare_with(ctx: &mut Ctx, x0: &[u8], x1: &[u8], r: &[u64], beta: &[u8], variant: Variant) -> Vec<u8> {
@@ -294,6 +329,8 @@ pub fn share_convert(ctx: &mut Ctx, a: &Shares) -> (Shares, Step) {
     ctx.net.step();
     let eta1_ring: Vec<u64> = eta1.iter().map(|&b| b as u64).collect();
     let (e0, e1) = deal_odd(&mut ctx.seeds.own[2], &eta1_ring);
+    #[cfg(test)]
+    let (e0, e1) = if ctx.leak == Leak::ShareConvertEtaInClear { (eta1_ring.clone(), vec![0; n]) } else { (e0, e1) };
     // P2 -> P0, P1: a Z_(L-1) share of eta' each.
     ctx.net.send(P2, P0, Elem::Odd, Dep::Data, &e0);
     ctx.net.send(P2, P1, Elem::Odd, Dep::Data, &e1);
@@ -318,6 +355,8 @@ pub fn compute_msb(ctx: &mut Ctx, y: &Shares, early: Option<Step>) -> Shares {
     // P2 draws x in Z_(L-1) and deals shares of x, of its bits and of its LSB.
     let p2 = &mut ctx.seeds.own[2];
     let x = p2.odd(n);
+    #[cfg(test)]
+    let x = if ctx.leak == Leak::MsbUnmasked { vec![0; n] } else { x };
     let (x0, x1) = deal_odd(p2, &x);
     let (xb0, xb1) = deal_bits(p2, &x);
     let lsb: Vec<u64> = x.iter().map(|x| x & 1).collect();
@@ -347,6 +386,8 @@ pub fn compute_msb(ctx: &mut Ctx, y: &Shares, early: Option<Step>) -> Shares {
     ctx.net.step();
     let beta1_ring: Vec<u64> = beta1.iter().map(|&b| b as u64).collect();
     let (b0, b1) = deal_ring(&mut ctx.seeds.own[2], &beta1_ring);
+    #[cfg(test)]
+    let (b0, b1) = if ctx.leak == Leak::MsbBetaInClear { (vec![0; n], beta1_ring.clone()) } else { (b0, b1) };
     // P2 -> P0, P1: a Z_L share of beta' each.
     ctx.net.send(P2, P0, Elem::Ring, Dep::Data, &b0);
     ctx.net.send(P2, P1, Elem::Ring, Dep::Data, &b1);
@@ -582,7 +623,7 @@ mod tests {
         let (b0, b1) = deal_bits(&mut c.seeds.own[2], xs);
         c.net.capture = Some(P2);
         private_compare_with(&mut c, &b0, &b1, rs, &beta, variant);
-        let (d0, d1) = (&c.net.captured[0], &c.net.captured[1]);
+        let (d0, d1) = (&c.net.captured[0].1, &c.net.captured[1].1);
         let mut values = vec![0f64; 67];
         let mut zeros = vec![0f64; 64];
         for i in 0..d0.len() {
@@ -640,43 +681,22 @@ mod tests {
         assert!(leak.starts_with("zero positions depend on the inputs"), "{leak}");
     }
 
-    /// What `party` receives during DReLU of `xs`: a histogram of Z_67 elements (67
-    /// bins) and of the top four bits of ring elements (16 bins).
-    fn view_of(party: crate::mpc::transport::Party, xs: &[u64]) -> (Vec<f64>, Vec<f64>) {
-        let mut c = Ctx::new(21, 13);
-        let a = share(&mut c, xs);
-        c.net.capture = Some(party);
-        drelu(&mut c, &a);
-        let (mut field, mut ring) = (vec![0f64; 67], vec![0f64; 16]);
-        for payload in &c.net.captured {
-            // Z_67 payloads are bit shares: 64 per value, every element below 67.
-            if payload.len() % 64 == 0 && payload.len() >= 64 * xs.len() && payload.iter().all(|&v| v < 67) {
-                payload.iter().for_each(|&v| field[v as usize] += 1.0);
-            } else {
-                payload.iter().for_each(|&v| ring[(v >> 60) as usize] += 1.0);
-            }
-        }
-        (field, ring)
-    }
-
+    /// Layers of one image draw from one context's generators in turn: a second ReLU
+    /// on the same input (the next layer, say) is masked afresh, every message new.
     #[test]
-    fn p0_and_p1_views_of_drelu_do_not_depend_on_the_inputs() {
-        use crate::mpc::transport::Party::{P0, P1};
-        let n = 3000;
-        let zeros = vec![0u64; n];
-        let mut g = Prg::new(8, "big");
-        let big: Vec<u64> = (0..n).map(|_| (g.u64() >> 3) | (1 << 59)).collect();
-        let negative: Vec<u64> = big.iter().map(|v| v.wrapping_neg()).collect();
-        for party in [P0, P1] {
-            let views: Vec<(Vec<f64>, Vec<f64>)> = [&zeros, &big, &negative].iter().map(|xs| view_of(party, xs)).collect();
-            for (i, j) in [(0, 1), (0, 2), (1, 2)] {
-                for (a, b, critical) in [(&views[i].0, &views[j].0, 107.3), (&views[i].1, &views[j].1, 37.7)] {
-                    // Homogeneity of two histograms with equal totals; critical values at
-                    // p = 0.001 for 66 and 15 degrees of freedom.
-                    let pooled: Vec<f64> = a.iter().zip(b).map(|(x, y)| (x + y) / 2.0).collect();
-                    let x2 = chi_square(a, &pooled) + chi_square(b, &pooled);
-                    assert!(x2 < critical, "{party:?}, sets {i} and {j}: chi-square {x2:.1}");
-                }
+    fn successive_protocols_in_one_context_never_reuse_masks() {
+        use crate::mpc::transport::Party;
+        let mut c = ctx();
+        let a = share(&mut c, &edge_values());
+        for party in [Party::P0, Party::P1, Party::P2] {
+            c.net.capture = Some(party);
+            c.net.captured.clear();
+            relu(&mut c, &a);
+            let first = std::mem::take(&mut c.net.captured);
+            relu(&mut c, &a);
+            assert_eq!(first.len(), c.net.captured.len());
+            for (m, n) in first.iter().zip(&c.net.captured) {
+                assert_ne!(m, n, "{party:?} received a message twice");
             }
         }
     }

@@ -90,9 +90,10 @@ pub struct Transport {
     pub log: Vec<Message>,
     /// Running hash of every message and its payload: equal hashes, equal transcripts.
     pub transcript: u64,
-    /// When set, every payload this party receives is kept, widened to u64.
+    /// When set, every payload this party receives is kept with its kind, widened to
+    /// u64 (the view tests read a party's view from it).
     pub capture: Option<Party>,
-    pub captured: Vec<Vec<u64>>,
+    pub captured: Vec<(Elem, Vec<u64>)>,
 }
 
 impl Transport {
@@ -134,7 +135,7 @@ impl Transport {
         self.transcript = hash_words(self.transcript, data);
         self.record(step, from, to, elem, dep, data.len() as u64);
         if self.capture == Some(to) {
-            self.captured.push(data.to_vec());
+            self.captured.push((elem, data.to_vec()));
         }
     }
 
@@ -143,7 +144,7 @@ impl Transport {
         self.transcript = hash_bytes(self.transcript, data);
         self.record(Step(self.steps), from, to, Elem::Field, dep, data.len() as u64);
         if self.capture == Some(to) {
-            self.captured.push(data.iter().map(|&x| x as u64).collect());
+            self.captured.push((Elem::Field, data.iter().map(|&x| x as u64).collect()));
         }
     }
 

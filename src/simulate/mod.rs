@@ -27,16 +27,34 @@ use std::time::Instant;
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Options {
     pub samples: usize,
+    /// Seeds the inputs, random weights and noise, and (with `run`) the protocols.
     pub seed: u64,
     /// Fractional bits of the fixed-point encoding.
     pub frac: u32,
     pub masking: Option<ConvMasking>,
+    /// Which run this is among runs of one seed (a sweep gives each design point its
+    /// own): the protocols' randomness differs between runs, inputs and weights do not.
+    pub run: u64,
 }
 
 impl Default for Options {
     fn default() -> Options {
-        Options { samples: 1, seed: 1, frac: 13, masking: None }
+        Options { samples: 1, seed: 1, frac: 13, masking: None, run: 0 }
     }
+}
+
+/// The seed of the protocols' generators for one image of one run: SHA-256 of seed,
+/// run and image, so that no two (run, image) pairs of a seed share a mask stream
+/// (`mpc::prg` says which generator masks what). Within an image the layers draw from
+/// the same generators one after another, so they never reuse a stream either.
+pub fn protocol_seed(seed: u64, run: u64, sample: usize) -> u64 {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"explore protocol seed");
+    for v in [seed, run, sample as u64] {
+        h.update(v.to_le_bytes());
+    }
+    u64::from_le_bytes(h.finalize()[..8].try_into().expect("SHA-256 has 32 bytes"))
 }
 
 /// Counts in the cost model's terms, measured or predicted.
@@ -321,7 +339,7 @@ fn run_sample(planned: &Planned, params: &Params, inputs: &Inputs, masking: Conv
         Inputs::Images { images, .. } => images[sample].clone(),
     };
     let noise_seed = opts.seed.wrapping_add(sample as u64);
-    let secure_seed = opts.seed.wrapping_mul(1_000_003).wrapping_add(sample as u64);
+    let secure_seed = protocol_seed(opts.seed, opts.run, sample);
     // A thread's first inferences wait on the OS zeroing fresh memory (90 to 270 ms
     // for a CIFAR-10 image here), which is not per-image work: they run once untimed,
     // so that the per-image times below are those of every later image.
@@ -719,5 +737,19 @@ mod tests {
         let c = checks.iter().flatten().next().copied().unwrap();
         assert_eq!((c.groups, c.flips, c.unexplained_flips, c.beyond_bound), (32, 2, 1, 1));
         assert_eq!((c.max_score_error_lsb, c.max_bound_lsb), (7, 2));
+    }
+
+    /// No two (run, image) pairs of a seed, nor the same pair under two seeds, share
+    /// the protocols' seed (so no mask stream is reused across images or points).
+    #[test]
+    fn protocol_seeds_never_repeat_across_runs_images_and_seeds() {
+        let mut seen = std::collections::HashSet::new();
+        for seed in [1, 2] {
+            for run in 0..200 {
+                for sample in 0..500 {
+                    assert!(seen.insert(super::protocol_seed(seed, run, sample)), "seed {seed}, run {run}, image {sample}");
+                }
+            }
+        }
     }
 }

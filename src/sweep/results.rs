@@ -78,6 +78,11 @@ pub struct SimRecord {
     /// stored before they were counted.
     #[serde(default)]
     pub flips: Option<(u64, u64)>,
+    /// The digest of every message (`SimReport::total.transcript`): points never share
+    /// protocol randomness, so no two points' digests are equal. `None` in records
+    /// stored before it was kept.
+    #[serde(default)]
+    pub transcript: Option<String>,
 }
 
 impl From<&SimReport> for SimRecord {
@@ -96,6 +101,7 @@ impl From<&SimReport> for SimRecord {
             seconds_per_image: r.total.seconds_per_image,
             threads: r.total.threads,
             flips: Some(r.layers.iter().filter_map(|l| l.decisions).fold((0, 0), |(f, u), d| (f + d.flips, u + d.unexplained_flips))),
+            transcript: Some(r.total.transcript.clone()),
         }
     }
 }
