@@ -16,7 +16,7 @@ mkdir -p "$dir"/{state,spool,log} /etc/munge /run/munge /var/lib/munge /var/log/
 [ -s /etc/munge/munge.key ] || dd if=/dev/urandom of=/etc/munge/munge.key bs=1024 count=1 status=none
 chmod 400 /etc/munge/munge.key
 pgrep -x munged >/dev/null || munged --force || why "munged did not start"
-host=$(hostname -s)
+host=$(hostname -s 2>/dev/null || cat /proc/sys/kernel/hostname)
 cpus=$(nproc)
 mem=$(( $(awk '/MemTotal/ {print $2}' /proc/meminfo) / 1024 - 512 ))
 cat > "$dir/slurm.conf" <<CONF
