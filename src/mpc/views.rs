@@ -19,7 +19,7 @@
 //! bins, 136.0 for 67, at p = 1e-6): at T = 800, d = 0.095 on a ring bin of 1/16 and
 //! d = 0.071 on a Z_67 value. A leak of one bit of a secret moves some bin by far more
 //! (a deterministic function of the secret moves a whole bin, d near 1); the five
-//! leaks below are found with statistics 4 to 58 times their critical values (the
+//! leaks below are found with statistics 3.7 to 58 times their critical values (the
 //! tests print them), the shipped protocols stay below 0.85 of it.
 //!
 //! What each party sees, and why it is simulatable (the inputs are shares of secrets
