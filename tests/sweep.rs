@@ -2,6 +2,7 @@
 //! small sweep that trains on an IDX dataset written here, killed part-way and resumed.
 
 mod common;
+use common::sweeps::stages;
 use common::{explore, scratch, write_idx};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -120,15 +121,6 @@ decision = "center"
     let f = dir.join("tiny.toml");
     std::fs::write(&f, text).unwrap();
     f
-}
-
-fn stages(stdout: &str) -> (usize, usize) {
-    let line = stdout.lines().find(|l| l.contains("stages computed")).unwrap_or_else(|| panic!("{stdout}"));
-    let num = |before: &str| -> usize {
-        let head = &line[..line.find(before).unwrap()];
-        head.split_whitespace().last().unwrap().parse().unwrap()
-    };
-    (num(" stages computed"), num(" reused"))
 }
 
 #[test]
