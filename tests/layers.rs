@@ -18,9 +18,10 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("train", &["infer", "data", "mpc", "graph", "spec", "error"]),
     ("simulate", &["cost", "infer", "data", "mpc", "graph", "spec", "error"]),
     ("sweep", &["simulate", "train", "cost", "infer", "data", "mpc", "graph", "spec", "error"]),
+    ("search", &["simulate", "train", "cost", "infer", "data", "mpc", "graph", "spec", "error"]),
     ("report", &["error"]),
     ("plot", &["error"]),
-    ("app", &["report", "plot", "sweep", "simulate", "train", "cost", "infer", "data", "mpc", "graph", "spec", "error"]),
+    ("app", &["report", "plot", "search", "sweep", "simulate", "train", "cost", "infer", "data", "mpc", "graph", "spec", "error"]),
 ];
 
 /// The module path of a file under `src/`: `src/cost/actions.rs` -> [cost, actions].
