@@ -747,7 +747,7 @@ mod tests {
         for seed in [1, 2] {
             for run in 0..200 {
                 for sample in 0..500 {
-                    assert!(seen.insert(super::protocol_seed(seed, run, sample)), "seed {seed}, run {run}, image {sample}");
+                    assert!(seen.insert(protocol_seed(seed, run, sample)), "seed {seed}, run {run}, image {sample}");
                 }
             }
         }
