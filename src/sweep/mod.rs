@@ -265,6 +265,7 @@ pub fn run(spec: &SweepSpec, opts: &Options) -> Result<Outcome> {
         parent: Mutex::new(Default::default()),
         seeds: spec.seeds,
         shipped: network.trained.as_ref().map(|t| store::file_digest(&t.weights)).transpose()?,
+        shipped_images: simulate::Weights::Shipped.default_inputs(&network).map(store::folder_digest).transpose()?,
         store_only: opts.store_only,
         bars: Bars::new(valid.len(), opts.quiet),
         computed: AtomicUsize::new(0),
@@ -361,8 +362,10 @@ struct Context<'a> {
     parent: Mutex<std::collections::BTreeMap<u64, (String, TrainRecord, PathBuf)>>,
     /// Trainings per point (`seeds`).
     seeds: usize,
-    /// The SHA-256 of the network's shipped original, when it has one.
+    /// The SHA-256 of the network's shipped original, when it has one, and of its
+    /// shipped test images (`store::folder_digest`).
     shipped: Option<String>,
+    shipped_images: Option<String>,
     /// Compute nothing (a merge): a stage not in the store is `Error::Missing`.
     store_only: bool,
     bars: Bars,
@@ -637,11 +640,8 @@ impl Context<'_> {
             let untrained = simulate::Weights::Shipped;
             let (weights, inputs) = match (first, &self.shipped) {
                 (Some(t), _) => (t.1.clone(), self.data_id.clone()),
-                // The images' folder as found on disk: keys do not depend on how its path is spelled.
-                (None, Some(digest)) => {
-                    let images = untrained.default_inputs(network).map(|p| std::fs::canonicalize(p).unwrap_or(p.to_path_buf()));
-                    (format!("shipped {digest}"), format!("{images:?}"))
-                }
+                // The shipped images by content: keys do not depend on where the checkout is.
+                (None, Some(digest)) => (format!("shipped {digest}"), format!("{:?}", self.shipped_images)),
                 (None, None) => (format!("random seed {}", self.cfg.seed), "generated".into()),
             };
             let key = store::key(&[

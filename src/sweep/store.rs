@@ -44,6 +44,32 @@ pub fn file_digest(path: &Path) -> Result<String> {
     Ok(text_digest(&bytes))
 }
 
+/// SHA-256 over a folder's files (their paths below it and their bytes, in name
+/// order, recursively): identifies shipped test images wherever the checkout is.
+pub fn folder_digest(dir: &Path) -> Result<String> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+        let entries = std::fs::read_dir(dir).map_err(|source| Error::Read { path: dir.to_path_buf(), source })?;
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() { walk(&p, out)? } else { out.push(p) }
+        }
+        Ok(())
+    }
+    let mut files = Vec::new();
+    walk(dir, &mut files)?;
+    files.sort();
+    let mut h = Sha256::new();
+    for f in files {
+        let name = f.strip_prefix(dir).unwrap_or(&f).to_string_lossy().into_owned();
+        let bytes = std::fs::read(&f).map_err(|source| Error::Read { path: f.clone(), source })?;
+        for part in [name.as_bytes(), &bytes] {
+            h.update((part.len() as u64).to_le_bytes());
+            h.update(part);
+        }
+    }
+    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
 /// SHA-256 of some bytes (hex).
 pub fn text_digest(bytes: &[u8]) -> String {
     Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
@@ -271,6 +297,25 @@ mod tests {
         assert_eq!(k, key(&["ab", "c"]));
         assert_ne!(k, key(&["a", "bc"]));
         assert_ne!(k, key(&["ab", "d"]));
+    }
+
+    #[test]
+    fn folder_digests_follow_content_not_location() {
+        let (a, b) = (scratch("digest-a"), scratch("digest-b"));
+        for d in [&a, &b] {
+            std::fs::create_dir_all(d.join("cat")).unwrap();
+            std::fs::write(d.join("cat/1.jpg"), "one").unwrap();
+            std::fs::write(d.join("2.jpg"), "two").unwrap();
+        }
+        assert_eq!(folder_digest(&a).unwrap(), folder_digest(&b).unwrap());
+        std::fs::write(b.join("2.jpg"), "tw0").unwrap();
+        assert_ne!(folder_digest(&a).unwrap(), folder_digest(&b).unwrap());
+        std::fs::rename(a.join("2.jpg"), a.join("3.jpg")).unwrap();
+        std::fs::write(b.join("2.jpg"), "two").unwrap();
+        assert_ne!(folder_digest(&a).unwrap(), folder_digest(&b).unwrap(), "names count");
+        for d in [a, b] {
+            std::fs::remove_dir_all(d).unwrap();
+        }
     }
 
     #[test]
