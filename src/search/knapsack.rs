@@ -29,7 +29,8 @@ pub struct Solution {
 }
 
 /// Solves the knapsack over `groups` (each with at least one option) under `budgets`
-/// (one per cost unit); `None` when no choice fits.
+/// (one per cost unit); `None` when no choice fits, and also when even the first
+/// budget alone has more states than `state_limit` (discretise more coarsely then).
 pub fn solve(groups: &[Vec<Choice>], budgets: &[u64], state_limit: usize) -> Option<Solution> {
     let states = budgets.iter().try_fold(1usize, |acc, &b| acc.checked_mul(usize::try_from(b).ok()?.checked_add(1)?));
     match states {
