@@ -25,7 +25,9 @@ fn four_shards_in_four_processes_merge_into_the_unsharded_results() {
     let mut digests: Vec<String> = files(&plain.join("simulate"))
         .iter()
         .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        .map(|p| serde_json::from_slice::<serde_json::Value>(&std::fs::read(p).unwrap()).unwrap()["transcript"].as_str().unwrap().to_string())
+        .map(|p| {
+            serde_json::from_slice::<serde_json::Value>(&std::fs::read(p).unwrap()).unwrap()["transcript"].as_str().unwrap().to_string()
+        })
         .collect();
     assert_eq!(digests.len(), 5);
     digests.sort();

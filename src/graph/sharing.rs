@@ -121,6 +121,20 @@ pub fn decisions(relu: &ReluPlan, shape: &Shape) -> std::result::Result<Decision
             }
             Decisions { groups: c * rects.len() * clusters, gated: n }
         }
+        Grouping::PerChannel { ref sides, edge } => {
+            let (c, h, w) = map()?;
+            if sides.len() != c {
+                return Err(format!("key \"patches\" lists {} sides, the layer's input has {c} channels", sides.len()));
+            }
+            let mut groups = 0;
+            for (ch, &s) in sides.iter().enumerate() {
+                if s == 0 || s > h.max(w) {
+                    return Err(format!("key \"patches\": channel {ch} has side {s}; on the {h}x{w} map sides are 1 to {}", h.max(w)));
+                }
+                groups += edge.tiles(h, s.min(h)) * edge.tiles(w, s.min(w));
+            }
+            Decisions { groups, gated: n }
+        }
         Grouping::Partial { fraction } => {
             let (channels, per_channel) = shape.chw().map_or((n, 1), |(c, h, w)| (c, h * w));
             let kept = (fraction * channels as f64).round() as usize * per_channel;
@@ -278,6 +292,17 @@ pub fn group_map(relu: &ReluPlan, shape: &Shape) -> GroupMap {
                 None => assign(&rects, *clusters, &|i, area, _| i * clusters / area, &mut group_of),
             }
         }
+        Grouping::PerChannel { sides, edge } => {
+            for (ch, &side) in sides.iter().enumerate() {
+                let rects = window_rects(h, w, Window::Size(side.min(h), side.min(w)), *edge);
+                for ((y0, y1), (x0, x1)) in rects {
+                    for y in y0..y1 {
+                        group_of[(ch * h + y) * w + x0..(ch * h + y) * w + x1].iter_mut().for_each(|g| *g = next);
+                    }
+                    next += 1;
+                }
+            }
+        }
         &Grouping::Partial { fraction } => {
             let kept = (fraction * c as f64).round() as usize * h * w;
             group_of[..kept].iter_mut().enumerate().for_each(|(i, g)| *g = i as u32);
@@ -340,6 +365,8 @@ mod group_tests {
             Grouping::Clusters { window: Window::Size(4, 4), clusters: 3, edge: Edge::Partial, assignment: None },
             Grouping::Clusters { window: Window::Full, clusters: 7, edge: Edge::Partial, assignment: None },
             Grouping::Partial { fraction: 0.5 },
+            Grouping::PerChannel { sides: std::sync::Arc::new(vec![1, 3, 11, 4]), edge: Edge::Partial },
+            Grouping::PerChannel { sides: std::sync::Arc::new(vec![2, 10, 3, 1]), edge: Edge::Merge },
         ];
         for g in cases {
             let shape = Shape(vec![4, 10, 11]);
@@ -362,5 +389,24 @@ mod group_tests {
         assert_eq!(m.center[0], 5); // (1, 1) of the first 3x3 tile
         let m = map(Grouping::Channel, &[2, 3, 3]);
         assert_eq!(m.center, vec![4, 13]);
+    }
+
+    #[test]
+    fn per_channel_sides_tile_each_channel_alone() {
+        // Channel 0 regular (9 groups), channel 1 2x2 with partial edge (4), channel 2 whole (1).
+        let g = Grouping::PerChannel { sides: std::sync::Arc::new(vec![1, 2, 3]), edge: Edge::Partial };
+        let m = map(g.clone(), &[3, 3, 3]);
+        assert_eq!(m.groups, 14);
+        assert_eq!(&m.group_of[9..18], &[9, 9, 10, 9, 9, 10, 11, 11, 12]);
+        assert!(m.group_of[18..].iter().all(|&x| x == 13));
+        let plan = |sides: Vec<usize>| ReluPlan {
+            grouping: Grouping::PerChannel { sides: std::sync::Arc::new(sides), edge: Edge::Partial },
+            decision: Decision::Center,
+            noise: Noise::NONE,
+        };
+        let e = decisions(&plan(vec![1, 2]), &Shape(vec![3, 3, 3])).unwrap_err();
+        assert!(e.contains("lists 2 sides, the layer's input has 3 channels"), "{e}");
+        let e = decisions(&plan(vec![1, 2, 4]), &Shape(vec![3, 3, 3])).unwrap_err();
+        assert!(e.contains("channel 2 has side 4; on the 3x3 map sides are 1 to 3"), "{e}");
     }
 }

@@ -39,7 +39,7 @@
 
 use super::prg::{Prg, Seeds};
 use super::protocols::{self, Ctx, Leak, Shares};
-use super::ring::{odd_sub, P};
+use super::ring::{P, odd_sub};
 use super::transport::{Elem, Party};
 use std::collections::BTreeMap;
 
@@ -91,8 +91,7 @@ fn shares(party: Party, secret: &[u64], odd_ring: bool, trial: u64) -> Shares {
     let seed = if party == Party::P2 { trial } else { 1 << 40 };
     let mut g = Prg::new(seed, "share");
     let mine = if odd_ring { g.odd(secret.len()) } else { g.ring(secret.len()) };
-    let other: Vec<u64> =
-        secret.iter().zip(&mine).map(|(&s, &m)| if odd_ring { odd_sub(s, m) } else { s.wrapping_sub(m) }).collect();
+    let other: Vec<u64> = secret.iter().zip(&mine).map(|(&s, &m)| if odd_ring { odd_sub(s, m) } else { s.wrapping_sub(m) }).collect();
     match party {
         Party::P1 => Shares { s0: other, s1: mine },
         _ => Shares { s0: mine, s1: other },

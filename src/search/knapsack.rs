@@ -161,8 +161,7 @@ mod tests {
     /// not admit a solution.
     fn instance() -> impl Strategy<Value = (Vec<Vec<Choice>>, Vec<u64>)> {
         (1usize..=2).prop_flat_map(|units| {
-            let choice = (0u32..100, prop::collection::vec(0u64..16, units))
-                .prop_map(|(d, costs)| Choice { distortion: d as f64, costs });
+            let choice = (0u32..100, prop::collection::vec(0u64..16, units)).prop_map(|(d, costs)| Choice { distortion: d as f64, costs });
             let groups = prop::collection::vec(prop::collection::vec(choice, 1..=4), 1..=12);
             (groups, prop::collection::vec(0u64..120, units))
         })
@@ -202,7 +201,8 @@ mod tests {
     #[test]
     fn a_small_instance_by_hand() {
         // Two channels, options (distortion, bytes): keep both (0, 10), share one (5, 4)...
-        let g = |a: (f64, u64), b: (f64, u64)| vec![Choice { distortion: a.0, costs: vec![a.1] }, Choice { distortion: b.0, costs: vec![b.1] }];
+        let g =
+            |a: (f64, u64), b: (f64, u64)| vec![Choice { distortion: a.0, costs: vec![a.1] }, Choice { distortion: b.0, costs: vec![b.1] }];
         let groups = vec![g((0.0, 10), (5.0, 4)), g((0.0, 10), (1.0, 3))];
         assert_eq!(solve(&groups, &[20], 100).unwrap().picks, [0, 0]);
         assert_eq!(solve(&groups, &[13], 100).unwrap().picks, [0, 1]);

@@ -30,6 +30,9 @@ pub struct PlanSpec {
     pub architecture: Option<String>,
     /// ReLU layer name -> its sharing, sorted by name.
     pub relu: BTreeMap<String, ReluPlan>,
+    /// What `explore search` recorded about a plan it wrote (budgets, predicted cost,
+    /// distortion); read back as is, used by nothing but reports.
+    pub search: Option<toml::Table>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -57,6 +60,10 @@ pub enum Grouping {
     /// Regular ReLU on this fraction of the channels, identity on the rest
     /// (Shafran et al.'s partial activation layers).
     Partial { fraction: f64 },
+    /// Square tiles whose side each channel chooses (`explore search` writes these):
+    /// `sides[c]` for channel c, 1 for regular ReLU, the map's side for one decision
+    /// per channel. A side longer than one of the map's sides spans that side whole.
+    PerChannel { sides: std::sync::Arc<Vec<usize>>, edge: Edge },
 }
 
 /// What to do where a map's side is not a multiple of the tile side.
@@ -214,6 +221,13 @@ impl std::fmt::Display for ReluPlan {
             Grouping::Channel => write!(f, "channel")?,
             Grouping::Patch { size: (h, w), edge: e } => write!(f, "patch {h}x{w} ({})", edge(e))?,
             Grouping::Clusters { window: Window::Full, clusters, .. } => write!(f, "{clusters} clusters per channel")?,
+            Grouping::PerChannel { sides, edge: e } => {
+                // Channels per side, smallest side first: "per-channel 1x1: 10, 3x3: 50 (partial edge)".
+                let mut counts = BTreeMap::new();
+                sides.iter().for_each(|&s| *counts.entry(s).or_insert(0usize) += 1);
+                let parts: Vec<String> = counts.iter().map(|(s, n)| format!("{s}x{s}: {n}")).collect();
+                write!(f, "per-channel {} ({})", parts.join(", "), edge(e))?
+            }
             Grouping::Clusters { window: Window::Size(h, w), clusters, edge: e, .. } => {
                 write!(f, "{clusters} clusters per {h}x{w} window ({})", edge(e))?
             }
@@ -237,14 +251,76 @@ impl std::fmt::Display for ReluPlan {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 struct RawPlan {
     name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     description: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     architecture: Option<String>,
     #[serde(default)]
     relu: toml::Table,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    search: Option<toml::Table>,
+}
+
+impl ReluPlan {
+    /// The `[relu.LAYER]` table of a plan file that reads back as this plan.
+    pub fn to_table(&self) -> toml::Table {
+        let mut t = toml::Table::new();
+        let mut set = |k: &str, v: toml::Value| {
+            t.insert(k.into(), v);
+        };
+        let edge = |e: &Edge| toml::Value::String(if *e == Edge::Partial { "partial" } else { "merge" }.into());
+        let pair = |(h, w): (usize, usize)| toml::Value::Array(vec![(h as i64).into(), (w as i64).into()]);
+        let group = match &self.grouping {
+            Grouping::None => "none",
+            Grouping::Identity => "identity",
+            Grouping::Channel => "channel",
+            Grouping::Partial { fraction } => {
+                set("partial", (*fraction).into());
+                "partial"
+            }
+            Grouping::Patch { size, edge: e } => {
+                set("patch", pair(*size));
+                set("edge", edge(e));
+                "patch"
+            }
+            Grouping::PerChannel { sides, edge: e } => {
+                set("patches", toml::Value::Array(sides.iter().map(|&s| (s as i64).into()).collect()));
+                set("edge", edge(e));
+                "per-channel"
+            }
+            Grouping::Clusters { window, clusters, edge: e, assignment } => {
+                set("window", if let Window::Size(h, w) = window { pair((*h, *w)) } else { "full".into() });
+                set("clusters", (*clusters as i64).into());
+                set("edge", edge(e));
+                if let Some(a) = assignment {
+                    set("assignment", a.file.display().to_string().into());
+                }
+                "clusters"
+            }
+        };
+        set("group", group.into());
+        if !matches!(self.grouping, Grouping::None | Grouping::Identity | Grouping::Partial { .. }) {
+            match self.decision {
+                Decision::Center => set("decision", "center".into()),
+                Decision::Mean => set("decision", "mean".into()),
+                Decision::Learned { weights, shared_across_channels } => {
+                    set("decision", "learned".into());
+                    set("weights", if weights == WeightVisibility::Public { "public" } else { "secret" }.into());
+                    set("shared_across_channels", shared_across_channels.into());
+                }
+            }
+            if self.noise.p > 0.0 {
+                set("noise", self.noise.p.into());
+                set("noise_at_inference", self.noise.at_inference.into());
+                set("noise_mask", if self.noise.mask == NoiseMask::Public { "public" } else { "secret" }.into());
+            }
+        }
+        t
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -256,6 +332,8 @@ enum GroupKind {
     Clusters,
     Identity,
     Partial,
+    #[serde(rename = "per-channel")]
+    PerChannel,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -284,6 +362,7 @@ enum WindowWord {
 struct RawRelu {
     group: GroupKind,
     patch: Option<Pair>,
+    patches: Option<Vec<usize>>,
     edge: Option<Edge>,
     window: Option<RawWindow>,
     clusters: Option<usize>,
@@ -311,6 +390,7 @@ impl PlanSpec {
             description: Some("regular ReLU everywhere".into()),
             architecture: None,
             relu: BTreeMap::new(),
+            search: None,
         }
     }
 
@@ -325,14 +405,36 @@ impl PlanSpec {
             return Err(Error::invalid(path, Some("key \"name\"".into()), "must not be empty"));
         }
         let relu = Self::relu_entries(path, "", raw.relu)?;
-        Ok(PlanSpec { path: Some(path.to_path_buf()), name: raw.name, description: raw.description, architecture: raw.architecture, relu })
+        Ok(PlanSpec {
+            path: Some(path.to_path_buf()),
+            name: raw.name,
+            description: raw.description,
+            architecture: raw.architecture,
+            relu,
+            search: raw.search,
+        })
     }
 
     /// A plan made elsewhere than in a plan file (a sweep's grid point): `relu` holds
     /// the `[relu.LAYER]` tables, and errors name `path` and `within`.
     pub fn from_relu_table(path: &Path, within: &str, name: String, relu: toml::Table) -> Result<PlanSpec> {
         let relu = Self::relu_entries(path, within, relu)?;
-        Ok(PlanSpec { path: Some(path.to_path_buf()), name, description: None, architecture: None, relu })
+        Ok(PlanSpec { path: Some(path.to_path_buf()), name, description: None, architecture: None, relu, search: None })
+    }
+
+    /// The plan as plan-file TOML (what `parse` reads back to an equal plan). Cluster
+    /// assignments are written as their file's path, which `parse` resolves against
+    /// the folder of the file the text is saved in.
+    pub fn to_toml(&self) -> std::result::Result<String, toml::ser::Error> {
+        let relu = self.relu.iter().map(|(layer, p)| (layer.clone(), toml::Value::Table(p.to_table()))).collect();
+        let raw = RawPlan {
+            name: self.name.clone(),
+            description: self.description.clone(),
+            architecture: self.architecture.clone(),
+            relu,
+            search: self.search.clone(),
+        };
+        toml::to_string(&raw)
     }
 
     fn relu_entries(path: &Path, within: &str, tables: toml::Table) -> Result<BTreeMap<String, ReluPlan>> {
@@ -360,20 +462,23 @@ fn build_relu(raw: &RawRelu, folder: &Path, layer: &str) -> std::result::Result<
         G::Clusters => "clusters",
         G::Identity => "identity",
         G::Partial => "partial",
+        G::PerChannel => "per-channel",
     };
     const DECIDE: [&str; 6] = ["decision", "weights", "shared_across_channels", "noise", "noise_at_inference", "noise_mask"];
     let mut allowed: Vec<&str> = match raw.group {
         G::None | G::Identity => vec![],
         G::Partial => vec!["partial"],
         G::Patch => vec!["patch", "edge"],
+        G::PerChannel => vec!["patches", "edge"],
         G::Channel => vec![],
         G::Clusters => vec!["window", "clusters", "edge", "assignment"],
     };
-    if matches!(raw.group, G::Patch | G::Channel | G::Clusters) {
+    if matches!(raw.group, G::Patch | G::Channel | G::Clusters | G::PerChannel) {
         allowed.extend(DECIDE);
     }
     let present = [
         ("patch", raw.patch.is_some()),
+        ("patches", raw.patches.is_some()),
         ("edge", raw.edge.is_some()),
         ("window", raw.window.is_some()),
         ("clusters", raw.clusters.is_some()),
@@ -402,6 +507,16 @@ fn build_relu(raw: &RawRelu, folder: &Path, layer: &str) -> std::result::Result<
                 return Err(format!("key \"patch\" must be at least 1, got {size:?}"));
             }
             Grouping::Patch { size, edge }
+        }
+        G::PerChannel => {
+            let sides = raw
+                .patches
+                .clone()
+                .ok_or("group \"per-channel\" needs key \"patches\" (the tile side of each channel, e.g. [1, 3, 32])")?;
+            if let Some(c) = sides.iter().position(|&s| s == 0) {
+                return Err(format!("key \"patches\": channel {c} has side 0; sides start at 1 (regular ReLU)"));
+            }
+            Grouping::PerChannel { sides: std::sync::Arc::new(sides), edge }
         }
         G::Clusters => {
             let window = match raw.window.ok_or("group \"clusters\" needs key \"window\" (e.g. window = 8 or \"full\")")? {
@@ -477,6 +592,25 @@ mod tests {
             p.relu["b"].grouping,
             Grouping::Clusters { window: Window::Size(8, 8), clusters: 8, edge: Edge::Partial, assignment: None }
         );
+    }
+
+    #[test]
+    fn per_channel_sides_read_and_write_back() {
+        let text = "name = \"s\"\narchitecture = \"net\"\n[relu.relu1]\ngroup = \"per-channel\"\npatches = [1, 3, 3, 32]\ndecision = \"learned\"\nweights = \"public\"\n[relu.relu2]\ngroup = \"patch\"\npatch = [3, 2]\nedge = \"merge\"\nnoise = 0.25\nnoise_at_inference = true\n[search]\nbudgets = [\"mb<=20\"]\n";
+        let p = parse(text).unwrap();
+        let Grouping::PerChannel { sides, edge } = &p.relu["relu1"].grouping else { panic!("{:?}", p.relu["relu1"]) };
+        assert_eq!((sides.as_slice(), *edge), (&[1, 3, 3, 32][..], Edge::Partial));
+        assert_eq!(p.relu["relu1"].to_string(), "per-channel 1x1: 1, 3x3: 2, 32x32: 1 (partial edge), learned public");
+        assert_eq!(p.search.as_ref().unwrap()["budgets"][0].as_str(), Some("mb<=20"));
+        // Written and read again: the same plan, search table included.
+        let again = parse(&p.to_toml().unwrap()).unwrap();
+        assert_eq!((again.name.as_str(), again.architecture.as_deref()), ("s", Some("net")));
+        assert_eq!(again.relu, p.relu);
+        assert_eq!(again.search, p.search);
+        let e = parse("name = \"x\"\n[relu.r]\ngroup = \"per-channel\"\npatches = [1, 0]\n").unwrap_err().to_string();
+        assert!(e.contains("channel 1 has side 0"), "{e}");
+        let e = parse("name = \"x\"\n[relu.r]\ngroup = \"per-channel\"\n").unwrap_err().to_string();
+        assert!(e.contains("needs key \"patches\""), "{e}");
     }
 
     #[test]

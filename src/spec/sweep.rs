@@ -539,9 +539,14 @@ mod tests {
         let s = parse(&format!("{HEAD}seeds = 3\n[train]\ninit = \"original\"\nfinetune_epochs = 2\nfinetune_lr = 0.01\n{grid}")).unwrap();
         assert_eq!(s.seeds, 3);
         assert_eq!(s.warm, Some(Warm { parent: Parent::Original, finetune_epochs: 2, finetune_lr: Some(0.01), finetune_augment: None }));
-        let s = parse(&format!("{HEAD}[train]\ninit = \"original\"\nfinetune_epochs = 2\nfinetune_augment = false\naugment = true\n{grid}")).unwrap();
+        let s =
+            parse(&format!("{HEAD}[train]\ninit = \"original\"\nfinetune_epochs = 2\nfinetune_augment = false\naugment = true\n{grid}"))
+                .unwrap();
         assert_eq!((s.warm.unwrap().finetune_augment, s.train.augment), (Some(false), true));
-        let s = parse(&format!("{HEAD}[train]\ninit = \"original\"\nfinetune_epochs = 2\ndistill = {{ temperature = 4.0, weight = 0.9 }}\n{grid}")).unwrap();
+        let s = parse(&format!(
+            "{HEAD}[train]\ninit = \"original\"\nfinetune_epochs = 2\ndistill = {{ temperature = 4.0, weight = 0.9 }}\n{grid}"
+        ))
+        .unwrap();
         assert_eq!(s.train.distill, Some(crate::spec::train::Distill { temperature: 4.0, weight: 0.9 }));
         // A checkpoint parent resolves against the sweep's folder (this crate's root
         // for the test) and must exist.
@@ -561,8 +566,14 @@ mod tests {
             ("[train]\nfinetune_augment = false\n", "finetune_augment\": goes with init"),
             ("[train]\ninit = \"original\"\nfinetune_epochs = 1\nfinetune_augment = \"no\"\n", "finetune_augment\": must be true or false"),
             ("[train]\ndistill = { temperature = 4.0, weight = 0.9 }\n", "key \"distill\": goes with init"),
-            ("[train]\ninit = \"original\"\nfinetune_epochs = 1\ndistill = { temperature = 0.0, weight = 0.9 }\n", "temperature must be a positive number"),
-            ("[train]\ninit = \"original\"\nfinetune_epochs = 1\ndistill = { temperature = 4.0, weight = 1.5 }\n", "weight must be in [0, 1]"),
+            (
+                "[train]\ninit = \"original\"\nfinetune_epochs = 1\ndistill = { temperature = 0.0, weight = 0.9 }\n",
+                "temperature must be a positive number",
+            ),
+            (
+                "[train]\ninit = \"original\"\nfinetune_epochs = 1\ndistill = { temperature = 4.0, weight = 1.5 }\n",
+                "weight must be in [0, 1]",
+            ),
         ];
         for (text, want) in bad {
             let e = parse(&format!("{HEAD}{text}{grid}")).unwrap_err().to_string();

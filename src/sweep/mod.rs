@@ -656,17 +656,23 @@ impl Context<'_> {
             ]);
             let json = dir.join("simulate").join(format!("{key}.json"));
             let lock = dir.join("simulate").join(format!("{key}.lock"));
-            let record = self.stage(&c.name, "secure simulation", &lock, || store::read_json::<SimRecord>(&json), || {
-                self.bars.start(&c.name, "secure simulation");
-                let (w, data) = match first {
-                    Some(t) => (simulate::Weights::Trained(&t.2), self.data_dir.as_deref()),
-                    None => (untrained, None),
-                };
-                let report = simulate::run_planned(&planned, w, data, &self.table, &sim_opts, &self.bars.stage_bar())?;
-                let record = SimRecord::from(&report);
-                store::write_json(&json, &record)?;
-                Ok(record)
-            })?;
+            let record = self.stage(
+                &c.name,
+                "secure simulation",
+                &lock,
+                || store::read_json::<SimRecord>(&json),
+                || {
+                    self.bars.start(&c.name, "secure simulation");
+                    let (w, data) = match first {
+                        Some(t) => (simulate::Weights::Trained(&t.2), self.data_dir.as_deref()),
+                        None => (untrained, None),
+                    };
+                    let report = simulate::run_planned(&planned, w, data, &self.table, &sim_opts, &self.bars.stage_bar())?;
+                    let record = SimRecord::from(&report);
+                    store::write_json(&json, &record)?;
+                    Ok(record)
+                },
+            )?;
             sim = Some((record, key));
         }
 

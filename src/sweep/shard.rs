@@ -28,7 +28,8 @@ impl Shard {
             let (id, count) = (var("SLURM_ARRAY_TASK_ID")?, var("SLURM_ARRAY_TASK_COUNT")?);
             let min = if env("SLURM_ARRAY_TASK_MIN").is_some() { var("SLURM_ARRAY_TASK_MIN")? } else { 0 };
             let index = id.checked_sub(min).ok_or_else(|| format!("SLURM_ARRAY_TASK_ID={id} is below SLURM_ARRAY_TASK_MIN={min}"))?;
-            return Shard::new(index, count).map_err(|e| format!("{e} (from the SLURM_ARRAY_TASK_* variables; an array with steps is not supported)"));
+            return Shard::new(index, count)
+                .map_err(|e| format!("{e} (from the SLURM_ARRAY_TASK_* variables; an array with steps is not supported)"));
         }
         let (i, n) = text.split_once('/').ok_or_else(|| format!("expected I/N (such as 0/4) or slurm, got \"{text}\""))?;
         let count = |s: &str| s.trim().parse::<usize>().map_err(|_| format!("expected I/N (such as 0/4) or slurm, got \"{text}\""));
@@ -125,11 +126,7 @@ impl Record {
             Err(_) => Vec::new(),
         };
         if files.is_empty() {
-            return Err(Error::invalid(
-                store,
-                None,
-                "no shard records (shards/*.json): not a store that `explore sweep --shard` wrote",
-            ));
+            return Err(Error::invalid(store, None, "no shard records (shards/*.json): not a store that `explore sweep --shard` wrote"));
         }
         files.sort();
         files
@@ -158,9 +155,8 @@ mod tests {
             assert!(Shard::parse(bad, no_env).is_err(), "{bad}");
         }
         assert!(Shard::parse("5/4", no_env).unwrap_err().contains("shard 5 of 4 does not exist"));
-        let slurm = |vars: &'static [(&'static str, &'static str)]| {
-            move |k: &str| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
-        };
+        let slurm =
+            |vars: &'static [(&'static str, &'static str)]| move |k: &str| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string());
         let env = slurm(&[("SLURM_ARRAY_TASK_ID", "3"), ("SLURM_ARRAY_TASK_COUNT", "4")]);
         assert_eq!(Shard::parse("slurm", env), Ok(Shard { index: 3, count: 4 }));
         // --array=1-4: ids 1..4 are shards 0..3.

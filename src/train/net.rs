@@ -135,107 +135,141 @@ pub fn forward(p: &Prepared, params: &Params, x: &[f32], n: usize, mode: Mode) -
     let mut norm_stats = Vec::new();
     outputs[net.input.index()] = x.to_vec();
     for (node, layer) in net.layers() {
-        let input = &outputs[layer.inputs[0].index()];
-        let in_len = net.input_shape(node).numel();
-        let out_len = layer.output.numel();
-        let op = layer.op.as_ref().expect("layers() yields layers");
-        let out = match op {
-            Op::Conv { out_channels, .. } => {
-                let w = &p.windows[&node];
-                let lp = &params.layers[&layer.name];
-                let pos = out_len / out_channels;
-                // One product per image, W (O x patch) times the image's im2col matrix
-                // (patch x pos), written straight into the image's [O, pos] output: a
-                // whole chunk's im2col matrix (tens of MB) would not stay in cache, and
-                // packing it for the product cost a fifth of training time. Backward
-                // rebuilds the columns rather than keeping them.
-                let mut cols = vec![0f32; w.patch() * pos];
-                let mut y = vec![0f32; n * out_len];
-                for (xb, yb) in input.chunks_exact(in_len).zip(y.chunks_exact_mut(out_len)) {
-                    im2col_into(xb, w, &mut cols, pos, 0);
-                    gemm(*out_channels, w.patch(), pos, &lp.weight, (w.patch(), 1), &cols, (pos, 1), yb, false);
-                    for (row, bias) in yb.chunks_exact_mut(pos).zip(&lp.bias) {
-                        row.iter_mut().for_each(|v| *v += bias);
-                    }
-                }
-                y
-            }
-            Op::Linear { out_features } => {
-                let lp = &params.layers[&layer.name];
-                let mut y: Vec<f32> = (0..n).flat_map(|_| lp.bias.iter().copied()).collect();
-                gemm(n, in_len, *out_features, input, (in_len, 1), &lp.weight, (1, in_len), &mut y, true);
-                y
-            }
-            Op::AvgPool { .. } => {
-                let mut y = vec![0f32; n * out_len];
-                for (xb, yb) in input.chunks_exact(in_len).zip(y.chunks_exact_mut(out_len)) {
-                    avgpool_forward(&p.windows[&node], xb, yb);
-                }
-                y
-            }
-            Op::Relu => {
-                let (y, c) = relu_forward(p, params, node, input, n, mode);
-                cache[node.index()] = c;
-                y
-            }
-            Op::Dropout { p: rate } => match mode {
-                Mode::Train { seed } if *rate > 0.0 => {
-                    let mut rng = Prg::new(seed, &format!("dropout/{}", layer.name));
-                    let keep = rng.bernoulli(input.len(), 1.0 - rate);
-                    let scale = 1.0 / (1.0 - *rate as f32);
-                    let mask: Vec<f32> = keep.iter().map(|&k| k as f32 * scale).collect();
-                    let y = input.iter().zip(&mask).map(|(x, m)| x * m).collect();
-                    cache[node.index()] = Cache::Dropout(mask);
-                    y
-                }
-                _ => input.clone(),
-            },
-            Op::Add => {
-                let mut y = input.clone();
-                for other in &layer.inputs[1..] {
-                    for (a, b) in y.iter_mut().zip(&outputs[other.index()]) {
-                        *a += b;
-                    }
-                }
-                y
-            }
-            Op::BatchNorm => {
-                let lp = &params.layers[&layer.name];
-                let c = lp.weight.len();
-                let plane = in_len / c;
-                let (mean, var) = match mode {
-                    Mode::Train { .. } => {
-                        let (mean, var) = channel_moments(input, n, c, plane);
-                        let m = (n * plane) as f32;
-                        norm_stats.push((layer.name.clone(), mean.clone(), var.iter().map(|v| v * m / (m - 1.0).max(1.0)).collect()));
-                        (mean, var)
-                    }
-                    Mode::Eval { .. } => (lp.buffers[..c].to_vec(), lp.buffers[c..].to_vec()),
-                };
-                let inv_std: Vec<f32> = var.iter().map(|v| 1.0 / (v + crate::infer::model::BN_EPS).sqrt()).collect();
-                let mut xhat = vec![0f32; input.len()];
-                let mut y = vec![0f32; input.len()];
-                // One (image, channel) plane per task: no index arithmetic per element.
-                xhat.par_chunks_mut(plane).zip(y.par_chunks_mut(plane)).zip(input.par_chunks(plane)).enumerate().for_each(
-                    |(k, ((xh, yv), xv))| {
-                        let ch = k % c;
-                        let (mu, s, g, b) = (mean[ch], inv_std[ch], lp.weight[ch], lp.bias[ch]);
-                        for ((h, o), &v) in xh.iter_mut().zip(yv.iter_mut()).zip(xv) {
-                            *h = (v - mu) * s;
-                            *o = g * *h + b;
-                        }
-                    },
-                );
-                if matches!(mode, Mode::Train { .. }) {
-                    cache[node.index()] = Cache::Norm { xhat, inv_std };
-                }
-                y
-            }
-            Op::Flatten => input.clone(),
-        };
+        let inputs: Vec<&[f32]> = layer.inputs.iter().map(|i| outputs[i.index()].as_slice()).collect();
+        let (out, c, stats) = layer_forward(p, params, node, &inputs, n, mode);
+        cache[node.index()] = c;
+        norm_stats.extend(stats);
         outputs[node.index()] = out;
     }
     Pass { n, norm_stats, outputs, cache }
+}
+
+/// The logits of `base`'s images when the output of layer `at` is `replaced` and
+/// every layer after it is run again (evaluation mode, no cache kept): what one
+/// change to one layer does to the network's output, at the price of the layers
+/// after it only.
+pub fn logits_from(p: &Prepared, params: &Params, base: &Pass, at: NodeIndex, replaced: Vec<f32>, seed: u64) -> Vec<f32> {
+    let net = p.net();
+    let mut fresh: Vec<Option<Vec<f32>>> = vec![None; net.graph.node_count()];
+    fresh[at.index()] = Some(replaced);
+    let after = net.order.iter().position(|&n| n == at).map_or(net.order.len(), |i| i + 1);
+    for &node in &net.order[after..] {
+        let layer = net.node(node);
+        let inputs: Vec<&[f32]> = layer.inputs.iter().map(|i| fresh[i.index()].as_deref().unwrap_or(&base.outputs[i.index()])).collect();
+        let (out, _, _) = layer_forward(p, params, node, &inputs, base.n, Mode::Eval { seed });
+        fresh[node.index()] = Some(out);
+    }
+    fresh[net.output.index()].take().unwrap_or_else(|| base.outputs[net.output.index()].clone())
+}
+
+/// One layer forward on `n` images: its output, what backward needs, and the
+/// batchnorm statistics of this chunk (training mode).
+type LayerOut = (Vec<f32>, Cache, Option<(String, Vec<f32>, Vec<f32>)>);
+
+fn layer_forward(p: &Prepared, params: &Params, node: NodeIndex, inputs: &[&[f32]], n: usize, mode: Mode) -> LayerOut {
+    let net = p.net();
+    let layer = net.node(node);
+    let input = inputs[0];
+    let in_len = net.input_shape(node).numel();
+    let out_len = layer.output.numel();
+    let op = layer.op.as_ref().expect("layers() yields layers");
+    let mut cache = Cache::None;
+    let mut stats = None;
+    let out = match op {
+        Op::Conv { out_channels, .. } => {
+            let w = &p.windows[&node];
+            let lp = &params.layers[&layer.name];
+            let pos = out_len / out_channels;
+            // One product per image, W (O x patch) times the image's im2col matrix
+            // (patch x pos), written straight into the image's [O, pos] output: a
+            // whole chunk's im2col matrix (tens of MB) would not stay in cache, and
+            // packing it for the product cost a fifth of training time. Backward
+            // rebuilds the columns rather than keeping them.
+            let mut cols = vec![0f32; w.patch() * pos];
+            let mut y = vec![0f32; n * out_len];
+            for (xb, yb) in input.chunks_exact(in_len).zip(y.chunks_exact_mut(out_len)) {
+                im2col_into(xb, w, &mut cols, pos, 0);
+                gemm(*out_channels, w.patch(), pos, &lp.weight, (w.patch(), 1), &cols, (pos, 1), yb, false);
+                for (row, bias) in yb.chunks_exact_mut(pos).zip(&lp.bias) {
+                    row.iter_mut().for_each(|v| *v += bias);
+                }
+            }
+            y
+        }
+        Op::Linear { out_features } => {
+            let lp = &params.layers[&layer.name];
+            let mut y: Vec<f32> = (0..n).flat_map(|_| lp.bias.iter().copied()).collect();
+            gemm(n, in_len, *out_features, input, (in_len, 1), &lp.weight, (1, in_len), &mut y, true);
+            y
+        }
+        Op::AvgPool { .. } => {
+            let mut y = vec![0f32; n * out_len];
+            for (xb, yb) in input.chunks_exact(in_len).zip(y.chunks_exact_mut(out_len)) {
+                avgpool_forward(&p.windows[&node], xb, yb);
+            }
+            y
+        }
+        Op::Relu => {
+            let (y, c) = relu_forward(p, params, node, input, n, mode);
+            cache = c;
+            y
+        }
+        Op::Dropout { p: rate } => match mode {
+            Mode::Train { seed } if *rate > 0.0 => {
+                let mut rng = Prg::new(seed, &format!("dropout/{}", layer.name));
+                let keep = rng.bernoulli(input.len(), 1.0 - rate);
+                let scale = 1.0 / (1.0 - *rate as f32);
+                let mask: Vec<f32> = keep.iter().map(|&k| k as f32 * scale).collect();
+                let y = input.iter().zip(&mask).map(|(x, m)| x * m).collect();
+                cache = Cache::Dropout(mask);
+                y
+            }
+            _ => input.to_vec(),
+        },
+        Op::Add => {
+            let mut y = input.to_vec();
+            for other in &inputs[1..] {
+                for (a, b) in y.iter_mut().zip(other.iter()) {
+                    *a += b;
+                }
+            }
+            y
+        }
+        Op::BatchNorm => {
+            let lp = &params.layers[&layer.name];
+            let c = lp.weight.len();
+            let plane = in_len / c;
+            let (mean, var) = match mode {
+                Mode::Train { .. } => {
+                    let (mean, var) = channel_moments(input, n, c, plane);
+                    let m = (n * plane) as f32;
+                    stats = Some((layer.name.clone(), mean.clone(), var.iter().map(|v| v * m / (m - 1.0).max(1.0)).collect()));
+                    (mean, var)
+                }
+                Mode::Eval { .. } => (lp.buffers[..c].to_vec(), lp.buffers[c..].to_vec()),
+            };
+            let inv_std: Vec<f32> = var.iter().map(|v| 1.0 / (v + crate::infer::model::BN_EPS).sqrt()).collect();
+            let mut xhat = vec![0f32; input.len()];
+            let mut y = vec![0f32; input.len()];
+            // One (image, channel) plane per task: no index arithmetic per element.
+            xhat.par_chunks_mut(plane).zip(y.par_chunks_mut(plane)).zip(input.par_chunks(plane)).enumerate().for_each(
+                |(k, ((xh, yv), xv))| {
+                    let ch = k % c;
+                    let (mu, s, g, b) = (mean[ch], inv_std[ch], lp.weight[ch], lp.bias[ch]);
+                    for ((h, o), &v) in xh.iter_mut().zip(yv.iter_mut()).zip(xv) {
+                        *h = (v - mu) * s;
+                        *o = g * *h + b;
+                    }
+                },
+            );
+            if matches!(mode, Mode::Train { .. }) {
+                cache = Cache::Norm { xhat, inv_std };
+            }
+            y
+        }
+        Op::Flatten => input.to_vec(),
+    };
+    (out, cache, stats)
 }
 
 /// Average pooling of one [C, H, W] map: each output is the sum of its window's
@@ -563,7 +597,9 @@ mod tests {
     #[test]
     fn pooling_loops_equal_the_tap_lists() {
         let mut g = Prg::new(7, "pool");
-        for (kernel, stride, padding) in [((2, 2), (2, 2), (0, 0)), ((3, 3), (1, 1), (1, 1)), ((3, 2), (2, 3), (1, 0)), ((5, 5), (4, 4), (2, 2))] {
+        for (kernel, stride, padding) in
+            [((2, 2), (2, 2), (0, 0)), ((3, 3), (1, 1), (1, 1)), ((3, 2), (2, 3), (1, 0)), ((5, 5), (4, 4), (2, 2))]
+        {
             let w = Window { channels: 3, height: 9, width: 11, kernel, stride, padding };
             let (oh, ow) = w.out_hw();
             let x: Vec<f32> = (0..3 * 9 * 11).map(|_| g.below(1 << 20) as f32 / 977.0 - 500.0).collect();

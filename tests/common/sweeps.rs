@@ -82,7 +82,8 @@ pub fn stages(stdout: &str) -> (usize, usize) {
 pub fn results_without_timings(path: &Path) -> Vec<Vec<String>> {
     let mut r = csv::Reader::from_path(path).unwrap();
     let header: Vec<String> = r.headers().unwrap().iter().map(String::from).collect();
-    let keep: Vec<usize> = (0..header.len()).filter(|&i| !["secure_seconds_per_image", "train_seconds"].contains(&header[i].as_str())).collect();
+    let keep: Vec<usize> =
+        (0..header.len()).filter(|&i| !["secure_seconds_per_image", "train_seconds"].contains(&header[i].as_str())).collect();
     let mut out = vec![keep.iter().map(|&i| header[i].clone()).collect::<Vec<_>>()];
     for rec in r.records() {
         let rec = rec.unwrap();
@@ -109,9 +110,11 @@ pub fn assert_same_outputs(a: &Path, b: &Path) {
     }
     let (pa, pb) = (files(&a.join("plots")), files(&b.join("plots")));
     assert!(!pa.is_empty());
-    assert_eq!(pa.iter().map(|p| p.file_name().unwrap()).collect::<Vec<_>>(), pb.iter().map(|p| p.file_name().unwrap()).collect::<Vec<_>>());
+    assert_eq!(
+        pa.iter().map(|p| p.file_name().unwrap()).collect::<Vec<_>>(),
+        pb.iter().map(|p| p.file_name().unwrap()).collect::<Vec<_>>()
+    );
     for (x, y) in pa.iter().zip(&pb) {
         assert!(std::fs::read(x).unwrap() == std::fs::read(y).unwrap(), "{} differs", x.display());
     }
 }
-
