@@ -45,6 +45,11 @@ pub enum Error {
     #[error("point \"{point}\": {stage} is not in the store")]
     Missing { point: String, stage: String },
 
+    /// A search budget that is malformed, names an unknown or unpriced unit, or
+    /// cannot be met; the message gives the cheapest reachable value where one exists.
+    #[error("budget \"{budget}\": {message}")]
+    Budget { budget: String, message: String },
+
     /// `explore validate` ran, and some of its checks failed (the table says which).
     #[error("{failed} of {total} checks failed")]
     ChecksFailed { failed: usize, total: usize },

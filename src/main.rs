@@ -48,6 +48,11 @@ enum Command {
     /// the assignment a `clusters` plan reads, a cluster map PNG per layer, and
     /// optionally the plan itself.
     Cluster(app::cluster::Args),
+    /// Find the per-channel sharing plan of least measured distortion (from trained
+    /// weights) that fits budgets in MB, rounds, ReLUs or seconds under a profile: a
+    /// multiple-choice knapsack over each channel's tile sides, priced exactly; writes
+    /// the plan and, with --finetune-epochs, fine-tunes it.
+    Search(app::search::Args),
     /// Check everything the tool claims: the cost model against the simulator for
     /// every shipped network and plan (exactly), the simulator against plaintext
     /// fixed point, and the model against the paper's Table 8. Exits 1 on any failure.
@@ -77,6 +82,7 @@ fn main() -> ExitCode {
         Command::Train(a) => app::train::run(a),
         Command::Record(a) => app::record::run(a),
         Command::Cluster(a) => app::cluster::run(a),
+        Command::Search(a) => app::search::run(a),
         Command::Validate(a) => app::validate::run(a),
         Command::Compare(a) => app::compare::run(a),
         Command::Fold(a) => app::fold::run(a),

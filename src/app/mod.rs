@@ -11,6 +11,7 @@ pub mod limits;
 pub mod merge;
 pub mod protocol;
 pub mod record;
+pub mod search;
 pub mod simulate;
 pub mod sweep;
 pub mod train;
