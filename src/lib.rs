@@ -14,10 +14,10 @@
 //! | 4 | `infer` | one forward pass, plaintext (float, fixed point) or secure; parameters (`infer::model`) and checkpoints |
 //! | 5 | `train` | the training loop, activation recording (`train::record`) and clustering (`train::cluster`) |
 //! | 5 | `simulate` | secure inference checked against the cost model and plaintext; `simulate::calibrate` |
-//! | 6 | `sweep` | design points through cost, training and simulation, stored by key; results and Pareto fronts |
 //! | 6 | `search` | plan search under budgets: per-channel options priced (`search::options`), their measured distortion (`search::distortion`), the multiple-choice knapsack (`search::knapsack`) |
-//! | 7 | `report`, `plot` | generic output: tables (text, CSV, Markdown, JSON) and figures (PNG, SVG) |
-//! | 8 | `app` | one module per command: arguments, checks, rendering |
+//! | 7 | `sweep` | design points (named, grids, searched under budgets) through cost, training and simulation, stored by key; results and Pareto fronts |
+//! | 8 | `report`, `plot` | generic output: tables (text, CSV, Markdown, JSON) and figures (PNG, SVG) |
+//! | 9 | `app` | one module per command: arguments, checks, rendering |
 //!
 //! `main.rs` only parses the command line and calls `app`. Another Rust program uses
 //! the layers directly, e.g. `spec::ArchSpec::load` -> `graph::Network::build` ->

@@ -67,6 +67,14 @@ fn searched_plans_fit_their_budget_and_simulate_at_the_predicted_cost() {
     let two: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert!(two["relus"].as_u64().unwrap() <= relus * 9 / 10);
 
+    // Fine-tuned from the checkpoint on request: its accuracy reported, its weights beside the plan.
+    let o = search(&[&budget], &["--finetune-epochs", "1"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let tuned: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let acc = tuned["finetuned_test_accuracy_pct"].as_f64().unwrap();
+    assert!((0.0..=100.0).contains(&acc) && tuned["finetune_epochs"] == 1, "{tuned}");
+    assert!(plan.with_extension("safetensors").is_file());
+
     // Budgets that cannot be met or read: exit 2, one line naming the budget.
     let fails = |budgets: &[&str], expect: &str| {
         let o = search(budgets, &[]);
@@ -80,4 +88,70 @@ fn searched_plans_fit_their_budget_and_simulate_at_the_predicted_cost() {
     fails(&["gb<=1"], "unknown unit \"gb\"");
     fails(&["offline-mb<=1"], "prices no offline phase");
     fails(&["mb<=lots"], "\"lots\" is not a number");
+}
+
+/// A sweep's `[search]`: one point per budget, searched from the trained original,
+/// fine-tuned and simulated like the others, drawn as their own series; without
+/// training they are skipped with the reason.
+#[test]
+fn a_sweep_searches_one_point_per_budget_and_draws_them() {
+    let dir = scratch("search-sweep");
+    write_idx(&dir, 300, 60);
+    let root = env!("CARGO_MANIFEST_DIR");
+    let original = explore_json(&["cost", "architectures/fashion_mnist.toml", "--format", "json"]);
+    let mb = original["total"]["bits"].as_f64().unwrap() / 8e6;
+    let relus = original["total"]["relus"].as_u64().unwrap();
+    let (b1, b2) = (format!("mb<={:.3}", mb * 0.7), format!("relus<={} & mb<={:.3}", relus / 2, mb * 0.8));
+    let sweep = dir.join("s.toml");
+    std::fs::write(
+        &sweep,
+        format!(
+            r#"name = "s"
+architecture = "{root}/architectures/fashion_mnist.toml"
+[train]
+epochs = 1
+batch_size = 32
+lr = 0.05
+init = "original"
+finetune_epochs = 1
+[simulate]
+samples = 1
+[search]
+budgets = ["{b1}", "{b2}"]
+samples = 32
+[[point]]
+plan = "{root}/architectures/plans/fashion_mnist/uniform-3x3.toml"
+"#
+        ),
+    )
+    .unwrap();
+    let store = dir.join("store");
+    let args = ["sweep", sweep.to_str().unwrap(), "--data", dir.to_str().unwrap(), "--store", store.to_str().unwrap(), "-q"];
+    let o = explore(&args);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mut csv = csv::Reader::from_path(store.join("results.csv")).unwrap();
+    let header = csv.headers().unwrap().clone();
+    let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+    let rows: Vec<csv::StringRecord> = csv.records().map(|r| r.unwrap()).collect();
+    let searched: Vec<&csv::StringRecord> = rows.iter().filter(|r| &r[col("source")] == "search").collect();
+    assert_eq!(searched.len(), 2, "{rows:?}");
+    assert_eq!(&searched[0][col("point")], format!("search {b1}"));
+    assert_eq!(&searched[1][col("parameters")], format!("relus<={} & mb<={:.3}", relus / 2, mb * 0.8));
+    for r in &searched {
+        assert!(!r[col("test_accuracy_pct")].is_empty(), "fine-tuned: {r:?}");
+        assert_eq!(&r[col("secure_counts_exact")], "true");
+        assert!(r[col("bytes")].parse::<f64>().unwrap() / 1e6 <= mb * 0.8);
+    }
+    assert!(searched[1][col("relus")].parse::<u64>().unwrap() <= relus / 2);
+    let svg = std::fs::read_to_string(store.join("plots/accuracy-vs-bytes.svg")).unwrap();
+    assert!(svg.contains("searched under budgets"), "the searched series is drawn");
+    // Stored: a rerun computes nothing.
+    let out = String::from_utf8_lossy(&explore(&args).stdout).into_owned();
+    assert!(out.contains("; 0 stages computed"), "{out}");
+
+    // Without training there is no original to search from: skipped, with the reason.
+    let o = explore(&["sweep", sweep.to_str().unwrap(), "--no-train", "--store", dir.join("cold").to_str().unwrap(), "-q"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let skipped = std::fs::read_to_string(dir.join("cold/skipped.csv")).unwrap();
+    assert!(skipped.contains("search mb<=") && skipped.contains("needs the trained original"), "{skipped}");
 }

@@ -247,6 +247,12 @@ pub fn sweep_figures(sweep: &str, network: &str, rows: &[Row], fronts: &[Front],
             let label = if source == AccuracySource::Paper { "named configurations (paper's accuracy at our cost)" } else { named_label };
             series.push(series_of(label, Mark::Labelled, named));
         }
+        // Searched plans, cheapest first and joined: the frontier the search draws.
+        let mut searched: Vec<&Row> = rows.iter().filter(|r| r.source == Source::Search).collect();
+        searched.sort_by(|a, b| a.cost(m).total_cmp(&b.cost(m)));
+        if searched.iter().any(|r| acc(r).is_some()) {
+            series.push(series_of("searched under budgets", Mark::Line, searched));
+        }
         // The front is over the mean accuracy (with several seeds).
         let front_label = if rows.iter().any(|r| r.train.len() > 1) { "Pareto front (mean over seeds)" } else { "Pareto front" };
         series.push(Series::new(
@@ -291,20 +297,22 @@ pub fn sweep_figures(sweep: &str, network: &str, rows: &[Row], fronts: &[Front],
         ));
     }
     for m in metrics(profiles).into_iter().filter(|m| *m != Metric::Relus) {
-        let pick = |named: bool| -> Vec<(f64, f64, String)> {
-            rows.iter()
-                .filter(|r| (r.source == Source::Named) == named)
-                .map(|r| (r.relus.max(1) as f64, r.cost(&m), r.name.clone()))
-                .collect()
+        let pick = |keep: &dyn Fn(&Source) -> bool| -> Vec<(f64, f64, String)> {
+            let mut v: Vec<_> =
+                rows.iter().filter(|r| keep(&r.source)).map(|r| (r.relus.max(1) as f64, r.cost(&m), r.name.clone())).collect();
+            v.sort_by(|a, b| a.0.total_cmp(&b.0));
+            v
         };
         let mut series = Vec::new();
-        let grid = pick(false);
-        if !grid.is_empty() {
-            series.push(Series::new("grid points", Mark::Dot, grid));
-        }
-        let named = pick(true);
-        if !named.is_empty() {
-            series.push(Series::new(named_label, Mark::Labelled, named));
+        for (label, mark, keep) in [
+            ("grid points", Mark::Dot, &(|s: &Source| matches!(s, Source::Grid(_))) as &dyn Fn(&Source) -> bool),
+            (named_label, Mark::Labelled, &|s: &Source| *s == Source::Named),
+            ("searched under budgets", Mark::Line, &|s: &Source| *s == Source::Search),
+        ] {
+            let points = pick(keep);
+            if !points.is_empty() {
+                series.push(Series::new(label, mark, points));
+            }
         }
         figs.push((
             format!("{}-vs-relus", m.id()),

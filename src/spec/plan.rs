@@ -67,7 +67,7 @@ pub enum Grouping {
 }
 
 /// What to do where a map's side is not a multiple of the tile side.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Edge {
     /// Smaller tiles at the border: ceil(side / tile) tiles (the paper's 121 for 3x3 on 32x32).

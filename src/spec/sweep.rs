@@ -22,6 +22,10 @@
 //! plan = "../architectures/plans/cifar10/uniform-3x3.toml"
 //! paper = { table = "5", accuracy = 82.65 }
 //!
+//! [search]                    # one point per budget: `explore search` from the trained
+//! budgets = ["mb<=64.4"]      # original (needs [train] init), then fine-tuned like the rest
+//! samples = 256               # training images that measure the distortion
+//!
 //! [[grid]]                    # a grid: every combination of the array-valued keys
 //! name = "patch"
 //! layers = ["relu1", "relu2"] # default: every ReLU layer; an array of arrays is an axis
@@ -68,6 +72,56 @@ pub struct SweepSpec {
     pub simulate: SimulateSettings,
     pub points: Vec<NamedPoint>,
     pub grids: Vec<Grid>,
+    /// Searched points, one per budget (`[search]`).
+    pub search: Option<SearchSettings>,
+}
+
+/// `[search]`: what `explore search` takes, for every budget of a sweep.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchSettings {
+    /// One searched point per entry, `UNIT<=LIMIT` (units as `explore search --budget`);
+    /// several limits of one point joined by `&`.
+    pub budgets: Vec<String>,
+    #[serde(default = "SearchSettings::default_samples")]
+    pub samples: usize,
+    /// ReLU layers searched (default: every ReLU layer on a map).
+    #[serde(default)]
+    pub layers: Vec<String>,
+    #[serde(default = "SearchSettings::default_sides")]
+    pub sides: Vec<usize>,
+    #[serde(default = "SearchSettings::default_edge")]
+    pub edge: super::plan::Edge,
+    /// learned-public (default), learned-secret, mean or center.
+    #[serde(default = "SearchSettings::default_decision")]
+    pub decision: String,
+}
+
+impl SearchSettings {
+    fn default_samples() -> usize {
+        256
+    }
+    fn default_sides() -> Vec<usize> {
+        vec![1, 2, 3, 4, 8, 16, 32]
+    }
+    fn default_edge() -> super::plan::Edge {
+        super::plan::Edge::Partial
+    }
+    fn default_decision() -> String {
+        "learned-public".into()
+    }
+
+    /// The decision rule `decision` names.
+    pub fn decision(&self) -> Option<super::plan::Decision> {
+        use super::plan::{Decision, WeightVisibility};
+        Some(match self.decision.as_str() {
+            "learned-public" => Decision::Learned { weights: WeightVisibility::Public, shared_across_channels: false },
+            "learned-secret" => Decision::Learned { weights: WeightVisibility::Secret, shared_across_channels: false },
+            "mean" => Decision::Mean,
+            "center" => Decision::Center,
+            _ => return None,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
@@ -230,6 +284,7 @@ struct RawSweep {
     point: Vec<toml::Table>,
     #[serde(default)]
     grid: Vec<toml::Table>,
+    search: Option<toml::Table>,
 }
 
 impl SweepSpec {
@@ -282,8 +337,29 @@ impl SweepSpec {
             Some(0) => return Err(Error::invalid(path, Some("key \"seeds\"".into()), "must be at least 1")),
             Some(n) => n,
         };
-        if points.is_empty() && grids.is_empty() {
-            return Err(Error::invalid(path, None, "no design points: add [[point]] or [[grid]] tables"));
+        let search: Option<SearchSettings> = raw.search.map(|t| from_table(path, "[search]", t)).transpose()?;
+        if let Some(s) = &search {
+            let at = |key: &str| Some(format!("[search] key \"{key}\""));
+            if s.budgets.is_empty() {
+                return Err(Error::invalid(path, at("budgets"), "needs at least one budget, e.g. [\"mb<=60\"]"));
+            }
+            if warm.is_none() {
+                return Err(Error::invalid(
+                    path,
+                    Some("[search]".into()),
+                    "searches from the trained original: needs [train] init = \"original\" or a checkpoint",
+                ));
+            }
+            if s.decision().is_none() {
+                return Err(Error::invalid(path, at("decision"), "learned-public, learned-secret, mean or center"));
+            }
+            if s.samples == 0 || s.sides.is_empty() || s.sides.contains(&0) {
+                let key = if s.samples == 0 { "samples" } else { "sides" };
+                return Err(Error::invalid(path, at(key), "must be at least 1 (sides: a non-empty list of sides >= 1)"));
+            }
+        }
+        if points.is_empty() && grids.is_empty() && search.is_none() {
+            return Err(Error::invalid(path, None, "no design points: add [[point]], [[grid]] or [search] tables"));
         }
         Ok(SweepSpec {
             path: path.to_path_buf(),
@@ -300,6 +376,7 @@ impl SweepSpec {
             simulate: raw.simulate,
             points,
             grids,
+            search,
         })
     }
 }

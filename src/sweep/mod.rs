@@ -95,7 +95,10 @@ struct Candidate {
     source: Source,
     parameters: String,
     paper: Option<Paper>,
+    /// For a searched point, the original until the search has run.
     plan: PlanSpec,
+    /// A searched point's budgets (`[search]`).
+    search: Option<Vec<crate::search::options::Budget>>,
 }
 
 /// Bytes a sweep of `points` design points holds before and after its runs: each
@@ -117,13 +120,26 @@ pub fn run(spec: &SweepSpec, opts: &Options) -> Result<Outcome> {
     };
     let profiles = profile::merge(&spec.path, spec.profiles.clone())?;
     let relu_names: Vec<String> = sharing::relu_layers(&network).map(|n| network.node(n).name.clone()).collect();
+    // Searched points' budgets, read before anything runs: a bad one stops the sweep.
+    let searched: Vec<(String, Vec<crate::search::options::Budget>)> = match &spec.search {
+        None => Vec::new(),
+        Some(s) => s
+            .budgets
+            .iter()
+            .map(|text| {
+                let budgets = text.split('&').map(|b| crate::search::options::Budget::parse(b, &profiles)).collect::<Result<Vec<_>>>()?;
+                let name = format!("search {}", budgets.iter().map(|b| b.text.as_str()).collect::<Vec<_>>().join(" & "));
+                Ok((name, budgets))
+            })
+            .collect::<Result<_>>()?,
+    };
 
     // A spinner while the grids expand and a bar while each point is checked against
     // the network: a large grid shows progress from its first second.
     let setup = if opts.quiet { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new_spinner() };
     setup.set_message("expanding the grids");
     setup.enable_steady_tick(std::time::Duration::from_millis(200));
-    let (mut candidates, mut skipped) = candidates(spec, &relu_names)?;
+    let (mut candidates, mut skipped) = candidates(spec, &relu_names, searched)?;
     if opts.named_only {
         candidates.retain(|c| c.source == Source::Named);
     }
@@ -183,6 +199,12 @@ pub fn run(spec: &SweepSpec, opts: &Options) -> Result<Outcome> {
         });
     }
     let training = data_dir.is_some() && !opts.no_train;
+    if !training {
+        // A search measures the trained original on training images: nothing to search from.
+        let why = "a searched point needs the trained original and training data (run with --data, without --no-train)";
+        skipped.extend(valid.iter().filter(|c| c.search.is_some()).map(|c| (c.name.clone(), why.to_string())));
+        valid.retain(|c| c.search.is_none());
+    }
     // Identifies the data by where it is and how much of it is used; loading it just
     // to hash it would make a rerun slow.
     let data_id = match &data_dir {
@@ -191,7 +213,7 @@ pub fn run(spec: &SweepSpec, opts: &Options) -> Result<Outcome> {
     };
 
     let dir = opts.store.clone().unwrap_or_else(|| opts.out_root.join(&spec.name));
-    for stage in ["train", "simulate", "clusters"] {
+    for stage in ["train", "simulate", "clusters", "search"] {
         store::remove_temporaries(&dir.join(stage));
     }
     // A shard computes its slice of the points, split by their known work: a training
@@ -204,7 +226,7 @@ pub fn run(spec: &SweepSpec, opts: &Options) -> Result<Outcome> {
                 let epochs = match &spec.warm {
                     _ if !training => 0,
                     // The original of a warm start is shared by every shard.
-                    Some(_) if format!("{:?}", c.plan.relu) == original => 0,
+                    Some(_) if c.search.is_none() && format!("{:?}", c.plan.relu) == original => 0,
                     Some(w) => w.finetune_epochs,
                     None => cfg.epochs,
                 };
@@ -262,6 +284,7 @@ pub fn run(spec: &SweepSpec, opts: &Options) -> Result<Outcome> {
         dir: dir.clone(),
         dataset: std::sync::Mutex::new(None),
         warm: spec.warm.clone(),
+        search: spec.search.clone(),
         parent: Mutex::new(Default::default()),
         seeds: spec.seeds,
         shipped: network.trained.as_ref().map(|t| store::file_digest(&t.weights)).transpose()?,
@@ -357,6 +380,8 @@ struct Context<'a> {
     dataset: Mutex<Option<Arc<data::Dataset>>>,
     /// Fine-tuning settings of a warm-started sweep.
     warm: Option<crate::spec::sweep::Warm>,
+    /// `[search]`, for searched points.
+    search: Option<crate::spec::sweep::SearchSettings>,
     /// The trained original's store key and checkpoint per seed, once a point has
     /// needed it.
     parent: Mutex<std::collections::BTreeMap<u64, (String, TrainRecord, PathBuf)>>,
@@ -601,10 +626,73 @@ impl Context<'_> {
         Ok((plan, ClusterSource::Original))
     }
 
+    /// A searched point's plan: `explore search` under its budgets from the first
+    /// seed's trained original, stored as plan TOML under a key of the original, the
+    /// budgets and the search settings. The distortion pass, shared by every budget,
+    /// is cached beside it.
+    fn searched(&self, point: &str, budgets: &[crate::search::options::Budget]) -> Result<PlanSpec> {
+        let settings = self.search.as_ref().expect("searched points come from [search]");
+        let (parent_key, _, parent_ckpt) = self.parent(point, self.cfg.seed)?;
+        let texts: Vec<&str> = budgets.iter().map(|b| b.text.as_str()).collect();
+        let key = store::key(&[
+            STAGE_VERSION,
+            "search",
+            &parent_key,
+            &texts.join("&"),
+            &format!("{settings:?}"),
+            &format!("{:?}", self.table),
+            &format!("{:?}", self.profiles),
+        ]);
+        let dir = self.dir.join("search");
+        let file = dir.join(format!("{key}.toml"));
+        let found = || -> Result<Option<PlanSpec>> {
+            if !file.is_file() {
+                return Ok(None);
+            }
+            // A damaged plan stops the run rather than being overwritten.
+            PlanSpec::load(&file).map(Some).map_err(|e| store::damaged(&file, e.to_string()))
+        };
+        let mut plan = self.stage(point, "search", &dir.join(format!("{key}.lock")), found, || {
+            self.bars.start(point, "searching a plan for its budget");
+            let original = PlanSpec::original();
+            let planned = Planned::new(self.network, &original)?;
+            let (params, meta) = crate::infer::checkpoint::load_init(&parent_ckpt, &planned)?;
+            let ds = self.dataset()?;
+            let ds = crate::train::as_trained(&ds, &meta);
+            let samples = settings.samples.min(ds.train.len());
+            let req = crate::search::Request {
+                network: self.network,
+                params: &params,
+                weights_digest: parent_key.clone(),
+                images: &ds.train.images[..samples * ds.train.image_len()],
+                samples,
+                data_key: self.data_id.clone(),
+                layers: &settings.layers,
+                sides: &settings.sides,
+                edge: settings.edge,
+                decision: settings.decision().expect("checked when the sweep was read"),
+                table: &self.table,
+                budgets,
+                cache: &dir,
+                name: point.to_string(),
+            };
+            let outcome = crate::search::run(&req, &self.bars.stage_bar())?;
+            let text = outcome.plan.to_toml().map_err(|e| Error::invalid(&file, None, format!("cannot write the plan: {e}")))?;
+            std::fs::create_dir_all(&dir).map_err(|source| Error::Write { path: dir.clone(), source })?;
+            store::write_atomic(&file, text.as_bytes())?;
+            PlanSpec::load(&file)
+        })?;
+        plan.name = point.to_string();
+        Ok(plan)
+    }
+
     /// One point through its stages: cost, then training and simulation unless stored.
     fn point(&self, c: &Candidate) -> Result<Row> {
         let network = self.network;
-        let (plan, clusters) = self.with_clusters(&c.name, &c.plan)?;
+        let (plan, clusters) = match &c.search {
+            Some(budgets) => (self.searched(&c.name, budgets)?, ClusterSource::None),
+            None => self.with_clusters(&c.name, &c.plan)?,
+        };
         // Checked when the points were chosen (clusters found here have the plan's counts).
         let planned = Planned::new(network, &plan)?;
         self.bars.start(&c.name, "cost");
@@ -709,8 +797,12 @@ fn config_id(cfg: &TrainConfig) -> String {
     serde_json::to_string(cfg).expect("a config serialises")
 }
 
-/// Named points first, in file order, then each grid's points.
-fn candidates(spec: &SweepSpec, relu_names: &[String]) -> Result<(Vec<Candidate>, Vec<Skipped>)> {
+/// Named points first, in file order, then each grid's points, then the searched ones.
+fn candidates(
+    spec: &SweepSpec,
+    relu_names: &[String],
+    searched: Vec<(String, Vec<crate::search::options::Budget>)>,
+) -> Result<(Vec<Candidate>, Vec<Skipped>)> {
     let mut out: Vec<Candidate> = spec
         .points
         .iter()
@@ -720,6 +812,7 @@ fn candidates(spec: &SweepSpec, relu_names: &[String]) -> Result<(Vec<Candidate>
             parameters: String::new(),
             paper: p.paper.clone(),
             plan: p.plan.clone(),
+            search: None,
         })
         .collect();
     let mut skipped = Vec::new();
@@ -739,10 +832,18 @@ fn candidates(spec: &SweepSpec, relu_names: &[String]) -> Result<(Vec<Candidate>
                     parameters: gp.parameters,
                     paper: None,
                     plan,
+                    search: None,
                 }),
                 Err(reason) => skipped.push((gp.name, reason)),
             }
         }
+    }
+    for (name, budgets) in searched {
+        if out.iter().any(|c| c.name == name) {
+            return Err(Error::invalid(&spec.path, Some("[search] key \"budgets\"".into()), format!("a second point named \"{name}\"")));
+        }
+        let parameters = budgets.iter().map(|b| b.text.as_str()).collect::<Vec<_>>().join(" & ");
+        out.push(Candidate { name, source: Source::Search, parameters, paper: None, plan: PlanSpec::original(), search: Some(budgets) });
     }
     Ok((out, skipped))
 }

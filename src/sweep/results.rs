@@ -17,6 +17,8 @@ pub enum Source {
     Named,
     /// A point of the named `[[grid]]`.
     Grid(String),
+    /// A plan `explore search` found for a budget of `[search]`.
+    Search,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -426,6 +428,7 @@ pub fn write_results(path: &Path, rows: &[Row], relu_layers: &[String], profiles
             let (source, grid) = match &r.source {
                 Source::Named => ("named", String::new()),
                 Source::Grid(g) => ("grid", g.clone()),
+                Source::Search => ("search", String::new()),
             };
             let mut rec = vec![
                 r.name.clone(),
