@@ -158,7 +158,8 @@ pub fn run(req: &Request, bar: &indicatif::ProgressBar) -> Result<Outcome> {
 
     // Discretise: each unit in its exact quantum (the cost of one decision) when the
     // layers share it and the budget has few enough of them, else in 2^20 steps with
-    // costs rounded up. Units whose cost no option moves (rounds) are only checked.
+    // costs rounded up (4096 steps each when several such budgets go to the
+    // Lagrangian). Units whose cost no option moves (rounds) are only checked.
     let started = std::time::Instant::now();
     let mut kept = Vec::new(); // (unit index, quantum, budget in quanta, exact)
     for (u, b) in req.budgets.iter().enumerate() {
@@ -176,6 +177,22 @@ pub fn run(req: &Request, bar: &indicatif::ProgressBar) -> Result<Outcome> {
             if common && exact_states < STATES as f64 { (slopes[0], true) } else { (room.max(f64::MIN_POSITIVE) / STATES as f64, false) };
         // Tiny slack so that a budget equal to a plan's price admits that plan.
         kept.push((u, quantum, ((room / quantum) * (1.0 + 1e-12)).floor() as u64, exact));
+    }
+    if kept.len() > 1 {
+        if kept.iter().all(|k| k.3) {
+            // Every unit is a multiple of the decisions with one price per unit: each
+            // budget is a limit on decisions, and the tightest is the only one that binds.
+            let tightest = *kept.iter().min_by_key(|k| k.2).expect("more than one");
+            kept = vec![tightest];
+        } else {
+            // Budgets priced differently per layer: the Lagrangian keeps the first in a
+            // dynamic programme run many times, so all are cut into fewer, coarser steps.
+            const STEPS: f64 = 4096.0;
+            for k in kept.iter_mut() {
+                let room = (req.budgets[k.0].limit - priced.fixed[k.0]).max(0.0);
+                *k = (k.0, room.max(f64::MIN_POSITIVE) / STEPS, STEPS as u64, false);
+            }
+        }
     }
     let mut groups = Vec::new();
     for (l, layer) in priced.layers.iter().enumerate() {
