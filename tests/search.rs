@@ -88,6 +88,12 @@ fn searched_plans_fit_their_budget_and_simulate_at_the_predicted_cost() {
     fails(&["gb<=1"], "unknown unit \"gb\"");
     fails(&["offline-mb<=1"], "prices no offline phase");
     fails(&["mb<=lots"], "\"lots\" is not a number");
+    let o = search(&[&budget], &["--sides", "0,2"]);
+    assert_eq!(o.status.code(), Some(2), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = search(&[&budget], &["--layers", "relu9"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("--layers relu9: no ReLU layer of that name (ReLU layers: relu1, relu2, relu3)"), "{err}");
 }
 
 /// A sweep's `[search]`: one point per budget, searched from the trained original,

@@ -48,7 +48,7 @@ pub struct Args {
     pub layers: Vec<String>,
     /// Tile sides offered to each channel (1: regular ReLU; a side as long as the map:
     /// one decision per channel).
-    #[arg(long, value_delimiter = ',', default_values_t = [1, 2, 3, 4, 8, 16, 32])]
+    #[arg(long, value_delimiter = ',', default_values_t = [1, 2, 3, 4, 8, 16, 32], value_parser = super::positive)]
     pub sides: Vec<usize>,
     #[arg(long, value_enum, default_value_t = Edge::Partial)]
     pub edge: Edge,
