@@ -155,6 +155,14 @@ plan = "{root}/architectures/plans/fashion_mnist/uniform-3x3.toml"
     let out = String::from_utf8_lossy(&explore(&args).stdout).into_owned();
     assert!(out.contains("; 0 stages computed"), "{out}");
 
+    // A budget the sweep cannot read stops it before anything runs, naming the file and key.
+    let bad = dir.join("bad.toml");
+    std::fs::write(&bad, std::fs::read_to_string(&sweep).unwrap().replace(&b1, "gb<=1")).unwrap();
+    let o = explore(&["sweep", bad.to_str().unwrap(), "--no-train", "--store", dir.join("bad").to_str().unwrap(), "-q"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("bad.toml: [search] key \"budgets\": budget \"gb<=1\": unknown unit \"gb\""), "{err}");
+
     // Without training there is no original to search from: skipped, with the reason.
     let o = explore(&["sweep", sweep.to_str().unwrap(), "--no-train", "--store", dir.join("cold").to_str().unwrap(), "-q"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));

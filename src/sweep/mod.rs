@@ -127,7 +127,12 @@ pub fn run(spec: &SweepSpec, opts: &Options) -> Result<Outcome> {
             .budgets
             .iter()
             .map(|text| {
-                let budgets = text.split('&').map(|b| crate::search::options::Budget::parse(b, &profiles)).collect::<Result<Vec<_>>>()?;
+                let budgets = text
+                    .split('&')
+                    .map(|b| crate::search::options::Budget::parse(b, &profiles))
+                    .collect::<Result<Vec<_>>>()
+                    // The sweep file is where the budget was written: name it and the key.
+                    .map_err(|e| Error::invalid(&spec.path, Some("[search] key \"budgets\"".into()), e.to_string()))?;
                 let name = format!("search {}", budgets.iter().map(|b| b.text.as_str()).collect::<Vec<_>>().join(" & "));
                 Ok((name, budgets))
             })
