@@ -50,6 +50,10 @@ pub enum Error {
     #[error("budget \"{budget}\": {message}")]
     Budget { budget: String, message: String },
 
+    /// A layer whose operation the protocol table gives no price for.
+    #[error("protocol \"{protocol}\" ({origin}): layer \"{layer}\": {op} is not priced: the table has no [{op}] entry{hint}")]
+    NotPriced { protocol: String, origin: String, layer: String, op: String, hint: String },
+
     /// `explore validate` ran, and some of its checks failed (the table says which).
     #[error("{failed} of {total} checks failed")]
     ChecksFailed { failed: usize, total: usize },

@@ -129,7 +129,7 @@ fn bad_architecture_files_give_one_line_and_exit_2() {
         ("top-key", format!("colour = 1\n{HEAD}{CONV}"), "line 1, column 1: unknown field `colour`"),
         ("input-key", format!("{HEAD}colour = 1\n{CONV}"), "line 4, column 1: unknown field `colour`, expected `shape`"),
         ("layer-key", format!("{HEAD}{CONV}kernal = 3\n"), "layer \"conv1\": unknown field `kernal`"),
-        ("op", format!("{HEAD}[[layers]]\nop = \"maxpool\"\nkernel = 2\n"), "layer \"maxpool1\": key \"op\": unknown variant `maxpool`"),
+        ("op", format!("{HEAD}[[layers]]\nop = \"lstm\"\nkernel = 2\n"), "layer \"lstm1\": key \"op\": unknown variant `lstm`"),
         ("missing-op", format!("{HEAD}[[layers]]\nname = \"a\"\n"), "layer \"a\": missing key \"op\""),
         ("missing-key", format!("{HEAD}[[layers]]\nop = \"conv\"\nkernel = 3\n"), "layer \"conv1\": conv needs key \"out_channels\""),
         (
@@ -276,6 +276,37 @@ fn simulate_json_has_the_documented_fields() {
     let nowhere = messages.with_file_name("no-such-dir").join("m.csv");
     let nowhere = nowhere.to_str().unwrap();
     expect_error(&["simulate", "architectures/svhn.toml", "--messages", nowhere], nowhere, "cannot write");
+}
+
+#[test]
+fn max_pooling_is_priced_by_securenn_and_refused_by_tables_without_it() {
+    // LeNet (SecureNN's Network C): 18.930 MB, 92 rounds, two Maxpool layers of 27 rounds.
+    let o = explore(&["cost", "architectures/lenet_mnist.toml", "--format", "json"]);
+    assert!(o.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!((v["total"]["bytes"].as_u64(), v["total"]["rounds"].as_u64()), (Some(2_366_190 * 8), Some(92)));
+    let pool1 = &v["layers"][1];
+    assert_eq!((pool1["op"].as_str(), pool1["rounds"].as_u64()), (Some("maxpool"), Some(27)));
+    // 2,880 windows of 4 values: 3 steps of 93 l each.
+    assert_eq!(pool1["bits"].as_u64(), Some(2880 * 3 * 93 * 64));
+    // Delphi's table has no Maxpool price: one line naming the table, layer and op.
+    let o = explore(&["cost", "architectures/lenet_mnist.toml", "--protocol", "delphi"]);
+    let err = String::from_utf8(o.stderr).unwrap();
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.starts_with("error: protocol \"delphi\" (built-in): layer \"pool1\": maxpool is not priced"), "{err}");
+    // Compare leaves those tables out, says so, and prices the rest.
+    let o = explore(&["compare", "architectures/lenet_mnist.toml", "--format", "csv"]);
+    assert!(o.status.success());
+    let out = stdout(&o);
+    assert_eq!(out.lines().count(), 2, "{out}");
+    assert!(out.lines().nth(1).unwrap().starts_with("securenn,"), "{out}");
+    let err = String::from_utf8(o.stderr).unwrap();
+    for t in ["falcon", "crypten-ttp", "delphi"] {
+        assert!(err.contains(&format!("left out: protocol \"{t}\"")), "{err}");
+    }
+    let o = explore(&["compare", "architectures/lenet_mnist.toml", "--protocols", "delphi"]);
+    assert_eq!(o.status.code(), Some(2));
 }
 
 #[test]

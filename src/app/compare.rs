@@ -2,7 +2,7 @@
 //! tables or files), each beside the same network without sharing.
 
 use crate::cost::compare::{Row, compare};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::graph::sharing::Planned;
 use crate::report::{self, Format, Table};
 use crate::spec::PlanSpec;
@@ -43,7 +43,23 @@ pub fn run(args: Args) -> Result<()> {
     let profiles = super::cost::profiles_or_builtin(args.profiles.as_deref())?;
     let (network, plan) = super::load_network_and_plan(&args.arch, args.plan.as_deref())?;
     let original = PlanSpec::original();
-    let rows = compare(&Planned::new(&network, &plan)?, &Planned::new(&network, &original)?, &tables, &profiles);
+    let mut rows = Vec::new();
+    let mut not_priced = Vec::new();
+    for r in compare(&Planned::new(&network, &plan)?, &Planned::new(&network, &original)?, &tables, &profiles) {
+        match r {
+            Ok(row) => rows.push(row),
+            Err(e @ Error::NotPriced { .. }) => not_priced.push(e),
+            Err(e) => return Err(e),
+        }
+    }
+    // A table that cannot price the network leaves its row out and says why; with
+    // no row left there is nothing to compare.
+    if rows.is_empty() && !not_priced.is_empty() {
+        return Err(not_priced.swap_remove(0));
+    }
+    for e in &not_priced {
+        eprintln!("explore: left out: {e}");
+    }
     let text = report::render(args.format, &rows, || text(&network.name, &plan.name, &rows), || table(&rows));
     super::emit(args.out.as_deref(), &text)
 }

@@ -70,11 +70,11 @@ pub fn price_files(
     profiles: &[Profile],
 ) -> Result<(CostReport, Option<Saving>)> {
     let (network, plan) = super::load_network_and_plan(arch, plan)?;
-    let baseline = cost::price(&Planned::new(&network, &PlanSpec::original())?, table, masking, profiles);
+    let baseline = cost::price(&Planned::new(&network, &PlanSpec::original())?, table, masking, profiles)?;
     if plan.path.is_none() {
         return Ok((baseline, None));
     }
-    let priced = cost::price(&Planned::new(&network, &plan)?, table, masking, profiles);
+    let priced = cost::price(&Planned::new(&network, &plan)?, table, masking, profiles)?;
     let saving = Saving::between(&priced, &baseline);
     Ok((priced, Some(saving)))
 }

@@ -42,6 +42,9 @@ pub enum Action {
     Mul { purpose: MulPurpose, count: u64 },
     /// Local fixed-point truncations (after products, pooling, public scalings).
     Truncate { count: u64 },
+    /// Max pooling: `steps` comparison steps one after another, each over all
+    /// `windows` windows at once (a window of n values takes n - 1).
+    Maxpool { windows: u64, steps: u64 },
 }
 
 /// The actions of one layer, in order. `relus` is the number of ReLU decisions.
@@ -84,6 +87,10 @@ pub fn count(planned: &Planned, masking: ConvMasking) -> Vec<LayerActions> {
                     )
                 }
                 Op::AvgPool { .. } => (0, vec![Action::Truncate { count: out.numel() as u64 }]),
+                Op::MaxPool { kernel, .. } => {
+                    let steps = (kernel.0 * kernel.1) as u64 - 1;
+                    (0, if steps == 0 { vec![] } else { vec![Action::Maxpool { windows: out.numel() as u64, steps }] })
+                }
                 Op::Relu => relu_actions(planned, node),
                 Op::Flatten | Op::Dropout { .. } | Op::Add | Op::BatchNorm => (0, vec![]),
             };
@@ -141,6 +148,8 @@ impl Action {
             Action::Drelu { count } => count as f64 * c.ns_per_drelu,
             Action::Mul { count, .. } => count as f64 * c.ns_per_mul,
             Action::Truncate { count } => count as f64 * c.ns_per_truncate,
+            // A step is a DReLU and a Mul of two values per window.
+            Action::Maxpool { windows, steps } => (windows * steps) as f64 * (c.ns_per_drelu + 2.0 * c.ns_per_mul),
         };
         ns * 1e-9
     }

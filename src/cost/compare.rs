@@ -3,6 +3,7 @@
 //! ReLU sharing pays and where linear layers come to dominate.
 
 use crate::cost::{CostReport, price};
+use crate::error::Result;
 use crate::graph::sharing::Planned;
 use crate::spec::profile::Profile;
 use crate::spec::protocol::ProtocolTable;
@@ -39,14 +40,15 @@ fn total_bytes(r: &CostReport) -> u64 {
     (r.total.bits + r.total.offline_bits) / 8
 }
 
-/// Prices `planned` and the same network without sharing under each table.
-pub fn compare(planned: &Planned, original: &Planned, tables: &[ProtocolTable], profiles: &[Profile]) -> Vec<Row> {
+/// Prices `planned` and the same network without sharing under each table. A table
+/// that cannot price some layer (`Error::NotPriced`) gives that error in its place.
+pub fn compare(planned: &Planned, original: &Planned, tables: &[ProtocolTable], profiles: &[Profile]) -> Vec<Result<Row>> {
     tables
         .iter()
         .map(|t| {
-            let (r, o) = (price(planned, t, None, profiles), price(original, t, None, profiles));
+            let (r, o) = (price(planned, t, None, profiles)?, price(original, t, None, profiles)?);
             let pct = |new: f64, old: f64| if old > 0.0 { 100.0 * (old - new) / old } else { 0.0 };
-            Row {
+            Ok(Row {
                 protocol: t.name.clone(),
                 source: t.source.clone(),
                 relus: r.total.relus,
@@ -69,7 +71,7 @@ pub fn compare(planned: &Planned, original: &Planned, tables: &[ProtocolTable], 
                 original_total_bytes: total_bytes(&o),
                 original_rounds: o.total.rounds,
                 bytes_saved_percent: pct(total_bytes(&r) as f64, total_bytes(&o) as f64),
-            }
+            })
         })
         .collect()
 }

@@ -10,6 +10,7 @@
 pub mod actions;
 pub mod compare;
 
+use crate::error::{Error, Result};
 use crate::graph::sharing::Planned;
 use crate::spec::PerParty;
 use crate::spec::profile::Profile;
@@ -89,10 +90,12 @@ pub struct CostReport {
     pub estimates: Vec<Estimate>,
 }
 
-/// Prices a planned network. `masking` overrides the table's conv masking.
-pub fn price(planned: &Planned, table: &ProtocolTable, masking: Option<ConvMasking>, profiles: &[Profile]) -> CostReport {
+/// Prices a planned network. `masking` overrides the table's conv masking. Fails
+/// only when a layer needs a price the table does not have (`Error::NotPriced`).
+pub fn price(planned: &Planned, table: &ProtocolTable, masking: Option<ConvMasking>, profiles: &[Profile]) -> Result<CostReport> {
     let masking = masking.unwrap_or(table.conv_masking);
-    let layers: Vec<LayerCost> = actions::count(planned, masking).into_iter().map(|la| price_layer(planned, table, la)).collect();
+    let layers: Vec<LayerCost> =
+        actions::count(planned, masking).into_iter().map(|la| price_layer(planned, table, la)).collect::<Result<_>>()?;
     let mut total = Total {
         relus: 0,
         rounds: 0,
@@ -132,7 +135,7 @@ pub fn price(planned: &Planned, table: &ProtocolTable, masking: Option<ConvMaski
         })
         .collect();
     let plan = planned.plan;
-    CostReport {
+    Ok(CostReport {
         architecture: planned.network.name.clone(),
         architecture_file: planned.network.path.display().to_string(),
         plan: plan.name.clone(),
@@ -143,10 +146,10 @@ pub fn price(planned: &Planned, table: &ProtocolTable, masking: Option<ConvMaski
         layers,
         total,
         estimates,
-    }
+    })
 }
 
-fn price_layer(planned: &Planned, table: &ProtocolTable, la: LayerActions) -> LayerCost {
+fn price_layer(planned: &Planned, table: &ProtocolTable, la: LayerActions) -> Result<LayerCost> {
     let node = planned.network.node(la.node);
     let mut rounds = 0;
     let mut depth = 0;
@@ -188,6 +191,20 @@ fn price_layer(planned: &Planned, table: &ProtocolTable, la: LayerActions) -> La
                 let p = &table.truncate;
                 (p.rounds, p.depth, table.unit_bits(p, count), table.unit_offline_bits(p, count), &mut by_protocol.linear)
             }
+            // Steps run one after another, each over every window: rounds per step,
+            // bits per window and step. Billed with the comparisons (DReLU).
+            (None, Action::Maxpool { windows, steps }) => {
+                let p = table.maxpool.as_ref().ok_or_else(|| Error::NotPriced {
+                    protocol: table.name.clone(),
+                    origin: table.source.clone(),
+                    layer: node.name.clone(),
+                    op: "maxpool".into(),
+                    hint: " (the sources of this table give no max pooling cost; to price it, add a [maxpool] entry to a \
+                           copy of the table and pass that with --protocol)"
+                        .into(),
+                })?;
+                (p.rounds * steps, p.depth * steps, table.unit_bits(p, windows * steps), table.unit_offline_bits(p, windows * steps), &mut by_protocol.drelu)
+            }
         };
         rounds += price_rounds;
         depth += price_depth;
@@ -200,7 +217,7 @@ fn price_layer(planned: &Planned, table: &ProtocolTable, la: LayerActions) -> La
     let bits: u64 = by_party.iter().sum();
     // A fold from +0: `sum` over no actions gives -0, which prints as "-0".
     let compute_seconds = table.compute.map_or(0.0, |c| la.actions.iter().fold(0.0, |s, a| s + a.compute_seconds(&c)));
-    LayerCost {
+    Ok(LayerCost {
         name: node.name.clone(),
         op: node.op.as_ref().map_or("input", |o| o.kind()).to_string(),
         output_shape: node.output.0.clone(),
@@ -215,7 +232,7 @@ fn price_layer(planned: &Planned, table: &ProtocolTable, la: LayerActions) -> La
         offline_bits_by_party: PerParty(offline),
         compute_seconds,
         actions: la.actions,
-    }
+    })
 }
 
 /// How one plan compares with the same network without sharing.
@@ -264,7 +281,7 @@ mod tests {
         let net =
             crate::graph::Network::build(&crate::spec::ArchSpec::load(&repo(&format!("architectures/{arch}.toml"))).unwrap()).unwrap();
         let plan = plan.map_or_else(crate::spec::PlanSpec::original, |p| crate::spec::PlanSpec::load(&p).unwrap());
-        price(&Planned::new(&net, &plan).unwrap(), table, masking, &crate::spec::profile::builtin())
+        price(&Planned::new(&net, &plan).unwrap(), table, masking, &crate::spec::profile::builtin()).unwrap()
     }
 
     #[test]
@@ -287,6 +304,7 @@ mod tests {
                     Action::Drelu { count } => count as f64 * 1000.0,
                     Action::Mul { count, .. } => count as f64 * 10.0,
                     Action::Truncate { count } => count as f64 * 0.5,
+                    Action::Maxpool { windows, steps } => (windows * steps) as f64 * 1020.0,
                 } * 1e-9;
             }
         }
@@ -415,7 +433,7 @@ mod tests {
         let relu1 = |body: &str| {
             let plan =
                 PlanSpec::parse(Path::new("p.toml"), &format!("name = \"p\"\n[relu.relu1]\ngroup = \"patch\"\npatch = 4\n{body}")).unwrap();
-            let r = price(&crate::graph::sharing::Planned::new(&net, &plan).unwrap(), &ProtocolTable::securenn(), None, &[]);
+            let r = price(&crate::graph::sharing::Planned::new(&net, &plan).unwrap(), &ProtocolTable::securenn(), None, &[]).unwrap();
             let l = layer(&r, "relu1");
             (l.rounds, l.bits / 64)
         };

@@ -277,6 +277,10 @@ fn infer(op: &Op, inputs: &[&Shape]) -> std::result::Result<Shape, String> {
             let (c, oh, ow) = windowed(*kernel, *stride, *padding)?;
             Shape(vec![c, oh, ow])
         }
+        Op::MaxPool { kernel, stride } => {
+            let (c, oh, ow) = windowed(*kernel, *stride, (0, 0))?;
+            Shape(vec![c, oh, ow])
+        }
         Op::Linear { .. } if x.0.len() != 1 => {
             return Err(format!("linear needs a flat input, got {x}; add a flatten layer"));
         }
@@ -310,6 +314,9 @@ mod tests {
         let n = build("[[layers]]\nop = \"conv\"\nout_channels = 4\nkernel = 3\npadding = 1\n[[layers]]\nop = \"avgpool\"\nkernel = 3\n[[layers]]\nop = \"flatten\"\n[[layers]]\nop = \"linear\"\nout_features = 10\n").unwrap();
         let shapes: Vec<String> = n.layers().map(|(_, l)| l.output.to_string()).collect();
         assert_eq!(shapes, ["[4, 8, 8]", "[4, 2, 2]", "[16]", "[10]"]);
+        // Overlapping max pooling: 3x3 windows every 2.
+        let n = build("[[layers]]\nop = \"maxpool\"\nkernel = 3\nstride = 2\n").unwrap();
+        assert_eq!(n.node(n.output).output, Shape(vec![3, 3, 3]));
     }
 
     #[test]

@@ -33,6 +33,22 @@ impl Taps {
         self.offsets.len() - 1
     }
 
+    /// The inputs of output `i`.
+    pub fn of(&self, i: usize) -> &[u32] {
+        &self.index[self.offsets[i] as usize..self.offsets[i + 1] as usize]
+    }
+
+    /// The first value of the window and then the rest, folded with `keep(max, x)`:
+    /// true keeps the running maximum.
+    pub fn fold_max<T: Copy>(&self, x: &[T], keep: impl Fn(T, T) -> bool) -> Vec<T> {
+        (0..self.outputs())
+            .map(|i| {
+                let (first, rest) = self.of(i).split_first().expect("a pooling window holds at least one value");
+                rest.iter().fold(x[*first as usize], |m, &j| if keep(m, x[j as usize]) { m } else { x[j as usize] })
+            })
+            .collect()
+    }
+
     pub fn apply<T: Copy>(&self, x: &[T], zero: T, add: impl Fn(T, T) -> T) -> Vec<T> {
         (0..self.outputs())
             .map(|i| {
@@ -72,6 +88,9 @@ pub trait Backend {
     /// Multiplies each value by a public constant (encoded); truncate afterwards.
     fn scale(&mut self, x: &Self::V, c: &[f64]) -> Self::V;
     fn taps(&mut self, x: &Self::V, t: &Taps) -> Self::V;
+    /// The largest value of each window of `t` (all of one size), the first of equal
+    /// values, comparing as secure inference does (the sign of the difference).
+    fn maxpool(&mut self, x: &Self::V, t: &Taps) -> Self::V;
     fn add(&mut self, a: &Self::V, b: &Self::V) -> Self::V;
     fn negate(&mut self, x: &Self::V) -> Self::V;
     /// 1 where x >= 0, else 0, as integers.
@@ -130,6 +149,11 @@ pub fn run<B: Backend>(b: &mut B, planned: &Planned, params: &Params, input: &[f
                 let area = (kernel.0 * kernel.1) as f64;
                 let scaled = b.scale(&sums, &vec![1.0 / area; sums_len(&window)]);
                 b.truncate(scaled)
+            }
+            Op::MaxPool { kernel, stride } => {
+                let (channels, height, width) = input_shape.chw().expect("graph checked");
+                let window = Window { channels, height, width, kernel: *kernel, stride: *stride, padding: (0, 0) };
+                b.maxpool(x(0), &pool_taps(&window))
             }
             Op::Relu => relu_layer(b, planned, params, node, x(0), noise_seed),
             Op::Add => {

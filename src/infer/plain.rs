@@ -51,6 +51,9 @@ impl Backend for Float {
     fn taps(&mut self, x: &Vec<f64>, t: &Taps) -> Vec<f64> {
         t.apply(x, 0.0, |a, b| a + b)
     }
+    fn maxpool(&mut self, x: &Vec<f64>, t: &Taps) -> Vec<f64> {
+        t.fold_max(x, |m, v| m - v >= 0.0)
+    }
     fn add(&mut self, a: &Vec<f64>, b: &Vec<f64>) -> Vec<f64> {
         a.iter().zip(b).map(|(a, b)| a + b).collect()
     }
@@ -154,6 +157,10 @@ impl Backend for Fixed {
     }
     fn taps(&mut self, x: &Vec<u64>, t: &Taps) -> Vec<u64> {
         t.apply(x, 0u64, u64::wrapping_add)
+    }
+    fn maxpool(&mut self, x: &Vec<u64>, t: &Taps) -> Vec<u64> {
+        // DReLU(max - x) in the ring, as the secure protocol decides.
+        t.fold_max(x, |m, v| (m.wrapping_sub(v) as i64) >= 0)
     }
     fn add(&mut self, a: &Vec<u64>, b: &Vec<u64>) -> Vec<u64> {
         a.iter().zip(b).map(|(a, b)| a.wrapping_add(*b)).collect()

@@ -4,7 +4,7 @@
 use super::{Backend, Product, Taps};
 use crate::mpc::matmul::{im2col_t, matmul};
 use crate::mpc::prg::Prg;
-use crate::mpc::protocols::{beaver, drelu, mat_mul, mul, truncate_shares};
+use crate::mpc::protocols::{beaver, drelu, mat_mul, maxpool, mul, truncate_shares};
 use crate::mpc::ring::encode;
 use crate::mpc::transport::{Family, Tally};
 use crate::mpc::{Ctx, Shares};
@@ -120,6 +120,18 @@ impl Backend for Secure {
     }
     fn taps(&mut self, x: &Shares, t: &Taps) -> Shares {
         x.map(|s| t.apply(s, 0u64, u64::wrapping_add))
+    }
+    fn maxpool(&mut self, x: &Shares, t: &Taps) -> Shares {
+        // Column k: the k-th value of every window; the argmax is not needed here.
+        let n = t.of(0).len();
+        let columns: Vec<Shares> = (0..n)
+            .map(|k| {
+                let idx: Vec<u32> = (0..t.outputs()).map(|i| t.of(i)[k]).collect();
+                self.taps(x, &Taps::gather(&idx))
+            })
+            .collect();
+        self.ctx.net.family = Family::Drelu;
+        maxpool(&mut self.ctx, &columns).0
     }
     fn add(&mut self, a: &Shares, b: &Shares) -> Shares {
         a.add(b)

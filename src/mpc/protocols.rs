@@ -459,6 +459,39 @@ pub fn relu(ctx: &mut Ctx, a: &Shares) -> Shares {
     mul(ctx, &d, a)
 }
 
+/// Maxpool (SecureNN Algorithm 9) over windows of n values, all windows at once:
+/// `columns[i]` holds the i-th value of every window. Returns shares of each
+/// window's maximum and of its index (0-based, the first of equal values; an
+/// integer, not fixed point). n - 1 steps, each 9 rounds and 93 l bits per window:
+///
+/// d = DReLU(max - x_i) (1 where the running maximum stays), then two SelectShares
+/// side by side, max = x_i + d (max - x_i) and ind = i + d (ind - i), as one Mul of
+/// 2 values per window. Values must lie in [-2^61, 2^61) so that max - x_i is in
+/// DReLU's range.
+pub fn maxpool(ctx: &mut Ctx, columns: &[Shares]) -> (Shares, Shares) {
+    let (first, rest) = columns.split_first().expect("a window holds at least one value");
+    let w = first.len();
+    let mut max = first.clone();
+    let mut ind = Shares { s0: vec![0; w], s1: vec![0; w] };
+    for (i, x) in rest.iter().enumerate() {
+        let i = (i + 1) as u64;
+        let before = ctx.net.current();
+        let d = drelu(ctx, &max.sub(x));
+        // The Mul's triple is data-independent, so its C1 rides in the DReLU's first
+        // step, and the SelectShares add only their opening: 9 rounds, not 10.
+        let dd = Shares { s0: [&d.s0[..], &d.s0[..]].concat(), s1: [&d.s1[..], &d.s1[..]].concat() };
+        let ind_minus_i = ind.add_public(&vec![i.wrapping_neg(); w]);
+        let diffs = max.sub(x);
+        let gaps = Shares { s0: [&diffs.s0[..], &ind_minus_i.s0[..]].concat(), s1: [&diffs.s1[..], &ind_minus_i.s1[..]].concat() };
+        // P2 -> P1: C1, 2 ring elements per window; P0 <-> P1: E and F, 2 each per window, each way.
+        let picked = mul_in(ctx, &dd, &gaps, Some(Step(before.0 + 1)));
+        let (kept_max, kept_ind) = (picked.s0.split_at(w), picked.s1.split_at(w));
+        max = x.add(&Shares { s0: kept_max.0.to_vec(), s1: kept_ind.0.to_vec() });
+        ind = Shares { s0: kept_max.1.to_vec(), s1: kept_ind.1.to_vec() }.add_public(&vec![i; w]);
+    }
+    (max, ind)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -573,6 +606,32 @@ mod tests {
         let t = c.net.tally_since(mark);
         assert_eq!((t.steps, t.depth), (10, 9));
         assert_eq!(t.bits_by_party.iter().sum::<u64>(), 2 * 88 * 64);
+    }
+
+    #[test]
+    fn maxpool_finds_each_windows_first_maximum_at_secure_nns_price() {
+        // 5 windows of 4 values: ties (the first one's index wins), negatives, extremes
+        // of the range, and 3 steps of 9 rounds and 93 l bits per window each.
+        let windows: [[i64; 4]; 5] = [[1, 5, 5, 2], [-7, -3, -9, -3], [0, 0, 0, 0], [(1 << 61) - 1, -(1 << 61), 3, 4], [-(1 << 61), 9, 10, 8]];
+        let mut c = ctx();
+        let columns: Vec<Shares> =
+            (0..4).map(|i| windows.iter().map(|w| w[i] as u64).collect::<Vec<_>>()).map(|col| share(&mut c, &col)).collect();
+        c.net.step();
+        let mark = c.net.mark();
+        let (max, ind) = maxpool(&mut c, &columns);
+        let t = c.net.tally_since(mark);
+        let expected: Vec<(u64, u64)> = windows
+            .iter()
+            .map(|w| {
+                let (i, m) = w.iter().enumerate().fold((0, w[0]), |(bi, bm), (i, &v)| if v > bm { (i, v) } else { (bi, bm) });
+                (m as u64, i as u64)
+            })
+            .collect();
+        assert_eq!(max.reveal().into_iter().zip(ind.reveal()).collect::<Vec<_>>(), expected);
+        assert_eq!((t.steps, t.depth), (27, 27));
+        let per_window_step = [8 * 64 + 2 * 512, 8 * 64 + 2 * 512, 13 * 64 + 4 * 512];
+        assert_eq!(t.bits_by_party, per_window_step.map(|b| b * 5 * 3));
+        assert_eq!(t.bits_by_party.iter().sum::<u64>(), 93 * 64 * 5 * 3);
     }
 
     #[test]

@@ -112,6 +112,11 @@ impl Transport {
         }
     }
 
+    /// The step messages are sent in now (0 before the first).
+    pub fn current(&self) -> Step {
+        Step(self.steps)
+    }
+
     /// Opens the next communication step: what was received so far becomes known.
     pub fn step(&mut self) -> Step {
         self.settle();

@@ -127,7 +127,7 @@ pub fn run(req: &Request, bar: &indicatif::ProgressBar) -> Result<Outcome> {
     let net = req.network;
     let units: Vec<Unit> = req.budgets.iter().map(|b| b.unit.clone()).collect();
     let base = PlanSpec::original();
-    let original = crate::cost::price(&Planned::new(net, &base)?, req.table, None, &[]);
+    let original = crate::cost::price(&Planned::new(net, &base)?, req.table, None, &[])?;
     if let Some(b) = req.budgets.iter().find(|b| b.unit == Unit::OfflineMegabytes)
         && original.total.offline_bits == 0
     {
@@ -257,7 +257,7 @@ pub fn run(req: &Request, bar: &indicatif::ProgressBar) -> Result<Outcome> {
         }
     }
     let planned = Planned::new(net, &plan)?;
-    let report = crate::cost::price(&planned, req.table, None, &[]);
+    let report = crate::cost::price(&planned, req.table, None, &[])?;
     let mut budgets = Vec::new();
     for (u, b) in req.budgets.iter().enumerate() {
         let cost: f64 = report.layers.iter().map(|l| b.unit.of(l)).sum();

@@ -182,7 +182,7 @@ pub fn price_options(
     };
     let price_of = |plan: &PlanSpec| -> std::result::Result<Vec<LayerCost>, String> {
         let planned = Planned::new(network, plan).map_err(|e| e.to_string())?;
-        Ok(price(&planned, table, None, &[]).layers)
+        Ok(price(&planned, table, None, &[]).map_err(|e| e.to_string())?.layers)
     };
     let base_cost = price_of(base)?;
     let mut fixed: Vec<f64> = units.iter().map(|u| base_cost.iter().map(|l| u.of(l)).sum()).collect();
@@ -317,7 +317,7 @@ mod tests {
             }
             plan = with_sides(&plan, &l.name, picks.iter().map(|&k| l.sides[k]).collect(), decision, Edge::Partial);
         }
-        let priced = price(&Planned::new(&net, &plan).unwrap(), &table, None, &[]);
+        let priced = price(&Planned::new(&net, &plan).unwrap(), &table, None, &[]).unwrap();
         for (u, unit) in units.iter().enumerate() {
             let exact: f64 = priced.layers.iter().map(|l| unit.of(l)).sum();
             assert!((exact - predicted[u]).abs() <= 1e-9 * exact.abs(), "{}: {exact} vs {}", unit.name(), predicted[u]);

@@ -406,13 +406,13 @@ pub fn simulate(
     weights: &str,
     inputs: &Inputs,
     bar: &indicatif::ProgressBar,
-) -> SimReport {
+) -> crate::error::Result<SimReport> {
     let samples = match inputs {
         Inputs::Generated => opts.samples,
         Inputs::Images { images, .. } => opts.samples.min(images.len()),
     };
     let masking = opts.masking.unwrap_or(table.conv_masking);
-    let prediction: CostReport = cost::price(planned, table, Some(masking), &[]);
+    let prediction: CostReport = cost::price(planned, table, Some(masking), &[])?;
     let net = planned.network;
     let n_layers = net.order.len();
     // Samples run in parallel (rayon); each has its own seeds, so the results do not
@@ -514,7 +514,7 @@ pub fn simulate(
         predicted_seconds_per_image: table.compute.is_some().then(|| layers.iter().filter_map(|l| l.predicted_seconds).sum()),
         transcript: format!("{:016x}", crate::mpc::prg::fnv1a(&transcripts)),
     };
-    SimReport {
+    Ok(SimReport {
         messages,
         architecture: net.name.clone(),
         plan: planned.plan.name.clone(),
@@ -529,7 +529,7 @@ pub fn simulate(
         },
         layers,
         total,
-    }
+    })
 }
 
 /// Bytes a simulation of `network` holds at its peak with `at_once` samples running
@@ -584,6 +584,8 @@ pub fn error_bounds(planned: &Planned, params: &Params, frac: u32) -> Vec<Option
             }),
             // The n taps' errors times the encoded 1/n, which is at most 1/n + 1/2 lsb.
             Op::AvgPool { kernel, .. } => input(0).map(|e| (e * (1.0 + (kernel.0 * kernel.1) as f64 / (2.0 * scale))).ceil() + 1.0),
+            // A maximum moves by no more than its inputs do.
+            Op::MaxPool { .. } => input(0),
             Op::Relu if planned.relu_plan(node).is_none() => input(0),
             Op::Relu => None,
             Op::Add => input(0).zip(input(1)).map(|(a, b)| a + b),
@@ -702,7 +704,7 @@ pub fn run_planned(
             ),
         ));
     }
-    Ok(simulate(planned, table, opts, &params, &described, &inputs, bar))
+    simulate(planned, table, opts, &params, &described, &inputs, bar)
 }
 
 #[cfg(test)]

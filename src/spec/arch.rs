@@ -60,6 +60,9 @@ pub struct LayerSpec {
 pub enum Op {
     Conv { out_channels: usize, kernel: (usize, usize), stride: (usize, usize), padding: (usize, usize) },
     AvgPool { kernel: (usize, usize), stride: (usize, usize), padding: (usize, usize) },
+    /// The largest value of each window (SecureNN Algorithm 9). No padding: a padded
+    /// window would hold fewer values and so take fewer comparison steps.
+    MaxPool { kernel: (usize, usize), stride: (usize, usize) },
     Relu,
     Linear { out_features: usize },
     Flatten,
@@ -74,6 +77,7 @@ impl Op {
         match self {
             Op::Conv { .. } => "conv",
             Op::AvgPool { .. } => "avgpool",
+            Op::MaxPool { .. } => "maxpool",
             Op::Relu => "relu",
             Op::Linear { .. } => "linear",
             Op::Flatten => "flatten",
@@ -106,6 +110,7 @@ struct RawInput {
 enum OpKind {
     Conv,
     AvgPool,
+    MaxPool,
     Relu,
     Linear,
     Flatten,
@@ -203,7 +208,7 @@ fn parse_layer(path: &Path, index: usize, table: toml::Table, counts: &mut std::
         return Err(Error::syntax(
             path,
             Some(label),
-            "missing key \"op\" (conv | avgpool | relu | linear | flatten | dropout | add | batchnorm)",
+            "missing key \"op\" (conv | avgpool | maxpool | relu | linear | flatten | dropout | add | batchnorm)",
         ));
     }
     let raw: RawLayer = from_table(path, &label, table)?;
@@ -225,6 +230,7 @@ fn build_op(raw: &RawLayer) -> std::result::Result<Op, String> {
     let op_name = match raw.op {
         OpKind::Conv => "conv",
         OpKind::AvgPool => "avgpool",
+        OpKind::MaxPool => "maxpool",
         OpKind::Relu => "relu",
         OpKind::Linear => "linear",
         OpKind::Flatten => "flatten",
@@ -235,6 +241,7 @@ fn build_op(raw: &RawLayer) -> std::result::Result<Op, String> {
     let allowed: &[&str] = match raw.op {
         OpKind::Conv => &["out_channels", "kernel", "stride", "padding", "bias"],
         OpKind::AvgPool => &["kernel", "stride", "padding"],
+        OpKind::MaxPool => &["kernel", "stride", "padding"],
         OpKind::Linear => &["out_features", "bias"],
         OpKind::Dropout => &["p"],
         OpKind::Relu | OpKind::Flatten | OpKind::Add | OpKind::BatchNorm => &[],
@@ -285,6 +292,16 @@ fn build_op(raw: &RawLayer) -> std::result::Result<Op, String> {
             let kernel = pair("kernel", raw.kernel, (0, 0), false)?;
             Op::AvgPool { kernel, stride: pair("stride", raw.stride, kernel, false)?, padding: pair("padding", raw.padding, (0, 0), true)? }
         }
+        OpKind::MaxPool => {
+            if raw.kernel.is_none() {
+                return Err("maxpool needs key \"kernel\"".into());
+            }
+            let kernel = pair("kernel", raw.kernel, (0, 0), false)?;
+            if pair("padding", raw.padding, (0, 0), true)? != (0, 0) {
+                return Err("maxpool takes no padding (SecureNN's Maxpool compares whole windows); pad with a conv or crop instead".into());
+            }
+            Op::MaxPool { kernel, stride: pair("stride", raw.stride, kernel, false)? }
+        }
         OpKind::Linear => Op::Linear { out_features: positive("out_features", raw.out_features)? },
         OpKind::Dropout => {
             let p = raw.p.unwrap_or(0.5);
@@ -319,9 +336,10 @@ mod tests {
     }
 
     #[test]
-    fn avgpool_stride_defaults_to_kernel() {
-        let a = parse(&format!("{HEAD}[[layers]]\nop = \"avgpool\"\nkernel = 2\n")).unwrap();
+    fn pool_stride_defaults_to_kernel() {
+        let a = parse(&format!("{HEAD}[[layers]]\nop = \"avgpool\"\nkernel = 2\n[[layers]]\nop = \"maxpool\"\nkernel = 3\npadding = 0\n")).unwrap();
         assert_eq!(a.layers[0].op, Op::AvgPool { kernel: (2, 2), stride: (2, 2), padding: (0, 0) });
+        assert_eq!(a.layers[1].op, Op::MaxPool { kernel: (3, 3), stride: (3, 3) });
     }
 
     #[test]
@@ -332,8 +350,10 @@ mod tests {
         assert_eq!(e, "a.toml: layer \"relu1\": key \"out_channels\" does not apply to op \"relu\"");
         let e = parse(&format!("{HEAD}[[layers]]\nop = \"conv\"\nkernel = 3\n")).unwrap_err().to_string();
         assert_eq!(e, "a.toml: layer \"conv1\": conv needs key \"out_channels\"");
-        let e = parse(&format!("{HEAD}[[layers]]\nop = \"maxpool\"\n")).unwrap_err().to_string();
-        assert!(e.starts_with("a.toml: layer \"maxpool1\": key \"op\": unknown variant `maxpool`"), "{e}");
+        let e = parse(&format!("{HEAD}[[layers]]\nop = \"lstm\"\n")).unwrap_err().to_string();
+        assert!(e.starts_with("a.toml: layer \"lstm1\": key \"op\": unknown variant `lstm`"), "{e}");
+        let e = parse(&format!("{HEAD}[[layers]]\nop = \"maxpool\"\nkernel = 2\npadding = 1\n")).unwrap_err().to_string();
+        assert!(e.starts_with("a.toml: layer \"maxpool1\": maxpool takes no padding"), "{e}");
         let e = parse(&format!("{HEAD}[[layers]]\nop = \"dropout\"\np = 1.5\n")).unwrap_err().to_string();
         assert!(e.contains("key \"p\" must be in [0, 1)"), "{e}");
     }

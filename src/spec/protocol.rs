@@ -132,6 +132,12 @@ pub struct ProtocolTable {
     /// Shared ReLUs still pay a DReLU per group and a Mul per activation.
     #[serde(default)]
     pub relu: Option<Priced<UnitTerms>>,
+    /// One comparison step of max pooling, per window (SecureNN Algorithm 9: a window
+    /// of n values takes n - 1 steps one after another). Tables of protocols that
+    /// publish no max pooling cost leave it out, and networks with max pooling are
+    /// then refused under them ("not priced") rather than priced by a guess.
+    #[serde(default)]
+    pub maxpool: Option<Priced<UnitTerms>>,
     /// Local computation per action, for the time model's compute term (measured
     /// by `explore calibrate`); without it estimates count only the network.
     #[serde(default)]
@@ -155,9 +161,14 @@ impl ProtocolTable {
         Some(t)
     }
 
-    /// The table in `path`, or the built-in SecureNN table without one.
+    /// The table in `path`, the built-in table of that name when no such file
+    /// exists (`--protocol falcon`), or the built-in SecureNN table without one.
     pub fn load_or_builtin(path: Option<&Path>) -> Result<ProtocolTable> {
-        path.map_or_else(|| Ok(Self::securenn()), Self::load)
+        match path {
+            None => Ok(Self::securenn()),
+            Some(p) if !p.exists() => p.to_str().and_then(Self::builtin).map_or_else(|| Self::load(p), Ok),
+            Some(p) => Self::load(p),
+        }
     }
 
     pub fn load(path: &Path) -> Result<ProtocolTable> {
@@ -225,6 +236,9 @@ mod tests {
         assert_eq!(lin, (12 + 24 + 8) * 64);
         assert_eq!((t.drelu.rounds + t.mul.rounds, t.product.rounds), (10, 2));
         assert_eq!(t.source, "built-in");
+        // Maxpool, per step: a DReLU and two SelectShares, 93 l bits, 9 rounds (spec 1.11).
+        let step = t.maxpool.as_ref().unwrap();
+        assert_eq!((t.unit_bits(step, 1).iter().sum::<u64>(), step.rounds, step.depth), (93 * 64, 9, 9));
     }
 
     #[test]

@@ -276,7 +276,7 @@ pub fn run(spec: &SweepSpec, opts: &Options) -> Result<Outcome> {
     let ctx = Context {
         network: &network,
         arch_text,
-        baseline: cost::price(&Planned::new(&network, &baseline_plan)?, &table, None, &profiles),
+        baseline: cost::price(&Planned::new(&network, &baseline_plan)?, &table, None, &profiles)?,
         table,
         profiles: profiles.clone(),
         cfg,
@@ -701,7 +701,7 @@ impl Context<'_> {
         // Checked when the points were chosen (clusters found here have the plan's counts).
         let planned = Planned::new(network, &plan)?;
         self.bars.start(&c.name, "cost");
-        let priced = cost::price(&planned, &self.table, None, &self.profiles);
+        let priced = cost::price(&planned, &self.table, None, &self.profiles)?;
         let plan_id = format!("{:?}", plan.relu);
         let dir = &self.dir;
 

@@ -524,10 +524,35 @@ mod tests {
         [[layers]]\nname = \"f\"\nop = \"flatten\"\n\
         [[layers]]\nname = \"fc\"\nop = \"linear\"\nout_features = 4\n";
 
+    /// Overlapping max pooling (3x3 windows every 2), then a ReLU after it.
+    const TINY_MAX: &str = "name = \"tiny-max\"\n[input]\nshape = [2, 6, 6]\n\
+        [[layers]]\nname = \"c1\"\nop = \"conv\"\nout_channels = 3\nkernel = 3\npadding = 1\n\
+        [[layers]]\nname = \"mp\"\nop = \"maxpool\"\nkernel = 3\nstride = 2\n\
+        [[layers]]\nname = \"r1\"\nop = \"relu\"\n\
+        [[layers]]\nname = \"f\"\nop = \"flatten\"\n\
+        [[layers]]\nname = \"fc\"\nop = \"linear\"\nout_features = 4\n";
+
     #[test]
     fn gradients_match_finite_differences() {
         grad_check(TINY);
         grad_check(TINY_BN);
+        grad_check(TINY_MAX);
+    }
+
+    #[test]
+    fn training_and_inference_pool_alike() {
+        let network = net(TINY_MAX);
+        let plan = PlanSpec::original();
+        let planned = Planned::new(&network, &plan).unwrap();
+        let params = Params::random(&planned, 5);
+        let x: Vec<f32> = (0..72).map(|i| ((i * 5) % 13) as f32 / 6.0 - 1.0).collect();
+        let trained = forward(&Prepared::new(&planned), &params, &x, 1, Mode::Eval { seed: 0 });
+        let inferred = crate::infer::run(&mut crate::infer::plain::Float, &planned, &params, &x, 0);
+        let pooled = network.order.iter().position(|&n| network.node(n).name == "mp").unwrap();
+        assert_eq!(inferred[pooled].len(), 3 * 2 * 2);
+        for (a, b) in trained.logits(&network).iter().zip(inferred.last().unwrap()) {
+            assert!((*a as f64 - b).abs() < 1e-4, "{a} vs {b}");
+        }
     }
 
     #[test]

@@ -69,6 +69,10 @@ impl<'a> Prepared<'a> {
                     let (channels, height, width) = shape.chw().expect("graph checked");
                     windows.insert(node, Window { channels, height, width, kernel: *kernel, stride: *stride, padding: *padding });
                 }
+                Some(Op::MaxPool { kernel, stride }) => {
+                    let (channels, height, width) = shape.chw().expect("graph checked");
+                    windows.insert(node, Window { channels, height, width, kernel: *kernel, stride: *stride, padding: (0, 0) });
+                }
                 Some(Op::Relu) => {
                     if let Some(plan) = planned.relu_plan(node) {
                         groups.insert(node, group_map(plan, shape));
@@ -96,6 +100,8 @@ pub enum Mode {
 /// What backward needs beyond the layer outputs.
 enum Cache {
     None,
+    /// Max pooling: the input position (within the batch) each output came from.
+    Argmax(Vec<u32>),
     Dropout(Vec<f32>),
     /// Normalised values and 1 / sqrt(var + eps) per channel (training mode).
     Norm {
@@ -209,6 +215,17 @@ fn layer_forward(p: &Prepared, params: &Params, node: NodeIndex, inputs: &[&[f32
             }
             y
         }
+        Op::MaxPool { .. } => {
+            let mut y = vec![0f32; n * out_len];
+            let mut at = vec![0u32; n * out_len];
+            for (b, ((xb, yb), ab)) in input.chunks_exact(in_len).zip(y.chunks_exact_mut(out_len)).zip(at.chunks_exact_mut(out_len)).enumerate() {
+                maxpool_forward(&p.windows[&node], xb, yb, ab, (b * in_len) as u32);
+            }
+            if matches!(mode, Mode::Train { .. }) {
+                cache = Cache::Argmax(at);
+            }
+            y
+        }
         Op::Relu => {
             let (y, c) = relu_forward(p, params, node, input, n, mode);
             cache = c;
@@ -297,6 +314,28 @@ fn avgpool_backward(w: &Window, dy: &[f32], dx: &mut [f32]) {
         for (o, &d) in dyc.iter().enumerate() {
             let g = d / area;
             for_window(w, o / ow, o % ow, |j| dxc[j] += g);
+        }
+    }
+}
+
+/// Max pooling of one [C, H, W] map: each output is its window's first largest value
+/// (as secure inference keeps the running maximum on ties); `at` gets its position
+/// in the batch's input, `base` being the image's first.
+fn maxpool_forward(w: &Window, x: &[f32], y: &mut [f32], at: &mut [u32], base: u32) {
+    let (oh, ow) = w.out_hw();
+    let plane = w.height * w.width;
+    for (c, (yc, ac)) in y.chunks_exact_mut(oh * ow).zip(at.chunks_exact_mut(oh * ow)).enumerate() {
+        let xc = &x[c * plane..(c + 1) * plane];
+        for (o, (out, arg)) in yc.iter_mut().zip(ac.iter_mut()).enumerate() {
+            let mut best: Option<(usize, f32)> = None;
+            for_window(w, o / ow, o % ow, |j| {
+                if best.is_none_or(|(_, m)| xc[j] > m) {
+                    best = Some((j, xc[j]));
+                }
+            });
+            let (j, m) = best.expect("an unpadded window holds at least one value");
+            *out = m;
+            *arg = base + (c * plane + j) as u32;
         }
     }
 }
@@ -437,6 +476,15 @@ pub fn backward(p: &Prepared, params: &Params, pass: &Pass, dlogits: Vec<f32>) -
                 let mut dx = vec![0f32; n * in_len];
                 for (dyb, dxb) in dy.chunks_exact(out_len).zip(dx.chunks_exact_mut(in_len)) {
                     avgpool_backward(&p.windows[&node], dyb, dxb);
+                }
+                dx
+            }
+            // The gradient goes to each window's maximum.
+            Op::MaxPool { .. } => {
+                let Cache::Argmax(at) = &pass.cache[node.index()] else { unreachable!("backward runs on training passes") };
+                let mut dx = vec![0f32; n * in_len];
+                for (&j, &d) in at.iter().zip(&dy) {
+                    dx[j as usize] += d;
                 }
                 dx
             }
