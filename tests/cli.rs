@@ -310,6 +310,25 @@ fn max_pooling_is_priced_by_securenn_and_refused_by_tables_without_it() {
 }
 
 #[test]
+fn batch_prices_per_batch_and_per_image() {
+    let o = explore(&["cost", "architectures/lenet_mnist.toml", "--batch", "128"]);
+    assert!(o.status.success());
+    let out = stdout(&o);
+    assert!(out.contains("a batch of 128 images per inference"), "{out}");
+    assert!(out.contains("per image in the batch: 12.095 MB (63.9% of one image alone, 18.930 MB)"), "{out}");
+    let o = explore(&["cost", "architectures/lenet_mnist.toml", "--batch", "128", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!((v["batch"].as_u64(), v["total"]["rounds"].as_u64()), (Some(128), Some(92)));
+    let o = explore(&["compare", "architectures/lenet_mnist.toml", "--batch", "128", "--protocols", "securenn", "--format", "json"]);
+    let c: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(c[0]["online_bytes"], v["total"]["bytes"]);
+    for bad in ["0", "1025", "x"] {
+        let o = explore(&["cost", "architectures/lenet_mnist.toml", "--batch", bad]);
+        assert_eq!(o.status.code(), Some(2), "--batch {bad}");
+    }
+}
+
+#[test]
 fn compare_lists_protocols_and_securenn_equals_cost() {
     let plan = "architectures/plans/cifar10/uniform-32x32.toml";
     let o = explore(&["compare", "architectures/cifar10.toml", "--plan", plan, "--format", "json"]);

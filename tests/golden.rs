@@ -75,6 +75,7 @@ fn cost_tables_match_golden_files() {
                 &table,
                 None,
                 &profile::builtin(),
+                1,
             )
             .unwrap_or_else(|e| panic!("{e}"));
             let csv = explore::app::cost::csv(&report);

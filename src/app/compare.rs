@@ -26,6 +26,9 @@ pub struct Args {
     /// Output format: an aligned table; the per-protocol table as CSV or Markdown; JSON.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
+    /// Images per inference, as for `explore cost --batch`: figures are per batch.
+    #[arg(long, default_value_t = 1, value_parser = super::cost::batch_size)]
+    pub batch: u64,
     /// Write the output to this file instead of standard output.
     #[arg(long, short)]
     pub out: Option<PathBuf>,
@@ -45,7 +48,7 @@ pub fn run(args: Args) -> Result<()> {
     let original = PlanSpec::original();
     let mut rows = Vec::new();
     let mut not_priced = Vec::new();
-    for r in compare(&Planned::new(&network, &plan)?, &Planned::new(&network, &original)?, &tables, &profiles) {
+    for r in compare(&Planned::new(&network, &plan)?, &Planned::new(&network, &original)?, &tables, &profiles, args.batch) {
         match r {
             Ok(row) => rows.push(row),
             Err(e @ Error::NotPriced { .. }) => not_priced.push(e),
@@ -60,12 +63,16 @@ pub fn run(args: Args) -> Result<()> {
     for e in &not_priced {
         eprintln!("explore: left out: {e}");
     }
-    let text = report::render(args.format, &rows, || text(&network.name, &plan.name, &rows), || table(&rows));
+    let text = report::render(args.format, &rows, || text(&network.name, &plan.name, args.batch, &rows), || table(&rows));
     super::emit(args.out.as_deref(), &text)
 }
 
-fn text(arch: &str, plan: &str, rows: &[Row]) -> String {
-    let mut out = format!("{arch} under plan \"{plan}\", against the same network without sharing; MB = 10^6 bytes\n\n");
+fn text(arch: &str, plan: &str, batch: u64, rows: &[Row]) -> String {
+    let mut out = format!("{arch} under plan \"{plan}\", against the same network without sharing; MB = 10^6 bytes\n");
+    if batch > 1 {
+        out += &format!("a batch of {batch} images per inference: every figure is for the whole batch\n");
+    }
+    out += "\n";
     out += &table(rows).text();
     out += "\n(rounds and MB total in brackets: the original network; linear: share of online bytes in products; saved: of total bytes, and of total seconds per profile)\n";
     out

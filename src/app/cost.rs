@@ -38,17 +38,29 @@ pub struct Args {
     /// add to the built-in lan (10 Gbit/s, 0.2 ms) and wan (100 Mbit/s, 40 ms).
     #[arg(long)]
     pub profiles: Option<PathBuf>,
+    /// Images per inference (SecureNN's batched prediction): the weights are masked
+    /// once per batch, everything else is paid per image, rounds once. Figures are
+    /// per batch, with the per-image share beside them.
+    #[arg(long, default_value_t = 1, value_parser = batch_size)]
+    pub batch: u64,
     /// Write the output to this file instead of standard output.
     #[arg(long, short)]
     pub out: Option<PathBuf>,
 }
 
+/// `--batch`: 1 to `cost::MAX_BATCH`.
+pub fn batch_size(s: &str) -> std::result::Result<u64, String> {
+    let b: u64 = s.parse().map_err(|_| format!("expected a whole number of images, got \"{s}\""))?;
+    if (1..=cost::MAX_BATCH).contains(&b) { Ok(b) } else { Err(format!("must be 1 to {}, got {b}", cost::MAX_BATCH)) }
+}
+
 pub fn run(args: Args) -> Result<()> {
     let table = ProtocolTable::load_or_builtin(args.protocol.as_deref())?;
     let profiles = profiles_or_builtin(args.profiles.as_deref())?;
-    let (priced, saving) = price_files(&args.arch, args.plan.as_deref(), &table, args.conv_masking, &profiles)?;
+    let (priced, saving) = price_files(&args.arch, args.plan.as_deref(), &table, args.conv_masking, &profiles, args.batch)?;
+    let single = if args.batch > 1 { Some(price_files(&args.arch, args.plan.as_deref(), &table, args.conv_masking, &profiles, 1)?.0) } else { None };
     let with_saving = WithSaving { report: &priced, saving: saving.as_ref() };
-    let text = report::render(args.format, &with_saving, || text(&priced, saving.as_ref()), || layer_table(&priced));
+    let text = report::render(args.format, &with_saving, || text(&priced, saving.as_ref(), single.as_ref()), || layer_table(&priced));
     super::emit(args.out.as_deref(), &text)
 }
 
@@ -68,13 +80,14 @@ pub fn price_files(
     table: &ProtocolTable,
     masking: Option<ConvMasking>,
     profiles: &[Profile],
+    batch: u64,
 ) -> Result<(CostReport, Option<Saving>)> {
     let (network, plan) = super::load_network_and_plan(arch, plan)?;
-    let baseline = cost::price(&Planned::new(&network, &PlanSpec::original())?, table, masking, profiles)?;
+    let baseline = cost::price_batch(&Planned::new(&network, &PlanSpec::original())?, table, masking, profiles, batch)?;
     if plan.path.is_none() {
         return Ok((baseline, None));
     }
-    let priced = cost::price(&Planned::new(&network, &plan)?, table, masking, profiles)?;
+    let priced = cost::price_batch(&Planned::new(&network, &plan)?, table, masking, profiles, batch)?;
     let saving = Saving::between(&priced, &baseline);
     Ok((priced, Some(saving)))
 }
@@ -88,8 +101,9 @@ fn shape(dims: &[usize]) -> String {
     parts.join("x")
 }
 
-/// The human-readable table.
-fn text(r: &CostReport, saving: Option<&Saving>) -> String {
+/// The human-readable table; `single` is the same network priced for one image,
+/// given for a batch.
+fn text(r: &CostReport, saving: Option<&Saving>, single: Option<&CostReport>) -> String {
     let mut out = String::new();
     let plan = match &r.plan_file {
         Some(f) => format!("plan \"{}\" ({f})", r.plan),
@@ -101,6 +115,9 @@ fn text(r: &CostReport, saving: Option<&Saving>) -> String {
         "priced by protocol table \"{}\" ({}), conv masking {}; MB = 10^6 bytes\n",
         r.protocol, r.protocol_source, r.conv_masking
     );
+    if r.batch > 1 {
+        let _ = writeln!(out, "a batch of {} images per inference: every figure below is for the whole batch\n", r.batch);
+    }
     let header = ["layer", "op", "output", "ReLUs", "rounds", "MB", "P0 MB", "P1 MB", "P2 MB"];
     let mut rows: Vec<[String; 9]> = r
         .layers
@@ -146,7 +163,19 @@ fn text(r: &CostReport, saving: Option<&Saving>) -> String {
         .iter()
         .map(|e| format!("{} {:.3} s ({} Mbit/s, {} ms per round)", e.profile, e.seconds, e.bandwidth_mbps, e.rtt_ms))
         .collect();
-    let _ = writeln!(out, "estimated time per image: {}", est.join("; "));
+    let per = if r.batch > 1 { format!("per batch of {}", r.batch) } else { "per image".into() };
+    let _ = writeln!(out, "estimated time {per}: {}", est.join("; "));
+    if let (Some(p), Some(one)) = (&r.per_image, single) {
+        let secs: Vec<String> = p.seconds.iter().map(|(name, s)| format!("{name} {s:.4} s")).collect();
+        let _ = writeln!(
+            out,
+            "per image in the batch: {:.3} MB ({:.1}% of one image alone, {} MB), {}",
+            p.bytes / 1e6,
+            100.0 * p.bits / one.total.bits.max(1) as f64,
+            mb(one.total.bits),
+            secs.join("; ")
+        );
+    }
     if t.compute_seconds > 0.0 {
         let _ = writeln!(out, "  (each includes {:.3} s of local computation from the table's [compute] section)", t.compute_seconds);
     }

@@ -128,7 +128,7 @@ pub fn validate(root: &Path, table: &ProtocolTable) -> Result<Vec<Check>> {
                 });
             }
             if let Some(&(_, _, rounds, mb, tol, note)) = TABLE8.iter().find(|r| r.0 == arch && r.1 == stem) {
-                let (cost, _) = super::cost::price_files(&arch_file, Some(&plan), table, None, &profiles)?;
+                let (cost, _) = super::cost::price_files(&arch_file, Some(&plan), table, None, &profiles, 1)?;
                 let got = cost.total.bytes as f64 / 1e6;
                 let rel = (got - mb) / mb;
                 checks.push(Check {

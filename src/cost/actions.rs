@@ -141,6 +141,19 @@ fn relu_actions(planned: &Planned, node: NodeIndex) -> (u64, Vec<Action>) {
 }
 
 impl Action {
+    /// The action for a batch of `b` images run together (SecureNN's batched
+    /// inference): every count grows b times except a product's Y, the weights,
+    /// masked and opened once per batch. Rounds do not change.
+    pub fn batched(self, b: u64) -> Action {
+        match self {
+            Action::Product { kind, x, y, z, macs } => Action::Product { kind, x: x * b, y, z: z * b, macs: macs * b },
+            Action::Drelu { count } => Action::Drelu { count: count * b },
+            Action::Mul { purpose, count } => Action::Mul { purpose, count: count * b },
+            Action::Truncate { count } => Action::Truncate { count: count * b },
+            Action::Maxpool { windows, steps } => Action::Maxpool { windows: windows * b, steps },
+        }
+    }
+
     /// Seconds of this action's local work under a table's measured `[compute]` rates.
     pub fn compute_seconds(&self, c: &Compute) -> f64 {
         let ns = match *self {

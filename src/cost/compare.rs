@@ -2,7 +2,7 @@
 //! beside the same network without sharing under the same protocol, to show where
 //! ReLU sharing pays and where linear layers come to dominate.
 
-use crate::cost::{CostReport, price};
+use crate::cost::{CostReport, price_batch};
 use crate::error::Result;
 use crate::graph::sharing::Planned;
 use crate::spec::profile::Profile;
@@ -42,11 +42,12 @@ fn total_bytes(r: &CostReport) -> u64 {
 
 /// Prices `planned` and the same network without sharing under each table. A table
 /// that cannot price some layer (`Error::NotPriced`) gives that error in its place.
-pub fn compare(planned: &Planned, original: &Planned, tables: &[ProtocolTable], profiles: &[Profile]) -> Vec<Result<Row>> {
+/// `batch` images per inference (see `cost::price_batch`): every figure is per batch.
+pub fn compare(planned: &Planned, original: &Planned, tables: &[ProtocolTable], profiles: &[Profile], batch: u64) -> Vec<Result<Row>> {
     tables
         .iter()
         .map(|t| {
-            let (r, o) = (price(planned, t, None, profiles)?, price(original, t, None, profiles)?);
+            let (r, o) = (price_batch(planned, t, None, profiles, batch)?, price_batch(original, t, None, profiles, batch)?);
             let pct = |new: f64, old: f64| if old > 0.0 { 100.0 * (old - new) / old } else { 0.0 };
             Ok(Row {
                 protocol: t.name.clone(),

@@ -75,6 +75,16 @@ pub struct Estimate {
     pub seconds_total: f64,
 }
 
+/// A batch's totals per image (`CostReport::per_image`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PerImage {
+    pub bits: f64,
+    pub bytes: f64,
+    pub offline_bytes: f64,
+    /// Each profile's estimated online seconds for the batch, over the batch size.
+    pub seconds: Vec<(String, f64)>,
+}
+
 /// The price of one network under one plan and one protocol table.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CostReport {
@@ -85,17 +95,50 @@ pub struct CostReport {
     pub protocol: String,
     pub protocol_source: String,
     pub conv_masking: ConvMasking,
+    /// Images per inference: layers, totals and estimates are per batch. Left out
+    /// of JSON for one image, so single-image reports (and store keys made from
+    /// them) read as before batches existed.
+    #[serde(skip_serializing_if = "is_one")]
+    pub batch: u64,
     pub layers: Vec<LayerCost>,
     pub total: Total,
     pub estimates: Vec<Estimate>,
+    /// The batch's totals divided by its size; only for batches of more than one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub per_image: Option<PerImage>,
 }
+
+fn is_one(b: &u64) -> bool {
+    *b == 1
+}
+
+/// Largest `--batch`: far beyond the 128 of the published batched figures, and small
+/// enough that a batch's counts stay far from overflowing (each image's bits are
+/// below 2^40 elements x 2^13 bits for any network that passes the graph's limits).
+pub const MAX_BATCH: u64 = 1 << 10;
 
 /// Prices a planned network. `masking` overrides the table's conv masking. Fails
 /// only when a layer needs a price the table does not have (`Error::NotPriced`).
 pub fn price(planned: &Planned, table: &ProtocolTable, masking: Option<ConvMasking>, profiles: &[Profile]) -> Result<CostReport> {
+    price_batch(planned, table, masking, profiles, 1)
+}
+
+/// `price` for a batch of `batch` images (1 to `MAX_BATCH`) in one inference:
+/// weights are masked once, everything else is paid per image, rounds once.
+pub fn price_batch(
+    planned: &Planned,
+    table: &ProtocolTable,
+    masking: Option<ConvMasking>,
+    profiles: &[Profile],
+    batch: u64,
+) -> Result<CostReport> {
+    assert!((1..=MAX_BATCH).contains(&batch), "callers check the batch size");
     let masking = masking.unwrap_or(table.conv_masking);
-    let layers: Vec<LayerCost> =
-        actions::count(planned, masking).into_iter().map(|la| price_layer(planned, table, la)).collect::<Result<_>>()?;
+    let layers: Vec<LayerCost> = actions::count(planned, masking)
+        .into_iter()
+        .map(|la| LayerActions { actions: la.actions.into_iter().map(|a| a.batched(batch)).collect(), relus: la.relus * batch, ..la })
+        .map(|la| price_layer(planned, table, la))
+        .collect::<Result<_>>()?;
     let mut total = Total {
         relus: 0,
         rounds: 0,
@@ -124,7 +167,7 @@ pub fn price(planned: &Planned, table: &ProtocolTable, masking: Option<ConvMaski
     }
     total.bytes = total.bits / 8;
     total.offline_bytes = total.offline_bits / 8;
-    let estimates = profiles
+    let estimates: Vec<Estimate> = profiles
         .iter()
         .map(|p| Estimate {
             profile: p.name.clone(),
@@ -135,6 +178,15 @@ pub fn price(planned: &Planned, table: &ProtocolTable, masking: Option<ConvMaski
         })
         .collect();
     let plan = planned.plan;
+    let per_image = (batch > 1).then(|| {
+        let b = batch as f64;
+        PerImage {
+            bits: total.bits as f64 / b,
+            bytes: total.bits as f64 / 8.0 / b,
+            offline_bytes: total.offline_bits as f64 / 8.0 / b,
+            seconds: estimates.iter().map(|e| (e.profile.clone(), e.seconds / b)).collect(),
+        }
+    });
     Ok(CostReport {
         architecture: planned.network.name.clone(),
         architecture_file: planned.network.path.display().to_string(),
@@ -143,9 +195,11 @@ pub fn price(planned: &Planned, table: &ProtocolTable, masking: Option<ConvMaski
         protocol: table.name.clone(),
         protocol_source: table.source.clone(),
         conv_masking: masking,
+        batch,
         layers,
         total,
         estimates,
+        per_image,
     })
 }
 
@@ -314,6 +368,34 @@ mod tests {
         }
         // Bits and rounds do not move.
         assert_eq!((plain.total.bits, plain.total.rounds), (timed.total.bits, timed.total.rounds));
+    }
+
+    #[test]
+    fn a_batch_masks_the_weights_once_and_pays_the_rest_per_image() {
+        let table = ProtocolTable::securenn();
+        let load = |arch: &str| crate::graph::Network::build(&crate::spec::ArchSpec::load(&repo(arch)).unwrap()).unwrap();
+        let net = load("architectures/lenet_mnist.toml");
+        let plan = crate::spec::PlanSpec::original();
+        let planned = Planned::new(&net, &plan).unwrap();
+        let one = price(&planned, &table, None, &[]).unwrap();
+        let b = 128;
+        let batch = price_batch(&planned, &table, None, &crate::spec::profile::builtin(), b).unwrap();
+        assert_eq!((batch.total.rounds, batch.total.rounds_depth), (one.total.rounds, one.total.rounds_depth));
+        // conv1, 24x24 outputs of 5x5x1 patches, 20 channels: 2 m^2 f^2 i and m^2 o per image, 2 f^2 o i once.
+        assert_eq!(layer(&batch, "conv1").bits, (b * (2 * 576 * 25 + 576 * 20) + 2 * 25 * 20) * 64);
+        // fc1 (Linear_{128,800,500}): 2 m n + m v per batch row, 2 n v once.
+        assert_eq!(layer(&batch, "fc1").bits, (b * (2 * 800 + 500) + 2 * 800 * 500) * 64);
+        // Everything but the weights' openings grows b times.
+        let weights: u64 = [25 * 20, 25 * 20 * 50, 800 * 500, 500 * 10].iter().sum::<u64>() * 2 * 64;
+        assert_eq!(batch.total.bits, b * one.total.bits - (b - 1) * weights);
+        assert_eq!(layer(&batch, "pool1").bits, b * layer(&one, "pool1").bits);
+        let per = batch.per_image.as_ref().unwrap();
+        assert!((per.bits - batch.total.bits as f64 / b as f64).abs() < 1e-6);
+        assert_eq!(per.seconds.len(), 2);
+        // One image: no batch fields in JSON, so reports (and store keys) read as before.
+        let json = serde_json::to_value(&one).unwrap();
+        assert!(json.get("batch").is_none() && json.get("per_image").is_none());
+        assert_eq!(serde_json::to_value(&batch).unwrap()["batch"], 128);
     }
 
     #[test]
