@@ -7,7 +7,7 @@ use explore::spec::{profile, protocol::ProtocolTable};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-const ARCHS: [&str; 6] = ["cifar10", "svhn", "fashion_mnist", "secureml_mnist", "minionn_mnist", "lenet_mnist"];
+const ARCHS: [&str; 7] = ["cifar10", "svhn", "fashion_mnist", "secureml_mnist", "minionn_mnist", "lenet_mnist", "resnet18_cifar"];
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -194,3 +194,48 @@ fn a_plan_starts_from_the_original_weights_with_init_and_not_with_resume() {
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(err.contains("ghost.toml") && err.contains("relu9"), "{err}");
 }
+
+#[test]
+fn lenet_with_max_pooling_trains_and_its_secure_inference_agrees() {
+    // Max pooling forward and backward in training, then the SecureNN Maxpool protocol
+    // on the trained weights, under a plan that shares the ReLUs after the pools.
+    let dir = scratch("lenet");
+    write_idx(&dir, 300, 100);
+    let data = dir.to_str().unwrap();
+    let ckpt = dir.join("lenet.safetensors");
+    let plan = "architectures/plans/lenet_mnist/uniform-2x2.toml";
+    let t = explore_json(&[
+        "train",
+        "architectures/lenet_mnist.toml",
+        "--plan",
+        plan,
+        "--data",
+        data,
+        "--epochs",
+        "2",
+        "--batch-size",
+        "32",
+        "--out",
+        ckpt.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert!(t["test_accuracy"].as_f64().unwrap() >= 0.8, "{t}");
+    let s = explore_json(&[
+        "simulate",
+        "architectures/lenet_mnist.toml",
+        "--plan",
+        plan,
+        "--weights",
+        ckpt.to_str().unwrap(),
+        "--data",
+        data,
+        "--samples",
+        "4",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(s["total"]["agreement"], 1.0, "{s}");
+    assert_eq!(s["total"]["measured"], s["total"]["predicted"], "{s}");
+    assert_eq!(s["total"]["measured"]["rounds"], 92);
+}

@@ -12,7 +12,7 @@ fn validate(extra: &[&str]) -> (Option<i32>, String) {
 fn validate_passes_on_main() {
     let (code, out) = validate(&[]);
     assert_eq!(code, Some(0), "{out}");
-    assert!(out.contains("68 checks, 68 passed, 0 failed"), "{out}");
+    assert!(out.contains("72 checks, 72 passed, 0 failed"), "{out}");
 }
 
 #[test]

@@ -35,8 +35,9 @@ pub struct Args {
     pub seed: u64,
     /// Fractional bits of the fixed-point encoding; checked against the network's
     /// value range (values times 2^bits must stay far inside the 64-bit ring).
-    #[arg(long, default_value_t = 13, value_parser = clap::value_parser!(u32).range(1..=62))]
-    pub frac_bits: u32,
+    /// Default: 13, or as many as the values leave room for when that is fewer.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=62))]
+    pub frac_bits: Option<u32>,
     /// Override the protocol table's convolution masking.
     #[arg(long, value_enum)]
     pub conv_masking: Option<ConvMasking>,
@@ -60,7 +61,14 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<()> {
     let table = ProtocolTable::load_or_builtin(args.protocol.as_deref())?;
-    let opts = Options { samples: args.samples, seed: args.seed, frac: args.frac_bits, masking: args.conv_masking, run: 0 };
+    let opts = Options {
+        samples: args.samples,
+        seed: args.seed,
+        frac: args.frac_bits.unwrap_or(13),
+        fit_frac: args.frac_bits.is_none(),
+        masking: args.conv_masking,
+        run: 0,
+    };
     // Opened first, so that a path that cannot be written fails before the run.
     let messages_file = match &args.messages {
         Some(path) => Some((std::fs::File::create(path).map_err(|source| Error::Write { path: path.clone(), source })?, path)),

@@ -66,7 +66,7 @@ const SECURENN_NETWORKS: [(&str, f64, f64, &str); 3] = [
 ];
 
 /// Every network with a folder of plans, every plan checked.
-const NETWORKS: [&str; 6] = ["cifar10", "svhn", "fashion_mnist", "secureml_mnist", "minionn_mnist", "lenet_mnist"];
+const NETWORKS: [&str; 7] = ["cifar10", "svhn", "fashion_mnist", "secureml_mnist", "minionn_mnist", "lenet_mnist", "resnet18_cifar"];
 
 /// Runs every check from the repository root `root`.
 pub fn validate(root: &Path, table: &ProtocolTable) -> Result<Vec<Check>> {
@@ -90,7 +90,7 @@ pub fn validate(root: &Path, table: &ProtocolTable) -> Result<Vec<Check>> {
                 crate::simulate::Weights::Random,
                 None,
                 table,
-                &Options::default(),
+                &Options { fit_frac: true, ..Options::default() },
                 &super::limits::Limits::default(),
                 &indicatif::ProgressBar::hidden(),
             )?;

@@ -2,10 +2,10 @@
 //! `protocol::ProtocolTable` prices each action in rounds and bits per party, and
 //! `profile` turns totals into estimated seconds.
 //!
-//! Rounds follow the paper's convention: a layer's actions run one after another
-//! and layers run one after another, so rounds add up along the whole network, even
-//! for independent branches of a residual network (no batching of independent
-//! layers is modelled).
+//! Rounds follow the paper's convention within a layer (its actions run one after
+//! another) and add up along the network's critical path: a layer starts when its
+//! inputs are done, so the shortcut of a residual block runs beside its main branch
+//! and only the longer one counts (on a chain of layers, the plain sum).
 
 pub mod actions;
 pub mod compare;
@@ -16,6 +16,7 @@ use crate::spec::PerParty;
 use crate::spec::profile::Profile;
 use crate::spec::protocol::{ConvMasking, ProtocolTable};
 use actions::{Action, LayerActions, MulPurpose};
+use petgraph::graph::NodeIndex;
 use serde::Serialize;
 
 /// Bits by the protocol family that sends them.
@@ -134,7 +135,9 @@ pub fn price_batch(
 ) -> Result<CostReport> {
     assert!((1..=MAX_BATCH).contains(&batch), "callers check the batch size");
     let masking = masking.unwrap_or(table.conv_masking);
-    let layers: Vec<LayerCost> = actions::count(planned, masking)
+    let counted = actions::count(planned, masking);
+    let nodes: Vec<_> = counted.iter().map(|la| la.node).collect();
+    let layers: Vec<LayerCost> = counted
         .into_iter()
         .map(|la| LayerActions { actions: la.actions.into_iter().map(|a| a.batched(batch)).collect(), relus: la.relus * batch, ..la })
         .map(|la| price_layer(planned, table, la))
@@ -152,10 +155,11 @@ pub fn price_batch(
         offline_bits_by_party: PerParty::default(),
         compute_seconds: 0.0,
     };
+    let (rounds, depth) = critical_rounds(planned.network, &nodes, &layers, |l| (l.rounds, l.rounds_depth));
+    total.rounds = rounds;
+    total.rounds_depth = depth;
     for l in &layers {
         total.relus += l.relus;
-        total.rounds += l.rounds;
-        total.rounds_depth += l.rounds_depth;
         total.bits += l.bits;
         total.offline_bits += l.offline_bits;
         total.compute_seconds += l.compute_seconds;
@@ -201,6 +205,16 @@ pub fn price_batch(
         estimates,
         per_image,
     })
+}
+
+/// Rounds and depth along the critical path (`Network::critical_path`) of per-layer
+/// figures, `layers[i]` belonging to `nodes[i]`.
+pub fn critical_rounds<L>(net: &crate::graph::Network, nodes: &[NodeIndex], layers: &[L], of: impl Fn(&L) -> (u64, u64)) -> (u64, u64) {
+    let mut per = vec![(0, 0); net.graph.node_count()];
+    for (n, l) in nodes.iter().zip(layers) {
+        per[n.index()] = of(l);
+    }
+    (net.critical_path(|n| per[n.index()].0), net.critical_path(|n| per[n.index()].1))
 }
 
 fn price_layer(planned: &Planned, table: &ProtocolTable, la: LayerActions) -> Result<LayerCost> {
@@ -368,6 +382,20 @@ mod tests {
         }
         // Bits and rounds do not move.
         assert_eq!((plain.total.bits, plain.total.rounds), (timed.total.bits, timed.total.rounds));
+    }
+
+    #[test]
+    fn resnet18_has_557056_relus_and_its_shortcuts_run_beside_the_main_branch() {
+        let r = priced("resnet18_cifar", None, None);
+        assert_eq!(r.total.relus, 557_056);
+        let summed: u64 = r.layers.iter().map(|l| l.rounds).sum();
+        // Three 1x1 shortcut convs (2 rounds each) run while their block's two convs
+        // and ReLU do: the critical path is 6 rounds shorter than the sum.
+        assert_eq!((summed, r.total.rounds), (212, 206));
+        assert_eq!(layer(&r, "s2b1_down").rounds, 2);
+        // A chain of layers: the plain sum.
+        let chain = priced("cifar10", None, None);
+        assert_eq!(chain.total.rounds, chain.layers.iter().map(|l| l.rounds).sum::<u64>());
     }
 
     #[test]

@@ -235,6 +235,18 @@ impl Network {
         self.order.iter().map(move |&n| (n, &self.graph[n]))
     }
 
+    /// The longest chain of layers with each layer counting `cost(node)`: a layer
+    /// starts when all its inputs are done, so the two branches of a residual block
+    /// run side by side and only the longer one counts. On a chain, the sum.
+    pub fn critical_path(&self, cost: impl Fn(NodeIndex) -> u64) -> u64 {
+        let mut end = vec![0u64; self.graph.node_count()];
+        for &n in &self.order {
+            let start = self.graph[n].inputs.iter().map(|i| end[i.index()]).max().unwrap_or(0);
+            end[n.index()] = start + cost(n);
+        }
+        end.into_iter().max().unwrap_or(0)
+    }
+
     pub fn find(&self, name: &str) -> Option<NodeIndex> {
         self.order.iter().copied().find(|&n| self.graph[n].name == name)
     }

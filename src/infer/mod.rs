@@ -107,7 +107,8 @@ pub trait Backend {
     /// noise: the simulator compares them across backends (`simulate::DecisionCheck`).
     fn decided(&mut self, _node: NodeIndex, _scores: &Self::V, _decisions: &Self::V) {}
     /// Marks the start and end of a layer (the secure backend tallies messages).
-    fn begin_layer(&mut self, _node: NodeIndex) {}
+    /// `inputs`: the layers it reads, which have ended.
+    fn begin_layer(&mut self, _node: NodeIndex, _inputs: &[NodeIndex]) {}
     fn end_layer(&mut self, _node: NodeIndex) {}
 }
 
@@ -120,7 +121,7 @@ pub fn run<B: Backend>(b: &mut B, planned: &Planned, params: &Params, input: &[f
     let mut ran = Vec::with_capacity(net.order.len());
     for (node, layer) in net.layers() {
         let x = |i: usize| outputs[layer.inputs[i].index()].as_ref().expect("producers run first");
-        b.begin_layer(node);
+        b.begin_layer(node, &layer.inputs);
         let op = layer.op.as_ref().expect("layers() yields layers");
         let input_shape = net.input_shape(node);
         let out = match op {

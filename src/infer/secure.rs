@@ -6,7 +6,8 @@ use crate::mpc::matmul::{im2col_t, matmul};
 use crate::mpc::prg::Prg;
 use crate::mpc::protocols::{beaver, drelu, mat_mul, maxpool, mul, truncate_shares};
 use crate::mpc::ring::encode;
-use crate::mpc::transport::{Family, Tally};
+use crate::mpc::transport::{Clocks, Family, Tally};
+use std::collections::HashMap;
 use crate::mpc::{Ctx, Shares};
 use crate::spec::protocol::ConvMasking;
 use petgraph::graph::NodeIndex;
@@ -30,12 +31,19 @@ pub struct Secure {
     /// Each shared layer's group scores and decisions, reconstructed from the two
     /// shares (the simulation's own check; nothing is sent), in run order.
     pub decided: Vec<(NodeIndex, Vec<u64>, Vec<u64>)>,
+    /// The wire's clocks before the first layer, and at the end of each layer run.
+    origin: Clocks,
+    ends: HashMap<NodeIndex, Clocks>,
 }
 
 impl Secure {
     pub fn new(seed: u64, frac: u32, masking: ConvMasking) -> Secure {
+        let ctx = Ctx::new(seed, frac);
+        let origin = ctx.net.clocks();
         Secure {
-            ctx: Ctx::new(seed, frac),
+            origin,
+            ends: HashMap::new(),
+            ctx,
             masking,
             owner: Prg::new(seed, "owner"),
             mark: (0, 0, 0),
@@ -167,11 +175,16 @@ impl Backend for Secure {
         };
         Shares { s0: put(&x.s0, &v.s0), s1: put(&x.s1, &v.s1) }
     }
-    fn begin_layer(&mut self, _node: NodeIndex) {
+    fn begin_layer(&mut self, _node: NodeIndex, inputs: &[NodeIndex]) {
+        // A layer starts when its inputs are done: the branches of a residual block
+        // take the same steps side by side, as the cost model's critical path has it.
+        let start = inputs.iter().map(|i| self.ends.get(i).copied().unwrap_or(self.origin)).reduce(Clocks::join).unwrap_or(self.origin);
+        self.ctx.net.set_clocks(start);
         self.mark = self.ctx.net.mark();
         self.layer_start = Instant::now();
     }
     fn end_layer(&mut self, node: NodeIndex) {
+        self.ends.insert(node, self.ctx.net.clocks());
         self.layer_seconds.push(self.layer_start.elapsed().as_secs_f64());
         let t = self.ctx.net.tally_since(self.mark);
         self.layers.push((node, t));

@@ -79,6 +79,15 @@ pub struct Clocks {
     pending: [u64; 3],
 }
 
+impl Clocks {
+    /// Where work that needs both `self` and `other` done can start: the later of
+    /// each (a layer with two inputs, after the branches that made them).
+    pub fn join(self, other: Clocks) -> Clocks {
+        let max = |a: [u64; 3], b: [u64; 3]| std::array::from_fn(|i| a[i].max(b[i]));
+        Clocks { steps: self.steps.max(other.steps), clock: max(self.clock, other.clock), pending: max(self.pending, other.pending) }
+    }
+}
+
 pub struct Transport {
     ring_bits: u64,
     field_bits: u64,

@@ -31,6 +31,9 @@ pub struct Options {
     pub seed: u64,
     /// Fractional bits of the fixed-point encoding.
     pub frac: u32,
+    /// When the network's values leave too few bits for `frac`, use as many as fit
+    /// (and report them) instead of refusing: for a default the user did not choose.
+    pub fit_frac: bool,
     pub masking: Option<ConvMasking>,
     /// Which run this is among runs of one seed (a sweep gives each design point its
     /// own): the protocols' randomness differs between runs, inputs and weights do not.
@@ -39,7 +42,7 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Options {
-        Options { samples: 1, seed: 1, frac: 13, masking: None, run: 0 }
+        Options { samples: 1, seed: 1, frac: 13, fit_frac: false, masking: None, run: 0 }
     }
 }
 
@@ -485,8 +488,10 @@ pub fn simulate(
             predicted_seconds: table.compute.is_some().then_some(c.compute_seconds),
         })
         .collect();
+    // Bits add up; rounds run along the critical path (branches side by side).
     let sum = |f: &dyn Fn(&LayerSim) -> Counts| {
-        layers.iter().map(f).fold(Counts::measured(&Tally::default()), |a, b| Counts {
+        let (rounds, rounds_depth) = cost::critical_rounds(net, &net.order, &layers, |l| (f(l).rounds, f(l).rounds_depth));
+        let summed = layers.iter().map(f).fold(Counts::measured(&Tally::default()), |a, b| Counts {
             rounds: a.rounds + b.rounds,
             rounds_depth: a.rounds_depth + b.rounds_depth,
             bits: a.bits + b.bits,
@@ -496,7 +501,8 @@ pub fn simulate(
                 drelu: a.bits_by_protocol.drelu + b.bits_by_protocol.drelu,
                 mul: a.bits_by_protocol.mul + b.bits_by_protocol.mul,
             },
-        })
+        });
+        Counts { rounds, rounds_depth, ..summed }
     };
     let count = samples;
     let samples = samples.max(1) as f64;
@@ -694,6 +700,10 @@ pub fn run_planned(
     };
     let params = params.folded(network);
     let (bound, largest, truncated) = max_frac_bits(planned, &params, &inputs, opts);
+    let mut opts = *opts;
+    if opts.frac > bound && opts.fit_frac {
+        opts.frac = bound;
+    }
     if opts.frac > bound {
         return Err(crate::error::Error::invalid(
             &network.path,
@@ -704,7 +714,7 @@ pub fn run_planned(
             ),
         ));
     }
-    simulate(planned, table, opts, &params, &described, &inputs, bar)
+    simulate(planned, table, &opts, &params, &described, &inputs, bar)
 }
 
 #[cfg(test)]
