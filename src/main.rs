@@ -64,6 +64,9 @@ enum Command {
     /// Rewrite a checkpoint of a network with batchnorm for the same network without
     /// it (each batchnorm folded into the layer before, as inference does).
     Fold(app::fold::Args),
+    /// Read an ONNX model (as torch.onnx.export writes it) into an architecture TOML,
+    /// and with --weights its weights into a checkpoint for simulate and train --init.
+    Import(app::import::Args),
     /// Print the built-in SecureNN protocol table, to copy and edit for --protocol.
     Protocol,
     /// Measure the simulator's local work per action on this machine and print the
@@ -86,6 +89,7 @@ fn main() -> ExitCode {
         Command::Validate(a) => app::validate::run(a),
         Command::Compare(a) => app::compare::run(a),
         Command::Fold(a) => app::fold::run(a),
+        Command::Import(a) => app::import::run(a),
         Command::Protocol => app::protocol::run(),
         Command::Calibrate(a) => app::calibrate::run(a),
     };

@@ -7,6 +7,7 @@ pub mod cluster;
 pub mod compare;
 pub mod cost;
 pub mod fold;
+pub mod import;
 pub mod limits;
 pub mod merge;
 pub mod protocol;

@@ -31,8 +31,8 @@ impl LayerParams {
     }
 }
 
-/// Batchnorm's epsilon, as PyTorch uses.
-pub const BN_EPS: f32 = 1e-5;
+/// Batchnorm's epsilon (the format's, `spec::BN_EPS`).
+pub use crate::spec::BN_EPS;
 
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Params {

@@ -55,6 +55,10 @@ pub struct LayerSpec {
     pub inputs: Option<Vec<String>>,
 }
 
+/// The epsilon of every `batchnorm` layer: var + eps under the square root, as
+/// PyTorch's default.
+pub const BN_EPS: f32 = 1e-5;
+
 /// The layer kinds and their parameters, defaults filled in.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Op {

@@ -2,6 +2,7 @@
 //! checked Rust values. Shape inference and graph checks live in `graph`.
 
 pub mod arch;
+pub mod onnx;
 pub mod party;
 pub mod plan;
 pub mod profile;
@@ -13,7 +14,7 @@ use crate::error::{Error, Result};
 use serde::Deserialize;
 use std::path::Path;
 
-pub use arch::{ArchSpec, LayerSpec, Op};
+pub use arch::{ArchSpec, BN_EPS, LayerSpec, Op};
 pub use party::PerParty;
 pub use plan::{Decision, Edge, Grouping, NoiseMask, PlanSpec, ReluPlan, WeightVisibility};
 pub use sweep::SweepSpec;
