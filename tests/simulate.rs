@@ -229,3 +229,39 @@ fn two_runs_of_one_seed_draw_different_masks_and_agree_on_everything_else() {
     assert_eq!(a.weights, b.weights);
     assert_eq!(a.total.agreement_fixed, b.total.agreement_fixed);
 }
+
+#[test]
+fn a_batch_computes_each_image_as_alone_and_sends_what_cost_batch_predicts() {
+    use explore::graph::Network;
+    use explore::graph::sharing::Planned;
+    use explore::infer::{plain::Fixed, run, run_batch};
+    use explore::spec::{ArchSpec, PlanSpec};
+    // Plans without noise at inference (whose flips are drawn per batch): patches,
+    // channels, clusters, centre, secret learned weights, partial layers, max pooling
+    // and residual additions.
+    for (arch, plan) in [
+        ("cifar10", "uniform-4x4"),
+        ("cifar10", "clusters-center-256"),
+        ("cifar10", "shafran-partial"),
+        ("svhn", "adaptive-256"),
+        ("lenet_mnist", "uniform-2x2"),
+        ("resnet18_cifar", "stage1-2x2"),
+    ] {
+        let network = Network::build(&ArchSpec::load(&root().join(format!("architectures/{arch}.toml"))).unwrap()).unwrap();
+        let plan_spec = PlanSpec::load(&root().join(format!("architectures/plans/{arch}/{plan}.toml"))).unwrap();
+        let planned = Planned::new(&network, &plan_spec).unwrap();
+        let params = explore::infer::model::Params::random(&planned, 3).folded(&network);
+        let len = network.input_dims().iter().product();
+        let images: Vec<Vec<f32>> = (0..3).map(|i| explore::simulate::generated_input(len, 5, i)).collect();
+        let alone: Vec<u64> = images.iter().flat_map(|x| run(&mut Fixed::new(12), &planned, &params, x, 0).pop().unwrap()).collect();
+        let batched = run_batch(&mut Fixed::new(12), &planned, &params, &images.concat(), 3, 0).pop().unwrap();
+        assert_eq!(batched, alone, "{arch}/{plan}");
+        // Secure, two batches of 3: every layer's counts are those `cost --batch 3` predicts.
+        let r = sim(arch, Some(&format!("architectures/plans/{arch}/{plan}.toml")), Options { samples: 6, batch: 3, ..Options::default() });
+        assert_eq!(r.batch, 3);
+        for l in &r.layers {
+            assert_eq!(l.measured, l.predicted, "{arch}/{plan}: layer {}", l.name);
+        }
+        assert_decisions_explained(&format!("{arch}/{plan} batched"), &r);
+    }
+}

@@ -59,7 +59,9 @@ impl Limits {
     /// A secure simulation of `network`: its parameters, and the samples that run at
     /// once (one per thread), each with every layer's shares and products.
     pub fn check_simulation(&self, arch: &Path, network: &Network, opts: &crate::simulate::Options) -> Result<()> {
-        let at_once = opts.samples.min(rayon::current_num_threads()).max(1);
+        // Batches run one per thread, each holding its images' values side by side.
+        let batch = opts.batch.max(1);
+        let at_once = (opts.samples / batch).min(rayon::current_num_threads()).max(1) * batch;
         let estimate = crate::simulate::memory_estimate(network, at_once);
         self.check(arch, "the network's sizes", &format!("simulating {at_once} sample(s) at once of \"{}\"", network.name), estimate)
     }

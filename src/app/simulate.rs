@@ -14,9 +14,14 @@ pub struct Args {
     /// ReLU-sharing plan TOML; without one, regular ReLU everywhere.
     #[arg(long)]
     pub plan: Option<PathBuf>,
-    /// Number of inputs to run (each a fresh secure inference).
+    /// Number of inputs to run (each a fresh secure inference, or each batch one).
     #[arg(long, default_value_t = 1, value_parser = super::positive)]
     pub samples: usize,
+    /// Images per secure inference (SecureNN's batches): the weights are masked once
+    /// per batch and every round is paid once; measured counts are checked against
+    /// `explore cost --batch`. --samples must be a multiple.
+    #[arg(long, default_value_t = 1, value_parser = super::cost::batch_size)]
+    pub batch: u64,
     /// Trained weights of this plan (a checkpoint written by `explore train`); default:
     /// the network's shipped trained original (`[trained]` in its file) when present,
     /// else seeded random He-normal weights.
@@ -67,8 +72,16 @@ pub fn run(args: Args) -> Result<()> {
         frac: args.frac_bits.unwrap_or(13),
         fit_frac: args.frac_bits.is_none(),
         masking: args.conv_masking,
+        batch: args.batch as usize,
         run: 0,
     };
+    if args.samples % opts.batch != 0 {
+        return Err(Error::invalid(
+            &args.arch,
+            Some("--samples".into()),
+            format!("{} is not a multiple of --batch {}: each secure inference runs a whole batch", args.samples, args.batch),
+        ));
+    }
     // Opened first, so that a path that cannot be written fails before the run.
     let messages_file = match &args.messages {
         Some(path) => Some((std::fs::File::create(path).map_err(|source| Error::Write { path: path.clone(), source })?, path)),
@@ -137,9 +150,10 @@ pub fn text(r: &SimReport) -> String {
     if r.layers.iter().any(|l| l.decisions.is_some()) {
         out.push('\n');
     }
+    let per = if r.batch > 1 { format!(" per batch of {} ({:.3} MB per image)", r.batch, t.measured.bits as f64 / 8e6 / r.batch as f64) } else { String::new() };
     let _ = writeln!(
         out,
-        "\ntotal {:.3} MB measured ({:.3} MB predicted); predicted class agrees with float on {:.1}% and with fixed point on {:.1}% of samples",
+        "\ntotal {:.3} MB measured{per} ({:.3} MB predicted); predicted class agrees with float on {:.1}% and with fixed point on {:.1}% of samples",
         t.measured.bits as f64 / 8e6,
         t.predicted.bits as f64 / 8e6,
         100.0 * t.agreement,

@@ -33,6 +33,25 @@ impl Taps {
         self.offsets.len() - 1
     }
 
+    /// The same map applied to each of `images` images laid one after another, the
+    /// inputs of image b at `b * stride`, its outputs after those of image b - 1.
+    pub fn repeat(&self, images: usize, stride: usize) -> Taps {
+        if images == 1 {
+            return self.clone();
+        }
+        let mut offsets = Vec::with_capacity(images * self.outputs() + 1);
+        offsets.push(0);
+        let mut index = Vec::with_capacity(images * self.index.len());
+        for b in 0..images {
+            let shift = (b * stride) as u32;
+            for i in 0..self.outputs() {
+                index.extend(self.of(i).iter().map(|&j| j + shift));
+                offsets.push(index.len() as u32);
+            }
+        }
+        Taps { offsets, index }
+    }
+
     /// The inputs of output `i`.
     pub fn of(&self, i: usize) -> &[u32] {
         &self.index[self.offsets[i] as usize..self.offsets[i + 1] as usize]
@@ -58,13 +77,14 @@ impl Taps {
     }
 }
 
-/// A product of secret (or plaintext) weights with the layer input.
+/// A product of secret (or plaintext) weights with the layer input, for `images`
+/// images laid one after another (outputs likewise, image by image).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Product {
-    /// Kernel [O, C kh kw] times the im2col of the input.
-    Conv { window: Window, out_channels: usize },
-    /// Weights [out, in] times the input vector.
-    Linear { inputs: usize, outputs: usize },
+    /// Kernel [O, C kh kw] times the im2col of each image.
+    Conv { window: Window, out_channels: usize, images: usize },
+    /// Weights [out, in] times each image's input vector.
+    Linear { inputs: usize, outputs: usize, images: usize },
 }
 
 /// The arithmetic of one number system.
@@ -83,7 +103,8 @@ pub trait Backend {
     fn grouped_dot(&mut self, x: &Self::V, w: &Self::W, weight_of: &[u32], group_of: &[u32], groups: usize) -> Self::V;
     /// Drops the extra fractional bits a product of two encoded values carries.
     fn truncate(&mut self, x: Self::V) -> Self::V;
-    /// Adds a public per-channel (or per-output) bias, `per` values to each.
+    /// Adds a public per-channel (or per-output) bias, `per` values to each, the
+    /// bias starting over for each image.
     fn add_bias(&mut self, x: Self::V, bias: &[f32], per: usize) -> Self::V;
     /// Multiplies each value by a public constant (encoded); truncate afterwards.
     fn scale(&mut self, x: &Self::V, c: &[f64]) -> Self::V;
@@ -115,6 +136,13 @@ pub trait Backend {
 /// Runs the network on one input and returns every layer's output, in `network.order`.
 /// `noise_seed` draws the flip bits of noisy layers, the same for every backend.
 pub fn run<B: Backend>(b: &mut B, planned: &Planned, params: &Params, input: &[f32], noise_seed: u64) -> Vec<B::V> {
+    run_batch(b, planned, params, input, 1, noise_seed)
+}
+
+/// `run` on a batch: `inputs` holds `images` inputs one after another, and every
+/// layer's output holds the images' outputs likewise. Secure inference then masks
+/// the weights once for the batch and pays every round once (SecureNN's batches).
+pub fn run_batch<B: Backend>(b: &mut B, planned: &Planned, params: &Params, input: &[f32], images: usize, noise_seed: u64) -> Vec<B::V> {
     let net: &Network = planned.network;
     let mut outputs: Vec<Option<B::V>> = vec![None; net.graph.node_count()];
     outputs[net.input.index()] = Some(b.input(input));
@@ -130,7 +158,7 @@ pub fn run<B: Backend>(b: &mut B, planned: &Planned, params: &Params, input: &[f
                 let window = Window { channels, height, width, kernel: *kernel, stride: *stride, padding: *padding };
                 let p = &params.layers[&layer.name];
                 let w = b.weights(&p.weight);
-                let y = b.product(&w, x(0), Product::Conv { window, out_channels: *out_channels });
+                let y = b.product(&w, x(0), Product::Conv { window, out_channels: *out_channels, images });
                 let y = b.truncate(y);
                 let (oh, ow) = window.out_hw();
                 b.add_bias(y, &p.bias, oh * ow)
@@ -138,25 +166,25 @@ pub fn run<B: Backend>(b: &mut B, planned: &Planned, params: &Params, input: &[f
             Op::Linear { out_features } => {
                 let p = &params.layers[&layer.name];
                 let w = b.weights(&p.weight);
-                let y = b.product(&w, x(0), Product::Linear { inputs: input_shape.numel(), outputs: *out_features });
+                let y = b.product(&w, x(0), Product::Linear { inputs: input_shape.numel(), outputs: *out_features, images });
                 let y = b.truncate(y);
                 b.add_bias(y, &p.bias, 1)
             }
             Op::AvgPool { kernel, stride, padding } => {
                 let (channels, height, width) = input_shape.chw().expect("graph checked");
                 let window = Window { channels, height, width, kernel: *kernel, stride: *stride, padding: *padding };
-                let sums = b.taps(x(0), &pool_taps(&window));
+                let sums = b.taps(x(0), &pool_taps(&window).repeat(images, input_shape.numel()));
                 // Divide by the full window area, as average pooling with zero padding does.
                 let area = (kernel.0 * kernel.1) as f64;
-                let scaled = b.scale(&sums, &vec![1.0 / area; sums_len(&window)]);
+                let scaled = b.scale(&sums, &vec![1.0 / area; images * sums_len(&window)]);
                 b.truncate(scaled)
             }
             Op::MaxPool { kernel, stride } => {
                 let (channels, height, width) = input_shape.chw().expect("graph checked");
                 let window = Window { channels, height, width, kernel: *kernel, stride: *stride, padding: (0, 0) };
-                b.maxpool(x(0), &pool_taps(&window))
+                b.maxpool(x(0), &pool_taps(&window).repeat(images, input_shape.numel()))
             }
-            Op::Relu => relu_layer(b, planned, params, node, x(0), noise_seed),
+            Op::Relu => relu_layer(b, planned, params, node, x(0), images, noise_seed),
             Op::Add => {
                 let mut acc = x(0).clone();
                 for i in 1..layer.inputs.len() {
@@ -208,7 +236,9 @@ pub fn pool_taps(w: &Window) -> Taps {
 
 /// A ReLU layer under its plan: regular ReLU, or one decision per group (from the
 /// centre, the mean or learned weights), optional noise, then one Mul per activation.
-fn relu_layer<B: Backend>(b: &mut B, planned: &Planned, params: &Params, node: NodeIndex, x: &B::V, noise_seed: u64) -> B::V {
+/// `images` images laid one after another: every group map and weight vector of one
+/// image repeats for each (groups of image b after those of image b - 1).
+fn relu_layer<B: Backend>(b: &mut B, planned: &Planned, params: &Params, node: NodeIndex, x: &B::V, images: usize, noise_seed: u64) -> B::V {
     let net = planned.network;
     let shape = net.input_shape(node);
     let Some(plan) = planned.relu_plan(node) else {
@@ -219,35 +249,41 @@ fn relu_layer<B: Backend>(b: &mut B, planned: &Planned, params: &Params, node: N
     if g.groups == 0 {
         return x.clone();
     }
-    let members: Vec<u32> = (0..g.group_of.len() as u32).filter(|&i| g.group_of[i as usize] != u32::MAX).collect();
+    let n = g.group_of.len();
+    let repeat = |v: &[f64]| -> Vec<f64> { v.iter().copied().cycle().take(v.len() * images).collect() };
+    let members: Vec<u32> = (0..n as u32).filter(|&i| g.group_of[i as usize] != u32::MAX).collect();
     if g.groups == members.len() {
         // One activation per group (regular ReLU, or the kept channels of a partial layer).
-        let xs = b.taps(x, &Taps::gather(&members));
+        let gather = Taps::gather(&members).repeat(images, n);
+        let xs = b.taps(x, &gather);
         let d = b.drelu(&xs);
         let y = b.mul(&d, &xs);
-        return if members.len() == g.group_of.len() { y } else { b.scatter(x, &members, &y) };
+        return if members.len() == n { y } else { b.scatter(x, &gather.index, &y) };
     }
     // Shared: every activation belongs to a group here (patch, channel, clusters).
     let score = match plan.decision {
-        Decision::Center => b.taps(x, &Taps::gather(&g.center)),
+        Decision::Center => b.taps(x, &Taps::gather(&g.center).repeat(images, n)),
         Decision::Mean => {
-            let sums = b.taps(x, &group_taps(&g));
+            let sums = b.taps(x, &group_taps(&g).repeat(images, n));
             let inv: Vec<f64> = g.size.iter().map(|&s| 1.0 / s as f64).collect();
-            let scaled = b.scale(&sums, &inv);
+            let scaled = b.scale(&sums, &repeat(&inv));
             b.truncate(scaled)
         }
         Decision::Learned { weights, shared_across_channels } => {
             let v = &params.layers[&net.node(node).name].weight;
-            let weight_of = weight_of(shape, g.group_of.len(), shared_across_channels);
+            let weight_of = weight_of(shape, n, shared_across_channels);
             let s = match weights {
                 WeightVisibility::Public => {
                     let per_activation: Vec<f64> = weight_of.iter().map(|&j| v[j as usize] as f64).collect();
-                    let weighted = b.scale(x, &per_activation);
-                    b.taps(&weighted, &group_taps(&g))
+                    let weighted = b.scale(x, &repeat(&per_activation));
+                    b.taps(&weighted, &group_taps(&g).repeat(images, n))
                 }
                 WeightVisibility::Secret => {
+                    // One weight vector for the batch; groups numbered image by image.
                     let w = b.weights(v);
-                    b.grouped_dot(x, &w, &weight_of, &g.group_of, g.groups)
+                    let weight_of: Vec<u32> = weight_of.iter().copied().cycle().take(n * images).collect();
+                    let group_of: Vec<u32> = (0..images).flat_map(|i| g.group_of.iter().map(move |&k| k + (i * g.groups) as u32)).collect();
+                    b.grouped_dot(x, &w, &weight_of, &group_of, g.groups * images)
                 }
             };
             b.truncate(s)
@@ -255,10 +291,10 @@ fn relu_layer<B: Backend>(b: &mut B, planned: &Planned, params: &Params, node: N
     };
     let decisions = b.drelu(&score);
     b.decided(node, &score, &decisions);
-    let mut d = b.taps(&decisions, &Taps::gather(&g.group_of));
+    let mut d = b.taps(&decisions, &Taps::gather(&g.group_of).repeat(images, g.groups));
     if plan.noise.at_inference() {
         let mut rng = crate::mpc::prg::Prg::new(noise_seed, &format!("noise/{}", net.node(node).name));
-        let flips = rng.bernoulli(g.group_of.len(), plan.noise.p);
+        let flips = rng.bernoulli(n * images, plan.noise.p);
         d = match plan.noise.mask {
             NoiseMask::Public => b.flip_public(&d, &flips),
             NoiseMask::Secret => {

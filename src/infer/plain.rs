@@ -20,14 +20,14 @@ impl Backend for Float {
         x.iter().map(|&v| v as f64).collect()
     }
     fn product(&mut self, w: &Vec<f64>, x: &Vec<f64>, p: Product) -> Vec<f64> {
-        match p {
-            Product::Conv { window, out_channels } => {
+        per_image(x, p, |x| match p {
+            Product::Conv { window, out_channels, .. } => {
                 let (oh, ow) = window.out_hw();
                 let cols = float_im2col(x, &window);
                 float_matmul(w, &cols, out_channels, window.patch(), oh * ow)
             }
-            Product::Linear { inputs, outputs } => float_matmul(w, x, outputs, inputs, 1),
-        }
+            Product::Linear { inputs, outputs, .. } => float_matmul(w, x, outputs, inputs, 1),
+        })
     }
     fn grouped_dot(&mut self, x: &Vec<f64>, w: &Vec<f64>, weight_of: &[u32], group_of: &[u32], groups: usize) -> Vec<f64> {
         let mut out = vec![0.0; groups];
@@ -41,7 +41,7 @@ impl Backend for Float {
     }
     fn add_bias(&mut self, mut x: Vec<f64>, bias: &[f32], per: usize) -> Vec<f64> {
         for (i, v) in x.iter_mut().enumerate() {
-            *v += bias[i / per] as f64;
+            *v += bias[(i / per) % bias.len()] as f64;
         }
         x
     }
@@ -79,6 +79,17 @@ impl Backend for Float {
         }
         out
     }
+}
+
+/// A product applied image by image to a batch laid one image after another.
+fn per_image<T: Copy>(x: &[T], p: Product, f: impl Fn(&[T]) -> Vec<T>) -> Vec<T> {
+    let images = match p {
+        Product::Conv { images, .. } | Product::Linear { images, .. } => images,
+    };
+    if images == 1 {
+        return f(x);
+    }
+    x.chunks_exact(x.len() / images).flat_map(f).collect()
 }
 
 fn float_matmul(a: &[f64], b: &[f64], m: usize, n: usize, v: usize) -> Vec<f64> {
@@ -127,13 +138,13 @@ impl Backend for Fixed {
         self.weights(x)
     }
     fn product(&mut self, w: &Vec<u64>, x: &Vec<u64>, p: Product) -> Vec<u64> {
-        match p {
-            Product::Conv { window, out_channels } => {
+        per_image(x, p, |x| match p {
+            Product::Conv { window, out_channels, .. } => {
                 let (oh, ow) = window.out_hw();
                 matmul(w, &im2col_t(x, &window), out_channels, window.patch(), oh * ow)
             }
-            Product::Linear { inputs, outputs } => matmul(w, x, outputs, inputs, 1),
-        }
+            Product::Linear { inputs, outputs, .. } => matmul(w, x, outputs, inputs, 1),
+        })
     }
     fn grouped_dot(&mut self, x: &Vec<u64>, w: &Vec<u64>, weight_of: &[u32], group_of: &[u32], groups: usize) -> Vec<u64> {
         let mut out = vec![0u64; groups];
@@ -146,7 +157,7 @@ impl Backend for Fixed {
         x.into_iter().map(|v| truncate(v, self.frac)).collect()
     }
     fn add_bias(&mut self, mut x: Vec<u64>, bias: &[f32], per: usize) -> Vec<u64> {
-        for (values, b) in x.chunks_mut(per).zip(bias) {
+        for (values, b) in x.chunks_mut(per).zip(bias.iter().cycle()) {
             let b = encode(*b as f64, self.frac);
             values.iter_mut().for_each(|v| *v = v.wrapping_add(b));
         }

@@ -79,28 +79,36 @@ impl Backend for Secure {
     fn product(&mut self, w: &Shares, x: &Shares, p: Product) -> Shares {
         self.ctx.net.family = Family::Linear;
         match p {
-            Product::Conv { window, out_channels } => {
+            Product::Conv { window, out_channels, images } => {
                 let (oh, ow) = window.out_hw();
                 let (patch, positions) = (window.patch(), oh * ow);
+                let z = out_channels * positions * images;
                 match self.masking {
-                    // Open the masked im2col matrix (SecureNN, the paper).
+                    // Open the masked im2col matrix (SecureNN, the paper): one patch x
+                    // (images x positions) matrix for the batch, the kernel masked once.
                     ConvMasking::Im2col => {
-                        let cols = x.map(|s| im2col_t(s, &window));
-                        beaver(&mut self.ctx, w, &cols, out_channels * positions, |w, c| matmul(w, c, out_channels, patch, positions), None)
+                        let cols = x.map(|s| batch_columns(s, &window, images));
+                        let op = |w: &[u64], c: &[u64]| image_major(&matmul(w, c, out_channels, patch, positions * images), out_channels, positions, images);
+                        beaver(&mut self.ctx, w, &cols, z, op, None)
                     }
-                    // Open the masked input tensor; convolution is bilinear, so the
+                    // Open the masked input tensors; convolution is bilinear, so the
                     // Beaver identity holds with conv in place of the product.
-                    ConvMasking::Tensor => beaver(
-                        &mut self.ctx,
-                        w,
-                        x,
-                        out_channels * positions,
-                        |w, x| matmul(w, &im2col_t(x, &window), out_channels, patch, positions),
-                        None,
-                    ),
+                    ConvMasking::Tensor => {
+                        let op = |w: &[u64], x: &[u64]| {
+                            x.chunks_exact(x.len() / images)
+                                .flat_map(|x| matmul(w, &im2col_t(x, &window), out_channels, patch, positions))
+                                .collect::<Vec<u64>>()
+                        };
+                        beaver(&mut self.ctx, w, x, z, op, None)
+                    }
                 }
             }
-            Product::Linear { inputs, outputs } => mat_mul(&mut self.ctx, w, x, outputs, inputs, 1),
+            // The batch as an inputs x images matrix (a local transpose), then back.
+            Product::Linear { inputs, outputs, images } => {
+                let columns = x.map(|s| transpose(s, images, inputs));
+                let y = mat_mul(&mut self.ctx, w, &columns, outputs, inputs, images);
+                y.map(|s| transpose(s, outputs, images))
+            }
         }
     }
     fn grouped_dot(&mut self, x: &Shares, w: &Shares, weight_of: &[u32], group_of: &[u32], groups: usize) -> Shares {
@@ -119,7 +127,7 @@ impl Backend for Secure {
     }
     fn add_bias(&mut self, x: Shares, bias: &[f32], per: usize) -> Shares {
         // Encoded once per bias (rounding per value was 1% of secure inference).
-        let b: Vec<u64> = bias.iter().flat_map(|&v| std::iter::repeat_n(encode(v as f64, self.ctx.frac), per)).take(x.len()).collect();
+        let b: Vec<u64> = bias.iter().cycle().flat_map(|&v| std::iter::repeat_n(encode(v as f64, self.ctx.frac), per)).take(x.len()).collect();
         x.add_public(&b)
     }
     fn scale(&mut self, x: &Shares, c: &[f64]) -> Shares {
@@ -190,4 +198,45 @@ impl Backend for Secure {
         self.layers.push((node, t));
         self.layer_messages.push(self.mark.0..self.ctx.net.log.len());
     }
+}
+
+/// The im2col matrices of `images` images side by side: row k holds row k of each
+/// image's matrix in turn (patch x (images x positions)).
+fn batch_columns(x: &[u64], w: &crate::mpc::matmul::Window, images: usize) -> Vec<u64> {
+    if images == 1 {
+        return im2col_t(x, w);
+    }
+    let (oh, ow) = w.out_hw();
+    let (patch, positions) = (w.patch(), oh * ow);
+    let per: Vec<Vec<u64>> = x.chunks_exact(x.len() / images).map(|x| im2col_t(x, w)).collect();
+    let mut out = Vec::with_capacity(patch * positions * images);
+    for k in 0..patch {
+        for cols in &per {
+            out.extend_from_slice(&cols[k * positions..(k + 1) * positions]);
+        }
+    }
+    out
+}
+
+/// [O][images x positions] to [images][O][positions].
+fn image_major(y: &[u64], channels: usize, positions: usize, images: usize) -> Vec<u64> {
+    if images == 1 {
+        return y.to_vec();
+    }
+    let mut out = Vec::with_capacity(y.len());
+    for b in 0..images {
+        for o in 0..channels {
+            let row = o * positions * images + b * positions;
+            out.extend_from_slice(&y[row..row + positions]);
+        }
+    }
+    out
+}
+
+/// A rows x cols matrix (row-major) transposed.
+fn transpose(x: &[u64], rows: usize, cols: usize) -> Vec<u64> {
+    if rows == 1 || cols == 1 {
+        return x.to_vec();
+    }
+    (0..cols).flat_map(|j| (0..rows).map(move |i| x[i * cols + j])).collect()
 }

@@ -12,7 +12,7 @@ use crate::graph::sharing::Planned;
 use crate::infer::checkpoint;
 use crate::infer::model::Params;
 use crate::infer::plain::{Fixed, Float};
-use crate::infer::run;
+use crate::infer::{run, run_batch};
 use crate::infer::secure::Secure;
 use crate::mpc::prg::Prg;
 use crate::mpc::transport::{Elem, Family, Message, Party, Tally, transfers};
@@ -35,6 +35,9 @@ pub struct Options {
     /// (and report them) instead of refusing: for a default the user did not choose.
     pub fit_frac: bool,
     pub masking: Option<ConvMasking>,
+    /// Images per secure inference (1 to `cost::MAX_BATCH`): each batch is one run of
+    /// the protocols, the weights masked once for it; `samples` must be a multiple.
+    pub batch: usize,
     /// Which run this is among runs of one seed (a sweep gives each design point its
     /// own): the protocols' randomness differs between runs, inputs and weights do not.
     pub run: u64,
@@ -42,7 +45,7 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Options {
-        Options { samples: 1, seed: 1, frac: 13, fit_frac: false, masking: None, run: 0 }
+        Options { samples: 1, seed: 1, frac: 13, fit_frac: false, masking: None, batch: 1, run: 0 }
     }
 }
 
@@ -144,6 +147,10 @@ pub struct SimReport {
     pub conv_masking: ConvMasking,
     pub frac_bits: u32,
     pub seed: u64,
+    /// Images per secure inference: layer counts and totals are per batch. Left out
+    /// of JSON for one image.
+    #[serde(skip_serializing_if = "is_one")]
+    pub batch: usize,
     /// Where the weights came from.
     pub weights: String,
     /// Where the inputs came from.
@@ -230,15 +237,17 @@ pub fn generated_input(len: usize, seed: u64, sample: usize) -> Vec<f32> {
     (0..len).map(|_| rng.normal() as f32).collect()
 }
 
+/// One batch of images (one image without `--batch`) through the three inferences.
 struct Sample {
     max_error: Vec<u64>,
     /// Per layer in `network.order`: its decision check (shared layers only).
     decisions: Vec<Option<DecisionCheck>>,
-    /// Whether the secure prediction matches the label (real images only).
-    correct: Option<bool>,
+    /// Images whose secure prediction matches the label (real images only).
+    correct: usize,
     tallies: Vec<Tally>,
-    agrees_float: bool,
-    agrees_fixed: bool,
+    /// Images whose secure class is the float (fixed-point) one.
+    agrees_float: usize,
+    agrees_fixed: usize,
     fixed_secs: f64,
     secure_secs: f64,
     /// Secure inference's wall seconds per layer.
@@ -247,6 +256,10 @@ struct Sample {
     transcript: u64,
     /// The messages of the first sample (empty for the others).
     messages: Vec<MessageRow>,
+}
+
+fn is_one(b: &usize) -> bool {
+    *b == 1
 }
 
 /// Where the inputs of a simulation come from.
@@ -315,11 +328,12 @@ fn check_decisions(
         let producer = net.node(*node).inputs[0];
         // The input is encoded alike in both: no error before the first layer.
         let e = net.order.iter().position(|&n| n == producer).map_or(0, |i| max_error[i]) as f64;
+        // Per group of one image; a batch holds the images' groups one after another.
         let gain = crate::infer::score_gain(planned, params, *node, frac);
         let mut c = DecisionCheck { groups: fs.len() as u64, ..DecisionCheck::default() };
         for i in 0..fs.len() {
             let diff = (ss[i].wrapping_sub(fs[i]) as i64).unsigned_abs();
-            let bound = (gain[i] * e).ceil() as u64 + 2;
+            let bound = (gain[i % gain.len()] * e).ceil() as u64 + 2;
             let flip = fd[i] != sd[i];
             c.flips += u64::from(flip);
             c.unexplained_flips += u64::from(flip && (fs[i] as i64).unsigned_abs() > bound);
@@ -334,30 +348,34 @@ fn check_decisions(
     out
 }
 
-/// One input through float, plaintext fixed point and secure inference.
+/// Inputs `sample` to `sample + opts.batch` (one batch) through float, plaintext
+/// fixed point and secure inference.
 fn run_sample(planned: &Planned, params: &Params, inputs: &Inputs, masking: ConvMasking, opts: &Options, sample: usize) -> Sample {
     let input_len = planned.network.node(planned.network.input).output.numel();
-    let input = match inputs {
-        Inputs::Generated => generated_input(input_len, opts.seed, sample),
-        Inputs::Images { images, .. } => images[sample].clone(),
-    };
+    let images = opts.batch;
+    let input: Vec<f32> = (sample..sample + images)
+        .flat_map(|s| match inputs {
+            Inputs::Generated => generated_input(input_len, opts.seed, s),
+            Inputs::Images { images, .. } => images[s].clone(),
+        })
+        .collect();
     let noise_seed = opts.seed.wrapping_add(sample as u64);
     let secure_seed = protocol_seed(opts.seed, opts.run, sample);
     // A thread's first inferences wait on the OS zeroing fresh memory (90 to 270 ms
     // for a CIFAR-10 image here), which is not per-image work: they run once untimed,
     // so that the per-image times below are those of every later image.
     if !WARMED_UP.replace(true) {
-        run(&mut Fixed::new(opts.frac), planned, params, &input, noise_seed);
-        run(&mut Secure::new(secure_seed, opts.frac, masking), planned, params, &input, noise_seed);
+        run_batch(&mut Fixed::new(opts.frac), planned, params, &input, images, noise_seed);
+        run_batch(&mut Secure::new(secure_seed, opts.frac, masking), planned, params, &input, images, noise_seed);
     }
-    let float_out = run(&mut Float, planned, params, &input, noise_seed);
+    let float_out = run_batch(&mut Float, planned, params, &input, images, noise_seed);
     let t = Instant::now();
     let mut fixed = Fixed::new(opts.frac);
-    let fixed_out = run(&mut fixed, planned, params, &input, noise_seed);
+    let fixed_out = run_batch(&mut fixed, planned, params, &input, images, noise_seed);
     let fixed_secs = t.elapsed().as_secs_f64();
     let mut secure = Secure::new(secure_seed, opts.frac, masking);
     let t = Instant::now();
-    let secure_out = run(&mut secure, planned, params, &input, noise_seed);
+    let secure_out = run_batch(&mut secure, planned, params, &input, images, noise_seed);
     let secure_secs = t.elapsed().as_secs_f64();
     let max_error: Vec<u64> = secure_out
         .iter()
@@ -366,18 +384,23 @@ fn run_sample(planned: &Planned, params: &Params, inputs: &Inputs, masking: Conv
         .collect();
     let decisions = check_decisions(planned, params, opts.frac, &fixed.decided, &secure.decided, &max_error);
     let decode = |v: &[u64]| v.iter().map(|&x| crate::mpc::ring::decode(x, opts.frac)).collect::<Vec<f64>>();
-    let secure_class = argmax(&decode(&secure_out.last().expect("a network has layers").reveal()));
-    let label = match inputs {
-        Inputs::Images { labels, .. } => Some(labels[sample] as usize),
-        Inputs::Generated => None,
+    // Each image's logits, then its class under each inference.
+    let classes = |logits: Vec<f64>| -> Vec<usize> { logits.chunks_exact(logits.len() / images).map(argmax).collect() };
+    let secure_class = classes(decode(&secure_out.last().expect("a network has layers").reveal()));
+    let float_class = classes(float_out.last().expect("layers").clone());
+    let fixed_class = classes(decode(fixed_out.last().expect("layers")));
+    let same = |a: &[usize]| a.iter().zip(&secure_class).filter(|(x, y)| x == y).count();
+    let correct = match inputs {
+        Inputs::Images { labels, .. } => secure_class.iter().zip(&labels[sample..]).filter(|(c, l)| **c == **l as usize).count(),
+        Inputs::Generated => 0,
     };
     Sample {
         max_error,
         decisions,
-        correct: label.map(|l| l == secure_class),
+        correct,
         tallies: secure.layers.iter().map(|(_, t)| *t).collect(),
-        agrees_float: secure_class == argmax(float_out.last().expect("layers")),
-        agrees_fixed: secure_class == argmax(&decode(fixed_out.last().expect("layers"))),
+        agrees_float: same(&float_class),
+        agrees_fixed: same(&fixed_class),
         fixed_secs,
         secure_secs,
         messages: if sample == 0 {
@@ -410,12 +433,15 @@ pub fn simulate(
     inputs: &Inputs,
     bar: &indicatif::ProgressBar,
 ) -> crate::error::Result<SimReport> {
+    let batch = opts.batch.max(1);
     let samples = match inputs {
         Inputs::Generated => opts.samples,
         Inputs::Images { images, .. } => opts.samples.min(images.len()),
     };
+    // Whole batches only (callers ask for a multiple of the batch).
+    let samples = samples / batch * batch;
     let masking = opts.masking.unwrap_or(table.conv_masking);
-    let prediction: CostReport = cost::price(planned, table, Some(masking), &[])?;
+    let prediction: CostReport = cost::price_batch(planned, table, Some(masking), &[], batch as u64)?;
     let net = planned.network;
     let n_layers = net.order.len();
     // Samples run in parallel (rayon); each has its own seeds, so the results do not
@@ -427,11 +453,11 @@ pub fn simulate(
     );
     bar.set_length(samples as u64);
     let wall = Instant::now();
-    let results: Vec<Sample> = (0..samples)
+    let results: Vec<Sample> = (0..samples / batch)
         .into_par_iter()
-        .map(|sample| {
-            let result = run_sample(planned, params, inputs, masking, opts, sample);
-            bar.inc(1);
+        .map(|k| {
+            let result = run_sample(planned, params, inputs, masking, opts, k * batch);
+            bar.inc(batch as u64);
             result
         })
         .collect();
@@ -466,11 +492,11 @@ pub fn simulate(
         } else {
             measured = Some(r.tallies);
         }
-        agree += r.agrees_float as usize;
-        agree_fixed += r.agrees_fixed as usize;
+        agree += r.agrees_float;
+        agree_fixed += r.agrees_fixed;
         fixed_secs += r.fixed_secs;
         secure_secs += r.secure_secs;
-        correct += r.correct.unwrap_or(false) as usize;
+        correct += r.correct;
     }
     let measured = measured.unwrap_or_default();
     let layers: Vec<LayerSim> = prediction
@@ -528,6 +554,7 @@ pub fn simulate(
         conv_masking: masking,
         frac_bits: opts.frac,
         seed: opts.seed,
+        batch,
         weights: weights.to_string(),
         inputs: match inputs {
             Inputs::Generated => format!("generated (N(0, 1) per element, seed {})", opts.seed),
