@@ -75,7 +75,7 @@ pub fn run(args: Args) -> Result<()> {
         batch: args.batch as usize,
         run: 0,
     };
-    if args.samples % opts.batch != 0 {
+    if !args.samples.is_multiple_of(opts.batch) {
         return Err(Error::invalid(
             &args.arch,
             Some("--samples".into()),
