@@ -97,7 +97,7 @@ pub fn run(args: Args) -> Result<()> {
 /// Writes the plots of a finished sweep (or merge) and prints its summary, the
 /// points skipped and the notes; `extra` is added to the closing line.
 pub fn report(sweep: &str, outcome: &crate::sweep::Outcome, format: Format, extra: &str) -> Result<()> {
-    let (plots, plot_note) = match sweep_plots(&outcome.dir, sweep, &outcome.network, &outcome.rows, &outcome.fronts, &outcome.profiles) {
+    let (plots, plot_note) = match sweep_plots(&outcome.dir, sweep, outcome) {
         Ok(p) => (p, None),
         Err(e) => (vec![], Some(e)),
     };
@@ -202,16 +202,9 @@ fn summary(rows: &[Row], profiles: &[String]) -> Table {
 
 /// The figures of a sweep: accuracy against each cost (when any accuracy is known)
 /// and each cost against the ReLU count. Returns the files written.
-fn sweep_plots(
-    dir: &Path,
-    sweep: &str,
-    network: &str,
-    rows: &[Row],
-    fronts: &[Front],
-    profiles: &[String],
-) -> std::result::Result<Vec<PathBuf>, String> {
+fn sweep_plots(dir: &Path, sweep: &str, o: &crate::sweep::Outcome) -> std::result::Result<Vec<PathBuf>, String> {
     let mut files = Vec::new();
-    for fig in sweep_figures(sweep, network, rows, fronts, profiles) {
+    for fig in sweep_figures(sweep, &o.network, &o.rows, &o.fronts, &o.profiles, &o.quoted) {
         let stem = dir.join("plots").join(&fig.0);
         files.extend(plot::write(&fig.1, &stem)?);
     }
@@ -219,7 +212,16 @@ fn sweep_plots(
 }
 
 /// The sweep's figures and their file stems, without drawing them.
-pub fn sweep_figures(sweep: &str, network: &str, rows: &[Row], fronts: &[Front], profiles: &[String]) -> Vec<(String, Figure)> {
+/// `quoted`: published figures of other work, drawn apart from the measured points
+/// on the accuracy plots against ReLU count and communication.
+pub fn sweep_figures(
+    sweep: &str,
+    network: &str,
+    rows: &[Row],
+    fronts: &[Front],
+    profiles: &[String],
+    quoted: &[crate::spec::frontier::Quoted],
+) -> Vec<(String, Figure)> {
     let mut figs = Vec::new();
     let named_label = "named configurations";
     for front in fronts {
@@ -278,6 +280,21 @@ pub fn sweep_figures(sweep: &str, network: &str, rows: &[Row], fronts: &[Front],
             if !published.is_empty() {
                 series.push(Series::new("paper (Tables 5-8)", Mark::Published, published));
             }
+        }
+        // Other work as published (its own network, its own accounting).
+        let others: Vec<(f64, f64, String)> = quoted
+            .iter()
+            .filter_map(|q| {
+                let x = match m {
+                    Metric::Relus => q.relus.map(|v| v as f64),
+                    Metric::Bytes => q.megabytes.map(|mb| mb * 1e6),
+                    _ => None,
+                }?;
+                Some((x, q.accuracy_pct, q.method.clone()))
+            })
+            .collect();
+        if !others.is_empty() {
+            series.push(Series::new("published (frontier file)", Mark::Quoted, others));
         }
         let what = match source {
             AccuracySource::Paper => "paper's test accuracy (%)",

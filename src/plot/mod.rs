@@ -26,6 +26,8 @@ pub enum Mark {
     Published,
     /// Points joined by a line, in order.
     Line,
+    /// Crosses: figures quoted from other work.
+    Quoted,
 }
 
 #[derive(Debug, Clone)]
@@ -177,6 +179,7 @@ fn style(mark: Mark) -> (RGBColor, u32) {
         Mark::Front => (RGBColor(200, 40, 40), 8),
         Mark::Published => (RGBColor(230, 140, 0), 8),
         Mark::Line => (RGBColor(31, 90, 180), 4),
+        Mark::Quoted => (RGBColor(20, 130, 60), 7),
     }
 }
 
@@ -293,6 +296,12 @@ where
                     .draw_series(pts.map(|p| TriangleMarker::new(p, size, color.filled())))?
                     .label(&s.label)
                     .legend(move |(x, y)| TriangleMarker::new((x, y), size, color.filled()));
+            }
+            Mark::Quoted => {
+                chart
+                    .draw_series(pts.map(|p| Cross::new(p, size, color.stroke_width(2))))?
+                    .label(&s.label)
+                    .legend(move |(x, y)| Cross::new((x, y), size, color.stroke_width(2)));
             }
             Mark::Labelled => {
                 let others = fig.series.iter().flat_map(|o| o.points.iter().map(|p| (p.0, p.1)));

@@ -2,6 +2,7 @@
 //! checked Rust values. Shape inference and graph checks live in `graph`.
 
 pub mod arch;
+pub mod frontier;
 pub mod onnx;
 pub mod party;
 pub mod plan;

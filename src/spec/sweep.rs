@@ -74,6 +74,9 @@ pub struct SweepSpec {
     pub grids: Vec<Grid>,
     /// Searched points, one per budget (`[search]`).
     pub search: Option<SearchSettings>,
+    /// Published figures drawn beside the measured points (`frontier = "FILE.csv"`,
+    /// resolved against the sweep's folder; the rows of `dataset` are drawn).
+    pub frontier: Option<PathBuf>,
 }
 
 /// `[search]`: what `explore search` takes, for every budget of a sweep.
@@ -285,6 +288,7 @@ struct RawSweep {
     #[serde(default)]
     grid: Vec<toml::Table>,
     search: Option<toml::Table>,
+    frontier: Option<PathBuf>,
 }
 
 impl SweepSpec {
@@ -377,6 +381,7 @@ impl SweepSpec {
             points,
             grids,
             search,
+            frontier: raw.frontier.map(|f| folder.join(f)),
         })
     }
 }

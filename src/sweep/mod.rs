@@ -84,6 +84,8 @@ pub struct Outcome {
     pub profiles: Vec<String>,
     /// The slice this run computed, when sharded (then no results files are written).
     pub shard: Option<shard::Shard>,
+    /// Published figures of the sweep's dataset to draw beside its points (`frontier`).
+    pub quoted: Vec<crate::spec::frontier::Quoted>,
 }
 
 /// A point left out: its name and why.
@@ -352,7 +354,13 @@ pub fn run(spec: &SweepSpec, opts: &Options) -> Result<Outcome> {
         results::write_pareto(&dir.join("pareto.csv"), &fronts, &rows)?;
         results::write_skipped(&dir.join("skipped.csv"), &skipped)?;
     }
+    // Read before returning, so that a bad file is named even when nothing is drawn.
+    let quoted = match &spec.frontier {
+        Some(f) => crate::spec::frontier::load(f)?.into_iter().filter(|q| spec.dataset.as_deref() == Some(q.dataset.as_str())).collect(),
+        None => Vec::new(),
+    };
     Ok(Outcome {
+        quoted,
         dir,
         rows,
         skipped,
