@@ -6,7 +6,7 @@
 //! | layer | modules | what it holds |
 //! |---|---|---|
 //! | 0 | `error`, `allocator` | the one error type (file, key, message); mimalloc's settings |
-//! | 1 | `spec` | file formats and their checks: architectures, plans, sweeps, protocol tables, profiles, training settings |
+//! | 1 | `spec` | file formats and their checks: architectures, plans, sweeps, protocol tables, profiles, training settings, the published frontier (`spec::frontier`); ONNX models read into layers (`spec::onnx`) |
 //! | 2 | `graph` | the layer graph with inferred shapes; `graph::sharing`, a plan applied to it (groups of shared decisions) |
 //! | 3 | `cost` | action counts per layer (`cost::actions`) priced by a protocol table; `cost::compare` across tables |
 //! | 3 | `mpc` | SecureNN over Z_2^64: ring, PRGs, transport, the protocols, the ring product kernels (uses `spec::PerParty`) |
@@ -21,7 +21,8 @@
 //!
 //! `main.rs` only parses the command line and calls `app`. Another Rust program uses
 //! the layers directly, e.g. `spec::ArchSpec::load` -> `graph::Network::build` ->
-//! `graph::sharing::Planned::new` -> `cost::price`.
+//! `graph::sharing::Planned::new` -> `cost::price` (or `cost::price_batch`), and
+//! `infer::run_batch` runs any backend over a batch of images.
 
 pub mod allocator;
 pub mod app;

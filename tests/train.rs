@@ -4,6 +4,12 @@
 mod common;
 use common::{explore, explore_json, scratch, write_idx};
 
+/// `explore train` for two epochs of batches of 32, the report as JSON.
+fn two_epochs<'a>(arch: &'a str, plan: &'a str, data: &'a str, ckpt: &'a std::path::Path) -> Vec<&'a str> {
+    let out = ckpt.to_str().unwrap();
+    vec!["train", arch, "--plan", plan, "--data", data, "--epochs", "2", "--batch-size", "32", "--out", out, "--format", "json"]
+}
+
 #[test]
 fn train_then_simulate_with_the_checkpoint() {
     let dir = scratch("e2e");
@@ -11,22 +17,7 @@ fn train_then_simulate_with_the_checkpoint() {
     let data = dir.to_str().unwrap();
     let ckpt = dir.join("model.safetensors");
     let plan = "architectures/plans/fashion_mnist/uniform-3x3.toml";
-    let o = explore(&[
-        "train",
-        "architectures/fashion_mnist.toml",
-        "--plan",
-        plan,
-        "--data",
-        data,
-        "--epochs",
-        "2",
-        "--batch-size",
-        "32",
-        "--out",
-        ckpt.to_str().unwrap(),
-        "--format",
-        "json",
-    ]);
+    let o = explore(&two_epochs("architectures/fashion_mnist.toml", plan, data, &ckpt));
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     for key in ["test_accuracy", "train_seconds", "epochs", "images_per_second"] {
@@ -204,22 +195,7 @@ fn lenet_with_max_pooling_trains_and_its_secure_inference_agrees() {
     let data = dir.to_str().unwrap();
     let ckpt = dir.join("lenet.safetensors");
     let plan = "architectures/plans/lenet_mnist/uniform-2x2.toml";
-    let t = explore_json(&[
-        "train",
-        "architectures/lenet_mnist.toml",
-        "--plan",
-        plan,
-        "--data",
-        data,
-        "--epochs",
-        "2",
-        "--batch-size",
-        "32",
-        "--out",
-        ckpt.to_str().unwrap(),
-        "--format",
-        "json",
-    ]);
+    let t = explore_json(&two_epochs("architectures/lenet_mnist.toml", plan, data, &ckpt));
     assert!(t["test_accuracy"].as_f64().unwrap() >= 0.8, "{t}");
     let s = explore_json(&[
         "simulate",
