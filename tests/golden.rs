@@ -171,3 +171,35 @@ fn shipped_sweeps_match_golden_results() {
     let _ = std::fs::remove_dir_all(&out);
     assert!(failures.is_empty(), "sweep outputs changed (EXPLORE_BLESS=1 to accept):\n{}", failures.join("\n"));
 }
+
+#[test]
+fn batched_cost_tables_match_golden_files() {
+    // SecureNN's batch of 128 on its networks with max pooling: weights once, the rest per image.
+    let bless = std::env::var_os("EXPLORE_BLESS").is_some();
+    let dir = root().join("tests/golden/batches");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut failures = Vec::new();
+    for arch in ["minionn_mnist", "lenet_mnist"] {
+        let (report, _) = explore::app::cost::price_files(
+            &root().join(format!("architectures/{arch}.toml")),
+            None,
+            &ProtocolTable::securenn(),
+            None,
+            &profile::builtin(),
+            128,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let csv = explore::app::cost::csv(&report);
+        let file = dir.join(format!("{arch}-128.csv"));
+        if bless {
+            std::fs::write(&file, &csv).unwrap();
+            continue;
+        }
+        match std::fs::read_to_string(&file) {
+            Err(_) => failures.push(format!("{}: missing; run EXPLORE_BLESS=1 cargo test --test golden", file.display())),
+            Ok(golden) => failures.extend(differences(&golden, &csv).into_iter().map(|d| format!("{}: {d}", file.display()))),
+        }
+    }
+    assert!(failures.is_empty(), "batched cost tables differ from tests/golden/batches:\n{}", failures.join("\n"));
+}
+

@@ -172,6 +172,9 @@ pub struct Imported {
     pub opset: Option<i64>,
 }
 
+/// The most elements a weight tensor may claim (the graph's own limit, 2^40).
+const MAX_TENSOR_ELEMENTS: u64 = 1 << 40;
+
 /// Refuses files larger than this before reading them: ONNX's protobuf limit (larger
 /// models keep their weights in external files, which we do not read).
 const MAX_FILE_BYTES: u64 = 2 << 30;
@@ -614,7 +617,11 @@ fn tensor(path: &Path, name: &str, t: &TensorProto) -> Result<Tensor> {
         return Err(Error::invalid(path, at, "its data is in an external file, which is not supported"));
     }
     let dims: Vec<usize> = t.dims.iter().map(|&d| d.max(0) as usize).collect();
-    let numel: usize = dims.iter().product();
+    // Checked before anything is sized by it: a damaged file may claim any dimensions.
+    let numel = dims.iter().try_fold(1usize, |n, &d| n.checked_mul(d)).filter(|&n| n as u64 <= MAX_TENSOR_ELEMENTS);
+    let Some(numel) = numel else {
+        return Err(Error::invalid(path, at, format!("dimensions {dims:?} are larger than any tensor we hold (2^40 elements)")));
+    };
     let raw = t.raw_data.as_deref().unwrap_or(&[]);
     let data: Vec<f32> = match t.data_type.unwrap_or(0) {
         FLOAT if !raw.is_empty() => raw.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
@@ -644,6 +651,13 @@ mod tests {
         assert_eq!(layer_name(&node("/blocks/blocks.0/Relu_1", "Relu"), "relu"), "blocks.0.relu_1");
         assert_eq!(layer_name(&node("/MaxPool", "MaxPool"), "maxpool"), "maxpool");
         assert_eq!(layer_name(&node("", "Relu"), "relu"), "relu");
+    }
+
+    #[test]
+    fn a_tensor_claiming_more_than_any_machine_holds_is_refused() {
+        let t = TensorProto { dims: vec![1 << 40, 1 << 40], data_type: Some(FLOAT), ..Default::default() };
+        let e = tensor(Path::new("m.onnx"), "w", &t).unwrap_err().to_string();
+        assert!(e.starts_with("m.onnx: initializer \"w\": dimensions"), "{e}");
     }
 
     #[test]
