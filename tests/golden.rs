@@ -202,4 +202,3 @@ fn batched_cost_tables_match_golden_files() {
     }
     assert!(failures.is_empty(), "batched cost tables differ from tests/golden/batches:\n{}", failures.join("\n"));
 }
-

@@ -58,7 +58,8 @@ pub fn run(args: Args) -> Result<()> {
     let table = ProtocolTable::load_or_builtin(args.protocol.as_deref())?;
     let profiles = profiles_or_builtin(args.profiles.as_deref())?;
     let (priced, saving) = price_files(&args.arch, args.plan.as_deref(), &table, args.conv_masking, &profiles, args.batch)?;
-    let single = if args.batch > 1 { Some(price_files(&args.arch, args.plan.as_deref(), &table, args.conv_masking, &profiles, 1)?.0) } else { None };
+    let single =
+        if args.batch > 1 { Some(price_files(&args.arch, args.plan.as_deref(), &table, args.conv_masking, &profiles, 1)?.0) } else { None };
     let with_saving = WithSaving { report: &priced, saving: saving.as_ref() };
     let text = report::render(args.format, &with_saving, || text(&priced, saving.as_ref(), single.as_ref()), || layer_table(&priced));
     super::emit(args.out.as_deref(), &text)

@@ -115,7 +115,9 @@ fn architecture_toml(imported: &Imported, name: &str, source: &str) -> String {
                     out.out_channels = Some(*out_channels);
                     (out.kernel, out.stride, out.padding) = (pair(*kernel), pair(*stride), pair(*padding));
                 }
-                Op::AvgPool { kernel, stride, padding } => (out.kernel, out.stride, out.padding) = (pair(*kernel), pair(*stride), pair(*padding)),
+                Op::AvgPool { kernel, stride, padding } => {
+                    (out.kernel, out.stride, out.padding) = (pair(*kernel), pair(*stride), pair(*padding))
+                }
                 Op::MaxPool { kernel, stride } => (out.kernel, out.stride) = (pair(*kernel), pair(*stride)),
                 Op::Linear { out_features } => out.out_features = Some(*out_features),
                 Op::Dropout { p } => out.p = Some(*p),

@@ -150,7 +150,11 @@ pub fn text(r: &SimReport) -> String {
     if r.layers.iter().any(|l| l.decisions.is_some()) {
         out.push('\n');
     }
-    let per = if r.batch > 1 { format!(" per batch of {} ({:.3} MB per image)", r.batch, t.measured.bits as f64 / 8e6 / r.batch as f64) } else { String::new() };
+    let per = if r.batch > 1 {
+        format!(" per batch of {} ({:.3} MB per image)", r.batch, t.measured.bits as f64 / 8e6 / r.batch as f64)
+    } else {
+        String::new()
+    };
     let _ = writeln!(
         out,
         "\ntotal {:.3} MB measured{per} ({:.3} MB predicted); predicted class agrees with float on {:.1}% and with fixed point on {:.1}% of samples",

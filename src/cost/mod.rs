@@ -271,7 +271,13 @@ fn price_layer(planned: &Planned, table: &ProtocolTable, la: LayerActions) -> Re
                            copy of the table and pass that with --protocol)"
                         .into(),
                 })?;
-                (p.rounds * steps, p.depth * steps, table.unit_bits(p, windows * steps), table.unit_offline_bits(p, windows * steps), &mut by_protocol.drelu)
+                (
+                    p.rounds * steps,
+                    p.depth * steps,
+                    table.unit_bits(p, windows * steps),
+                    table.unit_offline_bits(p, windows * steps),
+                    &mut by_protocol.drelu,
+                )
             }
         };
         rounds += price_rounds;

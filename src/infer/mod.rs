@@ -238,7 +238,15 @@ pub fn pool_taps(w: &Window) -> Taps {
 /// centre, the mean or learned weights), optional noise, then one Mul per activation.
 /// `images` images laid one after another: every group map and weight vector of one
 /// image repeats for each (groups of image b after those of image b - 1).
-fn relu_layer<B: Backend>(b: &mut B, planned: &Planned, params: &Params, node: NodeIndex, x: &B::V, images: usize, noise_seed: u64) -> B::V {
+fn relu_layer<B: Backend>(
+    b: &mut B,
+    planned: &Planned,
+    params: &Params,
+    node: NodeIndex,
+    x: &B::V,
+    images: usize,
+    noise_seed: u64,
+) -> B::V {
     let net = planned.network;
     let shape = net.input_shape(node);
     let Some(plan) = planned.relu_plan(node) else {

@@ -7,10 +7,10 @@ use crate::mpc::prg::Prg;
 use crate::mpc::protocols::{beaver, drelu, mat_mul, maxpool, mul, truncate_shares};
 use crate::mpc::ring::encode;
 use crate::mpc::transport::{Clocks, Family, Tally};
-use std::collections::HashMap;
 use crate::mpc::{Ctx, Shares};
 use crate::spec::protocol::ConvMasking;
 use petgraph::graph::NodeIndex;
+use std::collections::HashMap;
 use std::time::Instant;
 
 pub struct Secure {
@@ -86,9 +86,15 @@ impl Backend for Secure {
                 match self.masking {
                     // Open the masked im2col matrix (SecureNN, the paper): one patch x
                     // (images x positions) matrix for the batch, the kernel masked once.
+                    ConvMasking::Im2col if images == 1 => {
+                        let cols = x.map(|s| im2col_t(s, &window));
+                        beaver(&mut self.ctx, w, &cols, z, |w, c| matmul(w, c, out_channels, patch, positions), None)
+                    }
                     ConvMasking::Im2col => {
                         let cols = x.map(|s| batch_columns(s, &window, images));
-                        let op = |w: &[u64], c: &[u64]| image_major(&matmul(w, c, out_channels, patch, positions * images), out_channels, positions, images);
+                        let op = |w: &[u64], c: &[u64]| {
+                            image_major(&matmul(w, c, out_channels, patch, positions * images), out_channels, positions, images)
+                        };
                         beaver(&mut self.ctx, w, &cols, z, op, None)
                     }
                     // Open the masked input tensors; convolution is bilinear, so the
@@ -103,6 +109,7 @@ impl Backend for Secure {
                     }
                 }
             }
+            Product::Linear { inputs, outputs, images: 1 } => mat_mul(&mut self.ctx, w, x, outputs, inputs, 1),
             // The batch as an inputs x images matrix (a local transpose), then back.
             Product::Linear { inputs, outputs, images } => {
                 let columns = x.map(|s| transpose(s, images, inputs));
@@ -127,7 +134,8 @@ impl Backend for Secure {
     }
     fn add_bias(&mut self, x: Shares, bias: &[f32], per: usize) -> Shares {
         // Encoded once per bias (rounding per value was 1% of secure inference).
-        let b: Vec<u64> = bias.iter().cycle().flat_map(|&v| std::iter::repeat_n(encode(v as f64, self.ctx.frac), per)).take(x.len()).collect();
+        let b: Vec<u64> =
+            bias.iter().cycle().flat_map(|&v| std::iter::repeat_n(encode(v as f64, self.ctx.frac), per)).take(x.len()).collect();
         x.add_public(&b)
     }
     fn scale(&mut self, x: &Shares, c: &[f64]) -> Shares {
@@ -203,9 +211,6 @@ impl Backend for Secure {
 /// The im2col matrices of `images` images side by side: row k holds row k of each
 /// image's matrix in turn (patch x (images x positions)).
 fn batch_columns(x: &[u64], w: &crate::mpc::matmul::Window, images: usize) -> Vec<u64> {
-    if images == 1 {
-        return im2col_t(x, w);
-    }
     let (oh, ow) = w.out_hw();
     let (patch, positions) = (w.patch(), oh * ow);
     let per: Vec<Vec<u64>> = x.chunks_exact(x.len() / images).map(|x| im2col_t(x, w)).collect();
@@ -220,9 +225,6 @@ fn batch_columns(x: &[u64], w: &crate::mpc::matmul::Window, images: usize) -> Ve
 
 /// [O][images x positions] to [images][O][positions].
 fn image_major(y: &[u64], channels: usize, positions: usize, images: usize) -> Vec<u64> {
-    if images == 1 {
-        return y.to_vec();
-    }
     let mut out = Vec::with_capacity(y.len());
     for b in 0..images {
         for o in 0..channels {
@@ -235,8 +237,5 @@ fn image_major(y: &[u64], channels: usize, positions: usize, images: usize) -> V
 
 /// A rows x cols matrix (row-major) transposed.
 fn transpose(x: &[u64], rows: usize, cols: usize) -> Vec<u64> {
-    if rows == 1 || cols == 1 {
-        return x.to_vec();
-    }
     (0..cols).flat_map(|j| (0..rows).map(move |i| x[i * cols + j])).collect()
 }

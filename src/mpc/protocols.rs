@@ -612,7 +612,8 @@ mod tests {
     fn maxpool_finds_each_windows_first_maximum_at_secure_nns_price() {
         // 5 windows of 4 values: ties (the first one's index wins), negatives, extremes
         // of the range, and 3 steps of 9 rounds and 93 l bits per window each.
-        let windows: [[i64; 4]; 5] = [[1, 5, 5, 2], [-7, -3, -9, -3], [0, 0, 0, 0], [(1 << 61) - 1, -(1 << 61), 3, 4], [-(1 << 61), 9, 10, 8]];
+        let windows: [[i64; 4]; 5] =
+            [[1, 5, 5, 2], [-7, -3, -9, -3], [0, 0, 0, 0], [(1 << 61) - 1, -(1 << 61), 3, 4], [-(1 << 61), 9, 10, 8]];
         let mut c = ctx();
         let columns: Vec<Shares> =
             (0..4).map(|i| windows.iter().map(|w| w[i] as u64).collect::<Vec<_>>()).map(|col| share(&mut c, &col)).collect();

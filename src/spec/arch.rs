@@ -62,15 +62,31 @@ pub const BN_EPS: f32 = 1e-5;
 /// The layer kinds and their parameters, defaults filled in.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Op {
-    Conv { out_channels: usize, kernel: (usize, usize), stride: (usize, usize), padding: (usize, usize) },
-    AvgPool { kernel: (usize, usize), stride: (usize, usize), padding: (usize, usize) },
+    Conv {
+        out_channels: usize,
+        kernel: (usize, usize),
+        stride: (usize, usize),
+        padding: (usize, usize),
+    },
+    AvgPool {
+        kernel: (usize, usize),
+        stride: (usize, usize),
+        padding: (usize, usize),
+    },
     /// The largest value of each window (SecureNN Algorithm 9). No padding: a padded
     /// window would hold fewer values and so take fewer comparison steps.
-    MaxPool { kernel: (usize, usize), stride: (usize, usize) },
+    MaxPool {
+        kernel: (usize, usize),
+        stride: (usize, usize),
+    },
     Relu,
-    Linear { out_features: usize },
+    Linear {
+        out_features: usize,
+    },
     Flatten,
-    Dropout { p: f64 },
+    Dropout {
+        p: f64,
+    },
     Add,
     BatchNorm,
 }
@@ -341,7 +357,8 @@ mod tests {
 
     #[test]
     fn pool_stride_defaults_to_kernel() {
-        let a = parse(&format!("{HEAD}[[layers]]\nop = \"avgpool\"\nkernel = 2\n[[layers]]\nop = \"maxpool\"\nkernel = 3\npadding = 0\n")).unwrap();
+        let a = parse(&format!("{HEAD}[[layers]]\nop = \"avgpool\"\nkernel = 2\n[[layers]]\nop = \"maxpool\"\nkernel = 3\npadding = 0\n"))
+            .unwrap();
         assert_eq!(a.layers[0].op, Op::AvgPool { kernel: (2, 2), stride: (2, 2), padding: (0, 0) });
         assert_eq!(a.layers[1].op, Op::MaxPool { kernel: (3, 3), stride: (3, 3) });
     }

@@ -192,11 +192,17 @@ pub fn read(path: &Path) -> Result<Imported> {
 /// `read` on bytes already in memory (`path` names errors).
 pub fn decode(path: &Path, bytes: &[u8]) -> Result<Imported> {
     use prost::Message;
-    let model = proto::ModelProto::decode(bytes)
-        .map_err(|e| Error::invalid(path, None, format!("not an ONNX model (the protobuf does not decode: {e}); is the file truncated?")))?;
+    let model = proto::ModelProto::decode(bytes).map_err(|e| {
+        Error::invalid(path, None, format!("not an ONNX model (the protobuf does not decode: {e}); is the file truncated?"))
+    })?;
     let graph = model.graph.ok_or_else(|| Error::invalid(path, None, "not an ONNX model: no graph"))?;
     let opset = model.opset_import.iter().find(|o| o.domain.as_deref().unwrap_or("").is_empty()).and_then(|o| o.version);
-    Converter::new(path, &graph)?.run(&graph.node).map(|(layers, has_weights, input_shape)| Imported { input_shape, layers, has_weights, opset })
+    Converter::new(path, &graph)?.run(&graph.node).map(|(layers, has_weights, input_shape)| Imported {
+        input_shape,
+        layers,
+        has_weights,
+        opset,
+    })
 }
 
 /// What a value of the ONNX graph is to us.
@@ -239,7 +245,11 @@ impl<'a> Converter<'a> {
             if param_inputs.contains(name.as_str()) {
                 params.insert(name, Tensor { dims: dims.into_iter().map(|d| d.unwrap_or(0)).collect(), data: None });
             } else if image.replace((name.clone(), dims)).is_some() {
-                return Err(Error::invalid(path, Some(format!("input \"{name}\"")), "a second network input: only one image input is supported"));
+                return Err(Error::invalid(
+                    path,
+                    Some(format!("input \"{name}\"")),
+                    "a second network input: only one image input is supported",
+                ));
             }
         }
         let (name, dims) = image.ok_or_else(|| Error::invalid(path, None, "the graph has no input that is not a parameter"))?;
@@ -249,19 +259,29 @@ impl<'a> Converter<'a> {
             Some((_, rest)) if dims.len() == 4 || dims.len() == 2 => rest,
             _ => return Err(Error::invalid(path, at, format!("{} dimensions: expected [N, C, H, W] or [N, features]", dims.len()))),
         };
-        let shape = rest
-            .iter()
-            .enumerate()
-            .map(|(i, d)| d.ok_or(i + 1))
-            .collect::<std::result::Result<Vec<usize>, usize>>()
-            .map_err(|i| Error::invalid(path, at.clone(), format!("dimension {i} has no fixed size (a dynamic shape); export with a fixed input size")))?;
+        let shape =
+            rest.iter().enumerate().map(|(i, d)| d.ok_or(i + 1)).collect::<std::result::Result<Vec<usize>, usize>>().map_err(|i| {
+                Error::invalid(
+                    path,
+                    at.clone(),
+                    format!("dimension {i} has no fixed size (a dynamic shape); export with a fixed input size"),
+                )
+            })?;
         if dims[0].is_some_and(|b| b != 1) {
             return Err(Error::invalid(path, at, format!("batch dimension {}: export with a batch of 1", dims[0].unwrap_or(0))));
         }
         let has_weights = params.values().all(|t| t.data.is_some());
         let mut values = HashMap::new();
         values.insert(name, Value { layer: "input".into(), shape: shape.clone() });
-        Ok(Converter { path, params, values, layers: Vec::new(), names: HashSet::from(["input".to_string()]), input_shape: shape, has_weights })
+        Ok(Converter {
+            path,
+            params,
+            values,
+            layers: Vec::new(),
+            names: HashSet::from(["input".to_string()]),
+            input_shape: shape,
+            has_weights,
+        })
     }
 
     fn run(mut self, nodes: &[NodeProto]) -> Result<(Vec<ImportedLayer>, bool, Vec<usize>)> {
@@ -335,17 +355,14 @@ impl<'a> Converter<'a> {
                 }
                 let b = self.param(n, 1)?;
                 let weight = if int(n, "transB").unwrap_or(0) == 1 { b } else { transpose(&b) };
-                self.linear(n, x, weight, n.input.get(2).filter(|s| !s.is_empty()).map(|_| self.param(n, 2)).transpose()?, &out)
-                    .map(|()| 0)
+                self.linear(n, x, weight, n.input.get(2).filter(|s| !s.is_empty()).map(|_| self.param(n, 2)).transpose()?, &out).map(|()| 0)
             }
             "MatMul" => {
                 let x = self.activation(n, 0)?;
                 let weight = transpose(&self.param(n, 1)?);
                 // A bias added right after (PyTorch's Linear without Gemm).
                 let bias_add = next.filter(|a| {
-                    a.op_type.as_deref() == Some("Add")
-                        && a.input.contains(&out)
-                        && a.input.iter().any(|s| self.params.contains_key(s))
+                    a.op_type.as_deref() == Some("Add") && a.input.contains(&out) && a.input.iter().any(|s| self.params.contains_key(s))
                 });
                 match bias_add {
                     Some(a) => {
@@ -492,7 +509,8 @@ impl<'a> Converter<'a> {
     fn activation(&self, n: &NodeProto, i: usize) -> Result<Value> {
         let name = n.input.get(i).map_or("", String::as_str);
         self.values.get(name).cloned().ok_or_else(|| {
-            let what = if self.params.contains_key(name) { "a constant where an activation was expected" } else { "made by no node we read" };
+            let what =
+                if self.params.contains_key(name) { "a constant where an activation was expected" } else { "made by no node we read" };
             Error::invalid(self.path, Some(describe(n)), format!("input {i} (\"{name}\") is {what}"))
         })
     }
@@ -500,9 +518,10 @@ impl<'a> Converter<'a> {
     /// Input `i` of `n`, a parameter (initializer or weight input).
     fn param(&self, n: &NodeProto, i: usize) -> Result<Tensor> {
         let name = n.input.get(i).map_or("", String::as_str);
-        self.params.get(name).cloned().ok_or_else(|| {
-            Error::invalid(self.path, Some(describe(n)), format!("input {i} (\"{name}\") must be a constant weight tensor"))
-        })
+        self.params
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::invalid(self.path, Some(describe(n)), format!("input {i} (\"{name}\") must be a constant weight tensor")))
     }
 
     fn no_auto_pad(&self, n: &NodeProto) -> Result<()> {
@@ -516,7 +535,9 @@ impl<'a> Converter<'a> {
         match ints(n, "pads") {
             None => Ok((0, 0)),
             Some(p) if p.len() == 4 && p[0] == p[2] && p[1] == p[3] && p.iter().all(|&v| v >= 0) => Ok((p[0] as usize, p[1] as usize)),
-            Some(p) => Err(Error::invalid(self.path, Some(describe(n)), format!("pads {p:?}: only equal padding on both sides is supported"))),
+            Some(p) => {
+                Err(Error::invalid(self.path, Some(describe(n)), format!("pads {p:?}: only equal padding on both sides is supported")))
+            }
         }
     }
 }
@@ -539,7 +560,12 @@ fn layer_name(n: &NodeProto, word: &str) -> String {
     let mut parts: Vec<&str> = raw.split('/').filter(|s| !s.is_empty()).collect();
     let last = parts.pop().unwrap_or("");
     // Drop path segments that the next one repeats ("blocks", "blocks.0").
-    let path: Vec<&str> = parts.iter().enumerate().filter(|(i, p)| parts.get(i + 1).is_none_or(|q| !q.starts_with(&format!("{p}.")))).map(|(_, p)| *p).collect();
+    let path: Vec<&str> = parts
+        .iter()
+        .enumerate()
+        .filter(|(i, p)| parts.get(i + 1).is_none_or(|q| !q.starts_with(&format!("{p}."))))
+        .map(|(_, p)| *p)
+        .collect();
     let module_ops = ["conv", "linear", "batchnorm"];
     let tail = last.to_ascii_lowercase();
     let suffix = tail.split_once('_').map_or(String::new(), |(_, k)| format!("_{k}"));

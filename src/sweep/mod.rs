@@ -732,7 +732,15 @@ impl Context<'_> {
             // Each point its own protocol randomness (named after the point, unique in
             // the sweep): no two points share a mask stream; inputs stay the same.
             let run = u64::from_str_radix(&store::key(&["masks", &c.name])[..16], 16).expect("a key is hex");
-            let sim_opts = simulate::Options { samples: self.samples, seed: self.cfg.seed, frac: self.frac_bits, fit_frac: false, masking: None, batch: 1, run };
+            let sim_opts = simulate::Options {
+                samples: self.samples,
+                seed: self.cfg.seed,
+                frac: self.frac_bits,
+                fit_frac: false,
+                masking: None,
+                batch: 1,
+                run,
+            };
             // The prediction without the files it names: keys do not depend on paths.
             let unnamed = cost::CostReport { architecture_file: String::new(), plan_file: None, ..priced.clone() };
             let prediction = serde_json::to_string(&unnamed).expect("a cost report serialises");

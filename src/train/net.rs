@@ -218,7 +218,9 @@ fn layer_forward(p: &Prepared, params: &Params, node: NodeIndex, inputs: &[&[f32
         Op::MaxPool { .. } => {
             let mut y = vec![0f32; n * out_len];
             let mut at = vec![0u32; n * out_len];
-            for (b, ((xb, yb), ab)) in input.chunks_exact(in_len).zip(y.chunks_exact_mut(out_len)).zip(at.chunks_exact_mut(out_len)).enumerate() {
+            for (b, ((xb, yb), ab)) in
+                input.chunks_exact(in_len).zip(y.chunks_exact_mut(out_len)).zip(at.chunks_exact_mut(out_len)).enumerate()
+            {
                 maxpool_forward(&p.windows[&node], xb, yb, ab, (b * in_len) as u32);
             }
             if matches!(mode, Mode::Train { .. }) {
