@@ -35,9 +35,9 @@ impl Taps {
 
     /// The same map applied to each of `images` images laid one after another, the
     /// inputs of image b at `b * stride`, its outputs after those of image b - 1.
-    pub fn repeat(&self, images: usize, stride: usize) -> Taps {
+    pub fn repeat(self, images: usize, stride: usize) -> Taps {
         if images == 1 {
-            return self.clone();
+            return self;
         }
         let mut offsets = Vec::with_capacity(images * self.outputs() + 1);
         offsets.push(0);
@@ -258,7 +258,7 @@ fn relu_layer<B: Backend>(
         return x.clone();
     }
     let n = g.group_of.len();
-    let repeat = |v: &[f64]| -> Vec<f64> { v.iter().copied().cycle().take(v.len() * images).collect() };
+    let repeat = |v: Vec<f64>| -> Vec<f64> { if images == 1 { v } else { v.iter().copied().cycle().take(v.len() * images).collect() } };
     let members: Vec<u32> = (0..n as u32).filter(|&i| g.group_of[i as usize] != u32::MAX).collect();
     if g.groups == members.len() {
         // One activation per group (regular ReLU, or the kept channels of a partial layer).
@@ -274,7 +274,7 @@ fn relu_layer<B: Backend>(
         Decision::Mean => {
             let sums = b.taps(x, &group_taps(&g).repeat(images, n));
             let inv: Vec<f64> = g.size.iter().map(|&s| 1.0 / s as f64).collect();
-            let scaled = b.scale(&sums, &repeat(&inv));
+            let scaled = b.scale(&sums, &repeat(inv));
             b.truncate(scaled)
         }
         Decision::Learned { weights, shared_across_channels } => {
@@ -283,7 +283,7 @@ fn relu_layer<B: Backend>(
             let s = match weights {
                 WeightVisibility::Public => {
                     let per_activation: Vec<f64> = weight_of.iter().map(|&j| v[j as usize] as f64).collect();
-                    let weighted = b.scale(x, &repeat(&per_activation));
+                    let weighted = b.scale(x, &repeat(per_activation));
                     b.taps(&weighted, &group_taps(&g).repeat(images, n))
                 }
                 WeightVisibility::Secret => {
