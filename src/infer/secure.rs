@@ -6,7 +6,7 @@ use crate::mpc::matmul::{im2col_t, matmul};
 use crate::mpc::prg::Prg;
 use crate::mpc::protocols::{beaver, drelu, mat_mul, maxpool, mul, truncate_shares};
 use crate::mpc::ring::encode;
-use crate::mpc::transport::{Clocks, Family, Tally};
+use crate::mpc::transport::{Clocks, Family, Link, Party, Tally};
 use crate::mpc::{Ctx, Shares};
 use crate::spec::protocol::ConvMasking;
 use petgraph::graph::NodeIndex;
@@ -37,8 +37,18 @@ pub struct Secure {
 }
 
 impl Secure {
+    /// All three parties in this process (the simulator).
     pub fn new(seed: u64, frac: u32, masking: ConvMasking) -> Secure {
-        let ctx = Ctx::new(seed, frac);
+        Secure::with(Ctx::new(seed, frac), seed, masking)
+    }
+
+    /// One party of a networked run (`explore party`): P0 stands for the owners of
+    /// the model and the input, and deals P1 its shares; P2 holds no share.
+    pub fn party(seed: u64, frac: u32, masking: ConvMasking, me: Party, link: Box<dyn Link>) -> Secure {
+        Secure::with(Ctx::party(seed, frac, me, link), seed, masking)
+    }
+
+    fn with(ctx: Ctx, seed: u64, masking: ConvMasking) -> Secure {
         let origin = ctx.net.clocks();
         Secure {
             origin,
@@ -55,9 +65,45 @@ impl Secure {
         }
     }
 
-    fn encode_share(&mut self, x: impl Iterator<Item = u64>) -> Shares {
-        let plain: Vec<u64> = x.collect();
-        Shares::share(&plain, &mut self.owner)
+    /// Values the owners share before inference: drawn at P0 (which stands for them)
+    /// and dealt to P1 as setup, outside the counted protocol.
+    fn encode_share(&mut self, n: usize, x: impl Iterator<Item = u64>) -> Shares {
+        let ctx = &mut self.ctx;
+        let shares = if ctx.at(Party::P0) {
+            let plain: Vec<u64> = x.collect();
+            Shares::share(&plain, &mut self.owner)
+        } else {
+            Shares::absent(n)
+        };
+        ctx.net.setup_send(Party::P0, Party::P1, &shares.s1);
+        match (ctx.at(Party::P0), ctx.at(Party::P1)) {
+            (true, true) => shares,
+            (true, false) => Shares::new(shares.s0, Vec::new()),
+            (false, true) => Shares::new(Vec::new(), ctx.net.setup_recv(Party::P0, Party::P1, n)),
+            (false, false) => shares,
+        }
+    }
+
+    /// Public constants that P1 must apply as P0 does: P0's parameters stand for the
+    /// model's, so it sends them along at setup (P1 and P2 run without the model).
+    fn public(&mut self, c: Vec<u64>) -> Vec<u64> {
+        let n = c.len();
+        self.ctx.net.setup_send(Party::P0, Party::P1, &c);
+        if self.ctx.at(Party::P1) && !self.ctx.at(Party::P0) { self.ctx.net.setup_recv(Party::P0, Party::P1, n) } else { c }
+    }
+
+    /// The output opened to P0 (P1 sends its share as setup): the values where P0 is
+    /// here, else `None`.
+    pub fn open(&mut self, y: &Shares) -> Option<Vec<u64>> {
+        self.ctx.net.setup_send(Party::P1, Party::P0, &y.s1);
+        match (self.ctx.at(Party::P0), self.ctx.at(Party::P1)) {
+            (true, true) => Some(y.reveal()),
+            (true, false) => {
+                let s1 = self.ctx.net.setup_recv(Party::P1, Party::P0, y.len());
+                Some(Shares::new(y.s0.clone(), s1).reveal())
+            }
+            _ => None,
+        }
     }
 }
 
@@ -66,12 +112,15 @@ impl Backend for Secure {
     type W = Shares;
 
     fn decided(&mut self, node: NodeIndex, scores: &Shares, decisions: &Shares) {
-        self.decided.push((node, scores.reveal(), decisions.reveal()));
+        // The simulation's own check, where both shares are here.
+        if scores.held(0) && scores.held(1) {
+            self.decided.push((node, scores.reveal(), decisions.reveal()));
+        }
     }
 
     fn weights(&mut self, w: &[f32]) -> Shares {
         let frac = self.ctx.frac;
-        self.encode_share(w.iter().map(|&v| encode(v as f64, frac)))
+        self.encode_share(w.len(), w.iter().map(|&v| encode(v as f64, frac)))
     }
     fn input(&mut self, x: &[f32]) -> Shares {
         self.weights(x)
@@ -87,11 +136,11 @@ impl Backend for Secure {
                     // Open the masked im2col matrix (SecureNN, the paper): one patch x
                     // (images x positions) matrix for the batch, the kernel masked once.
                     ConvMasking::Im2col if images == 1 => {
-                        let cols = x.map(|s| im2col_t(s, &window));
+                        let cols = x.reshape(patch * positions, |s| im2col_t(s, &window));
                         beaver(&mut self.ctx, w, &cols, z, |w, c| matmul(w, c, out_channels, patch, positions), None)
                     }
                     ConvMasking::Im2col => {
-                        let cols = x.map(|s| batch_columns(s, &window, images));
+                        let cols = x.reshape(patch * positions * images, |s| batch_columns(s, &window, images));
                         let op = |w: &[u64], c: &[u64]| {
                             image_major(&matmul(w, c, out_channels, patch, positions * images), out_channels, positions, images)
                         };
@@ -140,10 +189,11 @@ impl Backend for Secure {
     }
     fn scale(&mut self, x: &Shares, c: &[f64]) -> Shares {
         let c: Vec<u64> = c.iter().map(|&c| encode(c, self.ctx.frac)).collect();
+        let c = self.public(c);
         x.map(|s| s.iter().zip(&c).map(|(s, c)| s.wrapping_mul(*c)).collect())
     }
     fn taps(&mut self, x: &Shares, t: &Taps) -> Shares {
-        x.map(|s| t.apply(s, 0u64, u64::wrapping_add))
+        x.reshape(t.outputs(), |s| t.apply(s, 0u64, u64::wrapping_add))
     }
     fn maxpool(&mut self, x: &Shares, t: &Taps) -> Shares {
         // Column k: the k-th value of every window; the argmax is not needed here.
@@ -169,13 +219,14 @@ impl Backend for Secure {
     }
     fn flip_public(&mut self, d: &Shares, flip: &[u8]) -> Shares {
         // Public flips are local: P0's share s becomes 1 - s, P1's becomes -s.
-        Shares {
-            s0: d.s0.iter().zip(flip).map(|(s, f)| if *f == 1 { 1u64.wrapping_sub(*s) } else { *s }).collect(),
-            s1: d.s1.iter().zip(flip).map(|(s, f)| if *f == 1 { s.wrapping_neg() } else { *s }).collect(),
-        }
+        d.each(d.len(), |k, s| {
+            let flip0 = |(s, f): (&u64, &u8)| if *f == 1 { 1u64.wrapping_sub(*s) } else { *s };
+            let flip1 = |(s, f): (&u64, &u8)| if *f == 1 { s.wrapping_neg() } else { *s };
+            if k == 0 { s.iter().zip(flip).map(flip0).collect() } else { s.iter().zip(flip).map(flip1).collect() }
+        })
     }
     fn secret_bits(&mut self, bits: &[u8]) -> Shares {
-        self.encode_share(bits.iter().map(|&b| b as u64))
+        self.encode_share(bits.len(), bits.iter().map(|&b| b as u64))
     }
     fn mul(&mut self, a: &Shares, b: &Shares) -> Shares {
         self.ctx.net.family = Family::Mul;
@@ -189,7 +240,7 @@ impl Backend for Secure {
             }
             out
         };
-        Shares { s0: put(&x.s0, &v.s0), s1: put(&x.s1, &v.s1) }
+        x.zip(v, |_, base, vals| put(base, vals))
     }
     fn begin_layer(&mut self, _node: NodeIndex, inputs: &[NodeIndex]) {
         // A layer starts when its inputs are done: the branches of a residual block

@@ -336,6 +336,22 @@ impl Seeds {
             k12: Prg::protocol(seed, "k12"),
         }
     }
+
+    /// The generators `me` holds, as `new` makes them (so that a networked run can be
+    /// compared with the simulator bit for bit); the others draw from a stream of
+    /// their own that no protocol step reads (a step that did would break the outputs).
+    pub fn held_by(seed: u64, me: usize) -> Seeds {
+        let all = Seeds::new(seed);
+        let none = |name: &str| Prg::protocol(seed, &format!("{name} is not held by P{me}"));
+        let pick = |held: bool, g: Prg, name: &str| if held { g } else { none(name) };
+        let [o0, o1, o2] = all.own;
+        Seeds {
+            own: [pick(me == 0, o0, "P0"), pick(me == 1, o1, "P1"), pick(me == 2, o2, "P2")],
+            k01: pick(me != 2, all.k01, "k01"),
+            k02: pick(me != 1, all.k02, "k02"),
+            k12: pick(me != 0, all.k12, "k12"),
+        }
+    }
 }
 
 /// FNV-1a: a small, fixed hash for labels and transcripts (not for security).

@@ -8,23 +8,38 @@ use super::prg::{Prg, Seeds};
 pub use super::private_compare::Variant;
 use super::private_compare::{Compare, bit_shares, masked_terms, zero_found};
 use super::ring::*;
-use super::transport::{Dep, Elem, Party::*, Step, Transport};
+use super::transport::{Dep, Elem, Link, Party, Party::*, Step, Transport};
 
 /// Additive shares over Z_L (or Z_(L-1), where a function says so): P0 holds `s0`,
-/// P1 holds `s1`, and the secret is s0 + s1.
+/// P1 holds `s1`, and the secret is s0 + s1. A process holds the shares of the
+/// parties it runs (`Transport::here`); the other vectors stay empty, and P2, which
+/// holds neither, still knows how many values there are.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Shares {
     pub s0: Vec<u64>,
     pub s1: Vec<u64>,
+    len: usize,
 }
 
 impl Shares {
+    /// Shares from their vectors: both, or the one this process holds.
+    pub fn new(s0: Vec<u64>, s1: Vec<u64>) -> Shares {
+        let len = s0.len().max(s1.len());
+        debug_assert!(s0.is_empty() || s1.is_empty() || s0.len() == s1.len(), "shares of one value have one length");
+        Shares { s0, s1, len }
+    }
+
+    /// `len` values of which this process holds no share (P2's view of them).
+    pub fn absent(len: usize) -> Shares {
+        Shares { s0: Vec::new(), s1: Vec::new(), len }
+    }
+
     /// Splits plaintext values into fresh shares, as the owner of an input or of the
     /// model does before inference (input sharing is not counted, as in the paper).
     pub fn share(x: &[u64], rng: &mut Prg) -> Shares {
         let s0 = rng.ring(x.len());
         let s1 = x.iter().zip(&s0).map(|(x, s)| x.wrapping_sub(*s)).collect();
-        Shares { s0, s1 }
+        Shares::new(s0, s1)
     }
 
     /// Both shares added up: what an output opening reveals (not counted).
@@ -38,32 +53,73 @@ impl Shares {
     }
 
     pub fn len(&self) -> usize {
-        self.s0.len()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.s0.is_empty()
+        self.len == 0
     }
 
-    /// Applies the same local linear map to both shares.
+    /// Whether this process holds share `k` (0: P0's, 1: P1's).
+    pub fn held(&self, k: usize) -> bool {
+        [&self.s0, &self.s1][k].len() == self.len
+    }
+
+    /// `f(k, share k)` for each share held here: a local map whose result has `len`
+    /// values (P2, holding no share, learns the length from it).
+    pub fn each(&self, len: usize, f: impl Fn(usize, &[u64]) -> Vec<u64>) -> Shares {
+        let apply = |k: usize, s: &[u64]| if self.held(k) { f(k, s) } else { Vec::new() };
+        let (s0, s1) = (apply(0, &self.s0), apply(1, &self.s1));
+        debug_assert!(s0.is_empty() && s1.is_empty() || s0.len().max(s1.len()) == len, "a local map of {len} values");
+        Shares { s0, s1, len }
+    }
+
+    /// `f(k, share k of self, share k of other)` for each share held here.
+    pub fn zip(&self, other: &Shares, f: impl Fn(usize, &[u64], &[u64]) -> Vec<u64>) -> Shares {
+        let o = [&other.s0, &other.s1];
+        self.each(self.len, |k, s| f(k, s, o[k]))
+    }
+
+    /// Applies the same local length-keeping map to both shares.
     pub fn map(&self, f: impl Fn(&[u64]) -> Vec<u64>) -> Shares {
-        Shares { s0: f(&self.s0), s1: f(&self.s1) }
+        self.each(self.len, |_, s| f(s))
+    }
+
+    /// A local map to `len` values (an im2col, a transpose).
+    pub fn reshape(&self, len: usize, f: impl Fn(&[u64]) -> Vec<u64>) -> Shares {
+        self.each(len, |_, s| f(s))
     }
 
     /// Elementwise sum of two shared vectors (local).
     pub fn add(&self, other: &Shares) -> Shares {
-        let add = |a: &[u64], b: &[u64]| a.iter().zip(b).map(|(x, y)| x.wrapping_add(*y)).collect();
-        Shares { s0: add(&self.s0, &other.s0), s1: add(&self.s1, &other.s1) }
+        self.zip(other, |_, a, b| a.iter().zip(b).map(|(x, y)| x.wrapping_add(*y)).collect())
     }
 
     pub fn sub(&self, other: &Shares) -> Shares {
-        let sub = |a: &[u64], b: &[u64]| a.iter().zip(b).map(|(x, y)| x.wrapping_sub(*y)).collect();
-        Shares { s0: sub(&self.s0, &other.s0), s1: sub(&self.s1, &other.s1) }
+        self.zip(other, |_, a, b| a.iter().zip(b).map(|(x, y)| x.wrapping_sub(*y)).collect())
     }
 
     /// Adds a public constant (P0 alone adds it).
     pub fn add_public(&self, c: &[u64]) -> Shares {
-        Shares { s0: self.s0.iter().zip(c).map(|(s, c)| s.wrapping_add(*c)).collect(), s1: self.s1.clone() }
+        self.each(self.len, |k, s| if k == 0 { s.iter().zip(c).map(|(s, c)| s.wrapping_add(*c)).collect() } else { s.to_vec() })
+    }
+
+    /// Values `range` of the vector.
+    pub fn slice(&self, range: std::ops::Range<usize>) -> Shares {
+        self.each(range.len(), |_, s| s[range.clone()].to_vec())
+    }
+
+    /// The vectors one after another.
+    pub fn concat(parts: &[&Shares]) -> Shares {
+        let len = parts.iter().map(|p| p.len).sum();
+        let join = |k: usize| -> Vec<u64> {
+            if parts.iter().all(|p| p.held(k)) {
+                parts.iter().flat_map(|p| [&p.s0, &p.s1][k].iter().copied()).collect()
+            } else {
+                Vec::new()
+            }
+        };
+        Shares { s0: join(0), s1: join(1), len }
     }
 }
 
@@ -73,21 +129,41 @@ pub struct Ctx {
     pub seeds: Seeds,
     /// Fractional bits of the fixed-point encoding.
     pub frac: u32,
+    /// Values per part of a DReLU (`drelu`): small enough for L2 in one process; a
+    /// networked run sends whole layers, since each part would pay every round again.
+    pub drelu_part: usize,
     /// A deliberate leak (test builds only), for the view tests to catch.
     #[cfg(test)]
     pub leak: Leak,
 }
 
 impl Ctx {
-    /// SecureNN's sizes: l = 64, a Z_67 element in 8 bits.
+    /// SecureNN's sizes: l = 64, a Z_67 element in 8 bits. All three parties here.
     pub fn new(seed: u64, frac: u32) -> Ctx {
+        Ctx::with(Transport::new(64, 8), Seeds::new(seed), frac)
+    }
+
+    /// One party of a networked run, with the generators that party holds.
+    pub fn party(seed: u64, frac: u32, me: Party, link: Box<dyn Link>) -> Ctx {
+        let mut ctx = Ctx::with(Transport::party(64, 8, me, link), Seeds::held_by(seed, me as usize), frac);
+        ctx.drelu_part = usize::MAX;
+        ctx
+    }
+
+    fn with(net: Transport, seeds: Seeds, frac: u32) -> Ctx {
         Ctx {
-            net: Transport::new(64, 8),
-            seeds: Seeds::new(seed),
+            net,
+            seeds,
             frac,
+            drelu_part: DRELU_PART,
             #[cfg(test)]
             leak: Leak::None,
         }
+    }
+
+    /// Whether `p`'s part runs in this process.
+    pub fn at(&self, p: Party) -> bool {
+        self.net.here().has(p)
     }
 }
 
@@ -109,6 +185,12 @@ pub enum Leak {
     MsbUnmasked,
 }
 
+/// `f()` where `cond` holds (the party runs here), else nothing.
+#[inline(always)]
+fn when<T: Default>(cond: bool, f: impl FnOnce() -> T) -> T {
+    if cond { f() } else { T::default() }
+}
+
 /// Beaver product Z = op(X, Y) for a bilinear `op` (matrix product, convolution,
 /// elementwise product, grouped dot products), with the triple from P2 and the
 /// seed trick: A0, B0, C0 come from k02 and A1, B1 from k12, so P2 sends only C1.
@@ -125,39 +207,59 @@ pub fn beaver(
     c1_step: Option<Step>,
 ) -> Shares {
     let (nx, ny) = (x.len(), y.len());
-    let (a0, b0, c0) = (ctx.seeds.k02.ring(nx), ctx.seeds.k02.ring(ny), ctx.seeds.k02.ring(z_len));
-    let (a1, b1) = (ctx.seeds.k12.ring(nx), ctx.seeds.k12.ring(ny));
-    // P2: C = (A0 + A1) op (B0 + B1), C1 = C - C0.
-    let [a] = columns(nx, |i| [a0[i].wrapping_add(a1[i])]);
-    let [b] = columns(ny, |i| [b0[i].wrapping_add(b1[i])]);
-    let c = op(&a, &b);
-    let [c1] = columns(z_len, |i| [c[i].wrapping_sub(c0[i])]);
+    let (p0, p1, p2) = (ctx.at(P0), ctx.at(P1), ctx.at(P2));
+    let k02 = &mut ctx.seeds.k02;
+    let (a0, b0, c0) = when(p0 || p2, || (k02.ring(nx), k02.ring(ny), k02.ring(z_len)));
+    let k12 = &mut ctx.seeds.k12;
+    let (a1, b1) = when(p1 || p2, || (k12.ring(nx), k12.ring(ny)));
     let step = c1_step.unwrap_or_else(|| ctx.net.step());
+    // P2: C = (A0 + A1) op (B0 + B1), C1 = C - C0.
+    let c1 = when(p2, || {
+        let c = op(&add(&a0, &a1), &add(&b0, &b1));
+        sub(&c, &c0)
+    });
     // P2 -> P1: C1, |Z| ring elements. Data-independent.
-    ctx.net.send_in(step, P2, P1, Elem::Ring, Dep::Fresh, &c1);
+    ctx.net.send_in(step, P2, P1, Elem::Ring, Dep::Fresh, z_len, &c1);
+    let c1 = ctx.net.recv(P2, P1);
 
     ctx.net.step();
-    let (x0, x1, y0, y1) = (&x.s0[..nx], &x.s1[..nx], &y.s0[..ny], &y.s1[..ny]);
-    // E_j = X_j - A_j and their sum E, in one pass; the same for F, with P0's Y0 - F.
-    let [e0, e1, e] = columns(nx, |i| {
-        let (e0, e1) = (x0[i].wrapping_sub(a0[i]), x1[i].wrapping_sub(a1[i]));
-        [e0, e1, e0.wrapping_add(e1)]
-    });
-    let [f0, f1, f, y0_f] = columns(ny, |i| {
-        let (f0, f1) = (y0[i].wrapping_sub(b0[i]), y1[i].wrapping_sub(b1[i]));
-        let f = f0.wrapping_add(f1);
-        [f0, f1, f, y0[i].wrapping_sub(f)]
-    });
+    // P_j: E_j = X_j - A_j, F_j = Y_j - B_j.
+    let (e0, f0) = when(p0, || (sub(&x.s0, &a0), sub(&y.s0, &b0)));
+    let (e1, f1) = when(p1, || (sub(&x.s1, &a1), sub(&y.s1, &b1)));
     // P0 <-> P1: E_j (|X| ring elements) and F_j (|Y|), each way.
-    ctx.net.send(P0, P1, Elem::Ring, Dep::Data, &e0);
-    ctx.net.send(P0, P1, Elem::Ring, Dep::Data, &f0);
-    ctx.net.send(P1, P0, Elem::Ring, Dep::Data, &e1);
-    ctx.net.send(P1, P0, Elem::Ring, Dep::Data, &f1);
-    // P0: X0 op F + E op (Y0 - F) + C0;  P1: X1 op F + E op Y1 + C1.
-    // Sum: X op F + E op Y - E op F + AB = XY, since X = E + A and Y = F + B.
-    let (p0, q0, p1, q1) = (op(x0, &f), op(&e, &y0_f), op(x1, &f), op(&e, y1));
-    let [z0, z1] = columns(z_len, |i| [p0[i].wrapping_add(q0[i]).wrapping_add(c0[i]), p1[i].wrapping_add(q1[i]).wrapping_add(c1[i])]);
-    Shares { s0: z0, s1: z1 }
+    ctx.net.send(P0, P1, Elem::Ring, Dep::Data, nx, &e0);
+    ctx.net.send(P0, P1, Elem::Ring, Dep::Data, ny, &f0);
+    ctx.net.send(P1, P0, Elem::Ring, Dep::Data, nx, &e1);
+    ctx.net.send(P1, P0, Elem::Ring, Dep::Data, ny, &f1);
+    let (e0_at_1, f0_at_1) = (ctx.net.recv(P0, P1), ctx.net.recv(P0, P1));
+    let (e1_at_0, f1_at_0) = (ctx.net.recv(P1, P0), ctx.net.recv(P1, P0));
+    // P0: X0 op F + E op (Y0 - F) + C0;  P1: X1 op F + E op Y1 + C1, with E = E0 + E1
+    // and F = F0 + F1. Sum: X op F + E op Y - E op F + AB = XY, as X = E + A, Y = F + B.
+    let z0 = when(p0, || {
+        let (e, f) = (add(&e0, &e1_at_0), add(&f0, &f1_at_0));
+        let (p, q) = (op(&x.s0, &f), op(&e, &sub(&y.s0, &f)));
+        let [z] = columns(z_len, |i| [p[i].wrapping_add(q[i]).wrapping_add(c0[i])]);
+        z
+    });
+    let z1 = when(p1, || {
+        let (e, f) = (add(&e0_at_1, &e1), add(&f0_at_1, &f1));
+        let (p, q) = (op(&x.s1, &f), op(&e, &y.s1));
+        let [z] = columns(z_len, |i| [p[i].wrapping_add(q[i]).wrapping_add(c1[i])]);
+        z
+    });
+    Shares { s0: z0, s1: z1, len: z_len }
+}
+
+/// a + b elementwise in Z_L.
+fn add(a: &[u64], b: &[u64]) -> Vec<u64> {
+    let [c] = columns(a.len(), |i| [a[i].wrapping_add(b[i])]);
+    c
+}
+
+/// a - b elementwise in Z_L.
+fn sub(a: &[u64], b: &[u64]) -> Vec<u64> {
+    let [c] = columns(a.len(), |i| [a[i].wrapping_sub(b[i])]);
+    c
 }
 
 /// N vectors of length n built in one pass, element i of each from `f(i)`: the
@@ -197,32 +299,43 @@ pub fn mul(ctx: &mut Ctx, x: &Shares, y: &Shares) -> Shares {
 fn mul_in(ctx: &mut Ctx, x: &Shares, y: &Shares, c1_step: Option<Step>) -> Shares {
     let n = x.len();
     assert_eq!(y.len(), n, "Mul multiplies values pairwise");
-    let (a0, b0, c0) = (ctx.seeds.k02.ring(n), ctx.seeds.k02.ring(n), ctx.seeds.k02.ring(n));
-    let (a1, b1) = (ctx.seeds.k12.ring(n), ctx.seeds.k12.ring(n));
+    let (p0, p1, p2) = (ctx.at(P0), ctx.at(P1), ctx.at(P2));
+    let k02 = &mut ctx.seeds.k02;
+    let (a0, b0, c0) = when(p0 || p2, || (k02.ring(n), k02.ring(n), k02.ring(n)));
+    let k12 = &mut ctx.seeds.k12;
+    let (a1, b1) = when(p1 || p2, || (k12.ring(n), k12.ring(n)));
     // P2: C1 = (A0 + A1)(B0 + B1) - C0.
-    let [c1] = columns(n, |i| [a0[i].wrapping_add(a1[i]).wrapping_mul(b0[i].wrapping_add(b1[i])).wrapping_sub(c0[i])]);
+    let [c1] = when(p2, || columns(n, |i| [a0[i].wrapping_add(a1[i]).wrapping_mul(b0[i].wrapping_add(b1[i])).wrapping_sub(c0[i])]));
     let step = c1_step.unwrap_or_else(|| ctx.net.step());
     // P2 -> P1: C1, n ring elements. Data-independent.
-    ctx.net.send_in(step, P2, P1, Elem::Ring, Dep::Fresh, &c1);
+    ctx.net.send_in(step, P2, P1, Elem::Ring, Dep::Fresh, n, &c1);
+    let c1 = ctx.net.recv(P2, P1);
 
     ctx.net.step();
-    let (x0, x1, y0, y1) = (&x.s0[..n], &x.s1[..n], &y.s0[..n], &y.s1[..n]);
-    let [e0, f0, e1, f1] =
-        columns(n, |i| [x0[i].wrapping_sub(a0[i]), y0[i].wrapping_sub(b0[i]), x1[i].wrapping_sub(a1[i]), y1[i].wrapping_sub(b1[i])]);
+    let (x0, x1, y0, y1) = (&x.s0, &x.s1, &y.s0, &y.s1);
+    let [e0, f0] = when(p0, || columns(n, |i| [x0[i].wrapping_sub(a0[i]), y0[i].wrapping_sub(b0[i])]));
+    let [e1, f1] = when(p1, || columns(n, |i| [x1[i].wrapping_sub(a1[i]), y1[i].wrapping_sub(b1[i])]));
     // P0 <-> P1: E_j = X_j - A_j and F_j = Y_j - B_j, n ring elements each, each way.
-    ctx.net.send(P0, P1, Elem::Ring, Dep::Data, &e0);
-    ctx.net.send(P0, P1, Elem::Ring, Dep::Data, &f0);
-    ctx.net.send(P1, P0, Elem::Ring, Dep::Data, &e1);
-    ctx.net.send(P1, P0, Elem::Ring, Dep::Data, &f1);
+    ctx.net.send(P0, P1, Elem::Ring, Dep::Data, n, &e0);
+    ctx.net.send(P0, P1, Elem::Ring, Dep::Data, n, &f0);
+    ctx.net.send(P1, P0, Elem::Ring, Dep::Data, n, &e1);
+    ctx.net.send(P1, P0, Elem::Ring, Dep::Data, n, &f1);
+    let (e0_at_1, f0_at_1) = (ctx.net.recv(P0, P1), ctx.net.recv(P0, P1));
+    let (e1_at_0, f1_at_0) = (ctx.net.recv(P1, P0), ctx.net.recv(P1, P0));
     // P0: X0 F + E (Y0 - F) + C0;  P1: X1 F + E Y1 + C1 (see `beaver`).
-    let [z0, z1] = columns(n, |i| {
-        let (e, f) = (e0[i].wrapping_add(e1[i]), f0[i].wrapping_add(f1[i]));
-        [
-            x0[i].wrapping_mul(f).wrapping_add(e.wrapping_mul(y0[i].wrapping_sub(f))).wrapping_add(c0[i]),
-            x1[i].wrapping_mul(f).wrapping_add(e.wrapping_mul(y1[i])).wrapping_add(c1[i]),
-        ]
+    let [z0] = when(p0, || {
+        columns(n, |i| {
+            let (e, f) = (e0[i].wrapping_add(e1_at_0[i]), f0[i].wrapping_add(f1_at_0[i]));
+            [x0[i].wrapping_mul(f).wrapping_add(e.wrapping_mul(y0[i].wrapping_sub(f))).wrapping_add(c0[i])]
+        })
     });
-    Shares { s0: z0, s1: z1 }
+    let [z1] = when(p1, || {
+        columns(n, |i| {
+            let (e, f) = (e0_at_1[i].wrapping_add(e1[i]), f0_at_1[i].wrapping_add(f1[i]));
+            [x1[i].wrapping_mul(f).wrapping_add(e.wrapping_mul(y1[i])).wrapping_add(c1[i])]
+        })
+    });
+    Shares { s0: z0, s1: z1, len: n }
 }
 
 /// SelectShare(alpha, x, y) = x + alpha (y - x): x where alpha = 0, y where alpha = 1.
@@ -233,10 +346,7 @@ pub fn select_share(ctx: &mut Ctx, alpha: &Shares, x: &Shares, y: &Shares) -> Sh
 /// Local truncation by `frac` bits (SecureML): 0 rounds, 0 bits. Each result is
 /// floor(x / 2^frac) or one more, except with probability about |x| / 2^63.
 pub fn truncate_shares(x: &Shares, frac: u32) -> Shares {
-    Shares {
-        s0: x.s0.iter().map(|s| truncate_share(*s, 0, frac)).collect(),
-        s1: x.s1.iter().map(|s| truncate_share(*s, 1, frac)).collect(),
-    }
+    x.each(x.len, |k, s| s.iter().map(|s| truncate_share(*s, k, frac)).collect())
 }
 
 /// P2 shares the 64 bits of each value over Z_67: `n * 64` elements to each of P0,
@@ -262,11 +372,11 @@ fn deal_ring(rng: &mut Prg, x: &[u64]) -> (Vec<u64>, Vec<u64>) {
     (s.s0, s.s1)
 }
 
-/// PrivateCompare (SecureNN Algorithm 3): P0, P1 hold Z_67 shares of the bits of x
-/// (`x0`, `x1`, 64 per value, placed as `deal_bits` places them), both know the public r and a
-/// common bit beta. P2 learns beta' = beta XOR (x > r), and nothing else.
-/// 1 round, 2 * 64 log p bits per value.
-pub fn private_compare(ctx: &mut Ctx, x0: &[u8], x1: &[u8], r: &[u64], beta: &[u8]) -> Vec<u8> {
+/// PrivateCompare (SecureNN Algorithm 3) over `n` values: P0, P1 hold Z_67 shares of
+/// the bits of x (`x0`, `x1`, 64 per value, placed as `deal_bits` places them), both
+/// know the public r and a common bit beta. P2 learns beta' = beta XOR (x > r), and
+/// nothing else (elsewhere the result is empty). 1 round, 2 * 64 log p bits per value.
+pub fn private_compare(ctx: &mut Ctx, n: usize, x0: &[u8], x1: &[u8], r: &[u64], beta: &[u8]) -> Vec<u8> {
     #[cfg(test)]
     let variant = match ctx.leak {
         Leak::CompareUnpermuted => Variant::LeakyNoPermutation,
@@ -275,19 +385,27 @@ pub fn private_compare(ctx: &mut Ctx, x0: &[u8], x1: &[u8], r: &[u64], beta: &[u
     };
     #[cfg(not(test))]
     let variant = Variant::Secure;
-    private_compare_with(ctx, x0, x1, r, beta, variant)
+    private_compare_with(ctx, n, x0, x1, r, beta, variant)
 }
 
-pub fn private_compare_with(ctx: &mut Ctx, x0: &[u8], x1: &[u8], r: &[u64], beta: &[u8], variant: Variant) -> Vec<u8> {
-    let n = r.len();
-    let (mut d0, mut d1) = (Vec::with_capacity(n * 64), Vec::with_capacity(n * 64));
-    masked_terms(&mut ctx.seeds.k01, &Compare { x0, x1, r, beta, variant }, &mut d0, &mut d1);
+pub fn private_compare_with(ctx: &mut Ctx, n: usize, x0: &[u8], x1: &[u8], r: &[u64], beta: &[u8], variant: Variant) -> Vec<u8> {
+    let (p0, p1) = (ctx.at(P0), ctx.at(P1));
+    let (mut d0, mut d1) = (Vec::new(), Vec::new());
+    if p0 || p1 {
+        // Each party's terms depend on its own bit shares alone (the kernel keeps the two
+        // apart), so a party without the other's shares computes its own from zeros there.
+        let zeros = if p0 && p1 { Vec::new() } else { vec![0u8; n * 64] };
+        let (x0, x1) = (if p0 { x0 } else { &zeros[..] }, if p1 { x1 } else { &zeros[..] });
+        (d0, d1) = (Vec::with_capacity(n * 64), Vec::with_capacity(n * 64));
+        masked_terms(&mut ctx.seeds.k01, &Compare { x0, x1, r, beta, variant }, &mut d0, &mut d1);
+    }
     ctx.net.step();
     // P0 -> P2 and P1 -> P2: the permuted d_i shares, 64 Z_67 elements per value each.
-    ctx.net.send_field(P0, P2, Dep::Data, &d0);
-    ctx.net.send_field(P1, P2, Dep::Data, &d1);
+    ctx.net.send_field(P0, P2, Dep::Data, n * 64, when(p0, || d0).as_slice());
+    ctx.net.send_field(P1, P2, Dep::Data, n * 64, when(p1, || d1).as_slice());
+    let (d0, d1) = (ctx.net.recv_field(P0, P2), ctx.net.recv_field(P1, P2));
     // P2: beta' = 1 iff some d_i = 0.
-    zero_found(&d0, &d1)
+    when(ctx.at(P2), || zero_found(&d0, &d1))
 }
 
 /// ShareConvert (SecureNN Algorithm 4, with the proof's formula; the printed step 11
@@ -296,54 +414,74 @@ pub fn private_compare_with(ctx: &mut Ctx, x0: &[u8], x1: &[u8], r: &[u64], beta
 /// P2 sends (its second), where ComputeMSB's randomness can ride.
 pub fn share_convert(ctx: &mut Ctx, a: &Shares) -> (Shares, Step) {
     let n = a.len();
+    let (p0, p1, p2) = (ctx.at(P0), ctx.at(P1), ctx.at(P2));
     // Common to P0, P1: r = r0 + r1 with alpha = wrap(r0, r1), and bits eta''.
-    let (r0, r1) = (ctx.seeds.k01.ring(n), ctx.seeds.k01.ring(n));
-    let eta2 = ctx.seeds.k01.bits(n);
+    let k01 = &mut ctx.seeds.k01;
+    let (r0, r1, eta2) = when(p0 || p1, || (k01.ring(n), k01.ring(n), k01.bits(n)));
     // PrivateCompare below compares with r - 1 (r = 0 compares with 0 instead,
     // which errs only if also x = 0).
-    let [alpha, r_minus_1] = columns(n, |i| [wrap(r0[i], r1[i]), r0[i].wrapping_add(r1[i]).saturating_sub(1)]);
+    let [alpha, r_minus_1] = when(p0 || p1, || columns(n, |i| [wrap(r0[i], r1[i]), r0[i].wrapping_add(r1[i]).saturating_sub(1)]));
 
     ctx.net.step();
-    let (a0, a1) = (&a.s0[..n], &a.s1[..n]);
-    let [masked0, masked1, beta0, beta1] =
-        columns(n, |i| [a0[i].wrapping_add(r0[i]), a1[i].wrapping_add(r1[i]), wrap(a0[i], r0[i]), wrap(a1[i], r1[i])]);
+    let (a0, a1) = (&a.s0, &a.s1);
+    let [masked0, beta0] = when(p0, || columns(n, |i| [a0[i].wrapping_add(r0[i]), wrap(a0[i], r0[i])]));
+    let [masked1, beta1] = when(p1, || columns(n, |i| [a1[i].wrapping_add(r1[i]), wrap(a1[i], r1[i])]));
     // P0 -> P2, P1 -> P2: a~_j = a_j + r_j, n ring elements each.
-    ctx.net.send(P0, P2, Elem::Ring, Dep::Data, &masked0);
-    ctx.net.send(P1, P2, Elem::Ring, Dep::Data, &masked1);
+    ctx.net.send(P0, P2, Elem::Ring, Dep::Data, n, &masked0);
+    ctx.net.send(P1, P2, Elem::Ring, Dep::Data, n, &masked1);
+    let (masked0, masked1) = (ctx.net.recv(P0, P2), ctx.net.recv(P1, P2));
 
     let p2_step = ctx.net.step();
     // P2: x = a~0 + a~1 and delta = wrap(a~0, a~1); it shares x's bits and delta.
-    let [x, delta] = columns(n, |i| [masked0[i].wrapping_add(masked1[i]), wrap(masked0[i], masked1[i])]);
-    let p2 = &mut ctx.seeds.own[2];
-    let (xb0, xb1) = deal_bits(p2, &x);
-    let (delta0, delta1) = deal_odd(p2, &delta);
+    let own2 = &mut ctx.seeds.own[2];
+    let (xb0, xb1, delta0, delta1) = when(p2, || {
+        let [x, delta] = columns(n, |i| [masked0[i].wrapping_add(masked1[i]), wrap(masked0[i], masked1[i])]);
+        let (xb0, xb1) = deal_bits(own2, &x);
+        let (delta0, delta1) = deal_odd(own2, &delta);
+        (xb0, xb1, delta0, delta1)
+    });
     // P2 -> P0, P1: 64 Z_67 bit shares per value, and a Z_(L-1) share of delta.
-    ctx.net.send_field(P2, P0, Dep::Data, &xb0);
-    ctx.net.send_field(P2, P1, Dep::Data, &xb1);
-    ctx.net.send(P2, P0, Elem::Odd, Dep::Data, &delta0);
-    ctx.net.send(P2, P1, Elem::Odd, Dep::Data, &delta1);
+    ctx.net.send_field(P2, P0, Dep::Data, n * 64, &xb0);
+    ctx.net.send_field(P2, P1, Dep::Data, n * 64, &xb1);
+    ctx.net.send(P2, P0, Elem::Odd, Dep::Data, n, &delta0);
+    ctx.net.send(P2, P1, Elem::Odd, Dep::Data, n, &delta1);
+    let (xb0, delta0) = (ctx.net.recv_field(P2, P0), ctx.net.recv(P2, P0));
+    let (xb1, delta1) = (ctx.net.recv_field(P2, P1), ctx.net.recv(P2, P1));
 
     // PrivateCompare(x, r - 1, eta''): P2 learns eta' = eta'' xor (x > r - 1).
-    let eta1 = private_compare(ctx, &xb0, &xb1, &r_minus_1, &eta2);
+    let eta1 = private_compare(ctx, n, &xb0, &xb1, &r_minus_1, &eta2);
 
     ctx.net.step();
-    let eta1_ring: Vec<u64> = eta1.iter().map(|&b| b as u64).collect();
-    let (e0, e1) = deal_odd(&mut ctx.seeds.own[2], &eta1_ring);
-    #[cfg(test)]
-    let (e0, e1) = if ctx.leak == Leak::ShareConvertEtaInClear { (eta1_ring.clone(), vec![0; n]) } else { (e0, e1) };
+    let (e0, e1) = when(p2, || {
+        let eta1_ring: Vec<u64> = eta1.iter().map(|&b| b as u64).collect();
+        #[cfg(test)]
+        if ctx.leak == Leak::ShareConvertEtaInClear {
+            return (eta1_ring, vec![0; n]);
+        }
+        deal_odd(&mut ctx.seeds.own[2], &eta1_ring)
+    });
     // P2 -> P0, P1: a Z_(L-1) share of eta' each.
-    ctx.net.send(P2, P0, Elem::Odd, Dep::Data, &e0);
-    ctx.net.send(P2, P1, Elem::Odd, Dep::Data, &e1);
+    ctx.net.send(P2, P0, Elem::Odd, Dep::Data, n, &e0);
+    ctx.net.send(P2, P1, Elem::Odd, Dep::Data, n, &e1);
+    let (e0, e1) = (ctx.net.recv(P2, P0), ctx.net.recv(P2, P1));
 
     // eta = eta' xor eta'' on shares; theta = beta0 + beta1 + delta + eta - alpha - 1;
     // y_j = a_j - theta_j in Z_(L-1).
-    let [y0, y1] = columns(n, |k| {
-        let (eta0, eta1) = if eta2[k] == 0 { (e0[k], e1[k]) } else { (odd_sub(1, e0[k]), odd_neg(e1[k])) };
-        let theta0 = odd_sub(odd_add(odd_add(beta0[k], delta0[k]), eta0), alpha[k] + 1);
-        let theta1 = odd_add(odd_add(beta1[k], delta1[k]), eta1);
-        [odd_sub(odd(a0[k]), theta0), odd_sub(odd(a1[k]), theta1)]
+    let [y0] = when(p0, || {
+        columns(n, |k| {
+            let eta0 = if eta2[k] == 0 { e0[k] } else { odd_sub(1, e0[k]) };
+            let theta0 = odd_sub(odd_add(odd_add(beta0[k], delta0[k]), eta0), alpha[k] + 1);
+            [odd_sub(odd(a0[k]), theta0)]
+        })
     });
-    (Shares { s0: y0, s1: y1 }, p2_step)
+    let [y1] = when(p1, || {
+        columns(n, |k| {
+            let eta1 = if eta2[k] == 0 { e1[k] } else { odd_neg(e1[k]) };
+            let theta1 = odd_add(odd_add(beta1[k], delta1[k]), eta1);
+            [odd_sub(odd(a1[k]), theta1)]
+        })
+    });
+    (Shares { s0: y0, s1: y1, len: n }, p2_step)
 }
 
 /// ComputeMSB (SecureNN Algorithm 5): Z_(L-1) shares of y to Z_L shares of its most
@@ -351,72 +489,92 @@ pub fn share_convert(ctx: &mut Ctx, a: &Shares) -> (Shares, Step) {
 /// data-independent first step rides in `early`), 4 l log p + 13 l bits per value.
 pub fn compute_msb(ctx: &mut Ctx, y: &Shares, early: Option<Step>) -> Shares {
     let n = y.len();
+    let (p0, p1, p2) = (ctx.at(P0), ctx.at(P1), ctx.at(P2));
     let early = early.unwrap_or_else(|| ctx.net.step());
     // P2 draws x in Z_(L-1) and deals shares of x, of its bits and of its LSB.
-    let p2 = &mut ctx.seeds.own[2];
-    let x = p2.odd(n);
+    let own2 = &mut ctx.seeds.own[2];
     #[cfg(test)]
-    let x = if ctx.leak == Leak::MsbUnmasked { vec![0; n] } else { x };
-    let (x0, x1) = deal_odd(p2, &x);
-    let (xb0, xb1) = deal_bits(p2, &x);
-    let lsb: Vec<u64> = x.iter().map(|x| x & 1).collect();
-    let (l0, l1) = deal_ring(p2, &lsb);
+    let unmasked = ctx.leak == Leak::MsbUnmasked;
+    #[cfg(not(test))]
+    let unmasked = false;
+    let (x0, x1, xb0, xb1, l0, l1) = when(p2, || {
+        let x = own2.odd(n);
+        let x = if unmasked { vec![0; n] } else { x };
+        let (x0, x1) = deal_odd(own2, &x);
+        let (xb0, xb1) = deal_bits(own2, &x);
+        let lsb: Vec<u64> = x.iter().map(|x| x & 1).collect();
+        let (l0, l1) = deal_ring(own2, &lsb);
+        (x0, x1, xb0, xb1, l0, l1)
+    });
     // P2 -> P0, P1 (data-independent, in `early`): x share (l), 64 bit shares (64 log p), LSB share (l).
-    ctx.net.send_in(early, P2, P0, Elem::Odd, Dep::Fresh, &x0);
-    ctx.net.send_in(early, P2, P1, Elem::Odd, Dep::Fresh, &x1);
-    ctx.net.send_field_in(early, P2, P0, Dep::Fresh, &xb0);
-    ctx.net.send_field_in(early, P2, P1, Dep::Fresh, &xb1);
-    ctx.net.send_in(early, P2, P0, Elem::Ring, Dep::Fresh, &l0);
-    ctx.net.send_in(early, P2, P1, Elem::Ring, Dep::Fresh, &l1);
+    ctx.net.send_in(early, P2, P0, Elem::Odd, Dep::Fresh, n, &x0);
+    ctx.net.send_in(early, P2, P1, Elem::Odd, Dep::Fresh, n, &x1);
+    ctx.net.send_field_in(early, P2, P0, Dep::Fresh, n * 64, &xb0);
+    ctx.net.send_field_in(early, P2, P1, Dep::Fresh, n * 64, &xb1);
+    ctx.net.send_in(early, P2, P0, Elem::Ring, Dep::Fresh, n, &l0);
+    ctx.net.send_in(early, P2, P1, Elem::Ring, Dep::Fresh, n, &l1);
+    let (x0, xb0, l0) = (ctx.net.recv(P2, P0), ctx.net.recv_field(P2, P0), ctx.net.recv(P2, P0));
+    let (x1, xb1, l1) = (ctx.net.recv(P2, P1), ctx.net.recv_field(P2, P1), ctx.net.recv(P2, P1));
 
     ctx.net.step();
-    let (y0, y1) = (&y.s0[..n], &y.s1[..n]);
-    let [c0, c1, c] = columns(n, |i| {
-        let (c0, c1) = (odd_add(odd_add(y0[i], y0[i]), x0[i]), odd_add(odd_add(y1[i], y1[i]), x1[i]));
-        [c0, c1, odd_add(c0, c1)]
-    });
+    let (y0, y1) = (&y.s0, &y.s1);
+    let [c0] = when(p0, || columns(n, |i| [odd_add(odd_add(y0[i], y0[i]), x0[i])]));
+    let [c1] = when(p1, || columns(n, |i| [odd_add(odd_add(y1[i], y1[i]), x1[i])]));
     // P0 <-> P1: c_j = 2 y_j + x_j, one Z_(L-1) element each way; c becomes public.
-    ctx.net.send(P0, P1, Elem::Odd, Dep::Data, &c0);
-    ctx.net.send(P1, P0, Elem::Odd, Dep::Data, &c1);
+    ctx.net.send(P0, P1, Elem::Odd, Dep::Data, n, &c0);
+    ctx.net.send(P1, P0, Elem::Odd, Dep::Data, n, &c1);
+    let (c0_at_1, c1_at_0) = (ctx.net.recv(P0, P1), ctx.net.recv(P1, P0));
+    let c: Vec<u64> = match (p0, p1) {
+        (true, _) => c0.iter().zip(&c1_at_0).map(|(a, b)| odd_add(*a, *b)).collect(),
+        (false, true) => c0_at_1.iter().zip(&c1).map(|(a, b)| odd_add(*a, *b)).collect(),
+        _ => Vec::new(),
+    };
 
     // PrivateCompare(x, c, beta): P2 learns beta' = beta xor (x > c), i.e. whether 2y + x wrapped.
-    let beta = ctx.seeds.k01.bits(n);
-    let beta1 = private_compare(ctx, &xb0, &xb1, &c, &beta);
+    let beta = when(p0 || p1, || ctx.seeds.k01.bits(n));
+    let beta1 = private_compare(ctx, n, &xb0, &xb1, &c, &beta);
 
     ctx.net.step();
-    let beta1_ring: Vec<u64> = beta1.iter().map(|&b| b as u64).collect();
-    let (b0, b1) = deal_ring(&mut ctx.seeds.own[2], &beta1_ring);
-    #[cfg(test)]
-    let (b0, b1) = if ctx.leak == Leak::MsbBetaInClear { (vec![0; n], beta1_ring.clone()) } else { (b0, b1) };
+    let (b0, b1) = when(p2, || {
+        let beta1_ring: Vec<u64> = beta1.iter().map(|&b| b as u64).collect();
+        #[cfg(test)]
+        if ctx.leak == Leak::MsbBetaInClear {
+            return (vec![0; n], beta1_ring);
+        }
+        deal_ring(&mut ctx.seeds.own[2], &beta1_ring)
+    });
     // P2 -> P0, P1: a Z_L share of beta' each.
-    ctx.net.send(P2, P0, Elem::Ring, Dep::Data, &b0);
-    ctx.net.send(P2, P1, Elem::Ring, Dep::Data, &b1);
+    ctx.net.send(P2, P0, Elem::Ring, Dep::Data, n, &b0);
+    ctx.net.send(P2, P1, Elem::Ring, Dep::Data, n, &b1);
+    let (b0, b1) = (ctx.net.recv(P2, P0), ctx.net.recv(P2, P1));
 
     // gamma = beta xor beta' (the wrap bit), delta = c_0 xor x_0; MSB = gamma xor delta
     // = gamma + delta - 2 gamma delta, with one Mul whose triple share rides early.
     // XOR with a public bit: P0's share s becomes 1 - s, P1's -s.
     let xor0 = |bit: u64, s: u64| if bit == 1 { 1u64.wrapping_sub(s) } else { s };
     let xor1 = |bit: u64, s: u64| if bit == 1 { s.wrapping_neg() } else { s };
-    let [g0, g1, d0, d1] = columns(n, |i| {
-        let (b, c) = (beta[i] as u64, c[i] & 1);
-        [xor0(b, b0[i]), xor1(b, b1[i]), xor0(c, l0[i]), xor1(c, l1[i])]
-    });
-    let (gamma, delta) = (Shares { s0: g0, s1: g1 }, Shares { s0: d0, s1: d1 });
+    let [g0, d0] = when(p0, || columns(n, |i| [xor0(beta[i] as u64, b0[i]), xor0(c[i] & 1, l0[i])]));
+    let [g1, d1] = when(p1, || columns(n, |i| [xor1(beta[i] as u64, b1[i]), xor1(c[i] & 1, l1[i])]));
+    let (gamma, delta) = (Shares { s0: g0, s1: g1, len: n }, Shares { s0: d0, s1: d1, len: n });
     let theta = mul_in(ctx, &gamma, &delta, Some(early));
-    let msb = |g: &[u64], d: &[u64], t: &[u64], i: usize| g[i].wrapping_add(d[i]).wrapping_sub(t[i].wrapping_add(t[i]));
-    let [m0, m1] = columns(n, |i| [msb(&gamma.s0, &delta.s0, &theta.s0, i), msb(&gamma.s1, &delta.s1, &theta.s1, i)]);
-    Shares { s0: m0, s1: m1 }
+    let g = [&gamma.s0, &gamma.s1];
+    let t = [&theta.s0, &theta.s1];
+    delta.each(n, |k, d| {
+        let [m] = columns(n, |i| [g[k][i].wrapping_add(d[i]).wrapping_sub(t[k][i].wrapping_add(t[k][i]))]);
+        m
+    })
 }
 
 /// DReLU (SecureNN Algorithm 6): Z_L shares of 1 where a >= 0, else 0, for a in
 /// [-2^62, 2^62). 8 rounds, (8 log p + 19) l bits per value.
 ///
-/// A layer's values go through in parts of `DRELU_PART`, side by side (same steps,
-/// same depths, as if each message carried every part): a part's byte shares (64 per
-/// value) then stay in L2. A whole 64 x 32 x 32 layer at once went through L3:
-/// `kernels_bench` gave 494-810 ns per value then, 422-631 in parts (alternating runs).
+/// In one process a layer's values go through in parts of `DRELU_PART`, side by side
+/// (same steps, same depths, as if each message carried every part): a part's byte
+/// shares (64 per value) then stay in L2. A whole 64 x 32 x 32 layer at once went
+/// through L3: `kernels_bench` gave 494-810 ns per value then, 422-631 in parts
+/// (alternating runs).
 pub fn drelu(ctx: &mut Ctx, a: &Shares) -> Shares {
-    side_by_side(ctx, a, DRELU_PART, drelu_part)
+    side_by_side(ctx, a, ctx.drelu_part, drelu_part)
 }
 
 /// Values per part in `drelu`: 256 KiB of byte shares per party.
@@ -431,17 +589,15 @@ fn side_by_side(ctx: &mut Ctx, x: &Shares, part: usize, protocol: fn(&mut Ctx, &
     }
     let start = ctx.net.clocks();
     let mut end = None;
-    let mut out = Shares { s0: Vec::with_capacity(x.len()), s1: Vec::with_capacity(x.len()) };
-    for (s0, s1) in x.s0.chunks(part).zip(x.s1.chunks(part)) {
+    let mut parts = Vec::new();
+    for from in (0..x.len()).step_by(part) {
         ctx.net.set_clocks(start);
-        let y = protocol(ctx, &Shares { s0: s0.to_vec(), s1: s1.to_vec() });
+        parts.push(protocol(ctx, &x.slice(from..(from + part).min(x.len()))));
         // Every part runs the same protocol, so every part ends on the same clocks.
         debug_assert!(end.is_none_or(|e| e == ctx.net.clocks()), "parts of one protocol ended apart");
         end = Some(ctx.net.clocks());
-        out.s0.extend_from_slice(&y.s0);
-        out.s1.extend_from_slice(&y.s1);
     }
-    out
+    Shares::concat(&parts.iter().collect::<Vec<_>>())
 }
 
 fn drelu_part(ctx: &mut Ctx, a: &Shares) -> Shares {
@@ -449,7 +605,10 @@ fn drelu_part(ctx: &mut Ctx, a: &Shares) -> Shares {
     let doubled = a.map(|s| s.iter().map(|v| v.wrapping_add(*v)).collect());
     let (y, p2_step) = share_convert(ctx, &doubled);
     let msb = compute_msb(ctx, &y, Some(p2_step));
-    Shares { s0: msb.s0.iter().map(|m| 1u64.wrapping_sub(*m)).collect(), s1: msb.s1.iter().map(|m| m.wrapping_neg()).collect() }
+    msb.each(
+        msb.len,
+        |k, m| if k == 0 { m.iter().map(|m| 1u64.wrapping_sub(*m)).collect() } else { m.iter().map(|m| m.wrapping_neg()).collect() },
+    )
 }
 
 /// ReLU (SecureNN Algorithm 7) = DReLU, then Mul of the 0/1 decision with the value.
@@ -472,22 +631,19 @@ pub fn maxpool(ctx: &mut Ctx, columns: &[Shares]) -> (Shares, Shares) {
     let (first, rest) = columns.split_first().expect("a window holds at least one value");
     let w = first.len();
     let mut max = first.clone();
-    let mut ind = Shares { s0: vec![0; w], s1: vec![0; w] };
+    let mut ind = first.map(|s| vec![0; s.len()]);
     for (i, x) in rest.iter().enumerate() {
         let i = (i + 1) as u64;
         let before = ctx.net.current();
-        let d = drelu(ctx, &max.sub(x));
+        let diffs = max.sub(x);
+        let d = drelu(ctx, &diffs);
         // The Mul's triple is data-independent, so its C1 rides in the DReLU's first
         // step, and the SelectShares add only their opening: 9 rounds, not 10.
-        let dd = Shares { s0: [&d.s0[..], &d.s0[..]].concat(), s1: [&d.s1[..], &d.s1[..]].concat() };
         let ind_minus_i = ind.add_public(&vec![i.wrapping_neg(); w]);
-        let diffs = max.sub(x);
-        let gaps = Shares { s0: [&diffs.s0[..], &ind_minus_i.s0[..]].concat(), s1: [&diffs.s1[..], &ind_minus_i.s1[..]].concat() };
         // P2 -> P1: C1, 2 ring elements per window; P0 <-> P1: E and F, 2 each per window, each way.
-        let picked = mul_in(ctx, &dd, &gaps, Some(Step(before.0 + 1)));
-        let (kept_max, kept_ind) = (picked.s0.split_at(w), picked.s1.split_at(w));
-        max = x.add(&Shares { s0: kept_max.0.to_vec(), s1: kept_ind.0.to_vec() });
-        ind = Shares { s0: kept_max.1.to_vec(), s1: kept_ind.1.to_vec() }.add_public(&vec![i; w]);
+        let picked = mul_in(ctx, &Shares::concat(&[&d, &d]), &Shares::concat(&[&diffs, &ind_minus_i]), Some(Step(before.0 + 1)));
+        max = x.add(&picked.slice(0..w));
+        ind = picked.slice(w..2 * w).add_public(&vec![i; w]);
     }
     (max, ind)
 }
@@ -547,13 +703,13 @@ mod tests {
         let n = xs.len();
         let beta = c.seeds.own[1].bits(n);
         let (b0, b1) = deal_bits(&mut c.seeds.own[2], &xs);
-        let out = private_compare(&mut c, &b0, &b1, &rs, &beta);
+        let out = private_compare(&mut c, n, &b0, &b1, &rs, &beta);
         for k in 0..n {
             assert_eq!(out[k], beta[k] ^ (xs[k] > rs[k]) as u8, "x {} r {} beta {}", xs[k], rs[k], beta[k]);
         }
         // The corner case: beta = 1 and r = 2^64 - 1.
         let (b0, b1) = deal_bits(&mut c.seeds.own[2], &[7, u64::MAX]);
-        assert_eq!(private_compare(&mut c, &b0, &b1, &[u64::MAX, u64::MAX], &[1, 1]), vec![1, 1]);
+        assert_eq!(private_compare(&mut c, 2, &b0, &b1, &[u64::MAX, u64::MAX], &[1, 1]), vec![1, 1]);
     }
 
     #[test]
@@ -575,7 +731,7 @@ mod tests {
         let mut ys: Vec<u64> = vec![0, 1, 1 << 63, (1 << 63) - 1, ODD - 1, 2];
         ys.extend(c.seeds.own[0].odd(500));
         let (s0, s1) = deal_odd(&mut c.seeds.own[1], &ys);
-        let m = compute_msb(&mut c, &Shares { s0, s1 }, None);
+        let m = compute_msb(&mut c, &Shares::new(s0, s1), None);
         assert_eq!(m.reveal(), ys.iter().map(|y| y >> 63).collect::<Vec<_>>());
     }
 
@@ -682,7 +838,7 @@ mod tests {
         let beta = vec![0u8; xs.len()];
         let (b0, b1) = deal_bits(&mut c.seeds.own[2], xs);
         c.net.capture = Some(P2);
-        private_compare_with(&mut c, &b0, &b1, rs, &beta, variant);
+        private_compare_with(&mut c, xs.len(), &b0, &b1, rs, &beta, variant);
         let (d0, d1) = (&c.net.captured[0].1, &c.net.captured[1].1);
         let mut values = vec![0f64; 67];
         let mut zeros = vec![0f64; 64];

@@ -88,6 +88,80 @@ impl Clocks {
     }
 }
 
+/// Which of the three parties this process runs: all of them in the simulator, one
+/// in `explore party`. A party's part of a protocol runs only where it is here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Here([bool; 3]);
+
+impl Here {
+    pub const ALL: Here = Here([true; 3]);
+
+    pub fn only(p: Party) -> Here {
+        let mut h = [false; 3];
+        h[p as usize] = true;
+        Here(h)
+    }
+
+    pub fn has(self, p: Party) -> bool {
+        self.0[p as usize]
+    }
+}
+
+/// What a frame carries: a counted protocol message, or setup outside the protocol
+/// (shares of the model and input dealt, the output opened), which the paper does
+/// not count either.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Protocol = 0,
+    Setup = 1,
+}
+
+/// What the receiver of a message knows it must get: every party runs the same
+/// code over the same public sizes, so a frame that differs is a fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Head {
+    pub kind: Kind,
+    pub step: u64,
+    pub elem: Elem,
+    pub count: u64,
+}
+
+impl Head {
+    /// Payload bytes on the wire: a ring element in 8, a Z_67 element in 1.
+    pub fn payload_bytes(&self) -> u64 {
+        self.count * if self.elem == Elem::Field { 1 } else { 8 }
+    }
+}
+
+/// A payload between parties: ring elements or Z_67 elements.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Payload {
+    Words(Vec<u64>),
+    Bytes(Vec<u8>),
+}
+
+/// Why a party stopped hearing from another: named by party and message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkError {
+    pub peer: Party,
+    pub what: String,
+}
+
+impl std::fmt::Display for LinkError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}: {}", self.peer, self.what)
+    }
+}
+
+/// Messages to and from parties in other processes (`mpc::net` runs them over TCP).
+/// Sends must not wait for the peer: every party sends its messages of a step
+/// before it receives those of others, so a blocking send could deadlock.
+pub trait Link: Send {
+    fn send(&mut self, to: Party, head: Head, payload: &Payload) -> Result<(), LinkError>;
+    /// The next frame from `from`, which must match `head`.
+    fn recv(&mut self, from: Party, head: Head) -> Result<Payload, LinkError>;
+}
+
 pub struct Transport {
     ring_bits: u64,
     field_bits: u64,
@@ -97,12 +171,24 @@ pub struct Transport {
     /// The family new messages are billed to.
     pub family: Family,
     pub log: Vec<Message>,
-    /// Running hash of every message and its payload: equal hashes, equal transcripts.
+    /// Running hash of every message and its payload this process sends or receives:
+    /// equal hashes, equal transcripts.
     pub transcript: u64,
     /// When set, every payload this party receives is kept with its kind, widened to
     /// u64 (the view tests read a party's view from it).
     pub capture: Option<Party>,
     pub captured: Vec<(Elem, Vec<u64>)>,
+    here: Here,
+    /// Messages between two parties of this process, in order, per sender and receiver.
+    mailbox: [[std::collections::VecDeque<Payload>; 3]; 3],
+    /// What each party here has yet to receive, in order, per sender.
+    expected: [[std::collections::VecDeque<Head>; 3]; 3],
+    link: Option<Box<dyn Link>>,
+    /// The first fault of the link; afterwards nothing is sent and receives give zeros,
+    /// so the protocol code needs no error paths and the run ends with this error.
+    pub failure: Option<LinkError>,
+    /// Setup bytes (`Kind::Setup`) sent per party, apart from the protocol's.
+    pub setup_bytes: [u64; 3],
 }
 
 impl Transport {
@@ -118,7 +204,22 @@ impl Transport {
             transcript: fnv1a(b"explore"),
             capture: None,
             captured: Vec::new(),
+            here: Here::ALL,
+            mailbox: Default::default(),
+            expected: Default::default(),
+            link: None,
+            failure: None,
+            setup_bytes: [0; 3],
         }
+    }
+
+    /// One party of a networked run: the others are reached through `link`.
+    pub fn party(ring_bits: u64, field_bits: u64, me: Party, link: Box<dyn Link>) -> Transport {
+        Transport { here: Here::only(me), link: Some(link), ..Transport::new(ring_bits, field_bits) }
+    }
+
+    pub fn here(&self) -> Here {
+        self.here
     }
 
     /// The step messages are sent in now (0 before the first).
@@ -139,37 +240,127 @@ impl Transport {
         }
     }
 
-    /// Sends ring or odd-ring elements in the current step.
-    pub fn send(&mut self, from: Party, to: Party, elem: Elem, dep: Dep, data: &[u64]) {
-        self.send_in(Step(self.steps), from, to, elem, dep, data);
+    /// `from` sends `to` ring or odd-ring elements in the current step: `n` of them,
+    /// in `data` where `from` is here (elsewhere `data` is empty and only counted).
+    pub fn send(&mut self, from: Party, to: Party, elem: Elem, dep: Dep, n: usize, data: &[u64]) {
+        self.send_in(Step(self.steps), from, to, elem, dep, n, data);
     }
 
     /// Sends in an earlier step of the same protocol (randomness that rides along).
-    pub fn send_in(&mut self, step: Step, from: Party, to: Party, elem: Elem, dep: Dep, data: &[u64]) {
-        self.transcript = hash_words(self.transcript, data);
-        self.record(step, from, to, elem, dep, data.len() as u64);
-        if self.capture == Some(to) {
-            self.captured.push((elem, data.to_vec()));
+    #[allow(clippy::too_many_arguments)]
+    pub fn send_in(&mut self, step: Step, from: Party, to: Party, elem: Elem, dep: Dep, n: usize, data: &[u64]) {
+        let head = self.record(step, from, to, elem, dep, n as u64);
+        if self.here.has(from) {
+            assert_eq!(data.len(), n, "{from:?} -> {to:?}: the data of a message of {n} elements");
+            self.transcript = hash_words(self.transcript, data);
+            if self.capture == Some(to) {
+                self.captured.push((elem, data.to_vec()));
+            }
+            self.post(from, to, head, || Payload::Words(data.to_vec()));
         }
     }
 
-    /// Sends Z_67 elements in the current step.
-    pub fn send_field(&mut self, from: Party, to: Party, dep: Dep, data: &[u8]) {
-        self.transcript = hash_bytes(self.transcript, data);
-        self.record(Step(self.steps), from, to, Elem::Field, dep, data.len() as u64);
-        if self.capture == Some(to) {
-            self.captured.push((Elem::Field, data.iter().map(|&x| x as u64).collect()));
+    /// Sends `n` Z_67 elements in the current step.
+    pub fn send_field(&mut self, from: Party, to: Party, dep: Dep, n: usize, data: &[u8]) {
+        self.send_field_in(Step(self.steps), from, to, dep, n, data);
+    }
+
+    pub fn send_field_in(&mut self, step: Step, from: Party, to: Party, dep: Dep, n: usize, data: &[u8]) {
+        let head = self.record(step, from, to, Elem::Field, dep, n as u64);
+        if self.here.has(from) {
+            assert_eq!(data.len(), n, "{from:?} -> {to:?}: the data of a message of {n} elements");
+            self.transcript = hash_bytes(self.transcript, data);
+            if self.capture == Some(to) {
+                self.captured.push((Elem::Field, data.iter().map(|&x| x as u64).collect()));
+            }
+            self.post(from, to, head, || Payload::Bytes(data.to_vec()));
         }
     }
 
-    pub fn send_field_in(&mut self, step: Step, from: Party, to: Party, dep: Dep, data: &[u8]) {
-        let now = self.steps;
-        self.steps = step.0;
-        self.send_field(from, to, dep, data);
-        self.steps = now;
+    /// At `to`: the next ring message from `from`; elsewhere nothing (an empty vector).
+    pub fn recv(&mut self, from: Party, to: Party) -> Vec<u64> {
+        match self.take(from, to) {
+            Some(Payload::Words(w)) => w,
+            Some(Payload::Bytes(_)) => unreachable!("heads are checked against what was expected"),
+            None => Vec::new(),
+        }
     }
 
-    fn record(&mut self, step: Step, from: Party, to: Party, elem: Elem, dep: Dep, count: u64) {
+    /// At `to`: the next Z_67 message from `from`; elsewhere nothing.
+    pub fn recv_field(&mut self, from: Party, to: Party) -> Vec<u8> {
+        match self.take(from, to) {
+            Some(Payload::Bytes(b)) => b,
+            Some(Payload::Words(_)) => unreachable!("heads are checked against what was expected"),
+            None => Vec::new(),
+        }
+    }
+
+    /// Setup outside the protocol (dealt shares, the opened output): sent only
+    /// between processes, uncounted in the log; within one process the receiver
+    /// already holds it.
+    pub fn setup_send(&mut self, from: Party, to: Party, data: &[u64]) {
+        if self.here.has(from) && !self.here.has(to) {
+            let head = Head { kind: Kind::Setup, step: self.steps, elem: Elem::Ring, count: data.len() as u64 };
+            self.setup_bytes[from as usize] += head.payload_bytes();
+            self.post(from, to, head, || Payload::Words(data.to_vec()));
+        }
+    }
+
+    /// At `to` in another process than `from`: what `setup_send` sent, `n` elements.
+    pub fn setup_recv(&mut self, from: Party, to: Party, n: usize) -> Vec<u64> {
+        if !self.here.has(to) || self.here.has(from) {
+            return Vec::new();
+        }
+        let head = Head { kind: Kind::Setup, step: self.steps, elem: Elem::Ring, count: n as u64 };
+        match self.fetch(from, head) {
+            Payload::Words(w) => w,
+            Payload::Bytes(_) => unreachable!("heads are checked"),
+        }
+    }
+
+    fn post(&mut self, from: Party, to: Party, head: Head, payload: impl FnOnce() -> Payload) {
+        if self.here.has(to) {
+            self.mailbox[from as usize][to as usize].push_back(payload());
+        } else if self.failure.is_none() {
+            let link = self.link.as_mut().expect("a party in another process is reached through a link");
+            if let Err(e) = link.send(to, head, &payload()) {
+                self.failure = Some(e);
+            }
+        }
+    }
+
+    fn take(&mut self, from: Party, to: Party) -> Option<Payload> {
+        if !self.here.has(to) {
+            return None;
+        }
+        let head = self.expected[from as usize][to as usize].pop_front().expect("a receive matches a send before it");
+        if self.here.has(from) {
+            return Some(self.mailbox[from as usize][to as usize].pop_front().expect("sent in this process"));
+        }
+        let payload = self.fetch(from, head);
+        self.transcript = match &payload {
+            Payload::Words(w) => hash_words(self.transcript, w),
+            Payload::Bytes(b) => hash_bytes(self.transcript, b),
+        };
+        Some(payload)
+    }
+
+    /// From the link, or zeros of the expected size once it has failed.
+    fn fetch(&mut self, from: Party, head: Head) -> Payload {
+        if self.failure.is_none() {
+            let link = self.link.as_mut().expect("a party in another process is reached through a link");
+            match link.recv(from, head) {
+                Ok(p) => return p,
+                Err(e) => self.failure = Some(e),
+            }
+        }
+        match head.elem {
+            Elem::Field => Payload::Bytes(vec![0; head.count as usize]),
+            _ => Payload::Words(vec![0; head.count as usize]),
+        }
+    }
+
+    fn record(&mut self, step: Step, from: Party, to: Party, elem: Elem, dep: Dep, count: u64) -> Head {
         assert!(step.0 >= 1, "a message outside any step: call Transport::step first");
         let depth = match dep {
             Dep::Data => self.clock[from as usize] + 1,
@@ -183,6 +374,11 @@ impl Transport {
         }
         let bits = count * if elem == Elem::Field { self.field_bits } else { self.ring_bits };
         self.log.push(Message { from, to, step: step.0, depth, elem, count, bits, family: self.family });
+        let head = Head { kind: Kind::Protocol, step: step.0, elem, count };
+        if self.here.has(to) {
+            self.expected[from as usize][to as usize].push_back(head);
+        }
+        head
     }
 
     /// Where the step count and the parties' clocks stand: parts of one protocol run
@@ -359,15 +555,15 @@ mod tests {
     fn transfers_merge_what_travels_together_and_keep_the_totals() {
         let mut t = Transport::new(64, 8);
         t.step();
-        t.send(Party::P2, Party::P1, Elem::Ring, Dep::Fresh, &[1, 2, 3]);
+        t.send(Party::P2, Party::P1, Elem::Ring, Dep::Fresh, 3, &[1, 2, 3]);
         t.step();
         // Two parts of one layer, as DReLU sends them: the same steps again.
         let c = t.clocks();
-        t.send(Party::P0, Party::P1, Elem::Ring, Dep::Data, &[1, 2]);
-        t.send(Party::P0, Party::P1, Elem::Ring, Dep::Data, &[3]);
-        t.send_field(Party::P0, Party::P2, Dep::Data, &[5; 64]);
+        t.send(Party::P0, Party::P1, Elem::Ring, Dep::Data, 2, &[1, 2]);
+        t.send(Party::P0, Party::P1, Elem::Ring, Dep::Data, 1, &[3]);
+        t.send_field(Party::P0, Party::P2, Dep::Data, 64, &[5; 64]);
         t.set_clocks(c);
-        t.send(Party::P0, Party::P1, Elem::Ring, Dep::Data, &[4, 5]);
+        t.send(Party::P0, Party::P1, Elem::Ring, Dep::Data, 2, &[4, 5]);
         let merged = transfers(&t.log);
         assert_eq!(merged.len(), 3, "{merged:?}");
         let to_p1 = merged.iter().find(|m| m.step == 2 && m.to == Party::P1).expect("P0's openings");
@@ -382,11 +578,11 @@ mod tests {
         let m = t.mark();
         // A product: P2's triple share (fresh), then the opening.
         t.step();
-        t.send(Party::P2, Party::P1, Elem::Ring, Dep::Fresh, &[1]);
+        t.send(Party::P2, Party::P1, Elem::Ring, Dep::Fresh, 1, &[1]);
         t.step();
-        t.send(Party::P0, Party::P1, Elem::Ring, Dep::Data, &[1, 2]);
-        t.send(Party::P1, Party::P0, Elem::Ring, Dep::Data, &[3, 4]);
-        t.send_field(Party::P0, Party::P2, Dep::Data, &[5; 64]);
+        t.send(Party::P0, Party::P1, Elem::Ring, Dep::Data, 2, &[1, 2]);
+        t.send(Party::P1, Party::P0, Elem::Ring, Dep::Data, 2, &[3, 4]);
+        t.send_field(Party::P0, Party::P2, Dep::Data, 64, &[5; 64]);
         let tally = t.tally_since(m);
         assert_eq!(tally.steps, 2);
         assert_eq!(tally.depth, 1, "an exchange in one step is one level, the fresh triple rides along");

@@ -93,8 +93,8 @@ fn shares(party: Party, secret: &[u64], odd_ring: bool, trial: u64) -> Shares {
     let mine = if odd_ring { g.odd(secret.len()) } else { g.ring(secret.len()) };
     let other: Vec<u64> = secret.iter().zip(&mine).map(|(&s, &m)| if odd_ring { odd_sub(s, m) } else { s.wrapping_sub(m) }).collect();
     match party {
-        Party::P1 => Shares { s0: other, s1: mine },
-        _ => Shares { s0: mine, s1: other },
+        Party::P1 => Shares::new(other, mine),
+        _ => Shares::new(mine, other),
     }
 }
 
@@ -106,7 +106,7 @@ fn view(protocol: Protocol, party: Party, secret: &[u64], leak: Leak, trial: u64
     match protocol {
         Protocol::MatMul => {
             let s = shares(party, secret, false, trial);
-            let (x, y) = (s.map(|v| v[..4].to_vec()), s.map(|v| v[4..].to_vec()));
+            let (x, y) = (s.slice(0..4), s.slice(4..s.len()));
             c.net.capture = Some(party);
             protocols::mat_mul(&mut c, &x, &y, 2, 2, 2);
         }
@@ -117,7 +117,7 @@ fn view(protocol: Protocol, party: Party, secret: &[u64], leak: Leak, trial: u64
             let beta = c.seeds.k01.bits(VALUES);
             c.net.step();
             c.net.capture = Some(party);
-            protocols::private_compare(&mut c, &b0, &b1, secret, &beta);
+            protocols::private_compare(&mut c, secret.len(), &b0, &b1, secret, &beta);
         }
         Protocol::ShareConvert => {
             let s = shares(party, secret, false, trial);
