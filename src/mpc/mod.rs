@@ -7,6 +7,7 @@ pub mod chacha;
 pub mod cpu;
 pub mod keystream;
 pub mod matmul;
+pub mod net;
 pub mod prg;
 mod private_compare;
 pub mod protocols;
