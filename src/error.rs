@@ -54,6 +54,11 @@ pub enum Error {
     #[error("protocol \"{protocol}\" ({origin}): layer \"{layer}\": {op} is not priced: the table has no [{op}] entry{hint}")]
     NotPriced { protocol: String, origin: String, layer: String, op: String, hint: String },
 
+    /// A party of a networked run stopped: a peer died, hung, refused or sent a frame
+    /// the protocol does not expect (`party` says who reports it).
+    #[error("{party}: {message}")]
+    Network { party: String, message: String },
+
     /// `explore validate` ran, and some of its checks failed (the table says which).
     #[error("{failed} of {total} checks failed")]
     ChecksFailed { failed: usize, total: usize },

@@ -67,6 +67,13 @@ enum Command {
     /// Read an ONNX model (as torch.onnx.export writes it) into an architecture TOML,
     /// and with --weights its weights into a checkpoint for simulate and train --init.
     Import(app::import::Args),
+    /// Run one of the three SecureNN parties over TCP (P0 holds the model and input
+    /// and deals P1 its shares; P2 helps); `explore run3pc` starts all three.
+    Party(app::party::PartyArgs),
+    /// Start the three parties on this machine over loopback TCP, run the inferences
+    /// and report bytes per party and direction, rounds and wall time beside the
+    /// simulator's counts and the time model's estimate.
+    Run3pc(app::party::Run3pcArgs),
     /// Print the built-in SecureNN protocol table, to copy and edit for --protocol.
     Protocol,
     /// Measure the simulator's local work per action on this machine and print the
@@ -82,6 +89,8 @@ fn main() -> ExitCode {
         Command::Sweep(a) => app::sweep::run(a),
         Command::Merge(a) => app::merge::run(a),
         Command::Simulate(a) => app::simulate::run(a),
+        Command::Party(a) => app::party::party(a),
+        Command::Run3pc(a) => app::party::run3pc(a),
         Command::Train(a) => app::train::run(a),
         Command::Record(a) => app::record::run(a),
         Command::Cluster(a) => app::cluster::run(a),

@@ -10,6 +10,7 @@ pub mod fold;
 pub mod import;
 pub mod limits;
 pub mod merge;
+pub mod party;
 pub mod protocol;
 pub mod record;
 pub mod search;

@@ -126,7 +126,9 @@ impl TcpLink {
                     if theirs != fingerprint {
                         return Err(err(
                             party(j),
-                            format!("runs other settings (fingerprint {theirs:016x}, here {fingerprint:016x}): the same architecture, plan, seed, samples and precision are needed"),
+                            format!(
+                                "runs other settings (fingerprint {theirs:016x}, here {fingerprint:016x}): the same architecture, plan, seed, samples and precision are needed"
+                            ),
                         ));
                     }
                     streams[j] = Some(stream);
@@ -338,7 +340,8 @@ mod tests {
         let (mut l2, t2) = links.pop().expect("P2");
         let (mut l1, t1) = links.pop().expect("P1");
         l1.send(Party::P2, ring(1, 3), &Payload::Words(vec![1, 2, u64::MAX])).expect("sent");
-        l1.send(Party::P2, Head { kind: Kind::Protocol, step: 2, elem: Elem::Field, count: 5 }, &Payload::Bytes(vec![66; 5])).expect("sent");
+        l1.send(Party::P2, Head { kind: Kind::Protocol, step: 2, elem: Elem::Field, count: 5 }, &Payload::Bytes(vec![66; 5]))
+            .expect("sent");
         assert_eq!(l2.recv(Party::P1, ring(1, 3)).expect("received"), Payload::Words(vec![1, 2, u64::MAX]));
         let f = l2.recv(Party::P1, Head { kind: Kind::Protocol, step: 2, elem: Elem::Field, count: 5 }).expect("received");
         assert_eq!(f, Payload::Bytes(vec![66; 5]));

@@ -348,17 +348,22 @@ fn check_decisions(
     out
 }
 
-/// Inputs `sample` to `sample + opts.batch` (one batch) through float, plaintext
-/// fixed point and secure inference.
-fn run_sample(planned: &Planned, params: &Params, inputs: &Inputs, masking: ConvMasking, opts: &Options, sample: usize) -> Sample {
+/// Inputs `sample` to `sample + opts.batch`, one after another.
+pub fn batch_input(planned: &Planned, inputs: &Inputs, opts: &Options, sample: usize) -> Vec<f32> {
     let input_len = planned.network.node(planned.network.input).output.numel();
-    let images = opts.batch;
-    let input: Vec<f32> = (sample..sample + images)
+    (sample..sample + opts.batch)
         .flat_map(|s| match inputs {
             Inputs::Generated => generated_input(input_len, opts.seed, s),
             Inputs::Images { images, .. } => images[s].clone(),
         })
-        .collect();
+        .collect()
+}
+
+/// Inputs `sample` to `sample + opts.batch` (one batch) through float, plaintext
+/// fixed point and secure inference.
+fn run_sample(planned: &Planned, params: &Params, inputs: &Inputs, masking: ConvMasking, opts: &Options, sample: usize) -> Sample {
+    let images = opts.batch;
+    let input = batch_input(planned, inputs, opts, sample);
     let noise_seed = opts.seed.wrapping_add(sample as u64);
     let secure_seed = protocol_seed(opts.seed, opts.run, sample);
     // A thread's first inferences wait on the OS zeroing fresh memory (90 to 270 ms
@@ -703,6 +708,21 @@ pub fn run_planned(
     opts: &Options,
     bar: &indicatif::ProgressBar,
 ) -> crate::error::Result<SimReport> {
+    let p = prepare(planned, weights, data_dir, opts)?;
+    simulate(planned, table, &p.opts, &p.params, &p.described, &p.inputs, bar)
+}
+
+/// What a secure inference runs on: parameters (batchnorm folded), inputs, their
+/// description, and the options with the precision fitted.
+pub struct Prepared {
+    pub params: Params,
+    pub inputs: Inputs,
+    pub described: String,
+    pub opts: Options,
+}
+
+/// Loads the weights and inputs of `run_planned` and fits the precision.
+pub fn prepare(planned: &Planned, weights: Weights, data_dir: Option<&Path>, opts: &Options) -> crate::error::Result<Prepared> {
     let network = planned.network;
     let data_dir = data_dir.or_else(|| weights.default_inputs(network));
     let (params, stats, described) = match weights.resolve(network) {
@@ -741,7 +761,7 @@ pub fn run_planned(
             ),
         ));
     }
-    simulate(planned, table, &opts, &params, &described, &inputs, bar)
+    Ok(Prepared { params, inputs, described, opts })
 }
 
 #[cfg(test)]

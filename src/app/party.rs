@@ -1,0 +1,497 @@
+//! `explore party` runs one of the three SecureNN parties over TCP; `explore run3pc`
+//! starts all three on this machine, runs the inferences, and sets what crossed the
+//! sockets beside the simulator's counts and the time model's estimate.
+//!
+//! The protocol functions are the simulator's (`mpc::protocols`): only the transport
+//! differs. P0 stands for the owners of the model and the input: it loads both and
+//! deals P1 its shares as setup, outside the counted protocol (as the paper leaves
+//! input sharing uncounted); P1 and P2 run from the architecture and plan alone. All
+//! three derive their generators from the run's seed, so that a run can be checked
+//! bit for bit against the simulator; a deployment would agree the pairwise seeds by
+//! key exchange instead.
+
+use crate::error::{Error, Result};
+use crate::graph::sharing::Planned;
+use crate::infer::model::Params;
+use crate::infer::run_batch;
+use crate::infer::secure::Secure;
+use crate::mpc::net::{Conditions, Shared, TcpLink, Traffic};
+use crate::mpc::transport::Party;
+use crate::report::{self, Format, Table};
+use crate::simulate::{Options, Weights, batch_input, prepare, protocol_seed};
+use crate::spec::protocol::{ConvMasking, ProtocolTable};
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// What every party must agree on.
+#[derive(clap::Args, Clone)]
+pub struct RunArgs {
+    /// Architecture TOML.
+    pub arch: PathBuf,
+    /// ReLU-sharing plan TOML; without one, regular ReLU everywhere.
+    #[arg(long)]
+    pub plan: Option<PathBuf>,
+    /// Number of inputs, each a fresh secure inference.
+    #[arg(long, default_value_t = 1, value_parser = super::positive)]
+    pub samples: usize,
+    /// Seed of the inputs and every party's randomness.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Override the protocol table's convolution masking.
+    #[arg(long, value_enum)]
+    pub conv_masking: Option<ConvMasking>,
+    /// Emulate a network profile's conditions on every link (`lan`, `wan`, or one of
+    /// --profiles): each frame waits its turn on the link at the profile's bandwidth
+    /// and arrives one round time (`rtt_ms`) later, as the time model charges a round.
+    #[arg(long)]
+    pub emulate: Option<String>,
+    /// Profiles TOML for --emulate (default: the built-in lan and wan).
+    #[arg(long)]
+    pub profiles: Option<PathBuf>,
+    /// Seconds a party waits for a peer (to connect, or for a message) before it
+    /// stops with an error naming the peer and the message.
+    #[arg(long, default_value_t = 60.0)]
+    pub timeout: f64,
+}
+
+#[derive(clap::Args)]
+pub struct PartyArgs {
+    /// Which party this is: 0 or 1 (holding shares) or 2 (the helper).
+    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=2))]
+    pub id: u8,
+    /// The three parties' addresses, P0's first: host:port,host:port,host:port.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub peers: Vec<SocketAddr>,
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Fractional bits of the fixed-point encoding (the same at every party).
+    #[arg(long, default_value_t = 13, value_parser = clap::value_parser!(u32).range(1..=62))]
+    pub frac_bits: u32,
+    /// P0: trained weights (a checkpoint of this plan); default: the network's shipped
+    /// original when present, else seeded random weights. Ignored by P1 and P2.
+    #[arg(long)]
+    pub weights: Option<PathBuf>,
+    /// P0: seeded random weights even where the network ships trained ones.
+    #[arg(long, conflicts_with = "weights")]
+    pub random_weights: bool,
+    /// P0: dataset directory whose test images are the inputs (default: generated).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Write this party's report (JSON) to this file instead of standard output.
+    #[arg(long, short)]
+    pub out: Option<PathBuf>,
+}
+
+/// One party's account of a run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PartyReport {
+    pub id: u8,
+    /// Protocol payload bytes sent to and received from P0, P1, P2.
+    pub payload_bytes_sent: [u64; 3],
+    pub payload_bytes_received: [u64; 3],
+    /// The bits this party's own count of the protocol says it sent to each.
+    pub simulated_bits_sent: [u64; 3],
+    pub setup_bytes_sent: [u64; 3],
+    pub setup_bytes_received: [u64; 3],
+    /// Frame headers and the connection's opening.
+    pub framing_bytes_sent: u64,
+    /// The protocol steps its frames carried (every image's steps are the same).
+    pub steps: Vec<u64>,
+    /// From the connections being up to the last image's end.
+    pub seconds: f64,
+    /// P0: each image's opened output, as ring elements.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub outputs: Vec<Vec<u64>>,
+}
+
+fn masking_of(run: &RunArgs, table: &ProtocolTable) -> ConvMasking {
+    run.conv_masking.unwrap_or(table.conv_masking)
+}
+
+/// A digest of what the parties must agree on: files, seed, samples, precision.
+fn fingerprint(run: &RunArgs, frac: u32, masking: ConvMasking) -> Result<u64> {
+    let mut bytes = Vec::new();
+    for path in [Some(&run.arch), run.plan.as_ref()].into_iter().flatten() {
+        bytes.extend(std::fs::read(path).map_err(|source| Error::Read { path: path.clone(), source })?);
+        bytes.push(0);
+    }
+    bytes.extend(run.seed.to_le_bytes());
+    bytes.extend((run.samples as u64).to_le_bytes());
+    bytes.extend(frac.to_le_bytes());
+    bytes.push(masking as u8);
+    Ok(crate::mpc::prg::fnv1a(&bytes))
+}
+
+fn conditions(run: &RunArgs) -> Result<Conditions> {
+    let Some(name) = &run.emulate else { return Ok(Conditions::default()) };
+    let profiles = super::cost::profiles_or_builtin(run.profiles.as_deref())?;
+    let p = profiles.iter().find(|p| &p.name == name).ok_or_else(|| {
+        let known: Vec<&str> = profiles.iter().map(|p| p.name.as_str()).collect();
+        Error::invalid(
+            run.profiles.as_deref().unwrap_or(Path::new("built-in profiles")),
+            Some("--emulate".into()),
+            format!("no profile \"{name}\" (known: {})", known.join(", ")),
+        )
+    })?;
+    Ok(Conditions { delay: Duration::from_secs_f64(p.rtt_ms / 1e3), bandwidth_bps: Some(p.bandwidth_mbps * 1e6) })
+}
+
+fn network_error(me: Party, e: crate::mpc::transport::LinkError) -> Error {
+    Error::Network { party: format!("{me:?}"), message: e.to_string() }
+}
+
+pub fn party(args: PartyArgs) -> Result<()> {
+    let me = [Party::P0, Party::P1, Party::P2][args.id as usize];
+    let run = &args.run;
+    let table = ProtocolTable::load_or_builtin(None)?;
+    let masking = masking_of(run, &table);
+    let (network, plan) = super::load_network_and_plan(&run.arch, run.plan.as_deref())?;
+    let planned = Planned::new(&network, &plan)?;
+    let opts =
+        Options { samples: run.samples, seed: run.seed, frac: args.frac_bits, fit_frac: false, masking: Some(masking), batch: 1, run: 0 };
+    // P1 and P2 never read the model or the inputs: shapes are all they use.
+    let prepared = if me == Party::P0 {
+        let weights = match (&args.weights, args.random_weights) {
+            (Some(w), _) => Weights::Trained(w),
+            (None, true) => Weights::Random,
+            (None, false) => Weights::Shipped,
+        };
+        Some(prepare(&planned, weights, args.data.as_deref(), &opts)?)
+    } else {
+        None
+    };
+    let placeholder = Params::random(&planned, run.seed).folded(&network);
+    let params = prepared.as_ref().map_or(&placeholder, |p| &p.params);
+    let samples = match prepared.as_ref().map(|p| &p.inputs) {
+        Some(crate::simulate::Inputs::Images { images, .. }) if images.len() < run.samples => {
+            return Err(Error::invalid(
+                args.data.as_deref().unwrap_or(Path::new("")),
+                Some("--samples".into()),
+                format!("{} test images, fewer than --samples {}: every party must run the same count", images.len(), run.samples),
+            ));
+        }
+        _ => run.samples,
+    };
+    let addrs: [SocketAddr; 3] = args.peers.clone().try_into().map_err(|p: Vec<SocketAddr>| Error::Network {
+        party: format!("{me:?}"),
+        message: format!("--peers: three addresses (P0, P1, P2) are needed, not {}", p.len()),
+    })?;
+    let timeout = Duration::from_secs_f64(run.timeout);
+    let (link, traffic) = TcpLink::connect(me, &addrs, fingerprint(run, args.frac_bits, masking)?, timeout, conditions(run)?)
+        .map_err(|e| network_error(me, e))?;
+    let link = Arc::new(Mutex::new(link));
+    let start = Instant::now();
+    let input_len = network.node(network.input).output.numel();
+    let mut report = PartyReport {
+        id: args.id,
+        payload_bytes_sent: [0; 3],
+        payload_bytes_received: [0; 3],
+        simulated_bits_sent: [0; 3],
+        setup_bytes_sent: [0; 3],
+        setup_bytes_received: [0; 3],
+        framing_bytes_sent: 0,
+        steps: Vec::new(),
+        seconds: 0.0,
+        outputs: Vec::new(),
+    };
+    for sample in 0..samples {
+        let input = match &prepared {
+            Some(p) => batch_input(&planned, &p.inputs, &opts, sample),
+            None => vec![0.0; input_len],
+        };
+        let seed = protocol_seed(run.seed, 0, sample);
+        let mut secure = Secure::party(seed, args.frac_bits, masking, me, Box::new(Shared(Arc::clone(&link))));
+        let outs = run_batch(&mut secure, &planned, params, &input, 1, run.seed.wrapping_add(sample as u64));
+        let opened = secure.open(outs.last().expect("a network has layers"));
+        if let Some(e) = secure.ctx.net.failure.take() {
+            return Err(network_error(me, e));
+        }
+        for m in secure.ctx.net.log.iter().filter(|m| m.from == me) {
+            report.simulated_bits_sent[m.to as usize] += m.bits;
+        }
+        report.outputs.extend(opened);
+    }
+    // Every frame written before the counts are read and the party exits.
+    drop(Arc::try_unwrap(link).map(|m| m.into_inner()));
+    report.seconds = start.elapsed().as_secs_f64();
+    let t: Traffic = traffic.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    report.payload_bytes_sent = t.payload_sent;
+    report.payload_bytes_received = t.payload_received;
+    report.setup_bytes_sent = t.setup_sent;
+    report.setup_bytes_received = t.setup_received;
+    report.framing_bytes_sent = t.framing_sent;
+    report.steps = t.steps.into_iter().collect();
+    super::emit(args.out.as_deref(), &report::json(&report))
+}
+
+#[derive(clap::Args)]
+pub struct Run3pcArgs {
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Trained weights of this plan; default: the network's shipped original when
+    /// present, else seeded random weights.
+    #[arg(long)]
+    pub weights: Option<PathBuf>,
+    /// Seeded random weights even where the network ships trained ones.
+    #[arg(long, conflicts_with = "weights")]
+    pub random_weights: bool,
+    /// Dataset directory whose test images are the inputs (default: generated).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Fractional bits (default: 13, or as many as the values leave room for).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=62))]
+    pub frac_bits: Option<u32>,
+    /// Output format: an aligned table, the per-party table as CSV or Markdown, JSON.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// Write the output to this file instead of standard output.
+    #[arg(long, short)]
+    pub out: Option<PathBuf>,
+}
+
+/// One party's line in `run3pc`'s report.
+#[derive(Debug, Clone, Serialize)]
+pub struct PartyLine {
+    pub id: u8,
+    pub payload_bytes_sent: u64,
+    pub payload_bytes_received: u64,
+    /// The simulator's bits this party sends, over the same images.
+    pub simulated_bits_sent: u64,
+    /// Payload bytes per receiver equal the simulator's bits / 8 per receiver.
+    pub matches_simulator: bool,
+    pub setup_bytes_sent: u64,
+    pub framing_bytes_sent: u64,
+    /// Bytes of TLS records sent (0: the channels are not encrypted yet).
+    pub tls_bytes_sent: u64,
+    pub seconds: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Run3pcReport {
+    pub architecture: String,
+    pub plan: String,
+    pub samples: usize,
+    pub emulated: Option<String>,
+    pub parties: Vec<PartyLine>,
+    /// Distinct protocol steps seen on the wire, and the simulator's rounds.
+    pub rounds: u64,
+    pub simulated_rounds: u64,
+    /// Fraction of images whose opened output equals the simulator's, element for element.
+    pub agreement: f64,
+    /// The slowest party's wall time per image (connections up to the last output).
+    pub seconds_per_image: f64,
+    /// The simulator's seconds per image for the same run, in this process.
+    pub simulator_seconds_per_image: f64,
+    /// The time model's estimate per image under the emulated profile.
+    pub model_seconds_per_image: Option<f64>,
+}
+
+pub fn run3pc(args: Run3pcArgs) -> Result<()> {
+    let run = &args.run;
+    let table = ProtocolTable::load_or_builtin(None)?;
+    let masking = masking_of(run, &table);
+    let (network, plan) = super::load_network_and_plan(&run.arch, run.plan.as_deref())?;
+    let planned = Planned::new(&network, &plan)?;
+    let opts = Options {
+        samples: run.samples,
+        seed: run.seed,
+        frac: args.frac_bits.unwrap_or(13),
+        fit_frac: args.frac_bits.is_none(),
+        masking: Some(masking),
+        batch: 1,
+        run: 0,
+    };
+    let weights = match (&args.weights, args.random_weights) {
+        (Some(w), _) => Weights::Trained(w),
+        (None, true) => Weights::Random,
+        (None, false) => Weights::Shipped,
+    };
+    let prepared = prepare(&planned, weights, args.data.as_deref(), &opts)?;
+    let frac = prepared.opts.frac;
+    conditions(run)?;
+    let dir = tempdir()?;
+    let addrs: Vec<String> = (0..3)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.to_string()))
+        .collect::<std::io::Result<_>>()
+        .map_err(|source| Error::Write { path: PathBuf::from("127.0.0.1"), source })?;
+    let exe = std::env::current_exe().map_err(|source| Error::Read { path: PathBuf::from("explore"), source })?;
+    let mut children = Vec::new();
+    for id in 0..3u8 {
+        let mut cmd = std::process::Command::new(&exe);
+        cmd.arg("party").arg("--id").arg(id.to_string()).arg("--peers").arg(addrs.join(","));
+        cmd.arg(&run.arch).arg("--samples").arg(run.samples.to_string()).arg("--seed").arg(run.seed.to_string());
+        cmd.arg("--frac-bits").arg(frac.to_string()).arg("--timeout").arg(run.timeout.to_string());
+        cmd.arg("--conv-masking").arg(match masking {
+            ConvMasking::Im2col => "im2col",
+            ConvMasking::Tensor => "tensor",
+        });
+        if let Some(p) = &run.plan {
+            cmd.arg("--plan").arg(p);
+        }
+        if let Some(e) = &run.emulate {
+            cmd.arg("--emulate").arg(e);
+        }
+        if let Some(p) = &run.profiles {
+            cmd.arg("--profiles").arg(p);
+        }
+        if id == 0 {
+            if let Some(w) = &args.weights {
+                cmd.arg("--weights").arg(w);
+            }
+            if args.random_weights {
+                cmd.arg("--random-weights");
+            }
+            if let Some(d) = &args.data {
+                cmd.arg("--data").arg(d);
+            }
+        }
+        cmd.arg("-o").arg(dir.join(format!("party-{id}.json")));
+        cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped());
+        children.push(cmd.spawn().map_err(|source| Error::Read { path: exe.clone(), source })?);
+    }
+    // Every party ends by itself (a fault ends the others within the timeout); the
+    // first error line is the report.
+    let mut failures = Vec::new();
+    for (id, child) in children.into_iter().enumerate() {
+        let out = child.wait_with_output().map_err(|source| Error::Read { path: exe.clone(), source })?;
+        if !out.status.success() {
+            let text = String::from_utf8_lossy(&out.stderr);
+            let line = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("exited without a message").to_string();
+            failures.push(format!("P{id} {}: {}", out.status, line.trim_start_matches("error: ")));
+        }
+    }
+    if !failures.is_empty() {
+        std::fs::remove_dir_all(&dir).ok();
+        return Err(Error::Network { party: "run3pc".into(), message: failures.join("; ") });
+    }
+    let reports: Vec<PartyReport> = (0..3)
+        .map(|id| {
+            let path = dir.join(format!("party-{id}.json"));
+            let text = std::fs::read_to_string(&path).map_err(|source| Error::Read { path: path.clone(), source })?;
+            serde_json::from_str(&text).map_err(|e| Error::syntax(&path, None, e.to_string()))
+        })
+        .collect::<Result<_>>()?;
+    std::fs::remove_dir_all(&dir).ok();
+
+    // The simulator on the same images, whole layers per DReLU as the parties run them.
+    let (mut sim_bits, mut sim_steps, mut agree) = ([[0u64; 3]; 3], 0u64, 0usize);
+    let sim_start = Instant::now();
+    for sample in 0..run.samples {
+        let input = batch_input(&planned, &prepared.inputs, &prepared.opts, sample);
+        let mut secure = Secure::new(protocol_seed(run.seed, 0, sample), frac, masking);
+        secure.ctx.drelu_part = usize::MAX;
+        let outs = run_batch(&mut secure, &planned, &prepared.params, &input, 1, run.seed.wrapping_add(sample as u64));
+        let opened = secure.open(outs.last().expect("a network has layers")).expect("P0 is here");
+        agree += usize::from(reports[0].outputs.get(sample) == Some(&opened));
+        for m in &secure.ctx.net.log {
+            sim_bits[m.from as usize][m.to as usize] += m.bits;
+        }
+        sim_steps = secure.ctx.net.log.iter().map(|m| m.step).collect::<std::collections::BTreeSet<_>>().len() as u64;
+    }
+    let simulator_seconds = sim_start.elapsed().as_secs_f64() / run.samples as f64;
+    let steps: std::collections::BTreeSet<u64> = reports.iter().flat_map(|r| r.steps.iter().copied()).collect();
+    let parties = reports
+        .iter()
+        .map(|r| {
+            let i = r.id as usize;
+            PartyLine {
+                id: r.id,
+                payload_bytes_sent: r.payload_bytes_sent.iter().sum(),
+                payload_bytes_received: r.payload_bytes_received.iter().sum(),
+                simulated_bits_sent: sim_bits[i].iter().sum(),
+                matches_simulator: (0..3)
+                    .all(|j| r.payload_bytes_sent[j] * 8 == sim_bits[i][j] && r.payload_bytes_received[j] * 8 == sim_bits[j][i]),
+                setup_bytes_sent: r.setup_bytes_sent.iter().sum(),
+                framing_bytes_sent: r.framing_bytes_sent,
+                tls_bytes_sent: 0,
+                seconds: r.seconds,
+            }
+        })
+        .collect();
+    let model_seconds_per_image = match &run.emulate {
+        Some(name) => {
+            let profiles = super::cost::profiles_or_builtin(run.profiles.as_deref())?;
+            let priced = crate::cost::price(&planned, &table, Some(masking), &profiles)?;
+            priced.estimates.iter().find(|s| &s.profile == name).map(|s| s.seconds)
+        }
+        None => None,
+    };
+    let report = Run3pcReport {
+        architecture: network.name.clone(),
+        plan: plan.name.clone(),
+        samples: run.samples,
+        emulated: run.emulate.clone(),
+        parties,
+        rounds: steps.len() as u64,
+        simulated_rounds: sim_steps,
+        agreement: agree as f64 / run.samples as f64,
+        seconds_per_image: reports.iter().map(|r| r.seconds).fold(0.0, f64::max) / run.samples as f64,
+        simulator_seconds_per_image: simulator_seconds,
+        model_seconds_per_image,
+    };
+    let text = report::render(args.format, &report, || text(&report), || party_table(&report));
+    super::emit(args.out.as_deref(), &text)
+}
+
+/// A fresh directory for the parties' reports.
+fn tempdir() -> Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("explore-run3pc-{}-{}", std::process::id(), Instant::now().elapsed().as_nanos()));
+    std::fs::create_dir_all(&dir).map_err(|source| Error::Write { path: dir.clone(), source })?;
+    Ok(dir)
+}
+
+fn party_table(r: &Run3pcReport) -> Table {
+    let header = [
+        "party",
+        "payload_bytes_sent",
+        "payload_bytes_received",
+        "simulated_bytes_sent",
+        "matches_simulator",
+        "setup_bytes_sent",
+        "framing_bytes_sent",
+        "seconds",
+    ];
+    let mut t = Table::new(&header, 1);
+    for p in &r.parties {
+        t.push(vec![
+            format!("P{}", p.id),
+            p.payload_bytes_sent.to_string(),
+            p.payload_bytes_received.to_string(),
+            (p.simulated_bits_sent / 8).to_string(),
+            p.matches_simulator.to_string(),
+            p.setup_bytes_sent.to_string(),
+            p.framing_bytes_sent.to_string(),
+            format!("{:.3}", p.seconds),
+        ]);
+    }
+    t
+}
+
+fn text(r: &Run3pcReport) -> String {
+    let mut out = format!(
+        "{} under plan {}: {} image(s), three processes on loopback{}\n\n",
+        r.architecture,
+        r.plan,
+        r.samples,
+        r.emulated.as_ref().map_or(String::new(), |p| format!(", {p} conditions emulated"))
+    );
+    out.push_str(&party_table(r).text());
+    out.push_str(&format!(
+        "\nrounds on the wire {} (simulator {}); outputs equal to the simulator's on {:.0}% of images\n",
+        r.rounds,
+        r.simulated_rounds,
+        100.0 * r.agreement
+    ));
+    out.push_str(&format!(
+        "{:.3} s per image over the network, {:.3} s in the simulator",
+        r.seconds_per_image, r.simulator_seconds_per_image
+    ));
+    if let Some(m) = r.model_seconds_per_image {
+        out.push_str(&format!(", {m:.3} s by the time model"));
+    }
+    out.push('\n');
+    out
+}
