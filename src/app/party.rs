@@ -207,7 +207,7 @@ pub fn party(args: PartyArgs) -> Result<()> {
         let outs = run_batch(&mut secure, &planned, params, &input, 1, run.seed.wrapping_add(sample as u64));
         let opened = secure.open(outs.last().expect("a network has layers"));
         if let Some(e) = secure.ctx.net.failure.take() {
-            return Err(network_error(me, e));
+            return Err(Error::Network { party: format!("{me:?} (image {} of {samples})", sample + 1), message: e.to_string() });
         }
         for m in secure.ctx.net.log.iter().filter(|m| m.from == me) {
             report.simulated_bits_sent[m.to as usize] += m.bits;

@@ -1,0 +1,139 @@
+//! Three parties over loopback TCP (`explore run3pc`, `explore party`): what crosses
+//! the sockets equals the simulator's counts, the outputs equal the simulator's, and a
+//! party that dies, hangs or runs other settings ends the others with an error.
+
+mod common;
+use common::explore_json;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn run3pc(args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["run3pc"];
+    all.extend_from_slice(args);
+    all.extend(["--random-weights", "--format", "json"]);
+    explore_json(&all)
+}
+
+fn check_against_simulator(v: &serde_json::Value) {
+    let parties = v["parties"].as_array().unwrap();
+    assert_eq!(parties.len(), 3);
+    for p in parties {
+        assert_eq!(p["matches_simulator"], true, "{p}");
+        assert_eq!(p["payload_bytes_sent"].as_u64().unwrap() * 8, p["simulated_bits_sent"].as_u64().unwrap(), "{p}");
+    }
+    // P2 holds no share: it deals nothing and opens nothing.
+    assert_eq!(parties[2]["setup_bytes_sent"], 0);
+    assert_eq!(v["rounds"], v["simulated_rounds"]);
+    assert_eq!(v["agreement"], 1.0, "opened outputs differ from the simulator's");
+}
+
+#[test]
+fn lenet_over_tcp_sends_what_the_simulator_counts() {
+    // LeNet has max pooling; the 2x2 plan shares decisions after it.
+    for plan in ["original", "uniform-2x2"] {
+        let plan = format!("architectures/plans/lenet_mnist/{plan}.toml");
+        let v = run3pc(&["architectures/lenet_mnist.toml", "--plan", &plan, "--samples", "2"]);
+        check_against_simulator(&v);
+        // Both plans' rounds as the cost model counts them.
+        let cost = explore_json(&["cost", "architectures/lenet_mnist.toml", "--plan", &plan, "--format", "json"]);
+        assert_eq!(v["simulated_rounds"], cost["total"]["rounds"], "{plan}");
+        let bits: u64 = v["parties"].as_array().unwrap().iter().map(|p| p["simulated_bits_sent"].as_u64().unwrap()).sum();
+        assert_eq!(bits, 2 * cost["total"]["bits"].as_u64().unwrap(), "{plan}: two images");
+    }
+}
+
+#[test]
+fn learned_decisions_and_secret_noise_run_as_the_simulator_does() {
+    // Learned decision weights, public (P0 sends them to P1 at setup) and secret (dealt
+    // as shares), and a secret noise mask.
+    for plan in ["adaptive-256", "fc-noise"] {
+        let plan = format!("architectures/plans/svhn/{plan}.toml");
+        let v = run3pc(&["architectures/svhn.toml", "--plan", &plan, "--samples", "1"]);
+        check_against_simulator(&v);
+    }
+}
+
+fn party(id: u8, peers: &str, extra: &[&str]) -> Child {
+    let id = id.to_string();
+    let mut args = vec!["party", "--id", &id, "--peers", peers, "architectures/cifar10.toml"];
+    args.extend(["--random-weights", "--samples", "200", "--timeout", "3"]);
+    args.extend_from_slice(extra);
+    Command::new(env!("CARGO_BIN_EXE_explore"))
+        .args(&args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn free_peers() -> String {
+    let addrs: Vec<String> =
+        (0..3).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string()).collect();
+    addrs.join(",")
+}
+
+/// Waits for a party to end (at most `limit`) and returns its exit code and last line.
+fn ended(child: Child, limit: Duration) -> (Option<i32>, String) {
+    let start = Instant::now();
+    let mut child = child;
+    while child.try_wait().unwrap().is_none() {
+        assert!(start.elapsed() < limit, "a party still runs after {limit:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stderr).to_string();
+    (out.status.code(), text.lines().last().unwrap_or("").to_string())
+}
+
+fn signal(child: &Child, sig: &str) {
+    assert!(Command::new("kill").args([sig, &child.id().to_string()]).status().unwrap().success());
+}
+
+#[test]
+fn a_killed_party_ends_the_others_with_an_error_naming_it() {
+    let peers = free_peers();
+    let (p0, p1, mut p2) = (party(0, &peers, &[]), party(1, &peers, &[]), party(2, &peers, &[]));
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(p2.try_wait().unwrap().is_none(), "200 images take longer than this");
+    p2.kill().unwrap();
+    p2.wait().unwrap();
+    let lines: Vec<String> = [p0, p1]
+        .into_iter()
+        .map(|p| {
+            let (code, line) = ended(p, Duration::from_secs(10));
+            assert_eq!(code, Some(2), "{line}");
+            assert!(line.contains("closed the connection") || line.contains("connection lost"), "{line}");
+            line
+        })
+        .collect();
+    // One of them waited on P2; the other may have waited on it and seen it stop first.
+    assert!(lines.iter().any(|l| l.contains(": P2: ")), "{lines:?}");
+}
+
+#[test]
+fn a_hanging_party_ends_the_others_within_the_timeout() {
+    let peers = free_peers();
+    let (p0, p1, mut p2) = (party(0, &peers, &[]), party(1, &peers, &[]), party(2, &peers, &[]));
+    std::thread::sleep(Duration::from_millis(1500));
+    signal(&p2, "-STOP");
+    let stopped = Instant::now();
+    for p in [p0, p1] {
+        let (code, line) = ended(p, Duration::from_secs(12));
+        assert_eq!(code, Some(2), "{line}");
+        // Either it waited on P2 itself, or on a peer that stopped because of P2.
+        assert!(line.contains("sent nothing for 3 s") || line.contains("closed the connection"), "{line}");
+    }
+    assert!(stopped.elapsed() < Duration::from_secs(12));
+    p2.kill().unwrap();
+    p2.wait().unwrap();
+}
+
+#[test]
+fn a_party_with_other_settings_is_refused() {
+    let peers = free_peers();
+    let (p0, p1, p2) = (party(0, &peers, &[]), party(1, &peers, &["--seed", "2"]), party(2, &peers, &[]));
+    let results: Vec<(Option<i32>, String)> = [p0, p1, p2].into_iter().map(|p| ended(p, Duration::from_secs(15))).collect();
+    assert!(results.iter().all(|(code, _)| *code == Some(2)), "{results:?}");
+    assert!(results.iter().any(|(_, line)| line.contains("P1: runs other settings")), "{results:?}");
+}
