@@ -84,7 +84,8 @@ fn main() {
     let (x0, x1, r, beta) = (g.field(64 * n), g.field(64 * n), g.ring(n), g.bits(n));
     let mut ctx = Ctx::new(3, 13);
     for variant in [Variant::Secure, Variant::LeakyNoPermutation] {
-        let rate = median_rate(n as f64, || drop(std::hint::black_box(private_compare_with(&mut ctx, &x0, &x1, &r, &beta, variant))));
+        let rate =
+            median_rate(n as f64, || drop(std::hint::black_box(private_compare_with(&mut ctx, r.len(), &x0, &x1, &r, &beta, variant))));
         println!("PrivateCompare ({variant:?}): {:.1} ns per value", 1e9 / rate);
     }
     // A whole 64 x 32 x 32 layer's DReLU: two PrivateCompares per value, and the rest.

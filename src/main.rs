@@ -74,6 +74,10 @@ enum Command {
     /// and report bytes per party and direction, rounds and wall time beside the
     /// simulator's counts and the time model's estimate.
     Run3pc(app::party::Run3pcArgs),
+    /// Write a run's TLS certificates into a directory: a CA that signs one
+    /// certificate per party (its key then dropped), and each party's private key;
+    /// give party N the directory without the other parties' keys.
+    Keygen(app::party::KeygenArgs),
     /// Print the built-in SecureNN protocol table, to copy and edit for --protocol.
     Protocol,
     /// Measure the simulator's local work per action on this machine and print the
@@ -91,6 +95,7 @@ fn main() -> ExitCode {
         Command::Simulate(a) => app::simulate::run(a),
         Command::Party(a) => app::party::party(a),
         Command::Run3pc(a) => app::party::run3pc(a),
+        Command::Keygen(a) => app::party::keygen(a),
         Command::Train(a) => app::train::run(a),
         Command::Record(a) => app::record::run(a),
         Command::Cluster(a) => app::cluster::run(a),

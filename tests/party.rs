@@ -20,6 +20,9 @@ fn check_against_simulator(v: &serde_json::Value) {
     for p in parties {
         assert_eq!(p["matches_simulator"], true, "{p}");
         assert_eq!(p["payload_bytes_sent"].as_u64().unwrap() * 8, p["simulated_bits_sent"].as_u64().unwrap(), "{p}");
+        // run3pc runs TLS unless told not to: records carry payload, setup and framing.
+        let carried = ["payload_bytes_sent", "setup_bytes_sent", "framing_bytes_sent"].map(|k| p[k].as_u64().unwrap()).iter().sum::<u64>();
+        assert!(p["tls_bytes_sent"].as_u64().unwrap() > carried, "{p}");
     }
     // P2 holds no share: it deals nothing and opens nothing.
     assert_eq!(parties[2]["setup_bytes_sent"], 0);
@@ -136,4 +139,24 @@ fn a_party_with_other_settings_is_refused() {
     let results: Vec<(Option<i32>, String)> = [p0, p1, p2].into_iter().map(|p| ended(p, Duration::from_secs(15))).collect();
     assert!(results.iter().all(|(code, _)| *code == Some(2)), "{results:?}");
     assert!(results.iter().any(|(_, line)| line.contains("P1: runs other settings")), "{results:?}");
+}
+
+#[test]
+fn a_party_whose_certificate_is_not_pinned_is_refused() {
+    let (ours, theirs) = (common::scratch("party-keys-ours"), common::scratch("party-keys-theirs"));
+    for dir in [&ours, &theirs] {
+        let o = common::explore(&["keygen", dir.to_str().unwrap()]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let (ours, theirs) = (ours.to_str().unwrap(), theirs.to_str().unwrap());
+    let peers = free_peers();
+    let (p0, p1, p2) = (party(0, &peers, &["--tls", ours]), party(1, &peers, &["--tls", ours]), party(2, &peers, &["--tls", theirs]));
+    let results: Vec<(Option<i32>, String)> = [p0, p1, p2].into_iter().map(|p| ended(p, Duration::from_secs(15))).collect();
+    assert!(results.iter().all(|(code, _)| *code == Some(2)), "{results:?}");
+    // P0 and P1 never let the stranger in; it cannot complete a handshake with them.
+    assert!(
+        results[0].1.contains("P2: did not connect within 3 s; refused:") && results[0].1.contains("TLS handshake failed"),
+        "{results:?}"
+    );
+    assert!(results[2].1.contains("refused the TLS handshake"), "{results:?}");
 }

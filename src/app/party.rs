@@ -16,6 +16,7 @@ use crate::infer::model::Params;
 use crate::infer::run_batch;
 use crate::infer::secure::Secure;
 use crate::mpc::net::{Conditions, Shared, TcpLink, Traffic};
+use crate::mpc::tls::Keys;
 use crate::mpc::transport::Party;
 use crate::report::{self, Format, Table};
 use crate::simulate::{Options, Weights, batch_input, prepare, protocol_seed};
@@ -51,6 +52,10 @@ pub struct RunArgs {
     /// Profiles TOML for --emulate (default: the built-in lan and wan).
     #[arg(long)]
     pub profiles: Option<PathBuf>,
+    /// Directory of `explore keygen`'s certificates: mutually authenticated TLS, each
+    /// party accepting only the certificates pinned there. Without it, plain TCP.
+    #[arg(long)]
+    pub tls: Option<PathBuf>,
     /// Seconds a party waits for a peer (to connect, or for a message) before it
     /// stops with an error naming the peer and the message.
     #[arg(long, default_value_t = 60.0)]
@@ -98,6 +103,8 @@ pub struct PartyReport {
     pub setup_bytes_received: [u64; 3],
     /// Frame headers and the connection's opening.
     pub framing_bytes_sent: u64,
+    /// TLS records sent, handshakes included (0 without TLS).
+    pub tls_bytes_sent: u64,
     /// The protocol steps its frames carried (every image's steps are the same).
     pub steps: Vec<u64>,
     /// From the connections being up to the last image's end.
@@ -180,8 +187,13 @@ pub fn party(args: PartyArgs) -> Result<()> {
         message: format!("--peers: three addresses (P0, P1, P2) are needed, not {}", p.len()),
     })?;
     let timeout = Duration::from_secs_f64(run.timeout);
-    let (link, traffic) = TcpLink::connect(me, &addrs, fingerprint(run, args.frac_bits, masking)?, timeout, conditions(run)?)
-        .map_err(|e| network_error(me, e))?;
+    let keys = match &run.tls {
+        Some(dir) => Some(Keys::load(dir, me as usize).map_err(|message| Error::Network { party: format!("{me:?}"), message })?),
+        None => None,
+    };
+    let (link, traffic) =
+        TcpLink::connect(me, &addrs, fingerprint(run, args.frac_bits, masking)?, timeout, conditions(run)?, keys.as_ref())
+            .map_err(|e| network_error(me, e))?;
     let link = Arc::new(Mutex::new(link));
     let start = Instant::now();
     let input_len = network.node(network.input).output.numel();
@@ -193,6 +205,7 @@ pub fn party(args: PartyArgs) -> Result<()> {
         setup_bytes_sent: [0; 3],
         setup_bytes_received: [0; 3],
         framing_bytes_sent: 0,
+        tls_bytes_sent: 0,
         steps: Vec::new(),
         seconds: 0.0,
         outputs: Vec::new(),
@@ -215,7 +228,8 @@ pub fn party(args: PartyArgs) -> Result<()> {
         report.outputs.extend(opened);
     }
     // Every frame written before the counts are read and the party exits.
-    drop(Arc::try_unwrap(link).map(|m| m.into_inner()));
+    // The last handle (each image's runs dropped theirs): dropping it joins the writers.
+    drop(link);
     report.seconds = start.elapsed().as_secs_f64();
     let t: Traffic = traffic.lock().unwrap_or_else(|p| p.into_inner()).clone();
     report.payload_bytes_sent = t.payload_sent;
@@ -223,6 +237,7 @@ pub fn party(args: PartyArgs) -> Result<()> {
     report.setup_bytes_sent = t.setup_sent;
     report.setup_bytes_received = t.setup_received;
     report.framing_bytes_sent = t.framing_sent;
+    report.tls_bytes_sent = t.tls_sent;
     report.steps = t.steps.into_iter().collect();
     super::emit(args.out.as_deref(), &report::json(&report))
 }
@@ -241,6 +256,9 @@ pub struct Run3pcArgs {
     /// Dataset directory whose test images are the inputs (default: generated).
     #[arg(long)]
     pub data: Option<PathBuf>,
+    /// Plain TCP instead of TLS with fresh certificates (made for the run by `keygen`).
+    #[arg(long, conflicts_with = "tls")]
+    pub no_tls: bool,
     /// Fractional bits (default: 13, or as many as the values leave room for).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=62))]
     pub frac_bits: Option<u32>,
@@ -264,7 +282,7 @@ pub struct PartyLine {
     pub matches_simulator: bool,
     pub setup_bytes_sent: u64,
     pub framing_bytes_sent: u64,
-    /// Bytes of TLS records sent (0: the channels are not encrypted yet).
+    /// Bytes of TLS records sent, handshakes included (0 with --no-tls).
     pub tls_bytes_sent: u64,
     pub seconds: f64,
 }
@@ -275,6 +293,8 @@ pub struct Run3pcReport {
     pub plan: String,
     pub samples: usize,
     pub emulated: Option<String>,
+    /// Whether the channels ran TLS.
+    pub tls: bool,
     pub parties: Vec<PartyLine>,
     /// Distinct protocol steps seen on the wire, and the simulator's rounds.
     pub rounds: u64,
@@ -313,6 +333,15 @@ pub fn run3pc(args: Run3pcArgs) -> Result<()> {
     let frac = prepared.opts.frac;
     conditions(run)?;
     let dir = tempdir()?;
+    let tls_dir = match (&run.tls, args.no_tls) {
+        (Some(d), _) => Some(d.clone()),
+        (None, true) => None,
+        (None, false) => {
+            let d = dir.join("keys");
+            crate::mpc::tls::keygen(&d).map_err(|message| Error::Network { party: "run3pc".into(), message })?;
+            Some(d)
+        }
+    };
     let addrs: Vec<String> = (0..3)
         .map(|_| std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.to_string()))
         .collect::<std::io::Result<_>>()
@@ -333,6 +362,9 @@ pub fn run3pc(args: Run3pcArgs) -> Result<()> {
         }
         if let Some(e) = &run.emulate {
             cmd.arg("--emulate").arg(e);
+        }
+        if let Some(d) = &tls_dir {
+            cmd.arg("--tls").arg(d);
         }
         if let Some(p) = &run.profiles {
             cmd.arg("--profiles").arg(p);
@@ -406,7 +438,7 @@ pub fn run3pc(args: Run3pcArgs) -> Result<()> {
                     .all(|j| r.payload_bytes_sent[j] * 8 == sim_bits[i][j] && r.payload_bytes_received[j] * 8 == sim_bits[j][i]),
                 setup_bytes_sent: r.setup_bytes_sent.iter().sum(),
                 framing_bytes_sent: r.framing_bytes_sent,
-                tls_bytes_sent: 0,
+                tls_bytes_sent: r.tls_bytes_sent,
                 seconds: r.seconds,
             }
         })
@@ -424,6 +456,7 @@ pub fn run3pc(args: Run3pcArgs) -> Result<()> {
         plan: plan.name.clone(),
         samples: run.samples,
         emulated: run.emulate.clone(),
+        tls: tls_dir.is_some(),
         parties,
         rounds: steps.len() as u64,
         simulated_rounds: sim_steps,
@@ -452,6 +485,7 @@ fn party_table(r: &Run3pcReport) -> Table {
         "matches_simulator",
         "setup_bytes_sent",
         "framing_bytes_sent",
+        "tls_bytes_sent",
         "seconds",
     ];
     let mut t = Table::new(&header, 1);
@@ -464,6 +498,7 @@ fn party_table(r: &Run3pcReport) -> Table {
             p.matches_simulator.to_string(),
             p.setup_bytes_sent.to_string(),
             p.framing_bytes_sent.to_string(),
+            p.tls_bytes_sent.to_string(),
             format!("{:.3}", p.seconds),
         ]);
     }
@@ -472,10 +507,11 @@ fn party_table(r: &Run3pcReport) -> Table {
 
 fn text(r: &Run3pcReport) -> String {
     let mut out = format!(
-        "{} under plan {}: {} image(s), three processes on loopback{}\n\n",
+        "{} under plan {}: {} image(s), three processes on loopback, {}{}\n\n",
         r.architecture,
         r.plan,
         r.samples,
+        if r.tls { "mutual TLS" } else { "plain TCP" },
         r.emulated.as_ref().map_or(String::new(), |p| format!(", {p} conditions emulated"))
     );
     out.push_str(&party_table(r).text());
@@ -494,4 +530,18 @@ fn text(r: &Run3pcReport) -> String {
     }
     out.push('\n');
     out
+}
+
+#[derive(clap::Args)]
+pub struct KeygenArgs {
+    /// Directory to write ca.cert.pem and pN.cert.pem, pN.key.pem (N = 0, 1, 2) into.
+    pub dir: PathBuf,
+}
+
+pub fn keygen(args: KeygenArgs) -> Result<()> {
+    let files = crate::mpc::tls::keygen(&args.dir).map_err(|message| Error::Network { party: "keygen".into(), message })?;
+    for f in files {
+        println!("{}", f.display());
+    }
+    Ok(())
 }

@@ -12,6 +12,7 @@ pub mod prg;
 mod private_compare;
 pub mod protocols;
 pub mod ring;
+pub mod tls;
 pub mod transport;
 #[cfg(test)]
 mod views;

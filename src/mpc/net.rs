@@ -8,11 +8,15 @@
 //! the payload's length in bytes, little-endian) and the payload: ring elements as
 //! 8 bytes each, Z_67 elements as 1 byte, so payload bytes are the simulator's bits / 8.
 //!
+//! With `tls::Keys` every connection runs mutually authenticated TLS 1.3 (`mpc::tls`):
+//! the writer thread seals each frame into records, and receives open them.
+//!
 //! Network conditions are emulated on the sending side, so no root is needed: each
 //! frame leaves after the frames before it on the same link have gone out at the
 //! link's bandwidth (a token bucket of one frame), and arrives `delay` later (a
 //! delay queue: the writer holds it until then).
 
+use super::tls::Keys;
 use super::transport::{Elem, Head, Kind, Link, LinkError, Party, Payload};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -46,12 +50,99 @@ pub struct Traffic {
     pub setup_received: [u64; 3],
     /// Frame headers and the connection's opening, sent.
     pub framing_sent: u64,
+    /// Bytes of TLS records sent, handshakes included (0 without TLS).
+    pub tls_sent: u64,
     /// The protocol steps of every frame sent or received.
     pub steps: std::collections::BTreeSet<u64>,
 }
 
+/// One connection, plain or under TLS.
+struct Conn {
+    tcp: TcpStream,
+    tls: Option<Arc<Mutex<rustls::Connection>>>,
+    /// Records read from the socket that rustls has not taken yet.
+    backlog: Vec<u8>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panicking writer leaves nothing half-done that matters here.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// What goes on the wire for `plain`: TLS records, or `plain` itself. The lock is
+/// held only to encrypt, never across a socket write, so that a reader is never
+/// kept from draining its socket by a writer blocked on the other direction.
+fn seal(tls: &Option<Arc<Mutex<rustls::Connection>>>, plain: Vec<u8>) -> std::io::Result<Vec<u8>> {
+    let Some(tls) = tls else { return Ok(plain) };
+    let mut c = lock(tls);
+    let mut records = Vec::with_capacity(plain.len() + plain.len() / 1024 + 64);
+    // rustls buffers a bounded amount of plaintext: feed it in turns, draining records.
+    let mut rest = &plain[..];
+    while !rest.is_empty() {
+        let n = c.writer().write(rest)?;
+        rest = &rest[n..];
+        if n == 0 && !c.wants_write() {
+            return Err(ErrorKind::WriteZero.into());
+        }
+        while c.wants_write() {
+            c.write_tls(&mut records)?;
+        }
+    }
+    Ok(records)
+}
+
+impl Conn {
+    /// `read_exact` that says how many bytes came before an error (an end of stream is
+    /// an `UnexpectedEof` error); through TLS where there is TLS.
+    fn read_fully(&mut self, buf: &mut [u8]) -> Result<(), (usize, std::io::Error)> {
+        let Some(tls) = &self.tls else { return read_fully(&mut self.tcp, buf) };
+        let mut got = 0;
+        while got < buf.len() {
+            // Decrypted bytes first; then records already read; then the socket, read
+            // without the lock. rustls holds a bounded amount of plaintext, so records
+            // go in only once what was decrypted has been taken.
+            let read = lock(tls).reader().read(&mut buf[got..]);
+            match read {
+                Ok(0) => return Err((got, ErrorKind::UnexpectedEof.into())),
+                Ok(n) => got += n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock && !self.backlog.is_empty() => {
+                    let mut c = lock(tls);
+                    let mut rest = &self.backlog[..];
+                    c.read_tls(&mut rest).map_err(|e| (got, e))?;
+                    let used = self.backlog.len() - rest.len();
+                    self.backlog.drain(..used);
+                    c.process_new_packets().map_err(|e| (got, std::io::Error::new(ErrorKind::InvalidData, e)))?;
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    let mut records = [0u8; 16 * 1024];
+                    match self.tcp.read(&mut records) {
+                        Ok(0) => return Err((got, ErrorKind::UnexpectedEof.into())),
+                        Ok(n) => self.backlog.extend_from_slice(&records[..n]),
+                        Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                        Err(e) => return Err((got, e)),
+                    }
+                }
+                Err(e) => return Err((got, e)),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Runs a TLS handshake over `tcp` to its end; returns the bytes it sent.
+fn handshake(tcp: &mut TcpStream, c: &mut rustls::Connection) -> std::io::Result<u64> {
+    let mut sent = 0;
+    while c.is_handshaking() {
+        sent += c.complete_io(tcp)?.1 as u64;
+    }
+    while c.wants_write() {
+        sent += c.write_tls(tcp)? as u64;
+    }
+    Ok(sent)
+}
+
 struct Peer {
-    stream: TcpStream,
+    conn: Conn,
     out: Option<mpsc::Sender<(Instant, Vec<u8>)>>,
     writer: Option<JoinHandle<()>>,
     /// The writer's error, if it stopped on one.
@@ -85,13 +176,15 @@ impl TcpLink {
         fingerprint: u64,
         timeout: Duration,
         conditions: Conditions,
+        keys: Option<&Keys>,
     ) -> Result<(TcpLink, Arc<Mutex<Traffic>>), LinkError> {
         let me_i = me as usize;
         let deadline = Instant::now() + timeout;
+        let traffic = Arc::new(Mutex::new(Traffic::default()));
         let listener = TcpListener::bind(addrs[me_i]).map_err(|e| err(me, format!("cannot listen at {}: {e}", addrs[me_i])))?;
-        let mut streams: [Option<TcpStream>; 3] = [None, None, None];
+        let mut conns: [Option<Conn>; 3] = [None, None, None];
         for (j, addr) in addrs.iter().enumerate().take(me_i) {
-            let mut stream = loop {
+            let mut tcp = loop {
                 match TcpStream::connect_timeout(addr, Duration::from_millis(500)) {
                     Ok(s) => break s,
                     Err(e) if Instant::now() >= deadline => {
@@ -100,28 +193,81 @@ impl TcpLink {
                     Err(_) => std::thread::sleep(Duration::from_millis(50)),
                 }
             };
+            tcp.set_read_timeout(Some(timeout)).ok();
+            let tls = match keys {
+                Some(k) => {
+                    let mut c = rustls::Connection::Client(k.client(j).map_err(|e| err(me, e))?);
+                    let sent = handshake(&mut tcp, &mut c).map_err(|e| {
+                        err(party(j), format!("refused the TLS handshake or failed it ({e}): is this party's certificate the one it pins?"))
+                    })?;
+                    lock(&traffic).tls_sent += sent;
+                    // The chain leads to the run's CA (rustls checked); the certificate
+                    // must also be the one pinned for P_j.
+                    let presented = c.peer_certificates().and_then(|certs| certs.first()).and_then(|cert| k.pinned(cert));
+                    if presented != Some(j) {
+                        return Err(err(party(j), "presented a certificate that is not the one pinned for it"));
+                    }
+                    Some(Arc::new(Mutex::new(c)))
+                }
+                None => None,
+            };
             let mut hello = Vec::with_capacity(HELLO);
             hello.extend_from_slice(&MAGIC);
             hello.push(me_i as u8);
             hello.extend_from_slice(&fingerprint.to_le_bytes());
-            stream.write_all(&hello).map_err(|e| err(party(j), format!("connection lost while opening: {e}")))?;
-            streams[j] = Some(stream);
+            let wire = seal(&tls, hello).and_then(|w| tcp.write_all(&w).map(|_| w.len()));
+            let sent = wire.map_err(|e| err(party(j), format!("connection lost while opening: {e}")))?;
+            let mut t = lock(&traffic);
+            t.framing_sent += HELLO as u64;
+            if tls.is_some() {
+                t.tls_sent += sent as u64;
+            }
+            drop(t);
+            conns[j] = Some(Conn { tcp, tls, backlog: Vec::new() });
         }
         listener.set_nonblocking(true).map_err(|e| err(me, e.to_string()))?;
-        while streams.iter().enumerate().skip(me_i + 1).any(|(_, s)| s.is_none()) {
+        // Connections refused on the way (a stranger, a certificate not pinned): named
+        // if the party they might have been never connects.
+        let mut refused: Vec<String> = Vec::new();
+        while (me_i + 1..3).any(|j| conns[j].is_none()) {
             match listener.accept() {
-                Ok((mut stream, from)) => {
-                    stream.set_nonblocking(false).map_err(|e| err(me, e.to_string()))?;
-                    stream.set_read_timeout(Some(deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1)))).ok();
+                Ok((mut tcp, from)) => {
+                    tcp.set_nonblocking(false).map_err(|e| err(me, e.to_string()))?;
+                    tcp.set_read_timeout(Some(deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1)))).ok();
+                    let tls = match keys {
+                        Some(k) => {
+                            let mut c = rustls::Connection::Server(k.server().map_err(|e| err(me, e))?);
+                            match handshake(&mut tcp, &mut c) {
+                                Ok(sent) => lock(&traffic).tls_sent += sent,
+                                Err(e) => {
+                                    refused.push(format!("{from}: TLS handshake failed ({e})"));
+                                    continue;
+                                }
+                            }
+                            Some((
+                                c.peer_certificates().and_then(|certs| certs.first()).and_then(|cert| k.pinned(cert)),
+                                Arc::new(Mutex::new(c)),
+                            ))
+                        }
+                        None => None,
+                    };
+                    let pinned = tls.as_ref().map(|(p, _)| *p);
+                    let mut conn = Conn { tcp, tls: tls.map(|(_, c)| c), backlog: Vec::new() };
                     let mut hello = [0u8; HELLO];
-                    if stream.read_exact(&mut hello).is_err() || hello[..4] != MAGIC {
-                        // Not one of ours (a scanner, a stray client): ignore it.
+                    if conn.read_fully(&mut hello).is_err() || hello[..4] != MAGIC {
+                        refused.push(format!("{from}: not a party of ours"));
                         continue;
                     }
                     let j = hello[4] as usize;
                     let theirs = u64::from_le_bytes(hello[5..].try_into().expect("8 bytes"));
-                    if j <= me_i || j > 2 || streams[j].is_some() {
+                    if j <= me_i || j > 2 || conns[j].is_some() {
                         return Err(err(me, format!("a connection from {from} claims to be party {j}, which does not connect to P{me_i}")));
+                    }
+                    if let Some(p) = pinned
+                        && p != Some(j)
+                    {
+                        refused.push(format!("{from}: claims to be P{j} with a certificate not pinned for P{j}"));
+                        continue;
                     }
                     if theirs != fingerprint {
                         return Err(err(
@@ -131,30 +277,30 @@ impl TcpLink {
                             ),
                         ));
                     }
-                    streams[j] = Some(stream);
+                    conn.tcp.set_read_timeout(Some(timeout)).ok();
+                    conns[j] = Some(conn);
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {
                     if Instant::now() >= deadline {
-                        let missing = (me_i + 1..3).find(|&j| streams[j].is_none()).expect("one is missing");
-                        return Err(err(party(missing), format!("did not connect within {} s", timeout.as_secs_f64())));
+                        let missing = (me_i + 1..3).find(|&j| conns[j].is_none()).expect("one is missing");
+                        let why = if refused.is_empty() { String::new() } else { format!("; refused: {}", refused.join("; ")) };
+                        return Err(err(party(missing), format!("did not connect within {} s{why}", timeout.as_secs_f64())));
                     }
                     std::thread::sleep(Duration::from_millis(10));
                 }
                 Err(e) => return Err(err(me, format!("cannot accept connections: {e}"))),
             }
         }
-        let traffic = Arc::new(Mutex::new(Traffic { framing_sent: (HELLO * me_i) as u64, ..Traffic::default() }));
         let mut peers: [Option<Peer>; 3] = [None, None, None];
-        for (j, stream) in streams.into_iter().enumerate() {
-            let Some(stream) = stream else { continue };
-            stream.set_nodelay(true).ok();
-            stream.set_read_timeout(Some(timeout)).map_err(|e| err(party(j), e.to_string()))?;
-            let writing = stream.try_clone().map_err(|e| err(party(j), e.to_string()))?;
+        for (j, conn) in conns.into_iter().enumerate() {
+            let Some(conn) = conn else { continue };
+            conn.tcp.set_nodelay(true).ok();
+            let writing = conn.tcp.try_clone().map_err(|e| err(party(j), e.to_string()))?;
             let (tx, rx) = mpsc::channel::<(Instant, Vec<u8>)>();
             let failed = Arc::new(Mutex::new(None));
-            let failed_w = Arc::clone(&failed);
-            let writer = std::thread::spawn(move || write_frames(writing, rx, conditions, failed_w));
-            peers[j] = Some(Peer { stream, out: Some(tx), writer: Some(writer), failed });
+            let (failed_w, tls, traffic_w) = (Arc::clone(&failed), conn.tls.clone(), Arc::clone(&traffic));
+            let writer = std::thread::spawn(move || write_frames(writing, rx, conditions, tls, traffic_w, failed_w));
+            peers[j] = Some(Peer { conn, out: Some(tx), writer: Some(writer), failed });
         }
         let link = TcpLink { me, peers, timeout, traffic: Arc::clone(&traffic) };
         Ok((link, traffic))
@@ -167,9 +313,26 @@ impl TcpLink {
 
 /// The writer thread of one link: frames in order, each held until its bandwidth
 /// slot has passed and then its delay.
-fn write_frames(mut stream: TcpStream, rx: mpsc::Receiver<(Instant, Vec<u8>)>, c: Conditions, failed: Arc<Mutex<Option<String>>>) {
+fn write_frames(
+    mut stream: TcpStream,
+    rx: mpsc::Receiver<(Instant, Vec<u8>)>,
+    c: Conditions,
+    tls: Option<Arc<Mutex<rustls::Connection>>>,
+    traffic: Arc<Mutex<Traffic>>,
+    failed: Arc<Mutex<Option<String>>>,
+) {
     let mut line_free = Instant::now();
     for (sent, frame) in rx {
+        let frame = match seal(&tls, frame) {
+            Ok(f) => f,
+            Err(e) => {
+                *lock(&failed) = Some(e.to_string());
+                return;
+            }
+        };
+        if tls.is_some() {
+            lock(&traffic).tls_sent += frame.len() as u64;
+        }
         let on_line = match c.bandwidth_bps {
             Some(bps) => Duration::from_secs_f64(frame.len() as f64 * 8.0 / bps),
             None => Duration::ZERO,
@@ -186,6 +349,14 @@ fn write_frames(mut stream: TcpStream, rx: mpsc::Receiver<(Instant, Vec<u8>)>, c
         }
     }
     // Everything sent: tell the peer nothing more comes.
+    if let Some(tls) = &tls {
+        let mut c = lock(tls);
+        c.send_close_notify();
+        let mut records = Vec::new();
+        while c.wants_write() && c.write_tls(&mut records).is_ok() {}
+        drop(c);
+        stream.write_all(&records).ok();
+    }
     stream.shutdown(std::net::Shutdown::Write).ok();
 }
 
@@ -234,10 +405,10 @@ impl Link for TcpLink {
     fn recv(&mut self, from: Party, head: Head) -> Result<Payload, LinkError> {
         let timeout = self.timeout;
         let me = self.me;
-        let stream = &mut self.peer(from).stream;
+        let stream = &mut self.peer(from).conn;
         let want = describe(&head);
         let mut header = [0u8; HEADER];
-        read_fully(stream, &mut header).map_err(|(got, e)| match (got, e.kind()) {
+        stream.read_fully(&mut header).map_err(|(got, e)| match (got, e.kind()) {
             (0, ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
                 err(from, format!("sent nothing for {} s while {me:?} waited for {want}", timeout.as_secs_f64()))
             }
@@ -254,7 +425,7 @@ impl Link for TcpLink {
             return Err(err(from, format!("sent a frame of {claimed} bytes (step {step}) where {me:?} expected {want}")));
         }
         let mut payload = vec![0u8; claimed as usize];
-        read_fully(stream, &mut payload).map_err(|(got, e)| {
+        stream.read_fully(&mut payload).map_err(|(got, e)| {
             err(from, format!("sent a truncated frame: {got} of {claimed} bytes of {want} before the connection failed ({e})"))
         })?;
         {
@@ -322,10 +493,12 @@ mod tests {
         std::array::from_fn(|_| TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port"))
     }
 
-    fn three(fingerprints: [u64; 3], c: Conditions) -> Vec<Result<(TcpLink, Arc<Mutex<Traffic>>), LinkError>> {
+    type Connected = Result<(TcpLink, Arc<Mutex<Traffic>>), LinkError>;
+
+    fn three(fingerprints: [u64; 3], c: Conditions) -> Vec<Connected> {
         let addrs = free_addrs();
         let handles: Vec<_> = (0..3)
-            .map(|i| std::thread::spawn(move || TcpLink::connect(party(i), &addrs, fingerprints[i], Duration::from_secs(5), c)))
+            .map(|i| std::thread::spawn(move || TcpLink::connect(party(i), &addrs, fingerprints[i], Duration::from_secs(5), c, None)))
             .collect();
         handles.into_iter().map(|h| h.join().expect("no panic")).collect()
     }
@@ -367,7 +540,7 @@ mod tests {
         frame.extend_from_slice(&[0, 0, 0, 0]);
         frame.extend_from_slice(&4u64.to_le_bytes());
         frame.extend_from_slice(&(1u64 << 40).to_le_bytes());
-        l1.peer(Party::P0).stream.write_all(&frame).unwrap();
+        l1.peer(Party::P0).conn.tcp.write_all(&frame).unwrap();
         let e = l0.recv(Party::P1, ring(4, 2)).unwrap_err();
         assert!(e.what.contains("1099511627776 bytes") && e.peer == Party::P1, "{e}");
         // A frame whose payload stops short, then the connection closes.
@@ -377,7 +550,7 @@ mod tests {
         frame.extend_from_slice(&16u64.to_le_bytes());
         frame.extend_from_slice(&[1; 9]);
         let mut p2 = links.remove(0).0;
-        p2.peer(Party::P0).stream.write_all(&frame).unwrap();
+        p2.peer(Party::P0).conn.tcp.write_all(&frame).unwrap();
         drop(p2);
         let e = l0.recv(Party::P2, ring(5, 2)).unwrap_err();
         assert!(e.what.contains("truncated frame: 9 of 16 bytes"), "{e}");
@@ -388,7 +561,7 @@ mod tests {
         let addrs = free_addrs();
         let short = Duration::from_millis(300);
         let handles: Vec<_> =
-            (0..3).map(|i| std::thread::spawn(move || TcpLink::connect(party(i), &addrs, 1, short, Conditions::default()))).collect();
+            (0..3).map(|i| std::thread::spawn(move || TcpLink::connect(party(i), &addrs, 1, short, Conditions::default(), None))).collect();
         let mut links: Vec<_> = handles.into_iter().map(|h| h.join().unwrap().expect("connects").0).collect();
         let p2 = links.pop().unwrap();
         let mut p1 = links.pop().unwrap();
