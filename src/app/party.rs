@@ -75,19 +75,52 @@ pub struct PartyArgs {
     /// Fractional bits of the fixed-point encoding (the same at every party).
     #[arg(long, default_value_t = 13, value_parser = clap::value_parser!(u32).range(1..=62))]
     pub frac_bits: u32,
-    /// P0: trained weights (a checkpoint of this plan); default: the network's shipped
-    /// original when present, else seeded random weights. Ignored by P1 and P2.
-    #[arg(long)]
-    pub weights: Option<PathBuf>,
-    /// P0: seeded random weights even where the network ships trained ones.
-    #[arg(long, conflicts_with = "weights")]
-    pub random_weights: bool,
-    /// P0: dataset directory whose test images are the inputs (default: generated).
-    #[arg(long)]
-    pub data: Option<PathBuf>,
+    /// P0's model and inputs (P1 and P2 ignore them).
+    #[command(flatten)]
+    pub model: ModelArgs,
     /// Write this party's report (JSON) to this file instead of standard output.
     #[arg(long, short)]
     pub out: Option<PathBuf>,
+}
+
+/// The model and the inputs (P0's, standing for their owners).
+#[derive(clap::Args, Clone)]
+pub struct ModelArgs {
+    /// Trained weights (a checkpoint of this plan); default: the network's shipped
+    /// original when present, else seeded random weights.
+    #[arg(long)]
+    pub weights: Option<PathBuf>,
+    /// Seeded random weights even where the network ships trained ones.
+    #[arg(long, conflicts_with = "weights")]
+    pub random_weights: bool,
+    /// Dataset directory whose test images are the inputs (default: generated).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+}
+
+impl ModelArgs {
+    fn weights(&self) -> Weights<'_> {
+        match (&self.weights, self.random_weights) {
+            (Some(w), _) => Weights::Trained(w),
+            (None, true) => Weights::Random,
+            (None, false) => Weights::Shipped,
+        }
+    }
+
+    /// The arguments that pass the same choice on to P0.
+    fn to_args(&self) -> Vec<std::ffi::OsString> {
+        let mut out = Vec::new();
+        if let Some(w) = &self.weights {
+            out.extend(["--weights".into(), w.clone().into_os_string()]);
+        }
+        if self.random_weights {
+            out.push("--random-weights".into());
+        }
+        if let Some(d) = &self.data {
+            out.extend(["--data".into(), d.clone().into_os_string()]);
+        }
+        out
+    }
 }
 
 /// One party's account of a run.
@@ -160,22 +193,13 @@ pub fn party(args: PartyArgs) -> Result<()> {
     let opts =
         Options { samples: run.samples, seed: run.seed, frac: args.frac_bits, fit_frac: false, masking: Some(masking), batch: 1, run: 0 };
     // P1 and P2 never read the model or the inputs: shapes are all they use.
-    let prepared = if me == Party::P0 {
-        let weights = match (&args.weights, args.random_weights) {
-            (Some(w), _) => Weights::Trained(w),
-            (None, true) => Weights::Random,
-            (None, false) => Weights::Shipped,
-        };
-        Some(prepare(&planned, weights, args.data.as_deref(), &opts)?)
-    } else {
-        None
-    };
+    let prepared = if me == Party::P0 { Some(prepare(&planned, args.model.weights(), args.model.data.as_deref(), &opts)?) } else { None };
     let placeholder = Params::random(&planned, run.seed).folded(&network);
     let params = prepared.as_ref().map_or(&placeholder, |p| &p.params);
     let samples = match prepared.as_ref().map(|p| &p.inputs) {
         Some(crate::simulate::Inputs::Images { images, .. }) if images.len() < run.samples => {
             return Err(Error::invalid(
-                args.data.as_deref().unwrap_or(Path::new("")),
+                args.model.data.as_deref().unwrap_or(Path::new("")),
                 Some("--samples".into()),
                 format!("{} test images, fewer than --samples {}: every party must run the same count", images.len(), run.samples),
             ));
@@ -246,16 +270,8 @@ pub fn party(args: PartyArgs) -> Result<()> {
 pub struct Run3pcArgs {
     #[command(flatten)]
     pub run: RunArgs,
-    /// Trained weights of this plan; default: the network's shipped original when
-    /// present, else seeded random weights.
-    #[arg(long)]
-    pub weights: Option<PathBuf>,
-    /// Seeded random weights even where the network ships trained ones.
-    #[arg(long, conflicts_with = "weights")]
-    pub random_weights: bool,
-    /// Dataset directory whose test images are the inputs (default: generated).
-    #[arg(long)]
-    pub data: Option<PathBuf>,
+    #[command(flatten)]
+    pub model: ModelArgs,
     /// Plain TCP instead of TLS with fresh certificates (made for the run by `keygen`).
     #[arg(long, conflicts_with = "tls")]
     pub no_tls: bool,
@@ -324,12 +340,7 @@ pub fn run3pc(args: Run3pcArgs) -> Result<()> {
         batch: 1,
         run: 0,
     };
-    let weights = match (&args.weights, args.random_weights) {
-        (Some(w), _) => Weights::Trained(w),
-        (None, true) => Weights::Random,
-        (None, false) => Weights::Shipped,
-    };
-    let prepared = prepare(&planned, weights, args.data.as_deref(), &opts)?;
+    let prepared = prepare(&planned, args.model.weights(), args.model.data.as_deref(), &opts)?;
     let frac = prepared.opts.frac;
     conditions(run)?;
     let dir = tempdir()?;
@@ -370,15 +381,7 @@ pub fn run3pc(args: Run3pcArgs) -> Result<()> {
             cmd.arg("--profiles").arg(p);
         }
         if id == 0 {
-            if let Some(w) = &args.weights {
-                cmd.arg("--weights").arg(w);
-            }
-            if args.random_weights {
-                cmd.arg("--random-weights");
-            }
-            if let Some(d) = &args.data {
-                cmd.arg("--data").arg(d);
-            }
+            cmd.args(args.model.to_args());
         }
         cmd.arg("-o").arg(dir.join(format!("party-{id}.json")));
         cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped());

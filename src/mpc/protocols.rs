@@ -226,13 +226,7 @@ pub fn beaver(
     // P_j: E_j = X_j - A_j, F_j = Y_j - B_j.
     let (e0, f0) = when(p0, || (sub(&x.s0, &a0), sub(&y.s0, &b0)));
     let (e1, f1) = when(p1, || (sub(&x.s1, &a1), sub(&y.s1, &b1)));
-    // P0 <-> P1: E_j (|X| ring elements) and F_j (|Y|), each way.
-    ctx.net.send(P0, P1, Elem::Ring, Dep::Data, nx, &e0);
-    ctx.net.send(P0, P1, Elem::Ring, Dep::Data, ny, &f0);
-    ctx.net.send(P1, P0, Elem::Ring, Dep::Data, nx, &e1);
-    ctx.net.send(P1, P0, Elem::Ring, Dep::Data, ny, &f1);
-    let (e0_at_1, f0_at_1) = (ctx.net.recv(P0, P1), ctx.net.recv(P0, P1));
-    let (e1_at_0, f1_at_0) = (ctx.net.recv(P1, P0), ctx.net.recv(P1, P0));
+    let [e0_at_1, f0_at_1, e1_at_0, f1_at_0] = open_masked(ctx, [nx, ny], [&e0, &f0], [&e1, &f1]);
     // P0: X0 op F + E op (Y0 - F) + C0;  P1: X1 op F + E op Y1 + C1, with E = E0 + E1
     // and F = F0 + F1. Sum: X op F + E op Y - E op F + AB = XY, as X = E + A, Y = F + B.
     let z0 = when(p0, || {
@@ -248,6 +242,17 @@ pub fn beaver(
         z
     });
     Shares { s0: z0, s1: z1, len: z_len }
+}
+
+/// A Beaver opening: P0 <-> P1, E_j (`n[0]` ring elements) and F_j (`n[1]`), each way.
+/// Returns what each received: P0's E0, F0 at P1, then P1's E1, F1 at P0.
+fn open_masked(ctx: &mut Ctx, n: [usize; 2], p0_sends: [&[u64]; 2], p1_sends: [&[u64]; 2]) -> [Vec<u64>; 4] {
+    for (from, to, sends) in [(P0, P1, p0_sends), (P1, P0, p1_sends)] {
+        for (n, data) in n.into_iter().zip(sends) {
+            ctx.net.send(from, to, Elem::Ring, Dep::Data, n, data);
+        }
+    }
+    [ctx.net.recv(P0, P1), ctx.net.recv(P0, P1), ctx.net.recv(P1, P0), ctx.net.recv(P1, P0)]
 }
 
 /// a + b elementwise in Z_L.
@@ -315,13 +320,7 @@ fn mul_in(ctx: &mut Ctx, x: &Shares, y: &Shares, c1_step: Option<Step>) -> Share
     let (x0, x1, y0, y1) = (&x.s0, &x.s1, &y.s0, &y.s1);
     let [e0, f0] = when(p0, || columns(n, |i| [x0[i].wrapping_sub(a0[i]), y0[i].wrapping_sub(b0[i])]));
     let [e1, f1] = when(p1, || columns(n, |i| [x1[i].wrapping_sub(a1[i]), y1[i].wrapping_sub(b1[i])]));
-    // P0 <-> P1: E_j = X_j - A_j and F_j = Y_j - B_j, n ring elements each, each way.
-    ctx.net.send(P0, P1, Elem::Ring, Dep::Data, n, &e0);
-    ctx.net.send(P0, P1, Elem::Ring, Dep::Data, n, &f0);
-    ctx.net.send(P1, P0, Elem::Ring, Dep::Data, n, &e1);
-    ctx.net.send(P1, P0, Elem::Ring, Dep::Data, n, &f1);
-    let (e0_at_1, f0_at_1) = (ctx.net.recv(P0, P1), ctx.net.recv(P0, P1));
-    let (e1_at_0, f1_at_0) = (ctx.net.recv(P1, P0), ctx.net.recv(P1, P0));
+    let [e0_at_1, f0_at_1, e1_at_0, f1_at_0] = open_masked(ctx, [n, n], [&e0, &f0], [&e1, &f1]);
     // P0: X0 F + E (Y0 - F) + C0;  P1: X1 F + E Y1 + C1 (see `beaver`).
     let [z0] = when(p0, || {
         columns(n, |i| {
