@@ -50,7 +50,7 @@ for m, rs in runs.items():
     print(f"  loopback {m}: network {[round(x, 3) for x in net]} s/image, simulator {[round(x, 3) for x in sim]}; median ratio {ratio:.2f}{extra}")
 for prof in ("lan", "wan"):
     r = load(prof)
-    m = r["model_seconds_per_image"]
-    print(f"  {prof} emulated: {r['seconds_per_image']:.3f} s/image, time model {m:.3f} s ({100 * (r['seconds_per_image'] / m - 1):+.1f}%), simulator compute {r['simulator_seconds_per_image']:.3f} s ({100 * r['simulator_seconds_per_image'] / r['seconds_per_image']:.0f}% of the wall time)")
+    m, l = r["model_seconds_per_image"], r["link_model_seconds_per_image"]
+    print(f"  {prof} emulated: {r['seconds_per_image']:.3f} s/image, time model {m:.3f} s ({100 * (r['seconds_per_image'] / m - 1):+.1f}%), links apart {l:.3f} s ({100 * (r['seconds_per_image'] / l - 1):+.1f}%), simulator compute {r['simulator_seconds_per_image']:.3f} s ({100 * r['simulator_seconds_per_image'] / r['seconds_per_image']:.0f}% of the wall time)")
 EOF
 done

@@ -321,8 +321,12 @@ pub struct Run3pcReport {
     pub seconds_per_image: f64,
     /// The simulator's seconds per image for the same run, in this process.
     pub simulator_seconds_per_image: f64,
-    /// The time model's estimate per image under the emulated profile.
+    /// The time model's estimate per image under the emulated profile (every round
+    /// one rtt, all bits over one link).
     pub model_seconds_per_image: Option<f64>,
+    /// The same with each directed link apart, from the simulator's messages: per
+    /// step one rtt plus the busiest link's bits over the bandwidth.
+    pub link_model_seconds_per_image: Option<f64>,
 }
 
 pub fn run3pc(args: Run3pcArgs) -> Result<()> {
@@ -412,7 +416,11 @@ pub fn run3pc(args: Run3pcArgs) -> Result<()> {
     std::fs::remove_dir_all(&dir).ok();
 
     // The simulator on the same images, whole layers per DReLU as the parties run them.
-    let (mut sim_bits, mut sim_steps, mut agree) = ([[0u64; 3]; 3], 0u64, 0usize);
+    let profile = match &run.emulate {
+        Some(name) => super::cost::profiles_or_builtin(run.profiles.as_deref())?.into_iter().find(|p| &p.name == name),
+        None => None,
+    };
+    let (mut sim_bits, mut sim_steps, mut agree, mut link_model) = ([[0u64; 3]; 3], 0u64, 0usize, 0.0);
     let sim_start = Instant::now();
     for sample in 0..run.samples {
         let input = batch_input(&planned, &prepared.inputs, &prepared.opts, sample);
@@ -425,6 +433,9 @@ pub fn run3pc(args: Run3pcArgs) -> Result<()> {
             sim_bits[m.from as usize][m.to as usize] += m.bits;
         }
         sim_steps = secure.ctx.net.log.iter().map(|m| m.step).collect::<std::collections::BTreeSet<_>>().len() as u64;
+        if let Some(p) = &profile {
+            link_model += link_seconds(&secure.ctx.net.log, p) / run.samples as f64;
+        }
     }
     let simulator_seconds = sim_start.elapsed().as_secs_f64() / run.samples as f64;
     let steps: std::collections::BTreeSet<u64> = reports.iter().flat_map(|r| r.steps.iter().copied()).collect();
@@ -446,11 +457,10 @@ pub fn run3pc(args: Run3pcArgs) -> Result<()> {
             }
         })
         .collect();
-    let model_seconds_per_image = match &run.emulate {
-        Some(name) => {
-            let profiles = super::cost::profiles_or_builtin(run.profiles.as_deref())?;
-            let priced = crate::cost::price(&planned, &table, Some(masking), &profiles)?;
-            priced.estimates.iter().find(|s| &s.profile == name).map(|s| s.seconds)
+    let model_seconds_per_image = match &profile {
+        Some(p) => {
+            let priced = crate::cost::price(&planned, &table, Some(masking), std::slice::from_ref(p))?;
+            priced.estimates.first().map(|s| s.seconds)
         }
         None => None,
     };
@@ -467,9 +477,21 @@ pub fn run3pc(args: Run3pcArgs) -> Result<()> {
         seconds_per_image: reports.iter().map(|r| r.seconds).fold(0.0, f64::max) / run.samples as f64,
         simulator_seconds_per_image: simulator_seconds,
         model_seconds_per_image,
+        link_model_seconds_per_image: profile.as_ref().map(|_| link_model),
     };
     let text = report::render(args.format, &report, || text(&report), || party_table(&report));
     super::emit(args.out.as_deref(), &text)
+}
+
+/// Seconds of `log` over links of `p`'s rtt and bandwidth, each directed link apart:
+/// per step one rtt, plus the busiest link's bits in that step over the bandwidth.
+fn link_seconds(log: &[crate::mpc::transport::Message], p: &crate::spec::profile::Profile) -> f64 {
+    let mut steps: std::collections::BTreeMap<u64, [[u64; 3]; 3]> = std::collections::BTreeMap::new();
+    for m in log {
+        steps.entry(m.step).or_default()[m.from as usize][m.to as usize] += m.bits;
+    }
+    let busiest = |links: &[[u64; 3]; 3]| links.iter().flatten().copied().max().unwrap_or(0);
+    steps.values().map(|links| p.rtt_ms / 1e3 + busiest(links) as f64 / (p.bandwidth_mbps * 1e6)).sum()
 }
 
 /// A fresh directory for the parties' reports.
@@ -528,8 +550,8 @@ fn text(r: &Run3pcReport) -> String {
         "{:.3} s per image over the network, {:.3} s in the simulator",
         r.seconds_per_image, r.simulator_seconds_per_image
     ));
-    if let Some(m) = r.model_seconds_per_image {
-        out.push_str(&format!(", {m:.3} s by the time model"));
+    if let (Some(m), Some(l)) = (r.model_seconds_per_image, r.link_model_seconds_per_image) {
+        out.push_str(&format!(", {m:.3} s by the time model (one link), {l:.3} s with each link apart"));
     }
     out.push('\n');
     out
@@ -547,4 +569,34 @@ pub fn keygen(args: KeygenArgs) -> Result<()> {
         println!("{}", f.display());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mpc::transport::{Elem, Family, Message};
+
+    #[test]
+    fn links_apart_pay_each_step_its_busiest_link() {
+        let m = |step, from, to, bits| Message {
+            from,
+            to,
+            step,
+            depth: step,
+            elem: Elem::Ring,
+            count: bits / 64,
+            bits,
+            family: Family::Linear,
+        };
+        // Step 1: P0 -> P1 and P1 -> P0 side by side (1 Mbit each); step 2: P2 -> P0 twice (2 Mbit).
+        let log = [
+            m(1, Party::P0, Party::P1, 1_000_000),
+            m(1, Party::P1, Party::P0, 1_000_000),
+            m(2, Party::P2, Party::P0, 1_000_000),
+            m(2, Party::P2, Party::P0, 1_000_000),
+        ];
+        let p = crate::spec::profile::Profile { name: "t".into(), bandwidth_mbps: 1.0, rtt_ms: 100.0 };
+        // 2 rounds x 0.1 s + (1 + 2) s: the exchange in step 1 costs one link's time, not two.
+        assert!((link_seconds(&log, &p) - 3.2).abs() < 1e-9);
+    }
 }
