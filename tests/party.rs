@@ -57,17 +57,20 @@ fn learned_decisions_and_secret_noise_run_as_the_simulator_does() {
 }
 
 fn party(id: u8, peers: &str, extra: &[&str]) -> Child {
+    party_with(id, peers, extra, None)
+}
+
+/// A party, with `EXPLORE_FAULT` set to `fault` if given.
+fn party_with(id: u8, peers: &str, extra: &[&str], fault: Option<&str>) -> Child {
     let id = id.to_string();
     let mut args = vec!["party", "--id", &id, "--peers", peers, "architectures/cifar10.toml"];
     args.extend(["--random-weights", "--samples", "200", "--timeout", "5"]);
     args.extend_from_slice(extra);
-    Command::new(env!("CARGO_BIN_EXE_explore"))
-        .args(&args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_explore"));
+    if let Some(f) = fault {
+        cmd.env("EXPLORE_FAULT", f);
+    }
+    cmd.args(&args).current_dir(env!("CARGO_MANIFEST_DIR")).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap()
 }
 
 fn free_peers() -> String {
@@ -160,4 +163,18 @@ fn a_party_whose_certificate_is_not_pinned_is_refused() {
         "{results:?}"
     );
     assert!(results[2].1.contains("refused the TLS handshake"), "{results:?}");
+}
+
+#[test]
+fn a_huge_or_truncated_frame_ends_every_party_within_the_timeout() {
+    for (fault, said) in [("huge:40", "sent a frame of 1099511627776 bytes"), ("truncate:40", "sent a truncated frame")] {
+        let peers = free_peers();
+        let start = Instant::now();
+        let (p0, p1, p2) = (party(0, &peers, &[]), party_with(1, &peers, &[], Some(fault)), party(2, &peers, &[]));
+        let results: Vec<(Option<i32>, String)> = [p0, p1, p2].into_iter().map(|p| ended(p, Duration::from_secs(20))).collect();
+        assert!(results.iter().all(|(code, _)| *code == Some(2)), "{fault}: {results:?}");
+        // The receiver of the broken frame names P1 and what it sent; the others follow.
+        assert!(results.iter().any(|(_, line)| line.contains(&format!(": P1: {said}"))), "{fault}: {results:?}");
+        assert!(start.elapsed() < Duration::from_secs(20), "{fault}");
+    }
 }

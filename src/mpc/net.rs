@@ -155,6 +155,31 @@ pub struct TcpLink {
     peers: [Option<Peer>; 3],
     timeout: Duration,
     traffic: Arc<Mutex<Traffic>>,
+    /// A fault this party commits on purpose (`Fault::from_env`), for testing the others.
+    fault: Option<Fault>,
+    protocol_frames: u64,
+}
+
+/// A broken frame a party sends on purpose, to test how the others end: set by
+/// `EXPLORE_FAULT=huge:N` (the N-th protocol frame claims 2^40 bytes) or
+/// `EXPLORE_FAULT=truncate:N` (it stops halfway and the connection closes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    Huge(u64),
+    Truncate(u64),
+}
+
+impl Fault {
+    pub fn from_env() -> Option<Fault> {
+        let v = std::env::var("EXPLORE_FAULT").ok()?;
+        let (kind, n) = v.split_once(':')?;
+        let n = n.parse().ok()?;
+        match kind {
+            "huge" => Some(Fault::Huge(n)),
+            "truncate" => Some(Fault::Truncate(n)),
+            _ => None,
+        }
+    }
 }
 
 fn party(i: usize) -> Party {
@@ -302,7 +327,7 @@ impl TcpLink {
             let writer = std::thread::spawn(move || write_frames(writing, rx, conditions, tls, traffic_w, failed_w));
             peers[j] = Some(Peer { conn, out: Some(tx), writer: Some(writer), failed });
         }
-        let link = TcpLink { me, peers, timeout, traffic: Arc::clone(&traffic) };
+        let link = TcpLink { me, peers, timeout, traffic: Arc::clone(&traffic), fault: Fault::from_env(), protocol_frames: 0 };
         Ok((link, traffic))
     }
 
@@ -394,12 +419,29 @@ impl Link for TcpLink {
             }
             t.framing_sent += HEADER as u64;
         }
+        let mut close = false;
+        if head.kind == Kind::Protocol {
+            self.protocol_frames += 1;
+            match self.fault {
+                Some(Fault::Huge(n)) if n == self.protocol_frames => frame[16..24].copy_from_slice(&(1u64 << 40).to_le_bytes()),
+                Some(Fault::Truncate(n)) if n == self.protocol_frames => {
+                    frame.truncate(HEADER + bytes / 2);
+                    close = true;
+                }
+                _ => {}
+            }
+        }
         let peer = self.peer(to);
-        if let Some(e) = peer.failed.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+        if let Some(e) = lock(&peer.failed).clone() {
             return Err(err(to, format!("connection lost while sending: {e}")));
         }
-        let out = peer.out.as_ref().expect("open until dropped");
-        out.send((Instant::now(), frame)).map_err(|_| err(to, "connection lost while sending"))
+        let Some(out) = peer.out.as_ref() else { return Err(err(to, "connection closed")) };
+        let sent = out.send((Instant::now(), frame)).map_err(|_| err(to, "connection lost while sending"));
+        if close {
+            // The writer ends after this frame and closes its side.
+            peer.out = None;
+        }
+        sent
     }
 
     fn recv(&mut self, from: Party, head: Head) -> Result<Payload, LinkError> {
