@@ -178,3 +178,13 @@ fn a_huge_or_truncated_frame_ends_every_party_within_the_timeout() {
         assert!(start.elapsed() < Duration::from_secs(20), "{fault}");
     }
 }
+
+#[test]
+fn batches_over_tcp_send_what_the_batched_cost_model_counts() {
+    let v = run3pc(&["architectures/lenet_mnist.toml", "--samples", "4", "--batch", "2"]);
+    check_against_simulator(&v);
+    let cost = explore_json(&["cost", "architectures/lenet_mnist.toml", "--batch", "2", "--format", "json"]);
+    let bits: u64 = v["parties"].as_array().unwrap().iter().map(|p| p["simulated_bits_sent"].as_u64().unwrap()).sum();
+    assert_eq!(bits, 2 * cost["total"]["bits"].as_u64().unwrap(), "two batches of two");
+    assert_eq!(v["rounds"], cost["total"]["rounds"]);
+}

@@ -38,6 +38,10 @@ pub struct RunArgs {
     /// Number of inputs, each a fresh secure inference.
     #[arg(long, default_value_t = 1, value_parser = super::positive)]
     pub samples: usize,
+    /// Images per secure inference (SecureNN's batches: the weights masked once per
+    /// batch, every round paid once); --samples must be a multiple.
+    #[arg(long, default_value_t = 1, value_parser = super::cost::batch_size)]
+    pub batch: u64,
     /// Seed of the inputs and every party's randomness.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -142,7 +146,7 @@ pub struct PartyReport {
     pub steps: Vec<u64>,
     /// From the connections being up to the last image's end.
     pub seconds: f64,
-    /// P0: each image's opened output, as ring elements.
+    /// P0: each batch's opened output (its images' one after another), as ring elements.
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub outputs: Vec<Vec<u64>>,
 }
@@ -160,6 +164,7 @@ fn fingerprint(run: &RunArgs, frac: u32, masking: ConvMasking) -> Result<u64> {
     }
     bytes.extend(run.seed.to_le_bytes());
     bytes.extend((run.samples as u64).to_le_bytes());
+    bytes.extend(run.batch.to_le_bytes());
     bytes.extend(frac.to_le_bytes());
     bytes.push(masking as u8);
     Ok(crate::mpc::prg::fnv1a(&bytes))
@@ -190,8 +195,15 @@ pub fn party(args: PartyArgs) -> Result<()> {
     let masking = masking_of(run, &table);
     let (network, plan) = super::load_network_and_plan(&run.arch, run.plan.as_deref())?;
     let planned = Planned::new(&network, &plan)?;
-    let opts =
-        Options { samples: run.samples, seed: run.seed, frac: args.frac_bits, fit_frac: false, masking: Some(masking), batch: 1, run: 0 };
+    let opts = Options {
+        samples: run.samples,
+        seed: run.seed,
+        frac: args.frac_bits,
+        fit_frac: false,
+        masking: Some(masking),
+        batch: whole_batches(run)?,
+        run: 0,
+    };
     // P1 and P2 never read the model or the inputs: shapes are all they use.
     let prepared = if me == Party::P0 { Some(prepare(&planned, args.model.weights(), args.model.data.as_deref(), &opts)?) } else { None };
     let placeholder = Params::random(&planned, run.seed).folded(&network);
@@ -234,14 +246,15 @@ pub fn party(args: PartyArgs) -> Result<()> {
         seconds: 0.0,
         outputs: Vec::new(),
     };
-    for sample in 0..samples {
+    let batch = opts.batch;
+    for sample in (0..samples).step_by(batch) {
         let input = match &prepared {
             Some(p) => batch_input(&planned, &p.inputs, &opts, sample),
-            None => vec![0.0; input_len],
+            None => vec![0.0; input_len * batch],
         };
         let seed = protocol_seed(run.seed, 0, sample);
         let mut secure = Secure::party(seed, args.frac_bits, masking, me, Box::new(Shared(Arc::clone(&link))));
-        let outs = run_batch(&mut secure, &planned, params, &input, 1, run.seed.wrapping_add(sample as u64));
+        let outs = run_batch(&mut secure, &planned, params, &input, batch, run.seed.wrapping_add(sample as u64));
         let opened = secure.open(outs.last().expect("a network has layers"));
         if let Some(e) = secure.ctx.net.failure.take() {
             return Err(Error::Network { party: format!("{me:?} (image {} of {samples})", sample + 1), message: e.to_string() });
@@ -315,7 +328,8 @@ pub struct Run3pcReport {
     /// Distinct protocol steps seen on the wire, and the simulator's rounds.
     pub rounds: u64,
     pub simulated_rounds: u64,
-    /// Fraction of images whose opened output equals the simulator's, element for element.
+    /// Fraction of images whose batch's opened output equals the simulator's, element
+    /// for element.
     pub agreement: f64,
     /// The slowest party's wall time per image (connections up to the last output).
     pub seconds_per_image: f64,
@@ -341,7 +355,7 @@ pub fn run3pc(args: Run3pcArgs) -> Result<()> {
         frac: args.frac_bits.unwrap_or(13),
         fit_frac: args.frac_bits.is_none(),
         masking: Some(masking),
-        batch: 1,
+        batch: whole_batches(run)?,
         run: 0,
     };
     let prepared = prepare(&planned, args.model.weights(), args.model.data.as_deref(), &opts)?;
@@ -367,6 +381,7 @@ pub fn run3pc(args: Run3pcArgs) -> Result<()> {
         let mut cmd = std::process::Command::new(&exe);
         cmd.arg("party").arg("--id").arg(id.to_string()).arg("--peers").arg(addrs.join(","));
         cmd.arg(&run.arch).arg("--samples").arg(run.samples.to_string()).arg("--seed").arg(run.seed.to_string());
+        cmd.arg("--batch").arg(run.batch.to_string());
         cmd.arg("--frac-bits").arg(frac.to_string()).arg("--timeout").arg(run.timeout.to_string());
         cmd.arg("--conv-masking").arg(match masking {
             ConvMasking::Im2col => "im2col",
@@ -422,13 +437,14 @@ pub fn run3pc(args: Run3pcArgs) -> Result<()> {
     };
     let (mut sim_bits, mut sim_steps, mut agree, mut link_model) = ([[0u64; 3]; 3], 0u64, 0usize, 0.0);
     let sim_start = Instant::now();
-    for sample in 0..run.samples {
+    let batch = prepared.opts.batch;
+    for (k, sample) in (0..run.samples).step_by(batch).enumerate() {
         let input = batch_input(&planned, &prepared.inputs, &prepared.opts, sample);
         let mut secure = Secure::new(protocol_seed(run.seed, 0, sample), frac, masking);
         secure.ctx.drelu_part = usize::MAX;
-        let outs = run_batch(&mut secure, &planned, &prepared.params, &input, 1, run.seed.wrapping_add(sample as u64));
+        let outs = run_batch(&mut secure, &planned, &prepared.params, &input, batch, run.seed.wrapping_add(sample as u64));
         let opened = secure.open(outs.last().expect("a network has layers")).expect("P0 is here");
-        agree += usize::from(reports[0].outputs.get(sample) == Some(&opened));
+        agree += batch * usize::from(reports[0].outputs.get(k) == Some(&opened));
         for m in &secure.ctx.net.log {
             sim_bits[m.from as usize][m.to as usize] += m.bits;
         }
@@ -459,8 +475,8 @@ pub fn run3pc(args: Run3pcArgs) -> Result<()> {
         .collect();
     let model_seconds_per_image = match &profile {
         Some(p) => {
-            let priced = crate::cost::price(&planned, &table, Some(masking), std::slice::from_ref(p))?;
-            priced.estimates.first().map(|s| s.seconds)
+            let priced = crate::cost::price_batch(&planned, &table, Some(masking), std::slice::from_ref(p), batch as u64)?;
+            priced.estimates.first().map(|s| s.seconds / batch as f64)
         }
         None => None,
     };
@@ -481,6 +497,18 @@ pub fn run3pc(args: Run3pcArgs) -> Result<()> {
     };
     let text = report::render(args.format, &report, || text(&report), || party_table(&report));
     super::emit(args.out.as_deref(), &text)
+}
+
+/// The batch size, when --samples is a whole number of batches.
+fn whole_batches(run: &RunArgs) -> Result<usize> {
+    if !run.samples.is_multiple_of(run.batch as usize) {
+        return Err(Error::invalid(
+            &run.arch,
+            Some("--samples".into()),
+            format!("{} is not a multiple of --batch {}: each secure inference runs a whole batch", run.samples, run.batch),
+        ));
+    }
+    Ok(run.batch as usize)
 }
 
 /// Seconds of `log` over links of `p`'s rtt and bandwidth, each directed link apart:
