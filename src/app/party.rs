@@ -151,8 +151,19 @@ pub struct PartyReport {
     pub outputs: Vec<Vec<u64>>,
 }
 
-fn masking_of(run: &RunArgs, table: &ProtocolTable) -> ConvMasking {
-    run.conv_masking.unwrap_or(table.conv_masking)
+impl RunArgs {
+    /// The protocol table (SecureNN), its convolution masking or the override, the
+    /// network and the plan.
+    fn load(&self) -> Result<(ProtocolTable, ConvMasking, crate::graph::Network, crate::spec::PlanSpec)> {
+        let table = ProtocolTable::load_or_builtin(None)?;
+        let masking = self.conv_masking.unwrap_or(table.conv_masking);
+        let (network, plan) = super::load_network_and_plan(&self.arch, self.plan.as_deref())?;
+        Ok((table, masking, network, plan))
+    }
+
+    fn options(&self, frac: u32, fit_frac: bool, masking: ConvMasking) -> Result<Options> {
+        Ok(Options { samples: self.samples, seed: self.seed, frac, fit_frac, masking: Some(masking), batch: whole_batches(self)?, run: 0 })
+    }
 }
 
 /// A digest of what the parties must agree on: files, seed, samples, precision.
@@ -191,19 +202,9 @@ fn network_error(me: Party, e: crate::mpc::transport::LinkError) -> Error {
 pub fn party(args: PartyArgs) -> Result<()> {
     let me = [Party::P0, Party::P1, Party::P2][args.id as usize];
     let run = &args.run;
-    let table = ProtocolTable::load_or_builtin(None)?;
-    let masking = masking_of(run, &table);
-    let (network, plan) = super::load_network_and_plan(&run.arch, run.plan.as_deref())?;
+    let (_, masking, network, plan) = run.load()?;
     let planned = Planned::new(&network, &plan)?;
-    let opts = Options {
-        samples: run.samples,
-        seed: run.seed,
-        frac: args.frac_bits,
-        fit_frac: false,
-        masking: Some(masking),
-        batch: whole_batches(run)?,
-        run: 0,
-    };
+    let opts = run.options(args.frac_bits, false, masking)?;
     // P1 and P2 never read the model or the inputs: shapes are all they use.
     let prepared = if me == Party::P0 { Some(prepare(&planned, args.model.weights(), args.model.data.as_deref(), &opts)?) } else { None };
     let placeholder = Params::random(&planned, run.seed).folded(&network);
@@ -345,19 +346,9 @@ pub struct Run3pcReport {
 
 pub fn run3pc(args: Run3pcArgs) -> Result<()> {
     let run = &args.run;
-    let table = ProtocolTable::load_or_builtin(None)?;
-    let masking = masking_of(run, &table);
-    let (network, plan) = super::load_network_and_plan(&run.arch, run.plan.as_deref())?;
+    let (table, masking, network, plan) = run.load()?;
     let planned = Planned::new(&network, &plan)?;
-    let opts = Options {
-        samples: run.samples,
-        seed: run.seed,
-        frac: args.frac_bits.unwrap_or(13),
-        fit_frac: args.frac_bits.is_none(),
-        masking: Some(masking),
-        batch: whole_batches(run)?,
-        run: 0,
-    };
+    let opts = run.options(args.frac_bits.unwrap_or(13), args.frac_bits.is_none(), masking)?;
     let prepared = prepare(&planned, args.model.weights(), args.model.data.as_deref(), &opts)?;
     let frac = prepared.opts.frac;
     conditions(run)?;
