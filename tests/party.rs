@@ -188,3 +188,21 @@ fn batches_over_tcp_send_what_the_batched_cost_model_counts() {
     assert_eq!(bits, 2 * cost["total"]["bits"].as_u64().unwrap(), "two batches of two");
     assert_eq!(v["rounds"], cost["total"]["rounds"]);
 }
+
+#[test]
+fn a_timeout_that_is_not_a_positive_number_is_refused() {
+    for t in ["0", "nan", "1e30"] {
+        let o = common::explore(&[
+            "party",
+            "--id",
+            "0",
+            "--peers",
+            "127.0.0.1:1,127.0.0.1:2,127.0.0.1:3",
+            "architectures/lenet_mnist.toml",
+            "--timeout",
+            t,
+        ]);
+        assert_eq!(o.status.code(), Some(2), "{t}");
+        assert!(String::from_utf8_lossy(&o.stderr).contains("must be more than 0"), "{t}");
+    }
+}

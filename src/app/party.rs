@@ -62,7 +62,7 @@ pub struct RunArgs {
     pub tls: Option<PathBuf>,
     /// Seconds a party waits for a peer (to connect, or for a message) before it
     /// stops with an error naming the peer and the message.
-    #[arg(long, default_value_t = 60.0)]
+    #[arg(long, default_value_t = 60.0, value_parser = seconds)]
     pub timeout: f64,
 }
 
@@ -149,6 +149,15 @@ pub struct PartyReport {
     /// P0: each batch's opened output (its images' one after another), as ring elements.
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub outputs: Vec<Vec<u64>>,
+}
+
+/// A timeout: more than 0 and at most a day (a Duration of it cannot overflow).
+fn seconds(s: &str) -> std::result::Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(t) if t > 0.0 && t <= 86_400.0 => Ok(t),
+        Ok(_) => Err("must be more than 0 and at most 86400 seconds".into()),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 impl RunArgs {
@@ -515,7 +524,9 @@ fn link_seconds(log: &[crate::mpc::transport::Message], p: &crate::spec::profile
 
 /// A fresh directory for the parties' reports.
 fn tempdir() -> Result<PathBuf> {
-    let dir = std::env::temp_dir().join(format!("explore-run3pc-{}-{}", std::process::id(), Instant::now().elapsed().as_nanos()));
+    // The process id keeps concurrent runs apart; the clock, runs of one recycled id.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let dir = std::env::temp_dir().join(format!("explore-run3pc-{}-{now}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|source| Error::Write { path: dir.clone(), source })?;
     Ok(dir)
 }

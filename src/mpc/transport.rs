@@ -187,8 +187,6 @@ pub struct Transport {
     /// The first fault of the link; afterwards nothing is sent and receives give zeros,
     /// so the protocol code needs no error paths and the run ends with this error.
     pub failure: Option<LinkError>,
-    /// Setup bytes (`Kind::Setup`) sent per party, apart from the protocol's.
-    pub setup_bytes: [u64; 3],
 }
 
 impl Transport {
@@ -209,7 +207,6 @@ impl Transport {
             expected: Default::default(),
             link: None,
             failure: None,
-            setup_bytes: [0; 3],
         }
     }
 
@@ -301,7 +298,6 @@ impl Transport {
     pub fn setup_send(&mut self, from: Party, to: Party, data: &[u64]) {
         if self.here.has(from) && !self.here.has(to) {
             let head = Head { kind: Kind::Setup, step: self.steps, elem: Elem::Ring, count: data.len() as u64 };
-            self.setup_bytes[from as usize] += head.payload_bytes();
             self.post(from, to, head, || Payload::Words(data.to_vec()));
         }
     }
