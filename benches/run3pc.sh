@@ -5,7 +5,8 @@
 #   2. the network transport's overhead over the in-process simulator (plain TCP and
 #      TLS, no emulation): each run3pc call runs the simulator on the same images
 #      after the parties end, so both times come from the same call; median of 3;
-#   3. emulated LAN and WAN conditions against the time model's estimate.
+#   3. emulated LAN and WAN conditions against the time model's estimates (`cost`'s
+#      seconds_apart and seconds).
 # Usage: benches/run3pc.sh [SAMPLES]   (default 4 images per loopback run)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -50,7 +51,9 @@ for m, rs in runs.items():
     print(f"  loopback {m}: network {[round(x, 3) for x in net]} s/image, simulator {[round(x, 3) for x in sim]}; median ratio {ratio:.2f}{extra}")
 for prof in ("lan", "wan"):
     r = load(prof)
-    m, l = r["model_seconds_per_image"], r["link_model_seconds_per_image"]
-    print(f"  {prof} emulated: {r['seconds_per_image']:.3f} s/image, time model {m:.3f} s ({100 * (r['seconds_per_image'] / m - 1):+.1f}%), links apart {l:.3f} s ({100 * (r['seconds_per_image'] / l - 1):+.1f}%), simulator compute {r['simulator_seconds_per_image']:.3f} s ({100 * r['simulator_seconds_per_image'] / r['seconds_per_image']:.0f}% of the wall time)")
+    w, a, m, l = r["seconds_per_image"], r["model_apart_seconds_per_image"], r["model_seconds_per_image"], r["link_model_seconds_per_image"]
+    c = r["simulator_seconds_per_image"]
+    print(f"  {prof} emulated: {w:.3f} s/image; time model, parties apart {a:.3f} s ({100 * (w / a - 1):+.1f}%), one link {m:.3f} s ({100 * (w / m - 1):+.1f}%); "
+          f"each link and step apart {l:.3f} s ({100 * (w / l - 1):+.1f}%); simulator compute {c:.3f} s ({100 * c / w:.0f}% of the wall time)")
 EOF
 done

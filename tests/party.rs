@@ -206,3 +206,23 @@ fn a_timeout_that_is_not_a_positive_number_is_refused() {
         assert!(String::from_utf8_lossy(&o.stderr).contains("must be more than 0"), "{t}");
     }
 }
+
+#[test]
+fn an_emulated_thin_link_takes_what_the_time_model_with_parties_apart_says() {
+    // 20 Mbit/s and 2 ms per round: SecureML's network spends most of its time
+    // sending, so the two estimates (one shared link, parties apart) are far apart and
+    // the measurement has to pick one. Setup is not slowed (the model leaves it out).
+    let dir = common::scratch("party-thin");
+    let profiles = dir.join("profiles.toml");
+    std::fs::write(&profiles, "[profile.thin]\nbandwidth_mbps = 20\nrtt_ms = 2\n").unwrap();
+    let v = run3pc(&["architectures/secureml_mnist.toml", "--samples", "1", "--emulate", "thin", "--profiles", profiles.to_str().unwrap()]);
+    check_against_simulator(&v);
+    let cost = explore_json(&["cost", "architectures/secureml_mnist.toml", "--profiles", profiles.to_str().unwrap(), "--format", "json"]);
+    let thin = cost["estimates"].as_array().unwrap().iter().find(|e| e["profile"] == "thin").unwrap();
+    let (apart, one_link) = (thin["seconds_apart"].as_f64().unwrap(), thin["seconds"].as_f64().unwrap());
+    assert_eq!(v["model_apart_seconds_per_image"].as_f64().unwrap(), apart);
+    assert!(one_link > 1.5 * apart, "{one_link} {apart}");
+    let measured = v["seconds_per_image"].as_f64().unwrap();
+    // Sleeping threads, not computation, set this time: a loaded machine adds little.
+    assert!((0.9 * apart..1.3 * apart).contains(&measured), "measured {measured} s, parties apart {apart} s, one link {one_link} s");
+}

@@ -166,6 +166,8 @@ fn text(r: &CostReport, saving: Option<&Saving>, single: Option<&CostReport>) ->
         .collect();
     let per = if r.batch > 1 { format!("per batch of {}", r.batch) } else { "per image".into() };
     let _ = writeln!(out, "estimated time {per}: {}", est.join("; "));
+    let apart: Vec<String> = r.estimates.iter().map(|e| format!("{} {:.3} s", e.profile, e.seconds_apart)).collect();
+    let _ = writeln!(out, "  with the three parties on machines of their own, sending side by side: {}", apart.join("; "));
     if let (Some(p), Some(one)) = (&r.per_image, single) {
         let secs: Vec<String> = p.seconds.iter().map(|(name, s)| format!("{name} {s:.4} s")).collect();
         let _ = writeln!(

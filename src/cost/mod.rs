@@ -63,6 +63,9 @@ pub struct Total {
     pub offline_bytes: u64,
     pub offline_bits_by_party: PerParty<u64>,
     pub compute_seconds: f64,
+    /// Over the layers, the bits of each layer's busiest sender: what parties on
+    /// machines of their own wait for when they send side by side.
+    pub bits_busiest_party: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -74,6 +77,8 @@ pub struct Estimate {
     pub seconds: f64,
     /// Online plus the offline bits over the same link (offline rounds not modelled).
     pub seconds_total: f64,
+    /// Online, the three parties on machines of their own (see `spec::profile`).
+    pub seconds_apart: f64,
 }
 
 /// A batch's totals per image (`CostReport::per_image`).
@@ -84,6 +89,8 @@ pub struct PerImage {
     pub offline_bytes: f64,
     /// Each profile's estimated online seconds for the batch, over the batch size.
     pub seconds: Vec<(String, f64)>,
+    /// The same with the parties apart (`Estimate::seconds_apart`).
+    pub seconds_apart: Vec<(String, f64)>,
 }
 
 /// The price of one network under one plan and one protocol table.
@@ -154,6 +161,7 @@ pub fn price_batch(
         offline_bytes: 0,
         offline_bits_by_party: PerParty::default(),
         compute_seconds: 0.0,
+        bits_busiest_party: 0,
     };
     let (rounds, depth) = critical_rounds(planned.network, &nodes, &layers, |l| (l.rounds, l.rounds_depth));
     total.rounds = rounds;
@@ -168,6 +176,7 @@ pub fn price_batch(
         total.bits_by_protocol.linear += l.bits_by_protocol.linear;
         total.bits_by_protocol.drelu += l.bits_by_protocol.drelu;
         total.bits_by_protocol.mul += l.bits_by_protocol.mul;
+        total.bits_busiest_party += l.bits_by_party.0.iter().max().copied().unwrap_or(0);
     }
     total.bytes = total.bits / 8;
     total.offline_bytes = total.offline_bits / 8;
@@ -179,6 +188,7 @@ pub fn price_batch(
             rtt_ms: p.rtt_ms,
             seconds: p.seconds(total.rounds, total.bits) + total.compute_seconds,
             seconds_total: p.seconds(total.rounds, total.bits + total.offline_bits) + total.compute_seconds,
+            seconds_apart: p.seconds(total.rounds, total.bits_busiest_party) + total.compute_seconds,
         })
         .collect();
     let plan = planned.plan;
@@ -189,6 +199,7 @@ pub fn price_batch(
             bytes: total.bits as f64 / 8.0 / b,
             offline_bytes: total.offline_bits as f64 / 8.0 / b,
             seconds: estimates.iter().map(|e| (e.profile.clone(), e.seconds / b)).collect(),
+            seconds_apart: estimates.iter().map(|e| (e.profile.clone(), e.seconds_apart / b)).collect(),
         }
     });
     Ok(CostReport {
@@ -356,6 +367,27 @@ mod tests {
             crate::graph::Network::build(&crate::spec::ArchSpec::load(&repo(&format!("architectures/{arch}.toml"))).unwrap()).unwrap();
         let plan = plan.map_or_else(crate::spec::PlanSpec::original, |p| crate::spec::PlanSpec::load(&p).unwrap());
         price(&Planned::new(&net, &plan).unwrap(), table, masking, &crate::spec::profile::builtin()).unwrap()
+    }
+
+    #[test]
+    fn parties_apart_wait_for_each_layers_busiest_sender() {
+        // CIFAR-10: P2 sends most in every ReLU layer, P0 and P1 in the convolutions,
+        // so the busiest senders' bits are well below the total but above any one party's.
+        let r = priced("cifar10", None, None);
+        let busiest: u64 = r.layers.iter().map(|l| *l.bits_by_party.0.iter().max().unwrap()).sum();
+        assert_eq!(r.total.bits_busiest_party, busiest);
+        assert!(busiest < r.total.bits && r.total.bits_by_party.0.iter().all(|&b| b <= busiest), "{busiest}");
+        let wan = &r.estimates[1];
+        let expected = 86.0 * 0.040 + busiest as f64 / 100e6;
+        assert!((wan.seconds_apart - expected).abs() < 1e-9, "{}", wan.seconds_apart);
+        assert!(wan.seconds_apart < wan.seconds);
+        // A batch: per image is the batch's estimate over its size.
+        let net = crate::graph::Network::build(&crate::spec::ArchSpec::load(&repo("architectures/lenet_mnist.toml")).unwrap()).unwrap();
+        let plan = crate::spec::PlanSpec::original();
+        let b = price_batch(&Planned::new(&net, &plan).unwrap(), &ProtocolTable::securenn(), None, &crate::spec::profile::builtin(), 4)
+            .unwrap();
+        let per = b.per_image.unwrap();
+        assert!((per.seconds_apart[1].1 - b.estimates[1].seconds_apart / 4.0).abs() < 1e-12);
     }
 
     #[test]

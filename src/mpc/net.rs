@@ -12,9 +12,11 @@
 //! the writer thread seals each frame into records, and receives open them.
 //!
 //! Network conditions are emulated on the sending side, so no root is needed: each
-//! frame leaves after the frames before it on the same link have gone out at the
-//! link's bandwidth (a token bucket of one frame), and arrives `delay` later (a
-//! delay queue: the writer holds it until then).
+//! protocol frame leaves after the frames before it on the same link have gone out at
+//! the link's bandwidth (a token bucket of one frame), and arrives `delay` later (a
+//! delay queue: the writer holds it until then). Setup frames (dealing shares of the
+//! model and input, opening the output) pass unslowed: the time model leaves them out,
+//! as the paper does, and a deployment deals the model once, not per query.
 
 use super::tls::Keys;
 use super::transport::{Elem, Head, Kind, Link, LinkError, Party, Payload};
@@ -143,7 +145,7 @@ fn handshake(tcp: &mut TcpStream, c: &mut rustls::Connection) -> std::io::Result
 
 struct Peer {
     conn: Conn,
-    out: Option<mpsc::Sender<(Instant, Vec<u8>)>>,
+    out: Option<mpsc::Sender<Outgoing>>,
     writer: Option<JoinHandle<()>>,
     /// The writer's error, if it stopped on one.
     failed: Arc<Mutex<Option<String>>>,
@@ -321,7 +323,7 @@ impl TcpLink {
             let Some(conn) = conn else { continue };
             conn.tcp.set_nodelay(true).ok();
             let writing = conn.tcp.try_clone().map_err(|e| err(party(j), e.to_string()))?;
-            let (tx, rx) = mpsc::channel::<(Instant, Vec<u8>)>();
+            let (tx, rx) = mpsc::channel::<Outgoing>();
             let failed = Arc::new(Mutex::new(None));
             let (failed_w, tls, traffic_w) = (Arc::clone(&failed), conn.tls.clone(), Arc::clone(&traffic));
             let writer = std::thread::spawn(move || write_frames(writing, rx, conditions, tls, traffic_w, failed_w));
@@ -336,18 +338,22 @@ impl TcpLink {
     }
 }
 
-/// The writer thread of one link: frames in order, each held until its bandwidth
-/// slot has passed and then its delay.
+/// A frame for the writer thread: when it was sent, whether network conditions
+/// apply to it (protocol frames), and its bytes.
+type Outgoing = (Instant, bool, Vec<u8>);
+
+/// The writer thread of one link: frames in order, each protocol frame held until
+/// its bandwidth slot has passed and then its delay.
 fn write_frames(
     mut stream: TcpStream,
-    rx: mpsc::Receiver<(Instant, Vec<u8>)>,
+    rx: mpsc::Receiver<Outgoing>,
     c: Conditions,
     tls: Option<Arc<Mutex<rustls::Connection>>>,
     traffic: Arc<Mutex<Traffic>>,
     failed: Arc<Mutex<Option<String>>>,
 ) {
     let mut line_free = Instant::now();
-    for (sent, frame) in rx {
+    for (sent, emulated, frame) in rx {
         let frame = match seal(&tls, frame) {
             Ok(f) => f,
             Err(e) => {
@@ -358,15 +364,17 @@ fn write_frames(
         if tls.is_some() {
             lock(&traffic).tls_sent += frame.len() as u64;
         }
-        let on_line = match c.bandwidth_bps {
-            Some(bps) => Duration::from_secs_f64(frame.len() as f64 * 8.0 / bps),
-            None => Duration::ZERO,
-        };
-        line_free = line_free.max(sent) + on_line;
-        let arrive = line_free + c.delay;
-        let now = Instant::now();
-        if arrive > now {
-            std::thread::sleep(arrive - now);
+        if emulated {
+            let on_line = match c.bandwidth_bps {
+                Some(bps) => Duration::from_secs_f64(frame.len() as f64 * 8.0 / bps),
+                None => Duration::ZERO,
+            };
+            line_free = line_free.max(sent) + on_line;
+            let arrive = line_free + c.delay;
+            let now = Instant::now();
+            if arrive > now {
+                std::thread::sleep(arrive - now);
+            }
         }
         if let Err(e) = stream.write_all(&frame) {
             *failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
@@ -436,7 +444,7 @@ impl Link for TcpLink {
             return Err(err(to, format!("connection lost while sending: {e}")));
         }
         let Some(out) = peer.out.as_ref() else { return Err(err(to, "connection closed")) };
-        let sent = out.send((Instant::now(), frame)).map_err(|_| err(to, "connection lost while sending"));
+        let sent = out.send((Instant::now(), head.kind == Kind::Protocol, frame)).map_err(|_| err(to, "connection lost while sending"));
         if close {
             // The writer ends after this frame and closes its side.
             peer.out = None;
@@ -628,5 +636,12 @@ mod tests {
         l1.recv(Party::P0, ring(1, 12_500)).unwrap();
         let took = t.elapsed().as_secs_f64();
         assert!((0.14..0.5).contains(&took), "{took} s");
+        // Setup (outside the time model) passes unslowed.
+        let setup = Head { kind: Kind::Setup, step: 0, elem: Elem::Ring, count: 12_500 };
+        let t = Instant::now();
+        l0.send(Party::P1, setup, &Payload::Words(vec![0; 12_500])).unwrap();
+        l1.recv(Party::P0, setup).unwrap();
+        let took = t.elapsed().as_secs_f64();
+        assert!(took < 0.1, "{took} s");
     }
 }

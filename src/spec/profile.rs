@@ -1,7 +1,15 @@
 //! Network profiles: bandwidth and round latency, to turn bits and rounds into an
-//! estimated time. The estimate is `rounds * rtt + total bits / bandwidth`: every
-//! round waits one round trip, and all traffic is charged to one link (an upper
-//! bound when parties send in parallel; the paper's parties share one machine).
+//! estimated time. Two estimates use them (`cost::Estimate`):
+//!
+//! - one link (`seconds`): `rounds * rtt + total bits / bandwidth`. Every round waits
+//!   one round trip and all traffic shares one link, as when the three parties run on
+//!   one machine (the paper's setting) or behind one shared uplink.
+//! - parties apart (`seconds_apart`): `rounds * rtt + the sum over layers of the
+//!   layer's busiest sender's bits / bandwidth`, for three machines that send side by
+//!   side. Within a layer it leaves out that parties take turns between steps (which
+//!   adds time) and that a party sending to both peers at once has two links (which
+//!   saves it); on three processes with each directed link emulated at the profile's
+//!   rate the two nearly cancel (docs/performance.md, "Three parties over TCP").
 
 use crate::error::{Error, Result};
 use crate::spec::{parse_toml, read_text};

@@ -156,6 +156,8 @@ pub struct Row {
     /// Online estimate per network profile, seconds; and with the offline phase.
     pub seconds: Vec<(String, f64)>,
     pub seconds_total: Vec<(String, f64)>,
+    /// Online estimate with the three parties on machines of their own.
+    pub seconds_apart: Vec<(String, f64)>,
     /// The first training's seed (the others follow it: seed + 1, ...).
     pub seed: u64,
     /// One training per seed, with its store key; empty when nothing was trained.
@@ -196,6 +198,7 @@ impl Row {
             saved_bytes_pct: 100.0 * (1.0 - t.bytes as f64 / baseline.total.bytes.max(1) as f64),
             seconds: priced.estimates.iter().map(|e| (e.profile.clone(), e.seconds)).collect(),
             seconds_total: priced.estimates.iter().map(|e| (e.profile.clone(), e.seconds_total)).collect(),
+            seconds_apart: priced.estimates.iter().map(|e| (e.profile.clone(), e.seconds_apart)).collect(),
             seed,
             train,
             sim,
@@ -396,6 +399,9 @@ pub fn write_results(path: &Path, rows: &[Row], relu_layers: &[String], profiles
     for p in profiles {
         header.push(format!("seconds_total_{p}"));
     }
+    for p in profiles {
+        header.push(format!("seconds_apart_{p}"));
+    }
     header.extend(
         [
             "test_accuracy_pct",
@@ -456,6 +462,9 @@ pub fn write_results(path: &Path, rows: &[Row], relu_layers: &[String], profiles
             }
             for p in profiles {
                 rec.push(opt(r.seconds_total.iter().find(|(n, _)| n == p).map(|s| s.1), 4));
+            }
+            for p in profiles {
+                rec.push(opt(r.seconds_apart.iter().find(|(n, _)| n == p).map(|s| s.1), 4));
             }
             let sim = r.sim.as_ref().map(|s| &s.0);
             let train = r.train.first().map(|t| &t.0);
@@ -540,6 +549,7 @@ mod tests {
             saved_bytes_pct: 0.0,
             seconds: vec![],
             seconds_total: vec![],
+            seconds_apart: vec![],
             seed: 1,
             train: acc
                 .map(|a| {
