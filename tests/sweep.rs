@@ -236,6 +236,9 @@ finetune_epochs = 1
 samples = 0
 [[point]]
 plan = "{root}/architectures/plans/fashion_mnist/original.toml"
+[[point]]
+plan = "{root}/architectures/plans/fashion_mnist/uniform-32x32.toml"
+finetune_epochs = 2
 [[grid]]
 name = "patch"
 layers = ["relu1"]
@@ -260,30 +263,38 @@ clusters = 4
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         stages(&String::from_utf8_lossy(&o.stdout))
     };
-    // The original (2 epochs), three fine-tuned patch points (1 epoch each), and the
-    // cluster point: its clusters found from the original's decisions, then fine-tuned.
-    assert_eq!(run(&sweep(2)), (6, 0));
+    // The original (2 epochs), a named point with 2 epochs of its own, three
+    // fine-tuned patch points (1 epoch each), and the cluster point: its clusters
+    // found from the original's decisions, then fine-tuned.
+    assert_eq!(run(&sweep(2)), (7, 0));
     let (h, rows) = read_csv(&out.join("warm/results.csv"));
-    assert_eq!(column(&h, &rows, "epochs"), ["2", "1", "1", "1", "1"]);
+    assert_eq!(column(&h, &rows, "epochs"), ["2", "2", "1", "1", "1", "1"]);
     assert!(column(&h, &rows, "test_accuracy_pct").iter().all(|a| a.parse::<f64>().unwrap() > 50.0), "{rows:?}");
-    assert_eq!(column(&h, &rows, "clusters"), ["", "", "", "", "trained original"]);
+    assert_eq!(column(&h, &rows, "clusters"), ["", "", "", "", "", "trained original"]);
     let found: Vec<_> = walk(&out.join("warm/clusters"));
     assert_eq!(found.len(), 1, "{found:?}");
     let ids = explore::spec::plan::Assignment::load(&found[0], "relu1").unwrap();
     assert_eq!(ids.shape, [32, 28, 28]);
     assert!(ids.ids.iter().all(|&k| k < 4) && (0..4).all(|k| ids.ids.contains(&k)));
     // Nothing changed: nothing trains or clusters again.
-    assert_eq!(run(&sweep(2)), (0, 6));
+    assert_eq!(run(&sweep(2)), (0, 7));
     // Another original retrains (and reclusters) its children too (their keys name the parent).
-    assert_eq!(run(&sweep(3)), (6, 0));
-    // Without a warm start there is nothing to cluster from: the stand-in, and it says so.
+    assert_eq!(run(&sweep(3)), (7, 0));
+    // A point's own fine-tuning epochs need a warm start.
     let cold = dir.join("cold.toml");
     let text = std::fs::read_to_string(sweep(2)).unwrap().replace("init = \"original\"\nfinetune_epochs = 1\n", "");
-    std::fs::write(&cold, text.replace("name = \"warm\"", "name = \"cold\"")).unwrap();
+    let text = text.replace("name = \"warm\"", "name = \"cold\"");
+    std::fs::write(&cold, &text).unwrap();
+    let o = explore(&["sweep", cold.to_str().unwrap(), "--no-train", "--out-dir", out.to_str().unwrap(), "--quiet"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("[[point]] #2 key \"finetune_epochs\": goes with [train] init"), "{err}");
+    // Without a warm start there is nothing to cluster from: the stand-in, and it says so.
+    std::fs::write(&cold, text.replace("finetune_epochs = 2\n", "")).unwrap();
     let o = explore(&["sweep", cold.to_str().unwrap(), "--no-train", "--out-dir", out.to_str().unwrap(), "--quiet"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let (h, rows) = read_csv(&out.join("cold/results.csv"));
-    assert_eq!(column(&h, &rows, "clusters")[4], "stand-in partition");
+    assert_eq!(column(&h, &rows, "clusters")[5], "stand-in partition");
     // A warm start needs to know how long to fine-tune.
     let bad = dir.join("bad.toml");
     std::fs::write(&bad, std::fs::read_to_string(sweep(2)).unwrap().replace("finetune_epochs = 1\n", "")).unwrap();

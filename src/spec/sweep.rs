@@ -160,6 +160,9 @@ pub struct NamedPoint {
     pub name: String,
     pub plan: PlanSpec,
     pub paper: Option<Paper>,
+    /// This point's fine-tuning epochs in a warm-started sweep, in place of
+    /// `[train] finetune_epochs` (a point that needs longer to recover).
+    pub finetune_epochs: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -168,6 +171,7 @@ struct RawPoint {
     name: Option<String>,
     plan: PathBuf,
     paper: Option<Paper>,
+    finetune_epochs: Option<usize>,
 }
 
 /// A warm-started sweep: every point starts from the original's weights
@@ -190,6 +194,15 @@ pub enum Parent {
     /// `init = "FILE.safetensors"`: a trained original checkpoint (resolved against the
     /// sweep's folder), evaluated once and used as is.
     Checkpoint(PathBuf),
+}
+
+impl SweepSpec {
+    /// Fine-tuning epochs of the point named `point` in a warm-started sweep: its own
+    /// `finetune_epochs`, else `[train] finetune_epochs`; `None` in a cold sweep.
+    pub fn finetune_epochs(&self, point: &str) -> Option<usize> {
+        let own = self.points.iter().find(|p| p.name == point).and_then(|p| p.finetune_epochs);
+        self.warm.as_ref().map(|w| own.unwrap_or(w.finetune_epochs))
+    }
 }
 
 impl Warm {
@@ -333,7 +346,18 @@ impl SweepSpec {
             if points.iter().any(|p: &NamedPoint| p.name == name) {
                 return Err(Error::invalid(path, Some(label), format!("a second point named \"{name}\"")));
             }
-            points.push(NamedPoint { name, plan, paper: rp.paper });
+            match rp.finetune_epochs {
+                Some(0) => return Err(Error::invalid(path, Some(format!("{label} key \"finetune_epochs\"")), "must be at least 1")),
+                Some(_) if warm.is_none() => {
+                    return Err(Error::invalid(
+                        path,
+                        Some(format!("{label} key \"finetune_epochs\"")),
+                        "goes with [train] init = \"original\" or init = \"CHECKPOINT.safetensors\"",
+                    ));
+                }
+                _ => {}
+            }
+            points.push(NamedPoint { name, plan, paper: rp.paper, finetune_epochs: rp.finetune_epochs });
         }
         let grids = raw.grid.into_iter().enumerate().map(|(i, t)| Grid::parse(path, i, t)).collect::<Result<Vec<_>>>()?;
         let seeds = match raw.seeds {

@@ -234,7 +234,7 @@ pub fn run(spec: &SweepSpec, opts: &Options) -> Result<Outcome> {
                     _ if !training => 0,
                     // The original of a warm start is shared by every shard.
                     Some(_) if c.search.is_none() && format!("{:?}", c.plan.relu) == original => 0,
-                    Some(w) => w.finetune_epochs,
+                    Some(_) => spec.finetune_epochs(&c.name).unwrap_or(cfg.epochs),
                     None => cfg.epochs,
                 };
                 1000 * (epochs * spec.seeds) as u64 + samples as u64 + 1
@@ -291,6 +291,7 @@ pub fn run(spec: &SweepSpec, opts: &Options) -> Result<Outcome> {
         dir: dir.clone(),
         dataset: std::sync::Mutex::new(None),
         warm: spec.warm.clone(),
+        finetune_epochs: spec.points.iter().filter_map(|p| Some((p.name.clone(), p.finetune_epochs?))).collect(),
         search: spec.search.clone(),
         parent: Mutex::new(Default::default()),
         seeds: spec.seeds,
@@ -393,6 +394,8 @@ struct Context<'a> {
     dataset: Mutex<Option<Arc<data::Dataset>>>,
     /// Fine-tuning settings of a warm-started sweep.
     warm: Option<crate::spec::sweep::Warm>,
+    /// Named points' own fine-tuning epochs, where they have them.
+    finetune_epochs: std::collections::BTreeMap<String, usize>,
     /// `[search]`, for searched points.
     search: Option<crate::spec::sweep::SearchSettings>,
     /// The trained original's store key and checkpoint per seed, once a point has
@@ -537,7 +540,7 @@ impl Context<'_> {
             Some(ft) => {
                 let (parent_key, _, parent_ckpt) = self.parent(point, seed)?;
                 let cfg = TrainConfig {
-                    epochs: ft.finetune_epochs,
+                    epochs: self.finetune_epochs.get(point).copied().unwrap_or(ft.finetune_epochs),
                     lr: ft.finetune_lr.unwrap_or(self.cfg.lr),
                     augment: ft.finetune_augment.unwrap_or(self.cfg.augment),
                     seed,

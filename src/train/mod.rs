@@ -80,7 +80,7 @@ pub fn batch_step(
     labels: &[u8],
     lr: f64,
     seed: u64,
-    teacher: Option<&Teacher>,
+    teacher: Option<Taught>,
 ) -> (f64, usize) {
     let net = prepared.planned.network;
     let classes = net.node(net.output).output.numel();
@@ -93,9 +93,15 @@ pub fn batch_step(
             let (a, b) = (c * CHUNK, ((c + 1) * CHUNK).min(n));
             let pass = forward(prepared, params, &x[a * len..b * len], b - a, Mode::Train { seed: seed.wrapping_add(c as u64) });
             let (l, k, mut dlogits) = softmax_xent(pass.logits(net), &labels[a..b], classes, n as f32);
-            if let Some(t) = teacher {
-                let taught = forward(&t.prepared, &t.params, &x[a * len..b * len], b - a, Mode::Eval { seed });
-                distill_into(&mut dlogits, pass.logits(net), taught.logits(net), classes, t.distill, n as f32);
+            match teacher {
+                Some(Taught::Run(t)) => {
+                    let taught = forward(&t.prepared, &t.params, &x[a * len..b * len], b - a, Mode::Eval { seed });
+                    distill_into(&mut dlogits, pass.logits(net), taught.logits(net), classes, t.distill, n as f32);
+                }
+                Some(Taught::Logits(logits, d)) => {
+                    distill_into(&mut dlogits, pass.logits(net), &logits[a * classes..b * classes], classes, d, n as f32)
+                }
+                None => {}
             }
             let grads = backward(prepared, params, &pass, dlogits);
             (l, k, grads, pass.norm_stats, b - a)
@@ -205,6 +211,36 @@ pub struct Teacher<'a> {
     pub prepared: Prepared<'a>,
     pub params: Params,
     pub distill: Distill,
+    /// Its logits for every training image, when the images do not change from epoch
+    /// to epoch (no augmentation): one forward pass per image for the whole fine-tune.
+    pub remembered: Option<Vec<f32>>,
+}
+
+impl Teacher<'_> {
+    /// Computes the teacher's logits for every image of `split` once. Evaluation
+    /// mode computes each image on its own, so they equal, bit for bit, what the
+    /// teacher gives for the same image inside any batch.
+    pub fn remember(&mut self, split: &Split, seed: u64) {
+        let net = self.prepared.planned.network;
+        let len = split.image_len();
+        let chunks: Vec<Vec<f32>> = (0..split.len().div_ceil(CHUNK))
+            .into_par_iter()
+            .map(|c| {
+                let (a, b) = (c * CHUNK, ((c + 1) * CHUNK).min(split.len()));
+                let pass = forward(&self.prepared, &self.params, &split.images[a * len..b * len], b - a, Mode::Eval { seed });
+                pass.logits(net).to_vec()
+            })
+            .collect();
+        self.remembered = Some(chunks.concat());
+    }
+}
+
+/// What a batch step distils from: the teacher run on the batch, or its remembered
+/// logits for the batch's images (in batch order).
+#[derive(Clone, Copy)]
+pub enum Taught<'a> {
+    Run(&'a Teacher<'a>),
+    Logits(&'a [f32], Distill),
 }
 
 /// Mixes the teacher into the cross-entropy gradient `grad` (of `student` logits,
@@ -282,6 +318,7 @@ pub fn train(
     let mut history = Vec::new();
     let started = Instant::now();
     let mut seen = 0usize;
+    let mut remembered = Vec::new();
     for epoch in 0..cfg.epochs {
         let t0 = Instant::now();
         let mut order: Vec<usize> = (0..train_set.len()).collect();
@@ -305,7 +342,15 @@ pub fn train(
             let labels: Vec<u8> = idx.iter().map(|&i| train_set.labels[i]).collect();
             let step_seed = cfg.seed ^ ((epoch as u64) << 32 | batch as u64);
             lr = cfg.lr_at(epoch, epoch * batches + batch, cfg.epochs * batches);
-            let (l, k) = batch_step(&prepared, params, &mut state, cfg, &x, &labels, lr, step_seed, teacher);
+            let taught = teacher.map(|t| match &t.remembered {
+                Some(all) => {
+                    remembered.clear();
+                    idx.iter().for_each(|&i| remembered.extend_from_slice(&all[i * classes..(i + 1) * classes]));
+                    Taught::Logits(&remembered, t.distill)
+                }
+                None => Taught::Run(t),
+            });
+            let (l, k) = batch_step(&prepared, params, &mut state, cfg, &x, &labels, lr, step_seed, taught);
             loss += l;
             correct += k;
             seen += n;
@@ -418,7 +463,12 @@ pub fn train_planned(
         (None, _) => None,
         (Some(distill), Start::Init(ckpt)) => {
             let (params, _) = crate::infer::checkpoint::load(ckpt, &teacher_net)?;
-            Some(Teacher { prepared: Prepared::new(&teacher_net), params, distill })
+            let mut teacher = Teacher { prepared: Prepared::new(&teacher_net), params, distill, remembered: None };
+            // Unchanging inputs: the teacher's outputs once, not once per epoch.
+            if !(cfg.augment && dataset.train.shape[0] == 3) {
+                teacher.remember(&dataset.train, cfg.seed);
+            }
+            Some(teacher)
         }
         (Some(_), _) => {
             return Err(Error::invalid(
@@ -669,6 +719,37 @@ mod tests {
         assert!(r.test_accuracy >= 0.75, "{:?}", r.history);
         assert_eq!(p.layers["r1"].weight.len(), 3 * 36);
         assert!(r.history[0].loss > r.history.last().unwrap().loss);
+    }
+
+    #[test]
+    fn a_remembered_teacher_trains_exactly_as_a_running_one() {
+        // The teacher with batchnorm (its running statistics matter in evaluation mode),
+        // the student shares r1's decisions; distilled for two epochs both ways.
+        let network = net(TINY_BN);
+        let original = PlanSpec::original();
+        let teacher_net = Planned::new(&network, &original).unwrap();
+        let data = dataset();
+        let cfg = TrainConfig { epochs: 2, batch_size: 32, lr: 0.05, ..TrainConfig::default() };
+        let mut taught = Params::random(&teacher_net, 3);
+        train(&teacher_net, &mut taught, &data, &cfg, None, |_, _| {}, |_| {});
+        let shared = PlanSpec::parse(Path::new("p.toml"), "name = \"s\"\n[relu.r1]\ngroup = \"channel\"\n").unwrap();
+        let student = Planned::new(&network, &shared).unwrap();
+        let distill = Distill { temperature: 4.0, weight: 0.5 };
+        let mut teacher = Teacher { prepared: Prepared::new(&teacher_net), params: taught.clone(), distill, remembered: None };
+        let fine_tune = |teacher: &Teacher| {
+            let mut p = taught.clone();
+            let r = train(&student, &mut p, &data, &cfg, Some(teacher), |_, _| {}, |_| {});
+            (r.history.iter().map(|h| h.loss).collect::<Vec<_>>(), p)
+        };
+        let running = fine_tune(&teacher);
+        teacher.remember(&data.train, cfg.seed);
+        assert_eq!(teacher.remembered.as_ref().unwrap().len(), data.train.len() * 4);
+        let remembered = fine_tune(&teacher);
+        assert_eq!(running, remembered);
+        // And the teacher does change the result.
+        let mut plain = taught.clone();
+        train(&student, &mut plain, &data, &cfg, None, |_, _| {}, |_| {});
+        assert_ne!(plain, running.1);
     }
 
     #[test]
