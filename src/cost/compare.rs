@@ -13,6 +13,8 @@ use serde::Serialize;
 pub struct Timing {
     pub profile: String,
     pub online_seconds: f64,
+    /// Online, the parties on machines of their own (`cost::Estimate::seconds_apart`).
+    pub online_seconds_apart: f64,
     pub total_seconds: f64,
     /// Percent of the original network's total seconds saved by the plan.
     pub saved_percent: f64,
@@ -65,6 +67,7 @@ pub fn compare(planned: &Planned, original: &Planned, tables: &[ProtocolTable], 
                     .map(|(e, b)| Timing {
                         profile: e.profile.clone(),
                         online_seconds: e.seconds,
+                        online_seconds_apart: e.seconds_apart,
                         total_seconds: e.seconds_total,
                         saved_percent: pct(e.seconds_total, b.seconds_total),
                     })
