@@ -28,6 +28,10 @@ use std::time::Instant;
 /// Images per chunk: the unit of parallel work and of gradient summation order.
 pub const CHUNK: usize = 16;
 
+/// Most memory a fine-tune spends on the teacher's remembered logits (CIFAR-10's
+/// 50,000 x 10 take 2 MB); above it the teacher runs on every batch instead.
+const REMEMBER_BYTES: usize = 1 << 30;
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct EpochLog {
     pub epoch: usize,
@@ -464,8 +468,11 @@ pub fn train_planned(
         (Some(distill), Start::Init(ckpt)) => {
             let (params, _) = crate::infer::checkpoint::load(ckpt, &teacher_net)?;
             let mut teacher = Teacher { prepared: Prepared::new(&teacher_net), params, distill, remembered: None };
-            // Unchanging inputs: the teacher's outputs once, not once per epoch.
-            if !(cfg.augment && dataset.train.shape[0] == 3) {
+            // Unchanging inputs: the teacher's outputs once, not once per epoch, unless
+            // they would take more memory than running it again costs time.
+            let classes = planned.network.node(planned.network.output).output.numel();
+            let bytes = dataset.train.len().saturating_mul(classes).saturating_mul(4);
+            if !(cfg.augment && dataset.train.shape[0] == 3) && bytes <= REMEMBER_BYTES {
                 teacher.remember(&dataset.train, cfg.seed);
             }
             Some(teacher)
