@@ -49,8 +49,10 @@ pub struct RunArgs {
     #[arg(long, value_enum)]
     pub conv_masking: Option<ConvMasking>,
     /// Emulate a network profile's conditions on every link (`lan`, `wan`, or one of
-    /// --profiles): each frame waits its turn on the link at the profile's bandwidth
-    /// and arrives one round time (`rtt_ms`) later, as the time model charges a round.
+    /// --profiles): each protocol frame waits its turn on the link at the profile's
+    /// bandwidth and arrives one round time (`rtt_ms`) later, as the time model charges
+    /// a round; setup frames (shares of the model and input), which the model leaves
+    /// out, pass unslowed.
     #[arg(long)]
     pub emulate: Option<String>,
     /// Profiles TOML for --emulate (default: the built-in lan and wan).

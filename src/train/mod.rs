@@ -286,6 +286,12 @@ fn augmented(split: &Split, i: usize, rng: &mut Prg) -> Vec<f32> {
     out
 }
 
+/// Whether training on `split` under `cfg` augments its images (random crops and
+/// flips apply to colour images only), so that inputs change from epoch to epoch.
+fn augments(cfg: &TrainConfig, split: &Split) -> bool {
+    cfg.augment && split.shape[0] == 3
+}
+
 /// Accuracy on a split, in parallel chunks (evaluation mode).
 pub fn evaluate(prepared: &Prepared, params: &Params, split: &Split, classes: usize, seed: u64) -> f64 {
     let net = prepared.planned.network;
@@ -337,7 +343,7 @@ pub fn train(
             let n = idx.len();
             let mut x = Vec::with_capacity(n * len);
             for &i in idx {
-                if cfg.augment && train_set.shape[0] == 3 {
+                if augments(cfg, train_set) {
                     x.extend(augmented(train_set, i, &mut rng));
                 } else {
                     x.extend_from_slice(train_set.image(i));
@@ -472,7 +478,7 @@ pub fn train_planned(
             // they would take more memory than running it again costs time.
             let classes = planned.network.node(planned.network.output).output.numel();
             let bytes = dataset.train.len().saturating_mul(classes).saturating_mul(4);
-            if !(cfg.augment && dataset.train.shape[0] == 3) && bytes <= REMEMBER_BYTES {
+            if !augments(cfg, &dataset.train) && bytes <= REMEMBER_BYTES {
                 teacher.remember(&dataset.train, cfg.seed);
             }
             Some(teacher)
