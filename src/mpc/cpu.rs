@@ -11,8 +11,22 @@ pub enum Simd {
     Baseline,
 }
 
-/// The widest of the three the CPU runs (the standard library caches the answer).
+/// The widest of the three the CPU runs, or a narrower one named by `EXPLORE_SIMD`
+/// (`avx2` or `baseline`), so that one machine can time the other variants. Read
+/// once per process.
 pub fn simd() -> Simd {
+    static CHOSEN: std::sync::OnceLock<Simd> = std::sync::OnceLock::new();
+    *CHOSEN.get_or_init(|| {
+        let widest = widest();
+        match std::env::var("EXPLORE_SIMD").as_deref() {
+            Ok("avx2") if widest == Simd::Avx512 => Simd::Avx2,
+            Ok("baseline") => Simd::Baseline,
+            _ => widest,
+        }
+    })
+}
+
+fn widest() -> Simd {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::is_x86_feature_detected as has;
@@ -27,12 +41,13 @@ pub fn simd() -> Simd {
 }
 
 /// Whether the CPU has VAES with AVX-512 (AES rounds on 512-bit registers) and the
-/// AES-NI key schedule: the fast path of the protocol's keystream.
+/// AES-NI key schedule: the fast path of the protocol's keystream (not taken when
+/// `EXPLORE_SIMD` asks for a narrower variant).
 pub fn vaes() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::is_x86_feature_detected as has;
-        has!("avx512f") && has!("vaes") && has!("aes")
+        simd() == Simd::Avx512 && has!("vaes") && has!("aes")
     }
     #[cfg(not(target_arch = "x86_64"))]
     false
@@ -44,7 +59,7 @@ pub fn vaes256() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::is_x86_feature_detected as has;
-        has!("avx2") && has!("vaes") && has!("aes")
+        simd() != Simd::Baseline && has!("vaes") && has!("aes")
     }
     #[cfg(not(target_arch = "x86_64"))]
     false

@@ -386,7 +386,7 @@ impl Window {
 /// ix0 + stride, ... of channel-major input plane `row / (kh kw)`. Entries in the
 /// padding are skipped (they stay zero). With stride 1 a run is a contiguous copy.
 #[inline(always)]
-fn for_each_run(w: &Window, mut f: impl FnMut(usize, usize, usize, usize, usize, usize)) {
+pub(crate) fn for_each_run(w: &Window, mut f: impl FnMut(usize, usize, usize, usize, usize, usize)) {
     let (oh, ow) = w.out_hw();
     let (kh, kw) = w.kernel;
     let (sy, sx) = w.stride;

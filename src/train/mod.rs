@@ -9,6 +9,7 @@
 pub mod cluster;
 pub mod net;
 pub mod record;
+pub mod sgemm;
 
 pub use crate::spec::train::{Distill, Optimizer, Schedule, TrainConfig};
 

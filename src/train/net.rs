@@ -9,6 +9,7 @@ use crate::mpc::matmul::{Window, col2im_from, im2col_into};
 use crate::mpc::prg::Prg;
 use crate::spec::Op;
 use crate::spec::plan::Decision;
+use crate::train::sgemm::{PackedA, im2col_packed, pack_b, packed_b_len};
 use petgraph::graph::NodeIndex;
 use rayon::prelude::*;
 use std::collections::HashMap;
@@ -189,13 +190,15 @@ fn layer_forward(p: &Prepared, params: &Params, node: NodeIndex, inputs: &[&[f32
             // One product per image, W (O x patch) times the image's im2col matrix
             // (patch x pos), written straight into the image's [O, pos] output: a
             // whole chunk's im2col matrix (tens of MB) would not stay in cache, and
-            // packing it for the product cost a fifth of training time. Backward
-            // rebuilds the columns rather than keeping them.
-            let mut cols = vec![0f32; w.patch() * pos];
+            // packing it for the product cost a fifth of training time. So W is
+            // packed once and each image's columns are written in the product's
+            // panel layout. Backward rebuilds the columns rather than keeping them.
+            let weights = PackedA::new(*out_channels, w.patch(), &lp.weight, (w.patch(), 1));
+            let mut cols = vec![0f32; packed_b_len(w.patch(), pos)];
             let mut y = vec![0f32; n * out_len];
             for (xb, yb) in input.chunks_exact(in_len).zip(y.chunks_exact_mut(out_len)) {
-                im2col_into(xb, w, &mut cols, pos, 0);
-                gemm(*out_channels, w.patch(), pos, &lp.weight, (w.patch(), 1), &cols, (pos, 1), yb, false);
+                im2col_packed(xb, w, &mut cols);
+                weights.times(&cols, pos, yb, pos, false);
                 for (row, bias) in yb.chunks_exact_mut(pos).zip(&lp.bias) {
                     row.iter_mut().for_each(|v| *v += bias);
                 }
@@ -444,7 +447,10 @@ pub fn backward(p: &Prepared, params: &Params, pass: &Pass, dlogits: Vec<f32>) -
                 let gp = grads.get_mut(&layer.name).expect("a gradient per parameter");
                 let pos = out_len / out_channels;
                 let needs_dx = layer.inputs[0] != net.input;
-                let (mut cols, mut dcols) = (vec![0f32; w.patch() * pos], vec![0f32; if needs_dx { w.patch() * pos } else { 0 }]);
+                let (mut cols, mut dcols) = (vec![0f32; w.patch() * pos], Vec::new());
+                // W^T packed once for all images' dcols, dY_b packed per image.
+                let weights_t = needs_dx.then(|| PackedA::new(w.patch(), *out_channels, &lp.weight, (1, w.patch())));
+                let mut dy_packed = vec![0f32; if needs_dx { packed_b_len(*out_channels, pos) } else { 0 }];
                 let mut dx = vec![0f32; n * in_len];
                 // Image by image, as forward: dY_b is already an O x pos matrix.
                 for ((xb, dyb), dxb) in x.chunks_exact(in_len).zip(dy.chunks_exact(out_len)).zip(dx.chunks_exact_mut(in_len)) {
@@ -454,10 +460,15 @@ pub fn backward(p: &Prepared, params: &Params, pass: &Pass, dlogits: Vec<f32>) -
                     for (bias, row) in gp.bias.iter_mut().zip(dyb.chunks_exact(pos)) {
                         *bias += row.iter().sum::<f32>();
                     }
-                    if needs_dx {
-                        // dcols = W^T dY_b, then back to the image's input layout.
-                        gemm(w.patch(), *out_channels, pos, &lp.weight, (1, w.patch()), dyb, (pos, 1), &mut dcols, false);
-                        col2im_from(&dcols, w, pos, 0, dxb);
+                    if let Some(weights_t) = &weights_t {
+                        // dX_b = col2im(W^T dY_b), without the columns matrix where
+                        // the sums allow it.
+                        pack_b(*out_channels, pos, dyb, (pos, 1), &mut dy_packed);
+                        if !weights_t.times_col2im(&dy_packed, w, dxb) {
+                            dcols.resize(w.patch() * pos, 0.0);
+                            weights_t.times(&dy_packed, pos, &mut dcols, pos, false);
+                            col2im_from(&dcols, w, pos, 0, dxb);
+                        }
                     }
                 }
                 dx
