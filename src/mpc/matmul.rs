@@ -387,31 +387,34 @@ impl Window {
 /// padding are skipped (they stay zero). With stride 1 a run is a contiguous copy.
 #[inline(always)]
 pub(crate) fn for_each_run(w: &Window, mut f: impl FnMut(usize, usize, usize, usize, usize, usize)) {
+    for row in 0..w.patch() {
+        runs_of_row(w, row, |oy, ox0, ix0, plane_row, len| f(row, oy, ox0, ix0, plane_row, len));
+    }
+}
+
+/// The runs of one row of the transposed im2col matrix, in order: `f(oy, ox0, ix0,
+/// iy, len)` as `for_each_run` calls it.
+#[inline(always)]
+pub(crate) fn runs_of_row(w: &Window, row: usize, mut f: impl FnMut(usize, usize, usize, usize, usize)) {
     let (oh, ow) = w.out_hw();
     let (kh, kw) = w.kernel;
     let (sy, sx) = w.stride;
     let (py, px) = (w.padding.0 as isize, w.padding.1 as isize);
-    for c in 0..w.channels {
-        for ky in 0..kh {
-            for kx in 0..kw {
-                let row = (c * kh + ky) * kw + kx;
-                // Output columns whose input column ox * sx + kx - px lies in [0, W).
-                let first = (px - kx as isize).max(0) as usize;
-                let ox0 = first.div_ceil(sx);
-                let ox1 = ((w.width as isize + px - kx as isize - 1).div_euclid(sx as isize) + 1).clamp(0, ow as isize) as usize;
-                if ox0 >= ox1 {
-                    continue;
-                }
-                for oy in 0..oh {
-                    let iy = (oy * sy + ky) as isize - py;
-                    if iy < 0 || iy >= w.height as isize {
-                        continue;
-                    }
-                    let ix0 = (ox0 * sx + kx) as isize - px;
-                    f(row, oy, ox0, ix0 as usize, c * w.height + iy as usize, ox1 - ox0);
-                }
-            }
+    let (c, ky, kx) = (row / (kh * kw), (row / kw) % kh, row % kw);
+    // Output columns whose input column ox * sx + kx - px lies in [0, W).
+    let first = (px - kx as isize).max(0) as usize;
+    let ox0 = first.div_ceil(sx);
+    let ox1 = ((w.width as isize + px - kx as isize - 1).div_euclid(sx as isize) + 1).clamp(0, ow as isize) as usize;
+    if ox0 >= ox1 {
+        return;
+    }
+    for oy in 0..oh {
+        let iy = (oy * sy + ky) as isize - py;
+        if iy < 0 || iy >= w.height as isize {
+            continue;
         }
+        let ix0 = (ox0 * sx + kx) as isize - px;
+        f(oy, ox0, ix0 as usize, c * w.height + iy as usize, ox1 - ox0);
     }
 }
 

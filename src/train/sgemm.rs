@@ -8,7 +8,7 @@
 //! block after block. Results are therefore bit for bit those of `net::gemm` on every
 //! CPU with FMA (tested), and swapping one for the other changes no trained weight.
 
-use crate::mpc::matmul::{Window, for_each_run};
+use crate::mpc::matmul::{Window, for_each_run, runs_of_row};
 
 /// Rows of A per panel and tile.
 pub const MR: usize = 8;
@@ -107,9 +107,7 @@ impl PackedA {
         // One row panel's products for all positions: an input position gets terms
         // from several positions of the same row, which must go in row order.
         let mut strip = vec![0f32; MR * n];
-        let (kh, kw) = w.kernel;
-        let (sy, sx) = w.stride;
-        let (py, px) = (w.padding.0 as isize, w.padding.1 as isize);
+        let sx = w.stride.1;
         for p in 0..m.div_ceil(MR) {
             let ap = &self.data[p * k * MR..][..k * MR];
             for q in 0..n.div_ceil(NR) {
@@ -124,28 +122,15 @@ impl PackedA {
                 }
             }
             for (r, t) in strip.chunks_exact(n).take(MR.min(m - p * MR)).enumerate() {
-                let j = p * MR + r;
-                let (c, ky, kx) = (j / (kh * kw), (j / kw) % kh, (j % kw) as isize);
-                // Output columns whose input column lies inside the map (as
-                // `for_each_run` finds them).
-                let ox_lo = ((px - kx).max(0) as usize).div_ceil(sx);
-                let ox_hi = ((w.width as isize + px - kx - 1).div_euclid(sx as isize) + 1).clamp(0, ow as isize) as usize;
-                if ox_lo >= ox_hi {
-                    continue;
-                }
-                for oy in 0..oh {
-                    let iy = (oy * sy + ky) as isize - py;
-                    if iy < 0 || iy >= w.height as isize {
-                        continue;
-                    }
-                    let src = &t[oy * ow + ox_lo..oy * ow + ox_hi];
-                    let at = (c * w.height + iy as usize) * w.width + (ox_lo as isize * sx as isize + kx - px) as usize;
+                runs_of_row(w, p * MR + r, |oy, ox0, ix0, plane_row, len| {
+                    let src = &t[oy * ow + ox0..][..len];
+                    let at = plane_row * w.width + ix0;
                     if sx == 1 {
-                        dx[at..at + src.len()].iter_mut().zip(src).for_each(|(d, v)| *d += v);
+                        dx[at..at + len].iter_mut().zip(src).for_each(|(d, v)| *d += v);
                     } else {
                         src.iter().enumerate().for_each(|(i, v)| dx[at + i * sx] += v);
                     }
-                }
+                });
             }
         }
         true
