@@ -59,6 +59,10 @@ pub enum Error {
     #[error("{party}: {message}")]
     Network { party: String, message: String },
 
+    /// An environment variable the tool reads holds a value it does not know.
+    #[error("{var}: {message}")]
+    Environment { var: String, message: String },
+
     /// `explore validate` ran, and some of its checks failed (the table says which).
     #[error("{failed} of {total} checks failed")]
     ChecksFailed { failed: usize, total: usize },

@@ -88,7 +88,8 @@ enum Command {
 
 fn main() -> ExitCode {
     explore::allocator::keep_freed_memory();
-    let result = match Cli::parse().command {
+    let cli = Cli::parse();
+    let result = explore::mpc::cpu::check_env().and_then(|()| match cli.command {
         Command::Cost(a) => app::cost::run(a),
         Command::Sweep(a) => app::sweep::run(a),
         Command::Merge(a) => app::merge::run(a),
@@ -106,7 +107,7 @@ fn main() -> ExitCode {
         Command::Import(a) => app::import::run(a),
         Command::Protocol => app::protocol::run(),
         Command::Calibrate(a) => app::calibrate::run(a),
-    };
+    });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

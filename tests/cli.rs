@@ -42,6 +42,30 @@ const HEAD: &str = "name = \"t\"\n[input]\nshape = [3, 8, 8]\n";
 const CONV: &str = "[[layers]]\nname = \"conv1\"\nop = \"conv\"\nout_channels = 4\nkernel = 3\npadding = 1\n";
 const RELU: &str = "[[layers]]\nname = \"relu1\"\nop = \"relu\"\n";
 
+/// A mistyped `EXPLORE_SIMD` is refused before any work, naming the variable, so that
+/// a timing of "the AVX2 path" cannot silently be one of the widest.
+#[test]
+fn an_unknown_simd_variant_is_refused() {
+    let run = |value: &str| {
+        Command::new(env!("CARGO_BIN_EXE_explore"))
+            .args(["cost", "architectures/cifar10.toml"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("EXPLORE_SIMD", value)
+            .output()
+            .expect("the binary runs")
+    };
+    let o = run("avx3");
+    let err = String::from_utf8(o.stderr).unwrap();
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert_eq!(
+        err.trim_end(),
+        "error: EXPLORE_SIMD: \"avx3\" is not a variant: use avx2, baseline or native (unset: the widest this CPU runs)"
+    );
+    for known in ["avx2", "baseline", "native"] {
+        assert!(run(known).status.success(), "EXPLORE_SIMD={known}");
+    }
+}
+
 #[test]
 fn cost_json_has_the_documented_fields() {
     let o = explore(&["cost", "architectures/cifar10.toml", "--format", "json"]);

@@ -3,6 +3,8 @@
 //! `simd()`, so that one binary is fast here, still runs on any x86-64, and gives the
 //! same results on each.
 
+use crate::error::{Error, Result};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Simd {
     /// AVX-512 F, BW, DQ and VL (every AVX-512 CPU since Skylake-SP has all four).
@@ -13,17 +15,38 @@ pub enum Simd {
 
 /// The widest of the three the CPU runs, or a narrower one named by `EXPLORE_SIMD`
 /// (`avx2` or `baseline`), so that one machine can time the other variants. Read
-/// once per process.
+/// once per process; `check_env` refuses a value this does not know.
 pub fn simd() -> Simd {
     static CHOSEN: std::sync::OnceLock<Simd> = std::sync::OnceLock::new();
     *CHOSEN.get_or_init(|| {
         let widest = widest();
-        match std::env::var("EXPLORE_SIMD").as_deref() {
-            Ok("avx2") if widest == Simd::Avx512 => Simd::Avx2,
-            Ok("baseline") => Simd::Baseline,
+        match requested(std::env::var("EXPLORE_SIMD").ok().as_deref()) {
+            // Never wider than the CPU runs: `avx2` on an AVX2 machine is its widest.
+            Ok(Some(Simd::Avx2)) if widest == Simd::Avx512 => Simd::Avx2,
+            Ok(Some(Simd::Baseline)) => Simd::Baseline,
             _ => widest,
         }
     })
+}
+
+/// The variant an `EXPLORE_SIMD` value asks for: `None` for unset, empty or
+/// `native` (the widest), else `avx2` or `baseline`.
+fn requested(value: Option<&str>) -> Result<Option<Simd>> {
+    match value.map(str::trim) {
+        None | Some("" | "native") => Ok(None),
+        Some("avx2") => Ok(Some(Simd::Avx2)),
+        Some("baseline") => Ok(Some(Simd::Baseline)),
+        Some(other) => Err(Error::Environment {
+            var: "EXPLORE_SIMD".into(),
+            message: format!("\"{other}\" is not a variant: use avx2, baseline or native (unset: the widest this CPU runs)"),
+        }),
+    }
+}
+
+/// Refuses an `EXPLORE_SIMD` value that names no variant, so that a typo does not
+/// pass for a timing of the narrower variant (`main` calls it first).
+pub fn check_env() -> Result<()> {
+    requested(std::env::var("EXPLORE_SIMD").ok().as_deref()).map(|_| ())
 }
 
 fn widest() -> Simd {
@@ -85,4 +108,20 @@ pub fn note_skipped(test: &str, missing: &[(&str, bool)]) {
 pub fn vector_variants() -> [(&'static str, bool); 2] {
     let s = simd();
     [("AVX-512", s == Simd::Avx512), ("AVX2", s != Simd::Baseline)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Known values choose a variant, anything else is refused with the variable named.
+    #[test]
+    fn explore_simd_values() {
+        assert_eq!(requested(None).unwrap(), None);
+        assert_eq!(requested(Some("native")).unwrap(), None);
+        assert_eq!(requested(Some(" avx2 ")).unwrap(), Some(Simd::Avx2));
+        assert_eq!(requested(Some("baseline")).unwrap(), Some(Simd::Baseline));
+        let e = requested(Some("avx3")).unwrap_err().to_string();
+        assert!(e.starts_with("EXPLORE_SIMD: \"avx3\" is not a variant"), "{e}");
+    }
 }

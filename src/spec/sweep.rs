@@ -43,7 +43,7 @@ use super::plan::PlanSpec;
 use super::{from_table, parse_toml, read_text};
 use crate::error::{Error, Result};
 use crate::spec::profile::Profile;
-use crate::spec::train::TrainConfig;
+use crate::spec::train::{Optimizer, TrainConfig};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -176,14 +176,16 @@ struct RawPoint {
 
 /// A warm-started sweep: every point starts from the original's weights
 /// (`train --init`) and is fine-tuned for `finetune_epochs` epochs, at `finetune_lr`
-/// (the `[train]` lr when absent) under the `[train]` schedule, with augmentation as
-/// `finetune_augment` says (as `[train]` when absent).
+/// (the `[train]` lr when absent) with `finetune_optimizer` (the `[train]` optimizer
+/// when absent) under the `[train]` schedule, with augmentation as `finetune_augment`
+/// says (as `[train]` when absent).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Warm {
     pub parent: Parent,
     pub finetune_epochs: usize,
     pub finetune_lr: Option<f64>,
     pub finetune_augment: Option<bool>,
+    pub finetune_optimizer: Option<Optimizer>,
 }
 
 /// Where a warm-started sweep's original comes from.
@@ -213,19 +215,15 @@ impl Warm {
         let epochs = train.remove("finetune_epochs");
         let lr = train.remove("finetune_lr");
         let augment = train.remove("finetune_augment");
+        let optimizer = train.remove("finetune_optimizer");
         let bad = |key: &str, m: String| Err(Error::invalid(path, Some(format!("[train] key \"{key}\"")), m));
+        let given =
+            [("finetune_epochs", &epochs), ("finetune_lr", &lr), ("finetune_augment", &augment), ("finetune_optimizer", &optimizer)];
         let parent = match init {
-            None if epochs.is_some() || lr.is_some() || augment.is_some() => {
-                let key = if epochs.is_some() {
-                    "finetune_epochs"
-                } else if lr.is_some() {
-                    "finetune_lr"
-                } else {
-                    "finetune_augment"
-                };
-                return bad(key, "goes with init = \"original\" or init = \"CHECKPOINT.safetensors\"".into());
-            }
-            None => return Ok(None),
+            None => match given.iter().find(|(_, v)| v.is_some()) {
+                Some((key, _)) => return bad(key, "goes with init = \"original\" or init = \"CHECKPOINT.safetensors\"".into()),
+                None => return Ok(None),
+            },
             Some(toml::Value::String(s)) if s == "original" => Parent::Original,
             Some(toml::Value::String(s)) if s.ends_with(".safetensors") => {
                 let file = path.parent().unwrap_or(Path::new(".")).join(&s);
@@ -251,7 +249,13 @@ impl Warm {
             Some(toml::Value::Boolean(b)) => Some(b),
             Some(v) => return bad("finetune_augment", format!("must be true or false, got {v}")),
         };
-        Ok(Some(Warm { parent, finetune_epochs, finetune_lr, finetune_augment }))
+        let finetune_optimizer = match optimizer {
+            None => None,
+            Some(toml::Value::String(s)) if s == "sgd" => Some(Optimizer::Sgd),
+            Some(toml::Value::String(s)) if s == "adam" => Some(Optimizer::Adam),
+            Some(v) => return bad("finetune_optimizer", format!("\"sgd\" or \"adam\", got {v}")),
+        };
+        Ok(Some(Warm { parent, finetune_epochs, finetune_lr, finetune_augment, finetune_optimizer }))
     }
 }
 
@@ -644,11 +648,22 @@ mod tests {
         assert_eq!((s.seeds, s.warm), (1, None));
         let s = parse(&format!("{HEAD}seeds = 3\n[train]\ninit = \"original\"\nfinetune_epochs = 2\nfinetune_lr = 0.01\n{grid}")).unwrap();
         assert_eq!(s.seeds, 3);
-        assert_eq!(s.warm, Some(Warm { parent: Parent::Original, finetune_epochs: 2, finetune_lr: Some(0.01), finetune_augment: None }));
+        assert_eq!(
+            s.warm,
+            Some(Warm {
+                parent: Parent::Original,
+                finetune_epochs: 2,
+                finetune_lr: Some(0.01),
+                finetune_augment: None,
+                finetune_optimizer: None
+            })
+        );
         let s =
             parse(&format!("{HEAD}[train]\ninit = \"original\"\nfinetune_epochs = 2\nfinetune_augment = false\naugment = true\n{grid}"))
                 .unwrap();
         assert_eq!((s.warm.unwrap().finetune_augment, s.train.augment), (Some(false), true));
+        let s = parse(&format!("{HEAD}[train]\ninit = \"original\"\nfinetune_epochs = 2\nfinetune_optimizer = \"adam\"\n{grid}")).unwrap();
+        assert_eq!((s.warm.unwrap().finetune_optimizer, s.train.optimizer), (Some(Optimizer::Adam), Optimizer::Sgd));
         let s = parse(&format!(
             "{HEAD}[train]\ninit = \"original\"\nfinetune_epochs = 2\ndistill = {{ temperature = 4.0, weight = 0.9 }}\n{grid}"
         ))
@@ -670,6 +685,11 @@ mod tests {
             ("[train]\ninit = \"original\"\nfinetune_epochs = 1\nfinetune_lr = -1.0\n", "finetune_lr\": must be a positive number"),
             ("[train]\nfinetune_lr = 0.1\n", "finetune_lr\": goes with init"),
             ("[train]\nfinetune_augment = false\n", "finetune_augment\": goes with init"),
+            ("[train]\nfinetune_optimizer = \"adam\"\n", "finetune_optimizer\": goes with init"),
+            (
+                "[train]\ninit = \"original\"\nfinetune_epochs = 1\nfinetune_optimizer = \"lion\"\n",
+                "finetune_optimizer\": \"sgd\" or \"adam\", got \"lion\"",
+            ),
             ("[train]\ninit = \"original\"\nfinetune_epochs = 1\nfinetune_augment = \"no\"\n", "finetune_augment\": must be true or false"),
             ("[train]\ndistill = { temperature = 4.0, weight = 0.9 }\n", "key \"distill\": goes with init"),
             (

@@ -543,6 +543,7 @@ impl Context<'_> {
                     epochs: self.finetune_epochs.get(point).copied().unwrap_or(ft.finetune_epochs),
                     lr: ft.finetune_lr.unwrap_or(self.cfg.lr),
                     augment: ft.finetune_augment.unwrap_or(self.cfg.augment),
+                    optimizer: ft.finetune_optimizer.unwrap_or(self.cfg.optimizer),
                     seed,
                     ..self.cfg.clone()
                 };
