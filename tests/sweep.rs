@@ -420,4 +420,18 @@ decision = "center"
     let recorded: f64 = m.metadata().as_ref().unwrap()["test_accuracy"].parse().unwrap();
     let evaluated: f64 = column(&h1, &r1, "test_accuracy_pct")[0].parse().unwrap();
     assert!((100.0 * recorded - evaluated).abs() < 0.005, "{recorded} {evaluated}");
+
+    // Fine-tuning with Adam instead: every fine-tune is new (its key names the
+    // optimizer), the checkpoint's evaluation is found in the store.
+    let adam =
+        std::fs::read_to_string(&sweep).unwrap().replace("finetune_lr = 0.02\n", "finetune_lr = 0.001\nfinetune_optimizer = \"adam\"\n");
+    std::fs::write(&sweep, adam).unwrap();
+    let (computed, reused) = run(&out);
+    assert!(computed >= 4 && reused >= 1, "{computed} computed, {reused} reused");
+    let (h3, r3) = read_csv(&out.join("seeds/results.csv"));
+    let adam_keys = column(&h3, &r3, "train_key");
+    assert_eq!(adam_keys[0], keys[0], "the original is the same checkpoint");
+    for (a, s) in adam_keys[1..].iter().zip(&keys[1..]) {
+        assert!(a.split(' ').all(|k| !s.contains(k)), "fine-tuned with Adam under an SGD key: {a} / {s}");
+    }
 }
