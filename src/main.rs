@@ -89,7 +89,7 @@ enum Command {
 fn main() -> ExitCode {
     explore::allocator::keep_freed_memory();
     let cli = Cli::parse();
-    let result = explore::mpc::cpu::check_env().and_then(|()| match cli.command {
+    let result = app::check_env().and_then(|()| match cli.command {
         Command::Cost(a) => app::cost::run(a),
         Command::Sweep(a) => app::sweep::run(a),
         Command::Merge(a) => app::merge::run(a),

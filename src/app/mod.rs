@@ -25,6 +25,12 @@ use crate::spec::PlanSpec;
 use petgraph::graph::NodeIndex;
 use std::path::{Path, PathBuf};
 
+/// Settings every command reads from the environment, checked before any work
+/// (`EXPLORE_SIMD`: a typo must not pass for a timing of a narrower variant).
+pub fn check_env() -> Result<()> {
+    crate::mpc::cpu::check_env()
+}
+
 /// Reads an architecture into a layer graph and a plan (or none: regular ReLU),
 /// the first step of most commands; `Planned::new` then joins them.
 pub fn load_network_and_plan(arch: &Path, plan: Option<&Path>) -> Result<(Network, PlanSpec)> {

@@ -44,7 +44,7 @@ fn requested(value: Option<&str>) -> Result<Option<Simd>> {
 }
 
 /// Refuses an `EXPLORE_SIMD` value that names no variant, so that a typo does not
-/// pass for a timing of the narrower variant (`main` calls it first).
+/// pass for a timing of the narrower variant (`main` calls it, through `app`, first).
 pub fn check_env() -> Result<()> {
     requested(std::env::var("EXPLORE_SIMD").ok().as_deref()).map(|_| ())
 }
