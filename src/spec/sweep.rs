@@ -249,11 +249,13 @@ impl Warm {
             Some(toml::Value::Boolean(b)) => Some(b),
             Some(v) => return bad("finetune_augment", format!("must be true or false, got {v}")),
         };
+        // The names are `Optimizer`'s own (those of `[train] optimizer`).
         let finetune_optimizer = match optimizer {
             None => None,
-            Some(toml::Value::String(s)) if s == "sgd" => Some(Optimizer::Sgd),
-            Some(toml::Value::String(s)) if s == "adam" => Some(Optimizer::Adam),
-            Some(v) => return bad("finetune_optimizer", format!("\"sgd\" or \"adam\", got {v}")),
+            Some(v) => match v.clone().try_into::<Optimizer>() {
+                Ok(o) => Some(o),
+                Err(_) => return bad("finetune_optimizer", format!("\"sgd\" or \"adam\", got {v}")),
+            },
         };
         Ok(Some(Warm { parent, finetune_epochs, finetune_lr, finetune_augment, finetune_optimizer }))
     }
